@@ -1,0 +1,218 @@
+//! The admin listener: `/metrics`, `/health`, and the JSON API under `/api/v1/`.
+//!
+//! It runs on its own thread and runtime, never on a data-path worker, and binds to
+//! loopback unless told otherwise (a non-loopback bind needs `admin.token`, which
+//! validation enforces). Reads are open; mutations (`POST /api/v1/reload`) need
+//! `Authorization: Bearer <admin.token>` when a token is configured.
+
+use crate::config::AdminConfig;
+use crate::server::{ControlRequest, Shared};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Clone)]
+struct AdminState {
+    shared: Arc<Shared>,
+    control: mpsc::Sender<ControlRequest>,
+    token: Option<Arc<str>>,
+}
+
+/// Binds the admin listener and serves it on a thread of its own; returns the bound
+/// address.
+pub fn start(
+    shared: Arc<Shared>,
+    control: mpsc::Sender<ControlRequest>,
+    cfg: &AdminConfig,
+) -> anyhow::Result<SocketAddr> {
+    let std_listener = std::net::TcpListener::bind(cfg.bind)?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let app = router(shared, control, cfg.token.as_deref());
+    std::thread::Builder::new()
+        .name("ninefold-admin".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("admin runtime: {e}"),
+            };
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => {
+                        if let Err(e) = axum::serve(l, app).await {
+                            tracing::error!("admin listener: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("admin listener: {e}"),
+                }
+            });
+        })?;
+    Ok(addr)
+}
+
+/// The admin API's routes.
+fn router(
+    shared: Arc<Shared>,
+    control: mpsc::Sender<ControlRequest>,
+    token: Option<&str>,
+) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/api/v1/state", get(state))
+        .route("/api/v1/reload", post(reload))
+        .with_state(AdminState {
+            shared,
+            control,
+            token: token.map(Into::into),
+        })
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `/health` in the seed's shape: overall status plus one check per cluster.
+async fn health(State(s): State<AdminState>) -> Response {
+    let snap = s.shared.snapshot.load();
+    let mut checks = serde_json::Map::new();
+    let (mut ok, mut down) = (0, 0);
+    for c in &snap.clusters {
+        let h = c.health();
+        match h {
+            "ok" => ok += 1,
+            "down" => down += 1,
+            _ => {}
+        }
+        checks.insert(c.name.to_string(), Value::from(h));
+    }
+    let n = snap.clusters.len();
+    let status = if ok == n {
+        "ok"
+    } else if down == n {
+        "down"
+    } else {
+        "degraded"
+    };
+    let code = if status == "down" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(json!({"status": status, "checks": checks}))).into_response()
+}
+
+async fn state(State(s): State<AdminState>) -> Json<Value> {
+    let snap = s.shared.snapshot.load();
+    let bound = s.shared.bound.load();
+    let listeners: Vec<Value> = snap
+        .listeners
+        .iter()
+        .map(|l| {
+            let addr = bound.iter().find(|(n, _)| **n == *l.name).map(|(_, a)| a.to_string());
+            json!({
+                "name": &*l.name,
+                "bind": l.bind.to_string(),
+                "address": addr,
+                "protocol": format!("{:?}", l.protocol).to_lowercase(),
+                "routes": l.routes.iter().map(|r| json!({
+                    "name": &*r.name,
+                    "match": {
+                        "path_prefix": r.matcher.path_prefix,
+                        "path": r.matcher.path,
+                        "host": r.matcher.host,
+                        "methods": r.matcher.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>()),
+                        "headers": r.matcher.headers.iter().map(|(k, v)| (k.as_str().to_owned(), Value::from(v.to_str().unwrap_or("")))).collect::<serde_json::Map<_, _>>(),
+                    },
+                    "cluster": &*r.cluster.name,
+                    "timeout_ms": r.timeout.as_millis() as u64,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let clusters: Vec<Value> = snap
+        .clusters
+        .iter()
+        .map(|c| {
+            json!({
+                "name": &*c.name,
+                "lb": format!("{:?}", c.lb),
+                "protocol": format!("{:?}", c.protocol).to_lowercase(),
+                "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
+                "health": c.health(),
+                "endpoints": c.endpoints.iter().map(|e| json!({
+                    "address": e.address.to_string(),
+                    "zone": e.zone,
+                    "weight": e.weight,
+                    "in_flight": e.in_flight.load(Ordering::Relaxed),
+                    "requests": e.requests.load(Ordering::Relaxed),
+                    "connect_failures": e.connect_failures.load(Ordering::Relaxed),
+                    "health": if e.is_failing() { "down" } else { "ok" },
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({
+        "generation": snap.generation,
+        "source": snap.config.source,
+        "workers": snap.config.workers,
+        "listeners": listeners,
+        "clusters": clusters,
+    }))
+}
+
+async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &s.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(&**token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({"error": "a valid bearer token is required"})),
+            )
+                .into_response();
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    if s.control.send(ControlRequest::Reload(tx)).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the gateway is shutting down"})),
+        )
+            .into_response();
+    }
+    match rx.await {
+        Ok(Ok(outcome)) => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "reload": outcome})),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"status": "refused", "error": e})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the gateway is shutting down"})),
+        )
+            .into_response(),
+    }
+}

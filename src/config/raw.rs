@@ -1,0 +1,441 @@
+//! The configuration file as written: serde types that mirror the YAML contract
+//! (see `docs/config.md`) one to one.
+//!
+//! Every struct denies unknown keys, so a typo is an error with its line instead of a
+//! silently ignored setting. Durations and percentages are kept as [`Scalar`]s here and
+//! parsed by `validate`, which knows the key path of each one and can name it in an
+//! error. Nothing in this module decides whether a setting is *good*; that is
+//! `validate`'s job.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Any YAML scalar (string, number or boolean) kept as its text, so that `5s`, `5`,
+/// `99.95%` and `99.95` all reach the validator, which parses them by meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scalar(pub String);
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The admin listener.
+    pub admin: Option<RawAdmin>,
+    /// Where SLO counters survive restarts.
+    pub state_dir: Option<String>,
+    /// Data-path worker threads.
+    pub workers: Option<usize>,
+    /// `off`, `text` or `json`.
+    pub access_log: Option<String>,
+    /// How long a SIGTERM waits for in-flight requests.
+    pub shutdown_grace: Option<Scalar>,
+    /// Listeners.
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    /// Clusters of endpoints.
+    #[serde(default)]
+    pub clusters: Vec<RawCluster>,
+    /// Cells.
+    #[serde(default)]
+    pub cells: Vec<RawCell>,
+    /// SLO definitions.
+    #[serde(default)]
+    pub slos: Vec<RawSlo>,
+}
+
+/// `admin:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Socket address; loopback by default.
+    pub bind: Option<String>,
+    /// Bearer token for mutations.
+    pub token: Option<String>,
+}
+
+/// `listeners[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Unique name.
+    pub name: String,
+    /// Socket address.
+    pub bind: String,
+    /// `http`, `https` or `tcp`.
+    pub protocol: Option<String>,
+    /// Certificate and key for `https`.
+    pub tls: Option<RawTls>,
+    /// Target cluster of a `tcp` listener.
+    pub cluster: Option<String>,
+    /// HTTP routes, first match wins.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `listeners[].tls`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain file.
+    pub cert: String,
+    /// PEM private key file.
+    pub key: String,
+}
+
+/// `listeners[].routes[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Name used in metrics and logs.
+    pub name: Option<String>,
+    /// What the route matches.
+    #[serde(rename = "match", default)]
+    pub matcher: RawMatch,
+    /// Target cluster.
+    pub cluster: Option<String>,
+    /// Target cell set (instead of a cluster).
+    pub cells: Option<String>,
+    /// Whole-request timeout.
+    pub timeout: Option<Scalar>,
+    /// Retry policy.
+    pub retry: Option<RawRetry>,
+    /// Concurrency limit.
+    pub bulkhead: Option<RawBulkhead>,
+    /// Fallback ladder.
+    pub fallback: Option<RawFallback>,
+    /// Fault injection.
+    pub faults: Option<RawFaults>,
+    /// SLO name this route counts towards.
+    pub slo: Option<String>,
+}
+
+/// `routes[].match`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Path prefix, segment-aware is not implied: `/api` matches `/apix` too, as in Envoy.
+    pub path_prefix: Option<String>,
+    /// Exact path.
+    pub path: Option<String>,
+    /// Host (without port), case-insensitive.
+    pub host: Option<String>,
+    /// Allowed methods.
+    pub methods: Option<Vec<String>>,
+    /// Header name → exact value.
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// `routes[].retry`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Total attempts.
+    pub attempts: Option<u32>,
+    /// Timeout of one attempt.
+    pub per_try_timeout: Option<Scalar>,
+    /// Conditions that allow a retry.
+    pub on: Option<Vec<Scalar>>,
+    /// Retry budget as a share of requests.
+    pub budget: Option<Scalar>,
+}
+
+/// `bulkhead` on a route or cluster.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBulkhead {
+    /// Concurrent requests.
+    pub max_concurrent: Option<u32>,
+    /// Queued requests beyond that.
+    pub max_queue: Option<u32>,
+    /// How long one may wait in the queue.
+    pub queue_timeout: Option<Scalar>,
+}
+
+/// `routes[].fallback`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFallback {
+    /// Another cluster.
+    pub cluster: Option<String>,
+    /// Last good response.
+    pub stale: Option<RawStale>,
+    /// A fixed response.
+    #[serde(rename = "static")]
+    pub static_response: Option<RawStatic>,
+}
+
+/// `fallback.stale`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStale {
+    /// Oldest answer that may be served.
+    pub max_age: Option<Scalar>,
+    /// Cache size.
+    pub max_entries: Option<u64>,
+}
+
+/// `fallback.static`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatic {
+    /// Status code.
+    pub status: Option<u16>,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// Body text.
+    pub body: Option<String>,
+}
+
+/// `routes[].faults`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaults {
+    /// Abort a share of requests.
+    pub abort: Option<RawAbort>,
+    /// Delay a share of requests.
+    pub delay: Option<RawDelay>,
+}
+
+/// `faults.abort`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAbort {
+    /// Share of requests.
+    pub percent: Option<Scalar>,
+    /// Status answered.
+    pub status: Option<u16>,
+}
+
+/// `faults.delay`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelay {
+    /// Share of requests.
+    pub percent: Option<Scalar>,
+    /// Added latency.
+    pub duration: Option<Scalar>,
+}
+
+/// `clusters[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// Unique name.
+    pub name: String,
+    /// Load-balancing algorithm.
+    pub lb: Option<String>,
+    /// Key for `consistent_hash`.
+    pub hash_on: Option<RawKey>,
+    /// Zone of this gateway for zone-aware routing.
+    pub local_zone: Option<String>,
+    /// Upstream protocol: `http1` or `http2`.
+    pub protocol: Option<String>,
+    /// TCP connect timeout.
+    pub connect_timeout: Option<Scalar>,
+    /// The endpoints; at least one.
+    pub endpoints: Option<Vec<RawEndpoint>>,
+    /// Active health checking.
+    pub health_check: Option<RawHealthCheck>,
+    /// Passive ejection.
+    pub outlier_detection: Option<RawOutlier>,
+    /// Circuit breaker.
+    pub circuit_breaker: Option<RawBreaker>,
+    /// Concurrency limit for the cluster.
+    pub bulkhead: Option<RawBulkhead>,
+}
+
+/// A request key: one of header, cookie or query parameter.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// Header name.
+    pub header: Option<String>,
+    /// Cookie name.
+    pub cookie: Option<String>,
+    /// Query parameter name.
+    pub query: Option<String>,
+}
+
+/// `clusters[].endpoints[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    /// `ip:port`.
+    pub address: String,
+    /// Zone label.
+    pub zone: Option<String>,
+    /// Relative weight.
+    pub weight: Option<u32>,
+    /// Priority group; 0 is primary.
+    pub priority: Option<u32>,
+}
+
+/// `clusters[].health_check`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// HTTP check.
+    pub http: Option<RawHttpCheck>,
+    /// TCP connect check.
+    pub tcp: Option<BTreeMap<String, String>>,
+    /// PostgreSQL role check.
+    pub postgres: Option<RawPostgresCheck>,
+    /// Time between checks.
+    pub interval: Option<Scalar>,
+    /// Timeout of one check.
+    pub timeout: Option<Scalar>,
+    /// Successes to become healthy.
+    pub healthy_threshold: Option<u32>,
+    /// Failures to become unhealthy.
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// `health_check.http`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpCheck {
+    /// Path probed.
+    pub path: Option<String>,
+    /// Statuses counted healthy.
+    pub expect_status: Option<Vec<u16>>,
+    /// Expected `status` field of a JSON body.
+    pub expect_json_status: Option<String>,
+}
+
+/// `health_check.postgres`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgresCheck {
+    /// `primary` or `replica`.
+    pub role: Option<String>,
+}
+
+/// `clusters[].outlier_detection`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    /// Failures in a row that eject.
+    pub consecutive_failures: Option<u32>,
+    /// First ejection time.
+    pub base_ejection: Option<Scalar>,
+    /// Cap on ejected share.
+    pub max_ejection_percent: Option<Scalar>,
+}
+
+/// `clusters[].circuit_breaker`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Failures in a row that open it.
+    pub consecutive_failures: Option<u32>,
+    /// Failure share over `window` that opens it.
+    pub failure_rate: Option<Scalar>,
+    /// Window of the rate.
+    pub window: Option<Scalar>,
+    /// Requests needed before the rate counts.
+    pub min_requests: Option<u32>,
+    /// Time spent open.
+    pub open_for: Option<Scalar>,
+    /// Probes let through while half-open.
+    pub half_open_probes: Option<u32>,
+}
+
+/// `cells[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCell {
+    /// Unique name.
+    pub name: String,
+    /// Routing key.
+    pub key: Option<RawKey>,
+    /// The cells.
+    #[serde(default)]
+    pub members: Vec<RawCellMember>,
+    /// `fail` or `evacuate`.
+    pub on_cell_down: Option<String>,
+}
+
+/// `cells[].members[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCellMember {
+    /// Cell name.
+    pub name: String,
+    /// Cluster serving it.
+    pub cluster: String,
+}
+
+/// `slos[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    /// Unique name.
+    pub name: String,
+    /// Target, e.g. `99.95%`.
+    pub objective: Option<Scalar>,
+    /// Rolling window, e.g. `30d`.
+    pub window: Option<Scalar>,
+    /// What is measured.
+    pub indicator: Option<RawIndicator>,
+    /// Where alerts go.
+    pub alerts: Option<RawAlerts>,
+}
+
+/// `slos[].indicator`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndicator {
+    /// `availability` or `latency`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Good statuses.
+    pub good_status: Option<Vec<Scalar>>,
+    /// Latency threshold.
+    pub threshold: Option<Scalar>,
+}
+
+/// `slos[].alerts`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Alertmanager v2 URL.
+    pub webhook: Option<String>,
+}
+
+// === impl Scalar ===
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

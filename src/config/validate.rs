@@ -1,0 +1,920 @@
+//! Validation: the raw file becomes a [`Config`] of parsed, cross-checked values.
+//!
+//! Each check names the key path it is about; positions come from the document's
+//! [`PosIndex`]. Settings that are valid but whose behaviour this build of ninefold does
+//! not implement yet are collected in [`Config::unsupported`]: `ninefold check`
+//! accepts them (tools can read any valid file), `ninefold serve` refuses them, so a
+//! setting is never accepted and silently ignored.
+
+use super::raw::*;
+use super::{resolve_path, ConfigError, ConfigErrors, PosIndex};
+use http::{HeaderName, HeaderValue, Method};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default admin bind address: loopback only.
+pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1:9901";
+/// Default whole-request timeout of a route; Envoy's default, so that no request hangs.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default upstream connect timeout; long enough for a loaded LAN, short enough to fail fast.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default time SIGTERM waits for in-flight requests.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File name the config came from (for messages).
+    pub source: String,
+    /// Admin listener.
+    pub admin: AdminConfig,
+    /// Data-path worker threads.
+    pub workers: usize,
+    /// Access log format.
+    pub access_log: AccessLog,
+    /// SIGTERM drain time.
+    pub shutdown_grace: Duration,
+    /// Listeners.
+    pub listeners: Vec<ListenerConfig>,
+    /// Clusters.
+    pub clusters: Vec<ClusterConfig>,
+    /// The file as written: the whole contract, for tools.
+    pub raw: RawConfig,
+    /// Valid settings whose behaviour is not built yet; `serve` refuses them.
+    pub unsupported: Vec<ConfigError>,
+}
+
+/// `admin:`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Bind address.
+    pub bind: SocketAddr,
+    /// Bearer token for mutations.
+    pub token: Option<String>,
+}
+
+/// `access_log:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// No access log.
+    Off,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Listener protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and h2c on one port.
+    Http,
+    /// TLS with HTTP/1.1 and h2 via ALPN.
+    Https,
+    /// TCP relay.
+    Tcp,
+}
+
+/// A listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Unique name.
+    pub name: String,
+    /// Bind address.
+    pub bind: SocketAddr,
+    /// Protocol.
+    pub protocol: ListenerProtocol,
+    /// Certificate files for `https`.
+    pub tls: Option<TlsFiles>,
+    /// Routes, first match wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Certificate and key files, resolved against the config's directory.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM chain.
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
+}
+
+/// A route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Name (given, or `listener#index`).
+    pub name: String,
+    /// Matcher.
+    pub matcher: MatchConfig,
+    /// Target cluster.
+    pub cluster: String,
+    /// Whole-request timeout (until the upstream's response headers).
+    pub timeout: Duration,
+}
+
+/// What a route matches; every given condition must hold.
+#[derive(Debug, Clone, Default)]
+pub struct MatchConfig {
+    /// Path prefix.
+    pub path_prefix: Option<String>,
+    /// Exact path.
+    pub path: Option<String>,
+    /// Lower-case host without port.
+    pub host: Option<String>,
+    /// Allowed methods.
+    pub methods: Option<Vec<Method>>,
+    /// Required header values.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Load-balancing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbKind {
+    /// Weighted round robin.
+    RoundRobin,
+    /// Power of two choices over in-flight requests.
+    LeastRequest,
+    /// Weighted random.
+    Random,
+    /// Maglev consistent hashing.
+    ConsistentHash,
+}
+
+/// A request key used for hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// A header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value.
+    Query(String),
+}
+
+/// Upstream protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c); gRPC passes.
+    Http2,
+}
+
+/// A cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Unique name.
+    pub name: String,
+    /// Algorithm.
+    pub lb: LbKind,
+    /// Hash key for `consistent_hash`.
+    pub hash_on: Option<HashKey>,
+    /// Upstream protocol.
+    pub protocol: UpstreamProtocol,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Endpoints.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// An endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Address.
+    pub address: SocketAddr,
+    /// Zone label.
+    pub zone: Option<String>,
+    /// Weight, at least 1.
+    pub weight: u32,
+    /// Priority group.
+    pub priority: u32,
+}
+
+struct V<'a> {
+    file: &'a str,
+    index: &'a PosIndex,
+    errors: Vec<ConfigError>,
+    unsupported: Vec<ConfigError>,
+}
+
+/// Validates a raw config. `base` resolves relative file paths.
+pub fn validate(
+    raw: RawConfig,
+    file: &str,
+    index: &PosIndex,
+    base: &Path,
+) -> Result<Config, ConfigErrors> {
+    let mut v = V {
+        file,
+        index,
+        errors: Vec::new(),
+        unsupported: Vec::new(),
+    };
+
+    let admin = {
+        let a = raw.admin.clone().unwrap_or_default();
+        let bind = match &a.bind {
+            Some(b) => v.addr("admin.bind", b),
+            None => DEFAULT_ADMIN_BIND.parse().ok(),
+        }
+        .unwrap_or_else(|| ([127, 0, 0, 1], 9901).into());
+        let token = a.token.filter(|t| !t.is_empty());
+        if !bind.ip().is_loopback() && token.is_none() {
+            v.err_hint(
+                "admin.bind",
+                format!("non-loopback admin bind {bind} needs admin.token"),
+                "set admin.token (e.g. token: ${NINEFOLD_ADMIN_TOKEN}) or bind to 127.0.0.1",
+            );
+        }
+        AdminConfig { bind, token }
+    };
+
+    if raw.state_dir.is_some() {
+        v.unsupported("state_dir", "SLO state persistence");
+    }
+    let workers = match raw.workers {
+        Some(0) => {
+            v.err("workers", "must be at least 1, got 0".into());
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let access_log = match raw.access_log.as_deref() {
+        None | Some("off") => AccessLog::Off,
+        Some("text") => AccessLog::Text,
+        Some("json") => AccessLog::Json,
+        Some(other) => {
+            v.err(
+                "access_log",
+                format!("must be one of off, text, json, got {other:?}"),
+            );
+            AccessLog::Off
+        }
+    };
+    let shutdown_grace = v
+        .opt_duration("shutdown_grace", raw.shutdown_grace.as_ref())
+        .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+
+    // Clusters first: routes refer to them.
+    let mut cluster_names = HashSet::new();
+    let mut clusters = Vec::new();
+    for (i, c) in raw.clusters.iter().enumerate() {
+        let p = format!("clusters[{i}]");
+        if c.name.is_empty() {
+            v.err(&format!("{p}.name"), "must not be empty".into());
+        } else if !cluster_names.insert(c.name.clone()) {
+            v.err(
+                &format!("{p}.name"),
+                format!("duplicate cluster name {:?}", c.name),
+            );
+        }
+        clusters.push(v.cluster(&p, c));
+    }
+
+    let cell_names: HashSet<&str> = raw.cells.iter().map(|c| c.name.as_str()).collect();
+    let slo_names: HashSet<&str> = raw.slos.iter().map(|s| s.name.as_str()).collect();
+
+    let mut listener_names = HashSet::new();
+    let mut binds = HashSet::new();
+    let mut listeners = Vec::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let p = format!("listeners[{i}]");
+        if l.name.is_empty() {
+            v.err(&format!("{p}.name"), "must not be empty".into());
+        } else if !listener_names.insert(l.name.clone()) {
+            v.err(
+                &format!("{p}.name"),
+                format!("duplicate listener name {:?}", l.name),
+            );
+        }
+        let bind = v.addr(&format!("{p}.bind"), &l.bind);
+        if let Some(b) = bind {
+            if b.port() != 0 && !binds.insert(b) {
+                v.err(
+                    &format!("{p}.bind"),
+                    format!("address {b} is used by another listener"),
+                );
+            }
+        }
+        let protocol = match l.protocol.as_deref() {
+            None | Some("http") => ListenerProtocol::Http,
+            Some("https") => ListenerProtocol::Https,
+            Some("tcp") => ListenerProtocol::Tcp,
+            Some(o) => {
+                v.err(
+                    &format!("{p}.protocol"),
+                    format!("must be one of http, https, tcp, got {o:?}"),
+                );
+                ListenerProtocol::Http
+            }
+        };
+        let tls = l.tls.as_ref().map(|t| TlsFiles {
+            cert: resolve_path(base, &t.cert),
+            key: resolve_path(base, &t.key),
+        });
+        match protocol {
+            ListenerProtocol::Https if tls.is_none() => v.err_hint(
+                &format!("{p}.tls"),
+                "an https listener needs tls".into(),
+                "add tls: {cert: server.pem, key: server.key}",
+            ),
+            ListenerProtocol::Http if tls.is_some() => v.err_hint(
+                &format!("{p}.tls"),
+                "tls is set but protocol is http".into(),
+                "set protocol: https",
+            ),
+            _ => {}
+        }
+        if protocol == ListenerProtocol::Tcp {
+            v.unsupported(&format!("{p}.protocol"), "TCP listeners");
+            match &l.cluster {
+                None => v.err(
+                    &format!("{p}.cluster"),
+                    "a tcp listener needs a cluster".into(),
+                ),
+                Some(c) if !cluster_names.contains(c) => {
+                    v.err(&format!("{p}.cluster"), format!("unknown cluster {c:?}"))
+                }
+                _ => {}
+            }
+        } else if l.cluster.is_some() {
+            v.err_hint(
+                &format!("{p}.cluster"),
+                "only tcp listeners take a cluster".into(),
+                "put the cluster on a route",
+            );
+        }
+        let mut routes = Vec::new();
+        let mut route_names = HashSet::new();
+        for (j, r) in l.routes.iter().enumerate() {
+            let rp = format!("{p}.routes[{j}]");
+            let name = r.name.clone().unwrap_or_else(|| format!("{}#{j}", l.name));
+            if !route_names.insert(name.clone()) {
+                v.err(
+                    &format!("{rp}.name"),
+                    format!("duplicate route name {name:?} in listener {:?}", l.name),
+                );
+            }
+            let cluster = match (&r.cluster, &r.cells) {
+                (Some(c), None) => {
+                    if !cluster_names.contains(c) {
+                        v.err_hint(
+                            &format!("{rp}.cluster"),
+                            format!("unknown cluster {c:?}"),
+                            &format!(
+                                "define it under clusters: or use one of {}",
+                                list(&cluster_names)
+                            ),
+                        );
+                    }
+                    c.clone()
+                }
+                (None, Some(c)) => {
+                    if !cell_names.contains(c.as_str()) {
+                        v.err(&format!("{rp}.cells"), format!("unknown cells {c:?}"));
+                    }
+                    v.unsupported(&format!("{rp}.cells"), "cell routing");
+                    String::new()
+                }
+                (Some(_), Some(_)) => {
+                    v.err(&rp, "set either cluster or cells, not both".into());
+                    String::new()
+                }
+                (None, None) => {
+                    v.err(&rp, "a route needs cluster (or cells)".into());
+                    String::new()
+                }
+            };
+            let timeout = v
+                .opt_duration(&format!("{rp}.timeout"), r.timeout.as_ref())
+                .unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+            let matcher = v.matcher(&format!("{rp}.match"), &r.matcher);
+            v.route_extras(&rp, r, &slo_names);
+            routes.push(RouteConfig {
+                name,
+                matcher,
+                cluster,
+                timeout,
+            });
+        }
+        if protocol == ListenerProtocol::Tcp && !l.routes.is_empty() {
+            v.err(
+                &format!("{p}.routes"),
+                "a tcp listener has no routes".into(),
+            );
+        }
+        listeners.push(ListenerConfig {
+            name: l.name.clone(),
+            bind: bind.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+            protocol,
+            tls,
+            routes,
+        });
+    }
+
+    v.cells(&raw.cells, &cluster_names);
+    v.slos(&raw.slos);
+
+    if v.errors.is_empty() {
+        Ok(Config {
+            source: file.to_owned(),
+            admin,
+            workers,
+            access_log,
+            shutdown_grace,
+            listeners,
+            clusters,
+            raw,
+            unsupported: v.unsupported,
+        })
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+fn list(names: &HashSet<String>) -> String {
+    let mut v: Vec<&str> = names.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    if v.is_empty() {
+        "(none defined)".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Parses `250ms`, `5s`, `1.5m`, `2h`, `30d`, `30 days`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("missing unit in duration {s:?} (use ms, s, m, h or d)"))?;
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "sec" | "secs" | "second" | "seconds" => n,
+        "m" | "min" | "mins" | "minute" | "minutes" => n * 60.0,
+        "h" | "hour" | "hours" => n * 3600.0,
+        "d" | "day" | "days" => n * 86400.0,
+        _ => return Err(format!("invalid duration {s:?} (use ms, s, m, h or d)")),
+    };
+    if !secs.is_finite() || secs > 10.0 * 365.0 * 86400.0 {
+        return Err(format!("duration {s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `99.95%` or `99.95` into a percentage in `[0, 100]`.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix('%').unwrap_or(t).trim();
+    let n: f64 = t.parse().map_err(|_| format!("invalid percentage {s:?}"))?;
+    if !(0.0..=100.0).contains(&n) {
+        return Err(format!("must be between 0% and 100%, got {s}"));
+    }
+    Ok(n)
+}
+
+// === impl V ===
+
+impl V<'_> {
+    fn make(&self, path: &str, message: String, hint: Option<String>) -> ConfigError {
+        let (line, column) = self.index.locate(path);
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            path: path.to_owned(),
+            message,
+            hint,
+        }
+    }
+
+    fn err(&mut self, path: &str, message: String) {
+        let e = self.make(path, message, None);
+        self.errors.push(e);
+    }
+
+    fn err_hint(&mut self, path: &str, message: String, hint: &str) {
+        let e = self.make(path, message, Some(hint.to_owned()));
+        self.errors.push(e);
+    }
+
+    fn unsupported(&mut self, path: &str, what: &str) {
+        let e = self.make(
+            path,
+            format!("{what} is not built yet in this version of ninefold"),
+            Some("remove the key to serve this file; `ninefold check` accepts it".into()),
+        );
+        self.unsupported.push(e);
+    }
+
+    fn addr(&mut self, path: &str, s: &str) -> Option<SocketAddr> {
+        match s.trim().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err_hint(
+                    path,
+                    format!("invalid socket address {s:?}"),
+                    "use ip:port, e.g. 127.0.0.1:8080 or [::1]:8080",
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_duration(&mut self, path: &str, s: Option<&Scalar>) -> Option<Duration> {
+        let s = s?;
+        match parse_duration(&s.0) {
+            Ok(d) if d.is_zero() => {
+                self.err(path, format!("must be greater than zero, got {s}"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(m) => {
+                self.err_hint(path, m, "write durations like 250ms, 5s, 1m, 2h or 30d");
+                None
+            }
+        }
+    }
+
+    fn opt_percent(&mut self, path: &str, s: Option<&Scalar>) -> Option<f64> {
+        let s = s?;
+        match parse_percent(&s.0) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                self.err(path, m);
+                None
+            }
+        }
+    }
+
+    fn key(&mut self, path: &str, k: &RawKey) -> Option<HashKey> {
+        let n = [&k.header, &k.cookie, &k.query]
+            .iter()
+            .filter(|x| x.is_some())
+            .count();
+        if n != 1 {
+            self.err(path, "set exactly one of header, cookie, query".into());
+            return None;
+        }
+        if let Some(h) = &k.header {
+            match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(h) => Some(HashKey::Header(h)),
+                Err(_) => {
+                    self.err(
+                        &format!("{path}.header"),
+                        format!("invalid header name {h:?}"),
+                    );
+                    None
+                }
+            }
+        } else if let Some(c) = &k.cookie {
+            Some(HashKey::Cookie(c.clone()))
+        } else {
+            k.query.clone().map(HashKey::Query)
+        }
+    }
+
+    fn cluster(&mut self, p: &str, c: &RawCluster) -> ClusterConfig {
+        let lb = match c.lb.as_deref() {
+            None | Some("round_robin") => LbKind::RoundRobin,
+            Some("least_request") => LbKind::LeastRequest,
+            Some("random") => LbKind::Random,
+            Some("consistent_hash") => LbKind::ConsistentHash,
+            Some(o) => {
+                self.err(
+                    &format!("{p}.lb"),
+                    format!(
+                        "must be one of round_robin, least_request, random, consistent_hash, got {o:?}"
+                    ),
+                );
+                LbKind::RoundRobin
+            }
+        };
+        let hash_on = c
+            .hash_on
+            .as_ref()
+            .and_then(|k| self.key(&format!("{p}.hash_on"), k));
+        if lb == LbKind::ConsistentHash && c.hash_on.is_none() {
+            self.err_hint(
+                &format!("{p}.hash_on"),
+                "consistent_hash needs hash_on".into(),
+                "add hash_on: {header: x-user-id} (or cookie: / query:)",
+            );
+        }
+        if lb != LbKind::ConsistentHash && c.hash_on.is_some() {
+            self.err_hint(
+                &format!("{p}.hash_on"),
+                "hash_on is only used by lb: consistent_hash".into(),
+                "set lb: consistent_hash or remove hash_on",
+            );
+        }
+        let protocol = match c.protocol.as_deref() {
+            None | Some("http1") => UpstreamProtocol::Http1,
+            Some("http2") => UpstreamProtocol::Http2,
+            Some(o) => {
+                self.err(
+                    &format!("{p}.protocol"),
+                    format!("must be http1 or http2, got {o:?}"),
+                );
+                UpstreamProtocol::Http1
+            }
+        };
+        let connect_timeout = self
+            .opt_duration(&format!("{p}.connect_timeout"), c.connect_timeout.as_ref())
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        if c.local_zone.is_some() {
+            self.unsupported(&format!("{p}.local_zone"), "zone-aware routing");
+        }
+        let mut endpoints = Vec::new();
+        match &c.endpoints {
+            None => self.err(
+                &format!("{p}.endpoints"),
+                "required: at least one endpoint".into(),
+            ),
+            Some(e) if e.is_empty() => self.err(
+                &format!("{p}.endpoints"),
+                "must list at least one endpoint".into(),
+            ),
+            Some(eps) => {
+                let mut seen = HashSet::new();
+                for (k, e) in eps.iter().enumerate() {
+                    let ep = format!("{p}.endpoints[{k}]");
+                    let address = self.addr(&format!("{ep}.address"), &e.address);
+                    if let Some(a) = address {
+                        if !seen.insert(a) {
+                            self.err(
+                                &format!("{ep}.address"),
+                                format!("duplicate endpoint {a} in cluster {:?}", c.name),
+                            );
+                        }
+                    }
+                    let weight = e.weight.unwrap_or(1);
+                    if weight == 0 || weight > 10_000 {
+                        self.err(
+                            &format!("{ep}.weight"),
+                            format!("must be between 1 and 10000, got {weight}"),
+                        );
+                    }
+                    let priority = e.priority.unwrap_or(0);
+                    if priority != 0 {
+                        self.unsupported(&format!("{ep}.priority"), "priority failover");
+                    }
+                    endpoints.push(EndpointConfig {
+                        address: address.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+                        zone: e.zone.clone(),
+                        weight: weight.clamp(1, 10_000),
+                        priority,
+                    });
+                }
+            }
+        }
+        if let Some(h) = &c.health_check {
+            let hp = format!("{p}.health_check");
+            let kinds = [h.http.is_some(), h.tcp.is_some(), h.postgres.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if kinds > 1 {
+                self.err(&hp, "set only one of http, tcp, postgres".into());
+            }
+            self.opt_duration(&format!("{hp}.interval"), h.interval.as_ref());
+            self.opt_duration(&format!("{hp}.timeout"), h.timeout.as_ref());
+            self.unsupported(&hp, "active health checking");
+        }
+        if let Some(o) = &c.outlier_detection {
+            let op = format!("{p}.outlier_detection");
+            self.opt_duration(&format!("{op}.base_ejection"), o.base_ejection.as_ref());
+            self.opt_percent(
+                &format!("{op}.max_ejection_percent"),
+                o.max_ejection_percent.as_ref(),
+            );
+            self.unsupported(&op, "outlier detection");
+        }
+        if let Some(b) = &c.circuit_breaker {
+            let bp = format!("{p}.circuit_breaker");
+            self.opt_percent(&format!("{bp}.failure_rate"), b.failure_rate.as_ref());
+            self.opt_duration(&format!("{bp}.window"), b.window.as_ref());
+            self.opt_duration(&format!("{bp}.open_for"), b.open_for.as_ref());
+            self.unsupported(&bp, "circuit breaking");
+        }
+        if let Some(b) = &c.bulkhead {
+            self.bulkhead(&format!("{p}.bulkhead"), b);
+        }
+        ClusterConfig {
+            name: c.name.clone(),
+            lb,
+            hash_on,
+            protocol,
+            connect_timeout,
+            endpoints,
+        }
+    }
+
+    fn bulkhead(&mut self, p: &str, b: &RawBulkhead) {
+        if b.max_concurrent == Some(0) {
+            self.err(&format!("{p}.max_concurrent"), "must be at least 1".into());
+        }
+        self.opt_duration(&format!("{p}.queue_timeout"), b.queue_timeout.as_ref());
+        self.unsupported(p, "bulkheads");
+    }
+
+    fn matcher(&mut self, p: &str, m: &RawMatch) -> MatchConfig {
+        for (key, val) in [("path_prefix", &m.path_prefix), ("path", &m.path)] {
+            if let Some(v) = val {
+                if !v.starts_with('/') {
+                    self.err(
+                        &format!("{p}.{key}"),
+                        format!("must start with '/', got {v:?}"),
+                    );
+                }
+            }
+        }
+        let methods = m.methods.as_ref().map(|ms| {
+            ms.iter()
+                .enumerate()
+                .filter_map(
+                    |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            self.err(
+                                &format!("{p}.methods[{i}]"),
+                                format!("invalid method {s:?}"),
+                            );
+                            None
+                        }
+                    },
+                )
+                .collect()
+        });
+        let mut headers = Vec::new();
+        for (k, val) in m.headers.iter().flatten() {
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(val),
+            ) {
+                (Ok(n), Ok(hv)) => headers.push((n, hv)),
+                _ => self.err(
+                    &format!("{p}.headers.{k}"),
+                    format!("invalid header {k:?}: {val:?}"),
+                ),
+            }
+        }
+        MatchConfig {
+            path_prefix: m.path_prefix.clone(),
+            path: m.path.clone(),
+            host: m.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            methods,
+            headers,
+        }
+    }
+
+    fn route_extras(&mut self, rp: &str, r: &RawRoute, slos: &HashSet<&str>) {
+        if let Some(rt) = &r.retry {
+            let p = format!("{rp}.retry");
+            if rt.attempts == Some(0) {
+                self.err(&format!("{p}.attempts"), "must be at least 1".into());
+            }
+            self.opt_duration(&format!("{p}.per_try_timeout"), rt.per_try_timeout.as_ref());
+            self.opt_percent(&format!("{p}.budget"), rt.budget.as_ref());
+            for (i, on) in rt.on.iter().flatten().enumerate() {
+                let ok = matches!(
+                    on.0.as_str(),
+                    "connect-failure" | "reset" | "refused-stream"
+                ) || on.0.parse::<u16>().is_ok_and(|s| (500..600).contains(&s));
+                if !ok {
+                    self.err(
+                        &format!("{p}.on[{i}]"),
+                        format!("unknown retry condition {:?}", on.0),
+                    );
+                }
+            }
+            self.unsupported(&p, "retries");
+        }
+        if let Some(b) = &r.bulkhead {
+            self.bulkhead(&format!("{rp}.bulkhead"), b);
+        }
+        if let Some(f) = &r.fallback {
+            let p = format!("{rp}.fallback");
+            if let Some(s) = &f.stale {
+                self.opt_duration(&format!("{p}.stale.max_age"), s.max_age.as_ref());
+            }
+            self.unsupported(&p, "fallbacks");
+        }
+        if let Some(f) = &r.faults {
+            let p = format!("{rp}.faults");
+            if let Some(a) = &f.abort {
+                self.opt_percent(&format!("{p}.abort.percent"), a.percent.as_ref());
+            }
+            if let Some(d) = &f.delay {
+                self.opt_percent(&format!("{p}.delay.percent"), d.percent.as_ref());
+                self.opt_duration(&format!("{p}.delay.duration"), d.duration.as_ref());
+            }
+            self.unsupported(&p, "fault injection");
+        }
+        if let Some(s) = &r.slo {
+            if !slos.contains(s.as_str()) {
+                self.err(&format!("{rp}.slo"), format!("unknown slo {s:?}"));
+            }
+            self.unsupported(&format!("{rp}.slo"), "SLO measurement");
+        }
+    }
+
+    fn cells(&mut self, cells: &[RawCell], clusters: &HashSet<String>) {
+        for (i, c) in cells.iter().enumerate() {
+            let p = format!("cells[{i}]");
+            match &c.key {
+                Some(k) => {
+                    self.key(&format!("{p}.key"), k);
+                }
+                None => self.err(&format!("{p}.key"), "required".into()),
+            }
+            if c.members.is_empty() {
+                self.err(
+                    &format!("{p}.members"),
+                    "must list at least one cell".into(),
+                );
+            }
+            for (j, m) in c.members.iter().enumerate() {
+                if !clusters.contains(&m.cluster) {
+                    self.err(
+                        &format!("{p}.members[{j}].cluster"),
+                        format!("unknown cluster {:?}", m.cluster),
+                    );
+                }
+            }
+            if let Some(o) = &c.on_cell_down {
+                if o != "fail" && o != "evacuate" {
+                    self.err(
+                        &format!("{p}.on_cell_down"),
+                        format!("must be fail or evacuate, got {o:?}"),
+                    );
+                }
+            }
+            self.unsupported(&p, "cells");
+        }
+    }
+
+    fn slos(&mut self, slos: &[RawSlo]) {
+        for (i, s) in slos.iter().enumerate() {
+            let p = format!("slos[{i}]");
+            match self.opt_percent(&format!("{p}.objective"), s.objective.as_ref()) {
+                None if s.objective.is_none() => {
+                    self.err(&format!("{p}.objective"), "required, e.g. 99.9%".into())
+                }
+                Some(o) if o <= 0.0 || o >= 100.0 => self.err(
+                    &format!("{p}.objective"),
+                    format!("must be above 0% and below 100%, got {o}%"),
+                ),
+                _ => {}
+            }
+            self.opt_duration(&format!("{p}.window"), s.window.as_ref());
+            if let Some(ind) = &s.indicator {
+                match ind.kind.as_deref() {
+                    Some("availability") | Some("latency") | None => {}
+                    Some(o) => self.err(
+                        &format!("{p}.indicator.type"),
+                        format!("must be availability or latency, got {o:?}"),
+                    ),
+                }
+                self.opt_duration(&format!("{p}.indicator.threshold"), ind.threshold.as_ref());
+            }
+            self.unsupported(&p, "SLO measurement");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
+        assert_eq!(
+            parse_duration("30 days").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
+        assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn percents() {
+        assert_eq!(parse_percent("99.95%").unwrap(), 99.95);
+        assert_eq!(parse_percent("99.95").unwrap(), 99.95);
+        assert!(parse_percent("150%").is_err());
+        assert!(parse_percent("x%").is_err());
+    }
+}

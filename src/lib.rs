@@ -1,0 +1,33 @@
+//! ninefold: a high-availability gateway.
+//!
+//! One binary that sits in front of a service's replicas: HTTP/1.1, h2c and TLS
+//! listeners, routes, clusters of endpoints with load balancing, hot reload, graceful
+//! shutdown, an admin API with Prometheus metrics. The request path:
+//!
+//! ```text
+//! worker (thread per core, own runtime, SO_REUSEPORT socket)
+//!   └─ server::serve_conn ── hyper (HTTP/1.1 | h2 | upgrades)
+//!        └─ proxy::handle: snapshot → route → balancer → forward → record
+//!             └─ upstream::pool (per-worker keep-alive connections)
+//! ```
+//!
+//! Module map:
+//! - [`config`]: YAML → validated `Config`, errors with file:line:col and key path.
+//! - [`snapshot`]: `Config` → immutable compiled `Snapshot` behind an `ArcSwap`.
+//! - [`proxy`]: the request pipeline (route, forward, bodies, error responses).
+//! - [`upstream`]: endpoint state (atomics), load balancers, connection pools.
+//! - [`server`]: workers, listeners, reload, graceful shutdown.
+//! - [`admin`]: `/metrics`, `/health`, `/api/v1/*` (axum, off the data path).
+//! - [`metrics`], [`tls`], [`logging`], [`demo`].
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod snapshot;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,163 @@
+//! The `ninefold` binary: parses the command line and runs a subcommand. Exit codes:
+//! 0 success, 1 runtime failure, 2 invalid configuration.
+
+use clap::{Parser, Subcommand};
+use ninefold::server::{ConfigSource, Gateway};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// ninefold: a high-availability gateway.
+///
+/// Load balancing over redundant endpoints, hot reload, graceful shutdown and live
+/// metrics in one binary. Start with `ninefold demo`.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a configuration file. SIGHUP (or POST /api/v1/reload) reloads it;
+    /// SIGTERM/SIGINT drain in-flight requests within `shutdown_grace` and exit 0.
+    Serve {
+        /// Configuration file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit: 0 when valid, 2 with every error
+    /// (file:line:col: key: message) when not.
+    Check {
+        /// Configuration file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the gateway with three built-in backends in two zones, and print what to try.
+    Demo {
+        /// Proxy listener address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Admin listener address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ninefold::logging::init();
+    match cli.command {
+        Command::Check { config } => match ninefold::config::load(&config) {
+            Ok(cfg) => {
+                for u in &cfg.unsupported {
+                    println!("note: {u}");
+                }
+                println!(
+                    "{}: ok ({} listeners, {} clusters)",
+                    config.display(),
+                    cfg.listeners.len(),
+                    cfg.clusters.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config } => {
+            let cfg = match ninefold::config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = ninefold::server::refuse_unsupported(&cfg) {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            run(cfg, ConfigSource::File(config), None)
+        }
+        Command::Demo { listen, admin } => {
+            let backends = match ninefold::demo::start_backends() {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("error: cannot start demo backends: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let text = ninefold::demo::config_text(listen, admin, &backends);
+            let cfg = match ninefold::config::parse("demo.yaml", &text, std::path::Path::new(".")) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let source = ConfigSource::Text {
+                name: "demo.yaml".into(),
+                text,
+            };
+            run(cfg, source, Some(&backends))
+        }
+    }
+}
+
+fn run(
+    cfg: ninefold::config::Config,
+    source: ConfigSource,
+    demo: Option<&[ninefold::demo::Backend]>,
+) -> ExitCode {
+    let gw = match Gateway::start(cfg, source) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (name, addr) in gw.bound() {
+        println!("ninefold: listener {name} on {addr}");
+    }
+    println!("ninefold: admin on {}", gw.admin_addr);
+    if let Some(backends) = demo {
+        let web = gw.bound().first().map(|(_, a)| *a);
+        if let Some(web) = web {
+            print_demo(web, gw.admin_addr, backends);
+        }
+    }
+    println!("ninefold: ready");
+    match gw.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_demo(web: SocketAddr, admin: SocketAddr, backends: &[ninefold::demo::Backend]) {
+    println!();
+    println!(
+        "ninefold demo: the gateway in front of {} backends",
+        backends.len()
+    );
+    for b in backends {
+        println!("  backend {:<7} {:<7} http://{}", b.name, b.zone, b.addr);
+    }
+    println!();
+    println!("  proxy   http://{web}");
+    println!("  admin   http://{admin}");
+    println!();
+    println!("Try:");
+    println!("  curl -s http://{web}/api/hello              # round robin over all three");
+    println!("  curl -s -H 'x-user-id: 42' http://{web}/sticky  # consistent hash: same backend every time");
+    println!("  curl -s --http2-prior-knowledge http://{web}/api/h2   # h2c on the same port");
+    println!("  curl -s http://{admin}/health");
+    println!("  curl -s http://{admin}/api/v1/state");
+    println!("  curl -s http://{admin}/metrics | grep ninefold_requests_total");
+    println!();
+    println!("Ctrl-C drains and stops.");
+}

@@ -1,0 +1,160 @@
+//! Body types of the data path: what is sent upstream and what is answered
+//! downstream. Both stream frame by frame; nothing is buffered whole.
+//!
+//! [`RespBody::Upstream`] carries the upstream connection while the body streams and
+//! hands it back to the worker's pool once the body has ended cleanly; it also holds the
+//! endpoint's in-flight guard, so least-request sees a request as busy until its last
+//! byte has been relayed.
+
+use crate::upstream::{pool, InFlight};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A request body sent upstream.
+#[derive(Debug)]
+pub enum ReqBody {
+    /// The client's body, streamed.
+    Stream(Incoming),
+    /// A body we made ourselves (or none).
+    Full(Option<Bytes>),
+}
+
+/// A response body sent downstream.
+#[derive(Debug)]
+pub enum RespBody {
+    /// The upstream's body, streamed.
+    Upstream(Box<UpstreamBody>),
+    /// A body made by the gateway (errors, 404s).
+    Full(Option<Bytes>),
+}
+
+/// An upstream response body plus what must happen when it ends.
+pub struct UpstreamBody {
+    inner: Incoming,
+    /// Connection to give back to the pool at a clean end (HTTP/1.1 only).
+    conn: Option<(usize, http1::SendRequest<ReqBody>)>,
+    _in_flight: InFlight,
+}
+
+// === impl ReqBody ===
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Stream(b) => b.is_end_stream(),
+            ReqBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Stream(b) => b.size_hint(),
+            ReqBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ReqBody::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+// === impl RespBody ===
+
+impl RespBody {
+    /// A gateway-made body.
+    pub fn full(b: impl Into<Bytes>) -> Self {
+        RespBody::Full(Some(b.into()))
+    }
+
+    /// No body.
+    pub fn empty() -> Self {
+        RespBody::Full(None)
+    }
+
+    /// Wraps an upstream body.
+    pub fn upstream(
+        inner: Incoming,
+        conn: Option<(usize, http1::SendRequest<ReqBody>)>,
+        in_flight: InFlight,
+    ) -> Self {
+        let mut b = UpstreamBody {
+            inner,
+            conn,
+            _in_flight: in_flight,
+        };
+        // An empty body (HEAD, 204, 304, Content-Length: 0) has already ended.
+        if b.inner.is_end_stream() {
+            b.release();
+        }
+        RespBody::Upstream(Box::new(b))
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RespBody::Upstream(b) => {
+                let r = Pin::new(&mut b.inner).poll_frame(cx);
+                match &r {
+                    Poll::Ready(None) => b.release(),
+                    Poll::Ready(Some(Ok(_))) if b.inner.is_end_stream() => b.release(),
+                    Poll::Ready(Some(Err(_))) => b.conn = None,
+                    _ => {}
+                }
+                r
+            }
+            RespBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Upstream(b) => b.inner.is_end_stream(),
+            RespBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Upstream(b) => b.inner.size_hint(),
+            RespBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            RespBody::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+// === impl UpstreamBody ===
+
+impl UpstreamBody {
+    fn release(&mut self) {
+        if let Some((slot, tx)) = self.conn.take() {
+            pool::checkin_h1(slot, tx);
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody").finish_non_exhaustive()
+    }
+}

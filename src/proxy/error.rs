@@ -1,0 +1,102 @@
+//! Every failure of the data path becomes a response: one table maps what went wrong to
+//! a status, an `x-ninefold-reason` header and a short JSON body. Nothing here
+//! allocates per request; the bodies are static.
+
+use super::body::RespBody;
+use bytes::Bytes;
+use http::header::{HeaderName, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+
+/// The header that says why the gateway answered instead of an upstream.
+pub static REASON: HeaderName = HeaderName::from_static("x-ninefold-reason");
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No route matched (404).
+    NoRoute,
+    /// The connection's listener was removed by a reload (503).
+    ListenerGone,
+    /// The cluster has no endpoint to send to (503).
+    NoEndpoint,
+    /// TCP connect failed: refused, unreachable (502).
+    ConnectFailed,
+    /// TCP connect did not finish within `connect_timeout` (504).
+    ConnectTimeout,
+    /// The upstream broke the exchange: reset, closed early, bad HTTP (502).
+    UpstreamError,
+    /// No response headers within the route's `timeout` (504).
+    Timeout,
+    /// The request cannot be forwarded as sent (400).
+    BadRequest,
+}
+
+// === impl Failure ===
+
+impl Failure {
+    /// Status answered.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Failure::NoRoute => StatusCode::NOT_FOUND,
+            Failure::ListenerGone | Failure::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::ConnectFailed | Failure::UpstreamError => StatusCode::BAD_GATEWAY,
+            Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Short machine-readable reason, the `x-ninefold-reason` value.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Failure::NoRoute => "no-route",
+            Failure::ListenerGone => "listener-removed",
+            Failure::NoEndpoint => "no-endpoint",
+            Failure::ConnectFailed => "connect-failed",
+            Failure::ConnectTimeout => "connect-timeout",
+            Failure::UpstreamError => "upstream-error",
+            Failure::Timeout => "upstream-timeout",
+            Failure::BadRequest => "bad-request",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            Failure::NoRoute => {
+                r#"{"status":404,"reason":"no-route","message":"no route matches this request"}"#
+            }
+            Failure::ListenerGone => {
+                r#"{"status":503,"reason":"listener-removed","message":"this listener was removed by a reload"}"#
+            }
+            Failure::NoEndpoint => {
+                r#"{"status":503,"reason":"no-endpoint","message":"no usable endpoint in the cluster"}"#
+            }
+            Failure::ConnectFailed => {
+                r#"{"status":502,"reason":"connect-failed","message":"could not connect to the upstream"}"#
+            }
+            Failure::ConnectTimeout => {
+                r#"{"status":504,"reason":"connect-timeout","message":"connecting to the upstream timed out"}"#
+            }
+            Failure::UpstreamError => {
+                r#"{"status":502,"reason":"upstream-error","message":"the upstream closed or broke the exchange"}"#
+            }
+            Failure::Timeout => {
+                r#"{"status":504,"reason":"upstream-timeout","message":"the upstream did not answer in time"}"#
+            }
+            Failure::BadRequest => {
+                r#"{"status":400,"reason":"bad-request","message":"the request cannot be forwarded"}"#
+            }
+        }
+    }
+
+    /// The gateway's answer for this failure.
+    pub fn response(self) -> Response<RespBody> {
+        let mut r = Response::new(RespBody::Full(Some(Bytes::from_static(
+            self.body().as_bytes(),
+        ))));
+        *r.status_mut() = self.status();
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(REASON.clone(), HeaderValue::from_static(self.reason()));
+        r
+    }
+}

@@ -1,0 +1,312 @@
+//! Forwarding one request to one endpoint: header rewriting, a pooled or new upstream
+//! connection, the exchange, and HTTP Upgrade (WebSocket) tunnels.
+//!
+//! Retry safety: a request is re-sent only when hyper hands it back unsent (a pooled
+//! connection that the upstream had closed); it then goes once more on a fresh
+//! connection. Nothing that may have reached the upstream is sent twice.
+//!
+//! Cancel safety: if the client goes away, hyper drops this future; the upstream
+//! connection is then dropped too (never pooled mid-exchange) and the in-flight guard
+//! ends the request.
+
+use super::body::{ReqBody, RespBody};
+use super::error::Failure;
+use super::ConnCtx;
+use crate::config::UpstreamProtocol;
+use crate::snapshot::ClusterSnap;
+use crate::upstream::pool::{self, ConnectError};
+use crate::upstream::EndpointState;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Sends `req` to endpoint `ep` of `cluster` and returns the upstream's response, with
+/// its body streaming.
+pub async fn send(
+    ctx: &ConnCtx,
+    cluster: &ClusterSnap,
+    ep: &Arc<EndpointState>,
+    mut parts: Parts,
+    body: Incoming,
+) -> Result<Response<RespBody>, Failure> {
+    let upgrade = is_upgrade(&parts);
+    let h2 = cluster.protocol == UpstreamProtocol::Http2;
+    rewrite_request(ctx, &mut parts, upgrade, h2)?;
+    // Take the client's upgrade handle before the request moves upstream.
+    let client_upgrade = if upgrade {
+        let mut probe = Request::from_parts(parts, ());
+        let on = hyper::upgrade::on(&mut probe);
+        parts = probe.into_parts().0;
+        Some(on)
+    } else {
+        None
+    };
+    let req = Request::from_parts(parts, ReqBody::Stream(body));
+    let in_flight = ep.start();
+
+    if h2 {
+        let mut tx = pool::h2_sender(ep.slot, ep.address, cluster.connect_timeout)
+            .await
+            .map_err(|e| connect_failed(cluster, ep, e))?;
+        ep.connect_failures.store(0, Ordering::Relaxed);
+        let resp = tx
+            .send_request(req)
+            .await
+            .map_err(|_| Failure::UpstreamError)?;
+        let (mut rp, incoming) = resp.into_parts();
+        strip_hop_headers(&mut rp.headers, false);
+        rp.version = Version::HTTP_11;
+        return Ok(Response::from_parts(
+            rp,
+            RespBody::upstream(incoming, None, in_flight),
+        ));
+    }
+
+    // HTTP/1.1: reuse a pooled connection when there is one. Upgrades take a fresh one,
+    // since the connection becomes the tunnel.
+    let mut conn = if upgrade {
+        None
+    } else {
+        pool::checkout_h1(ep.slot).await
+    };
+    let mut req = req;
+    let resp = loop {
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => {
+                let c = pool::connect_h1(ep.address, cluster.connect_timeout)
+                    .await
+                    .map_err(|e| connect_failed(cluster, ep, e))?;
+                ep.connect_failures.store(0, Ordering::Relaxed);
+                c
+            }
+        };
+        match c.tx.try_send_request(req).await {
+            Ok(resp) => break (resp, c.tx),
+            Err(mut e) => match e.take_message() {
+                // The pooled connection was closing; the request never left. Once more
+                // on a fresh connection.
+                Some(r) if c.reused => req = r,
+                _ => return Err(Failure::UpstreamError),
+            },
+        }
+    };
+    let (resp, tx) = resp;
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            return Ok(tunnel(resp, client_upgrade, in_flight));
+        }
+    }
+    let (mut rp, incoming) = resp.into_parts();
+    strip_hop_headers(&mut rp.headers, false);
+    Ok(Response::from_parts(
+        rp,
+        RespBody::upstream(incoming, Some((ep.slot, tx)), in_flight),
+    ))
+}
+
+fn connect_failed(cluster: &ClusterSnap, ep: &EndpointState, e: ConnectError) -> Failure {
+    ep.connect_failures.fetch_add(1, Ordering::Relaxed);
+    cluster.connect_errors.inc();
+    match e {
+        ConnectError::Timeout => Failure::ConnectTimeout,
+        ConnectError::Io(_) => Failure::ConnectFailed,
+        ConnectError::Handshake(_) => Failure::UpstreamError,
+    }
+}
+
+/// Answers 101 to the client and relays bytes both ways once both sides upgraded.
+fn tunnel(
+    resp: Response<Incoming>,
+    client: hyper::upgrade::OnUpgrade,
+    in_flight: crate::upstream::InFlight,
+) -> Response<RespBody> {
+    let (mut rp, _) = resp.into_parts();
+    let upstream = rp.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    // Keep Connection/Upgrade: the client needs them to complete its handshake.
+    strip_hop_headers(&mut rp.headers, true);
+    if let Some(upstream) = upstream {
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
+                return;
+            };
+            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
+        });
+    }
+    Response::from_parts(rp, RespBody::empty())
+}
+
+/// HTTP/1.1 Upgrade request (WebSocket and friends).
+fn is_upgrade(parts: &Parts) -> bool {
+    parts.version == Version::HTTP_11
+        && parts.headers.contains_key(header::UPGRADE)
+        && parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+}
+
+fn has_token(v: &HeaderValue, token: &str) -> bool {
+    v.to_str()
+        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+/// Rewrites the client's request for the upstream: hop-by-hop headers out,
+/// `x-forwarded-*` in, Host kept, URI in the form the upstream protocol wants.
+fn rewrite_request(
+    ctx: &ConnCtx,
+    parts: &mut Parts,
+    upgrade: bool,
+    h2: bool,
+) -> Result<(), Failure> {
+    let h = &mut parts.headers;
+    strip_hop_headers(h, upgrade);
+
+    // Host: HTTP/1.1 clients send it; h2 clients send :authority instead.
+    if !h.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            let v = HeaderValue::from_str(a.as_str()).map_err(|_| Failure::BadRequest)?;
+            h.insert(header::HOST, v);
+        }
+    }
+    match h.get(&X_FORWARDED_FOR) {
+        None => {
+            h.insert(X_FORWARDED_FOR.clone(), ctx.client_ip.clone());
+        }
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + ctx.client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ctx.client_ip.as_bytes());
+            let v = HeaderValue::from_bytes(&v).map_err(|_| Failure::BadRequest)?;
+            h.insert(X_FORWARDED_FOR.clone(), v);
+        }
+    }
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+    );
+    if let Some(host) = h.get(header::HOST).cloned() {
+        h.insert(X_FORWARDED_HOST.clone(), host);
+    }
+
+    if h2 {
+        // hyper's h2 client wants an absolute URI; :authority comes from Host.
+        let authority = h
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse().ok());
+        let mut up = parts.uri.clone().into_parts();
+        up.scheme = Some(Scheme::HTTP);
+        up.authority = authority.or(up.authority);
+        if up.authority.is_none() {
+            return Err(Failure::BadRequest);
+        }
+        if up.path_and_query.is_none() {
+            up.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(up).map_err(|_| Failure::BadRequest)?;
+        parts.version = Version::HTTP_2;
+    } else {
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            let pq = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            parts.uri = Uri::from(pq);
+        }
+        parts.version = Version::HTTP_11;
+    }
+    Ok(())
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the Connection header
+/// names. `te: trailers` stays (gRPC needs it); with `keep_upgrade`, `connection` and
+/// `upgrade` stay too.
+pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(conn) = h.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case("keep-alive")
+                    && !(keep_upgrade && t.eq_ignore_ascii_case("upgrade"))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+    }
+    if !keep_upgrade {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+    h.remove(&KEEP_ALIVE);
+    h.remove(&PROXY_CONNECTION);
+    h.remove(header::TRANSFER_ENCODING);
+    h.remove(header::TRAILER);
+    if let Some(te) = h.get(header::TE) {
+        if !has_token(te, "trailers") {
+            h.remove(header::TE);
+        } else if te != "trailers" {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers, deflate"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_headers(&mut h, false);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("connection").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("transfer-encoding").is_none());
+        assert_eq!(h.get("te").unwrap(), "trailers");
+        assert_eq!(h.get("x-keep").unwrap(), "1");
+    }
+
+    #[test]
+    fn upgrade_keeps_its_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Upgrade"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        strip_hop_headers(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "Upgrade");
+    }
+}

@@ -1,0 +1,152 @@
+//! The request pipeline: the whole life of a request, top to bottom, in [`handle`].
+//!
+//! ```text
+//! snapshot → route match → endpoint pick (balancer) → forward (timeouts) → record
+//!                 │ no match: 404            │ failure: 502/503/504 + x-ninefold-reason
+//! ```
+//!
+//! Later stages of the design (faults, bulkheads, breakers, retries, fallbacks, SLOs)
+//! slot in between these steps; each is its own module.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod route;
+
+use crate::config::AccessLog;
+use crate::server::Shared;
+use body::RespBody;
+use error::Failure;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// What a downstream connection knows about itself; one per connection, shared by its
+/// requests.
+pub struct ConnCtx {
+    /// Gateway state.
+    pub shared: Arc<Shared>,
+    /// Name of the listener that accepted the connection.
+    pub listener: Arc<str>,
+    /// Client address.
+    pub client: SocketAddr,
+    /// Client IP as a header value, built once per connection for `x-forwarded-for`.
+    pub client_ip: HeaderValue,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Handles one request; never fails: every failure is a response.
+pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
+    let start = Instant::now();
+    // 1. One config version for the whole request.
+    let snap = ctx.shared.snapshot.load_full();
+    let Some(listener) = snap.listener(&ctx.listener) else {
+        return Failure::ListenerGone.response();
+    };
+    let (parts, body) = req.into_parts();
+    let log = snap.config.access_log;
+    let method_path = (log != AccessLog::Off).then(|| (parts.method.clone(), parts.uri.clone()));
+
+    // 2. Route.
+    let Some(route) = route::resolve(listener, &parts) else {
+        let resp = Failure::NoRoute.response();
+        listener
+            .unmatched
+            .record(404, start.elapsed().as_secs_f64());
+        if let Some((m, u)) = method_path {
+            access_log(log, &ctx, "", "", "", &m, &u, 404, start, "no-route");
+        }
+        return resp;
+    };
+    let cluster = &route.cluster;
+
+    // 3. Endpoint pick.
+    let result = if cluster.endpoints.is_empty() {
+        Err((Failure::NoEndpoint, None))
+    } else {
+        let key = cluster
+            .hash_on
+            .as_ref()
+            .and_then(|k| route::hash_key(k, &parts));
+        let i = cluster.balancer.pick(key, |i| {
+            cluster.endpoints[i]
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed)
+        });
+        let ep = &cluster.endpoints[i];
+        // 4. Forward, within the route's timeout.
+        match tokio::time::timeout(route.timeout, forward::send(&ctx, cluster, ep, parts, body))
+            .await
+        {
+            Ok(Ok(resp)) => Ok((resp, i)),
+            Ok(Err(f)) => Err((f, Some(i))),
+            Err(_) => Err((Failure::Timeout, Some(i))),
+        }
+    };
+
+    // 5. Record.
+    let (resp, ep, reason) = match result {
+        Ok((resp, i)) => (resp, Some(i), ""),
+        Err((f, i)) => (f.response(), i, f.reason()),
+    };
+    let status = resp.status().as_u16();
+    route.metrics.record(status, start.elapsed().as_secs_f64());
+    if let Some((m, u)) = method_path {
+        let ep_name = ep.map_or("", |i| &*cluster.endpoint_names[i]);
+        access_log(
+            log,
+            &ctx,
+            &route.name,
+            &cluster.name,
+            ep_name,
+            &m,
+            &u,
+            status,
+            start,
+            reason,
+        );
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+fn access_log(
+    mode: AccessLog,
+    ctx: &ConnCtx,
+    route: &str,
+    cluster: &str,
+    endpoint: &str,
+    method: &http::Method,
+    uri: &http::Uri,
+    status: u16,
+    start: Instant,
+    reason: &str,
+) {
+    let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let path = uri.path();
+    match mode {
+        AccessLog::Off => {}
+        AccessLog::Text => tracing::info!(
+            target: "ninefold::access::text",
+            "{} {} {method} {path} {status} {duration_ms:.3}ms route={route} cluster={cluster} endpoint={endpoint} reason={reason}",
+            ctx.client,
+            ctx.listener,
+        ),
+        AccessLog::Json => tracing::info!(
+            target: "ninefold::access::json",
+            client = %ctx.client,
+            listener = &*ctx.listener,
+            method = %method,
+            path,
+            status,
+            duration_ms,
+            route,
+            cluster,
+            endpoint,
+            reason,
+        ),
+    }
+}

@@ -1,0 +1,137 @@
+//! Route matching: the first route of the listener whose every condition holds.
+//!
+//! Conditions: exact `path`, `path_prefix`, `host` (case-insensitive, port ignored),
+//! `methods`, and exact `headers`. Matching allocates nothing.
+
+use crate::config::{HashKey, MatchConfig};
+use crate::snapshot::{ListenerSnap, RouteSnap};
+use crate::upstream::balance::hash_bytes;
+use http::header::{COOKIE, HOST};
+use http::request::Parts;
+
+/// The route for a request, if any.
+pub fn resolve<'a>(listener: &'a ListenerSnap, req: &Parts) -> Option<&'a RouteSnap> {
+    listener.routes.iter().find(|r| matches(&r.matcher, req))
+}
+
+/// Whether a request meets every condition of `m`.
+pub fn matches(m: &MatchConfig, req: &Parts) -> bool {
+    let path = req.uri.path();
+    if let Some(p) = &m.path {
+        if path != p {
+            return false;
+        }
+    }
+    if let Some(p) = &m.path_prefix {
+        if !path.starts_with(p.as_str()) {
+            return false;
+        }
+    }
+    if let Some(methods) = &m.methods {
+        if !methods.contains(&req.method) {
+            return false;
+        }
+    }
+    if let Some(host) = &m.host {
+        match request_host(req) {
+            Some(h) if h.eq_ignore_ascii_case(host) => {}
+            _ => return false,
+        }
+    }
+    m.headers
+        .iter()
+        .all(|(name, value)| req.headers.get_all(name).iter().any(|v| v == value))
+}
+
+/// The request's host without port: the Host header, or the URI's authority (h2).
+pub fn request_host(req: &Parts) -> Option<&str> {
+    let raw = match req.headers.get(HOST) {
+        Some(h) => h.to_str().ok()?,
+        None => req.uri.authority()?.as_str(),
+    };
+    Some(strip_port(raw))
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        // [v6]:port
+        return h.find(']').map_or(h, |i| &h[..=i]);
+    }
+    match h.rfind(':') {
+        Some(i) if h[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &h[..i],
+        _ => h,
+    }
+}
+
+/// The hash of a request's key for consistent hashing, or `None` when absent.
+pub fn hash_key(key: &HashKey, req: &Parts) -> Option<u64> {
+    let value: &[u8] = match key {
+        HashKey::Header(name) => req.headers.get(name)?.as_bytes(),
+        HashKey::Cookie(name) => req
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then_some(v)
+            })?
+            .as_bytes(),
+        HashKey::Query(name) => req
+            .uri
+            .query()?
+            .split('&')
+            .find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == name).then_some(v)
+            })?
+            .as_bytes(),
+    };
+    Some(hash_bytes(0, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(strip_port("a.example:8080"), "a.example");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("a.example"), "a.example");
+        let p = parts("/", &[("host", "API.Example.com:8443")]);
+        let m = MatchConfig {
+            host: Some("api.example.com".into()),
+            ..Default::default()
+        };
+        assert!(matches(&m, &p));
+    }
+
+    #[test]
+    fn keys() {
+        let p = parts(
+            "/x?a=1&uid=42",
+            &[("cookie", "x=1; uid=42"), ("x-user", "42")],
+        );
+        let h = hash_key(
+            &HashKey::Header(http::HeaderName::from_static("x-user")),
+            &p,
+        );
+        let c = hash_key(&HashKey::Cookie("uid".into()), &p);
+        let q = hash_key(&HashKey::Query("uid".into()), &p);
+        assert!(h.is_some());
+        assert_eq!(h, c);
+        assert_eq!(c, q);
+        assert_eq!(hash_key(&HashKey::Query("nope".into()), &p), None);
+    }
+}

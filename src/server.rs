@@ -1,0 +1,578 @@
+//! The process: worker threads that serve the data path, and the control plane that
+//! starts them, reloads the configuration and shuts down gracefully.
+//!
+//! Thread per core, like nginx: each worker runs its own current_thread tokio runtime
+//! and its own listening socket per listener (SO_REUSEPORT, so the kernel spreads
+//! connections), and a connection lives and dies on the worker that accepted it,
+//! together with its upstream connections (see `upstream::pool`). What workers share is
+//! the [`Shared`] state: one `ArcSwap<Snapshot>` and atomics.
+//!
+//! The control plane (the main thread) owns the listener sockets' lifecycle. A reload
+//! validates the new file, builds a new snapshot, binds sockets for new listeners,
+//! and only when all of that worked swaps the snapshot and hands the sockets to the
+//! workers; removed listeners stop accepting. A failed reload changes nothing.
+//! Connections already open, including WebSocket tunnels and h2 connections, carry on:
+//! each request reads whatever snapshot is current when it starts.
+
+use crate::config::{self, Config, ListenerProtocol};
+use crate::metrics::Metrics;
+use crate::proxy::{self, ConnCtx};
+use crate::snapshot::Snapshot;
+use anyhow::{anyhow, Context as _};
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How long a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State every worker and the admin API read.
+pub struct Shared {
+    /// The running configuration.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Listener name → address actually bound (ports resolved), for the state API.
+    pub bound: ArcSwap<Vec<(String, SocketAddr)>>,
+}
+
+/// Where the configuration comes from, so a reload can read it again.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// A file, re-read at each reload.
+    File(PathBuf),
+    /// Text held in memory (the demo).
+    Text {
+        /// Name used in messages.
+        name: String,
+        /// The YAML.
+        text: String,
+    },
+}
+
+/// Requests the admin API sends to the control plane.
+pub enum ControlRequest {
+    /// Reload the configuration; the answer says what happened.
+    Reload(oneshot::Sender<Result<ReloadOutcome, String>>),
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadOutcome {
+    /// New snapshot generation.
+    pub generation: u64,
+    /// Listeners started.
+    pub listeners_added: Vec<String>,
+    /// Listeners stopped.
+    pub listeners_removed: Vec<String>,
+    /// Settings that changed but only take effect at restart.
+    pub needs_restart: Vec<String>,
+}
+
+/// The running gateway (control plane side).
+pub struct Gateway {
+    shared: Arc<Shared>,
+    source: ConfigSource,
+    workers: Vec<Worker>,
+    listeners: HashMap<String, Active>,
+    control_rx: mpsc::Receiver<ControlRequest>,
+    /// Admin listener address actually bound.
+    pub admin_addr: SocketAddr,
+}
+
+struct Worker {
+    tx: mpsc::UnboundedSender<Cmd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Active {
+    bind: SocketAddr,
+    protocol: ListenerProtocol,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+enum Cmd {
+    Listen {
+        name: Arc<str>,
+        socket: std::net::TcpListener,
+        tls: bool,
+        stop: watch::Receiver<bool>,
+    },
+    Shutdown {
+        grace: Duration,
+    },
+}
+
+/// Reads a config source.
+pub fn load_source(source: &ConfigSource) -> Result<Config, String> {
+    match source {
+        ConfigSource::File(p) => config::load(p).map_err(|e| e.to_string()),
+        ConfigSource::Text { name, text } => {
+            config::parse(name, text, std::path::Path::new(".")).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Refuses settings whose behaviour is not built yet (see `Config::unsupported`).
+pub fn refuse_unsupported(cfg: &Config) -> Result<(), String> {
+    if cfg.unsupported.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = cfg.unsupported.iter().map(ToString::to_string).collect();
+    Err(lines.join("\n"))
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    /// Validates `cfg`, binds every listener and the admin API, and starts the workers.
+    pub fn start(cfg: Config, source: ConfigSource) -> anyhow::Result<Gateway> {
+        refuse_unsupported(&cfg).map_err(|e| anyhow!("{e}"))?;
+        let metrics = Metrics::new();
+        let cfg = Arc::new(cfg);
+        let snap = Snapshot::build(cfg.clone(), None, &metrics).map_err(|e| anyhow!("{e}"))?;
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snap),
+            metrics,
+            bound: ArcSwap::from_pointee(Vec::new()),
+        });
+        let (control_tx, control_rx) = mpsc::channel(16);
+        let admin_addr = crate::admin::start(shared.clone(), control_tx, &cfg.admin)
+            .context("cannot start the admin listener")?;
+
+        let mut workers = Vec::new();
+        for id in 0..cfg.workers {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let shared = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("ninefold-w{id}"))
+                .spawn(move || worker_main(shared, rx))
+                .context("cannot start a worker thread")?;
+            workers.push(Worker {
+                tx,
+                thread: Some(thread),
+            });
+        }
+        let mut gw = Gateway {
+            shared,
+            source,
+            workers,
+            listeners: HashMap::new(),
+            control_rx,
+            admin_addr,
+        };
+        gw.sync_listeners(&cfg).map_err(|e| anyhow!("{e}"))?;
+        Ok(gw)
+    }
+
+    /// The shared state (for tests and the demo).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Addresses bound per listener.
+    pub fn bound(&self) -> Vec<(String, SocketAddr)> {
+        self.shared.bound.load().as_ref().clone()
+    }
+
+    /// Re-reads the configuration source and applies it, or changes nothing.
+    pub fn reload(&mut self) -> Result<ReloadOutcome, String> {
+        let result = load_source(&self.source).and_then(|cfg| self.apply(cfg));
+        let label = if result.is_ok() { "ok" } else { "failed" };
+        self.shared
+            .metrics
+            .reloads
+            .with_label_values(&[label])
+            .inc();
+        match &result {
+            Ok(o) => {
+                tracing::info!(generation = o.generation, added = ?o.listeners_added, removed = ?o.listeners_removed, "configuration reloaded")
+            }
+            Err(e) => tracing::error!("reload refused, the running configuration stays:\n{e}"),
+        }
+        for s in result.iter().flat_map(|o| &o.needs_restart) {
+            tracing::warn!("{s}");
+        }
+        result
+    }
+
+    /// Applies a validated configuration.
+    pub fn apply(&mut self, cfg: Config) -> Result<ReloadOutcome, String> {
+        refuse_unsupported(&cfg)?;
+        let old = self.shared.snapshot.load_full();
+        let mut needs_restart = Vec::new();
+        if cfg.admin.bind != old.config.admin.bind || cfg.admin.token != old.config.admin.token {
+            needs_restart.push("admin settings changed; they take effect at restart".to_owned());
+        }
+        if cfg.workers != old.config.workers {
+            needs_restart.push(format!(
+                "workers changed from {} to {}; this takes effect at restart",
+                old.config.workers, cfg.workers
+            ));
+        }
+        let cfg = Arc::new(cfg);
+        let snap = Snapshot::build(cfg.clone(), Some(&old), &self.shared.metrics)?;
+        let generation = snap.generation;
+        // Bind before swapping: a listener that cannot bind fails the whole reload.
+        let (added, removed) = self.plan_listeners(&cfg)?;
+        self.shared.snapshot.store(Arc::new(snap));
+        let outcome = ReloadOutcome {
+            generation,
+            listeners_added: added.iter().map(|(n, ..)| n.clone()).collect(),
+            listeners_removed: removed.clone(),
+            needs_restart,
+        };
+        self.commit_listeners(added, removed);
+        Ok(outcome)
+    }
+
+    fn sync_listeners(&mut self, cfg: &Config) -> Result<(), String> {
+        let (added, removed) = self.plan_listeners(cfg)?;
+        self.commit_listeners(added, removed);
+        Ok(())
+    }
+
+    /// Binds sockets for listeners that are new or changed; returns them with the names
+    /// of listeners to stop.
+    #[allow(clippy::type_complexity)]
+    fn plan_listeners(
+        &self,
+        cfg: &Config,
+    ) -> Result<
+        (
+            Vec<(String, Active, Vec<std::net::TcpListener>, bool)>,
+            Vec<String>,
+        ),
+        String,
+    > {
+        let mut added = Vec::new();
+        for l in &cfg.listeners {
+            let same = self
+                .listeners
+                .get(&l.name)
+                .is_some_and(|a| a.bind == l.bind && a.protocol == l.protocol);
+            if same {
+                continue;
+            }
+            let held = self
+                .listeners
+                .values()
+                .any(|a| a.bind == l.bind || a.local == l.bind);
+            let sockets = bind_sockets(l.bind, self.workers.len(), held)
+                .map_err(|e| format!("listener {:?}: cannot bind {}: {e}", l.name, l.bind))?;
+            let local = sockets[0]
+                .local_addr()
+                .map_err(|e| format!("listener {:?}: {e}", l.name))?;
+            let (stop, _) = watch::channel(false);
+            added.push((
+                l.name.clone(),
+                Active {
+                    bind: l.bind,
+                    protocol: l.protocol,
+                    local,
+                    stop,
+                },
+                sockets,
+                l.protocol == ListenerProtocol::Https,
+            ));
+        }
+        let removed = self
+            .listeners
+            .iter()
+            .filter(|(name, a)| {
+                !cfg.listeners
+                    .iter()
+                    .any(|l| &l.name == *name && l.bind == a.bind && l.protocol == a.protocol)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        Ok((added, removed))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn commit_listeners(
+        &mut self,
+        added: Vec<(String, Active, Vec<std::net::TcpListener>, bool)>,
+        removed: Vec<String>,
+    ) {
+        for name in removed {
+            if let Some(a) = self.listeners.remove(&name) {
+                let _ = a.stop.send(true);
+                tracing::info!(listener = %name, "listener stopped");
+            }
+        }
+        for (name, active, sockets, tls) in added {
+            let arc_name: Arc<str> = name.as_str().into();
+            for (w, socket) in self.workers.iter().zip(sockets) {
+                let _ = w.tx.send(Cmd::Listen {
+                    name: arc_name.clone(),
+                    socket,
+                    tls,
+                    stop: active.stop.subscribe(),
+                });
+            }
+            tracing::info!(listener = %name, address = %active.local, "listening");
+            self.listeners.insert(name, active);
+        }
+        let mut bound: Vec<(String, SocketAddr)> = self
+            .listeners
+            .iter()
+            .map(|(n, a)| (n.clone(), a.local))
+            .collect();
+        bound.sort();
+        self.shared.bound.store(Arc::new(bound));
+    }
+
+    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP and on admin requests, then
+    /// drains and returns.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut hup = signal(SignalKind::hangup())?;
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => { let _ = self.reload(); }
+                    Some(req) = self.control_rx.recv() => match req {
+                        ControlRequest::Reload(reply) => { let _ = reply.send(self.reload()); }
+                    },
+                    _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
+                }
+            }
+            anyhow::Ok(())
+        })?;
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, and
+    /// stops the workers.
+    pub fn shutdown(mut self) {
+        let grace = self.shared.snapshot.load().config.shutdown_grace;
+        for a in self.listeners.values() {
+            let _ = a.stop.send(true);
+        }
+        for w in &self.workers {
+            let _ = w.tx.send(Cmd::Shutdown { grace });
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Binds `n` SO_REUSEPORT sockets to `addr` (port 0: the first one picks the port, the
+/// rest share it). Unless we already hold the address, first make sure nobody else
+/// does: SO_REUSEPORT would otherwise let two gateways share a port silently.
+fn bind_sockets(
+    addr: SocketAddr,
+    n: usize,
+    held: bool,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if !held && addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut target = addr;
+    for _ in 0..n.max(1) {
+        let s = Socket::new(
+            Domain::for_address(target),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.set_tcp_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&target.into())?;
+        s.listen(4096)?;
+        let l: std::net::TcpListener = s.into();
+        target = l.local_addr()?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("worker runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let active = Arc::new(AtomicUsize::new(0));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(1024);
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Cmd::Listen {
+                    name,
+                    socket,
+                    tls,
+                    stop,
+                } => match tokio::net::TcpListener::from_std(socket) {
+                    Ok(l) => {
+                        tokio::spawn(accept_loop(
+                            shared.clone(),
+                            name,
+                            l,
+                            tls,
+                            stop,
+                            shutdown_rx.clone(),
+                            builder.clone(),
+                            active.clone(),
+                        ));
+                    }
+                    Err(e) => tracing::error!(listener = %name, "cannot register socket: {e}"),
+                },
+                Cmd::Shutdown { grace } => {
+                    let _ = shutdown_tx.send(true);
+                    let deadline = tokio::time::Instant::now() + grace;
+                    // Poll the count: connections end on their own schedule, and this
+                    // runs once per process life.
+                    while active.load(Ordering::Acquire) > 0
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let left = active.load(Ordering::Acquire);
+                    if left > 0 {
+                        tracing::warn!(
+                            connections = left,
+                            "grace period over; closing connections still open"
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept_loop(
+    shared: Arc<Shared>,
+    name: Arc<str>,
+    listener: tokio::net::TcpListener,
+    tls: bool,
+    mut stop: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    builder: auto::Builder<TokioExecutor>,
+    active: Arc<AtomicUsize>,
+) {
+    let gauge = shared.metrics.open_connections.with_label_values(&[&name]);
+    let mut shutdown_accept = shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+            _ = shutdown_accept.wait_for(|s| *s) => break,
+        };
+        let (stream, client) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = %name, "accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = Arc::new(ConnCtx {
+            shared: shared.clone(),
+            listener: name.clone(),
+            client,
+            client_ip: HeaderValue::from_str(&client.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            tls,
+        });
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let active = active.clone();
+        let gauge = gauge.clone();
+        active.fetch_add(1, Ordering::AcqRel);
+        gauge.inc();
+        tokio::spawn(async move {
+            if tls {
+                let acceptor = ctx
+                    .shared
+                    .snapshot
+                    .load()
+                    .listener(&ctx.listener)
+                    .and_then(|l| l.tls.clone());
+                if let Some(acceptor) = acceptor {
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        serve_conn(TokioIo::new(s), ctx, builder, shutdown).await;
+                    }
+                }
+            } else {
+                serve_conn(TokioIo::new(stream), ctx, builder, shutdown).await;
+            }
+            gauge.dec();
+            active.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+async fn serve_conn<I>(
+    io: TokioIo<I>,
+    ctx: Arc<ConnCtx>,
+    builder: auto::Builder<TokioExecutor>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(ctx, req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            r = shutdown.wait_for(|s| *s), if !draining => {
+                draining = true;
+                if r.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Each worker's keep-alive connections to upstream endpoints.
+//!
+//! A worker thread runs one current_thread runtime, and every connection it accepts
+//! stays on it, so the pool is thread-local: checking a connection out or in touches no
+//! shared state and takes no lock. HTTP/1.1 connections are kept in a small stack per
+//! endpoint (most recently used first, so idle ones age out); an HTTP/2 connection is
+//! one multiplexed sender per endpoint per worker.
+//!
+//! A connection returns to the pool only after its response body ended cleanly (see
+//! `proxy::body`); a connection whose body was dropped midway is closed by hyper.
+
+use crate::proxy::body::ReqBody;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Idle HTTP/1.1 connections kept per endpoint per worker.
+pub const MAX_IDLE_PER_ENDPOINT: usize = 128;
+
+/// An idle connection older than this is closed rather than reused: below the
+/// keep-alive timeouts of common servers (nginx 75 s, Node 5 s is the exception), so we
+/// rarely write into a connection the server is closing.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Why getting a connection failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// TCP connect failed (refused, unreachable, ...).
+    Io(io::Error),
+    /// TCP connect did not finish within the cluster's connect timeout.
+    Timeout,
+    /// The HTTP handshake failed.
+    Handshake(hyper::Error),
+}
+
+struct Idle {
+    tx: http1::SendRequest<ReqBody>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Pool {
+    h1: Vec<Vec<Idle>>,
+    h2: Vec<Option<http2::SendRequest<ReqBody>>>,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// An HTTP/1.1 connection checked out of (or freshly added to) the pool.
+pub struct H1Conn {
+    /// The sender.
+    pub tx: http1::SendRequest<ReqBody>,
+    /// Whether it came from the pool (a reused connection can be stale).
+    pub reused: bool,
+}
+
+/// Takes an idle HTTP/1.1 connection to `slot`, if a usable one is pooled.
+pub async fn checkout_h1(slot: usize) -> Option<H1Conn> {
+    loop {
+        let idle = POOL.with(|p| p.borrow_mut().h1.get_mut(slot).and_then(Vec::pop))?;
+        if idle.tx.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
+            continue;
+        }
+        let mut tx = idle.tx;
+        if !tx.is_ready() && tx.ready().await.is_err() {
+            continue;
+        }
+        return Some(H1Conn { tx, reused: true });
+    }
+}
+
+/// Returns an HTTP/1.1 connection whose exchange finished cleanly.
+pub fn checkin_h1(slot: usize, tx: http1::SendRequest<ReqBody>) {
+    if tx.is_closed() {
+        return;
+    }
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.h1.len() <= slot {
+            p.h1.resize_with(slot + 1, Vec::new);
+        }
+        let v = &mut p.h1[slot];
+        if v.len() < MAX_IDLE_PER_ENDPOINT {
+            v.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    });
+}
+
+/// Opens a TCP connection with a timeout and no Nagle delay.
+pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+        .map_err(ConnectError::Io)?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Opens a new HTTP/1.1 connection; its driver runs as a task on this worker.
+pub async fn connect_h1(addr: SocketAddr, timeout: Duration) -> Result<H1Conn, ConnectError> {
+    let stream = connect_tcp(addr, timeout).await?;
+    let (tx, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(H1Conn { tx, reused: false })
+}
+
+/// The worker's HTTP/2 sender to `slot`, connecting when there is none or it closed.
+pub async fn h2_sender(
+    slot: usize,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<http2::SendRequest<ReqBody>, ConnectError> {
+    let cached = POOL.with(|p| p.borrow().h2.get(slot).cloned().flatten());
+    if let Some(tx) = cached {
+        if !tx.is_closed() {
+            return Ok(tx);
+        }
+    }
+    let stream = connect_tcp(addr, timeout).await?;
+    let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.h2.len() <= slot {
+            p.h2.resize_with(slot + 1, || None);
+        }
+        p.h2[slot] = Some(tx.clone());
+    });
+    Ok(tx)
+}

@@ -66,18 +66,101 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Parses and validates configuration text; `file` names it in errors and `base` is
 /// the directory relative paths (certificates) are resolved against.
 pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let text = &interpolate(file, text, |k| std::env::var(k).ok())?;
     let raw = parse_raw(file, text)?;
     let index = PosIndex::build(text);
     validate::validate(raw, file, &index, base)
 }
 
-/// Parses configuration text into the raw model without validating values.
+/// Replaces `${NAME}` with the value of environment variable NAME (as `lookup` tells),
+/// in quoted and plain values alike; `$${` writes a literal `${`. Lines that are
+/// comments are left alone. An unset variable, or a value with a line break (which
+/// would shift every line after it), is an error at the reference's position. Values
+/// are substituted in place, so line numbers stay those of the file.
+pub fn interpolate(
+    file: &str,
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigErrors> {
+    if !text.contains("${") {
+        return Ok(text.to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut errors = Vec::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        let mut col = 1;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            col += rest[..at].chars().count();
+            let tail = &rest[at..];
+            if let Some(t) = tail.strip_prefix("$${") {
+                out.push_str("${");
+                rest = t;
+                col += 3;
+                continue;
+            }
+            let Some(body) = tail.strip_prefix("${") else {
+                out.push('$');
+                rest = &tail[1..];
+                col += 1;
+                continue;
+            };
+            let Some(end) = body.find('}') else {
+                out.push_str(tail);
+                rest = "";
+                break;
+            };
+            let name = &body[..end];
+            let err = |message: String| ConfigError {
+                file: file.to_owned(),
+                line: i + 1,
+                column: col,
+                path: String::new(),
+                message,
+                hint: None,
+            };
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                errors.push(err(format!("invalid variable name in \"${{{name}}}\"")));
+            } else {
+                match lookup(name) {
+                    Some(v) if v.contains(['\n', '\r']) => errors.push(err(format!(
+                        "environment variable {name} holds a line break; only one-line values can be interpolated"
+                    ))),
+                    Some(v) => out.push_str(&v),
+                    None => {
+                        let mut e = err(format!("environment variable {name} is not set"));
+                        e.hint = Some(format!("export {name}=... before starting, or write the value in the file"));
+                        errors.push(e);
+                    }
+                }
+            }
+            col += 3 + name.chars().count();
+            rest = &body[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Parses configuration text into the raw model without validating values (and
+/// without `${ENV}` interpolation: see [`interpolate`]).
 pub fn parse_raw(file: &str, text: &str) -> Result<raw::RawConfig, ConfigErrors> {
     if text.trim().is_empty() {
         return Ok(raw::RawConfig::default());
     }
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let mut options = serde_saphyr::Options::default().with_properties(env);
+    let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
     let mut key_path = String::new();
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
@@ -261,6 +344,25 @@ impl PosIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interpolation() {
+        let env = |k: &str| match k {
+            "A" => Some("1.2.3.4:80".to_owned()),
+            "NL" => Some("x\ny".to_owned()),
+            _ => None,
+        };
+        let out = interpolate("f", "a: ${A}\nb: \"${A}\"\n# ${NOPE}\nc: $${A} $x\n", env).unwrap();
+        assert_eq!(
+            out,
+            "a: 1.2.3.4:80\nb: \"1.2.3.4:80\"\n# ${NOPE}\nc: ${A} $x\n"
+        );
+        let e = interpolate("f", "a: 1\nbb: x ${MISSING}\nc: ${NL}\n", env).unwrap_err();
+        assert_eq!(e.0.len(), 2);
+        assert_eq!((e.0[0].line, e.0[0].column), (2, 7));
+        assert!(e.0[0].message.contains("MISSING is not set"));
+        assert_eq!((e.0[1].line, e.0[1].column), (3, 4));
+    }
 
     #[test]
     fn index_finds_nested_values() {

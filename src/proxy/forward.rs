@@ -247,10 +247,11 @@ pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
             .split(',')
             .map(str::trim)
             .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case("close")
-                    && !t.eq_ignore_ascii_case("keep-alive")
-                    && !(keep_upgrade && t.eq_ignore_ascii_case("upgrade"))
+                let ignored = t.is_empty()
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"));
+                !ignored
             })
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();

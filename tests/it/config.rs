@@ -1,0 +1,178 @@
+//! Configuration errors: `ninefold check` and `ninefold serve` name file, line, column
+//! and key; cross references are checked; `serve` refuses what it does not run.
+
+use crate::support::*;
+
+#[test]
+fn valid_config_checks_ok() {
+    let (code, out, err) = check(
+        "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    routes: [{match: {path_prefix: /}, cluster: app}]\nclusters:\n  - {name: app, endpoints: [{address: 127.0.0.1:9000}]}\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn invalid_address_names_file_line_column_and_key() {
+    let yaml = "\
+listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    routes:
+      - match: {path_prefix: /}
+        cluster: api
+clusters:
+  - name: api
+    endpoints:
+      - address: 127.0.0.1:9001
+      - address: 127.0.0.1:99999
+";
+    let (code, _, err) = check(yaml);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "ninefold.yaml:11:18: clusters[0].endpoints[1].address: invalid socket address \"127.0.0.1:99999\""
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_with_its_line() {
+    let yaml = "\
+listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    routes:
+      - match: {path_prefix: /}
+        cluster: api
+        timout: 5s
+clusters:
+  - {name: api, endpoints: [{address: 127.0.0.1:9001}]}
+";
+    let (code, _, err) = check(yaml);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("ninefold.yaml:7:"), "{err}");
+    assert!(err.contains("timout"), "{err}");
+    assert!(err.contains("listeners[0].routes[0]"), "{err}");
+}
+
+#[test]
+fn every_error_is_reported_in_one_run() {
+    let yaml = "\
+listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    routes:
+      - {match: {path_prefix: /}, cluster: nope, timeout: 5 parsecs}
+clusters:
+  - {name: api, lb: fastest, endpoints: [{address: 127.0.0.1:9001}]}
+";
+    let (code, _, err) = check(yaml);
+    assert_eq!(code, 2);
+    assert!(err.contains("ninefold.yaml:5:"), "{err}");
+    assert!(
+        err.contains("listeners[0].routes[0].cluster: unknown cluster \"nope\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("listeners[0].routes[0].timeout: invalid duration"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ninefold.yaml:7:") && err.contains("clusters[0].lb"),
+        "{err}"
+    );
+}
+
+#[test]
+fn env_interpolation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ninefold.yaml");
+    std::fs::write(
+        &path,
+        "listeners:\n  - name: web\n    bind: ${NF_TEST_BIND}\n    routes: [{match: {path_prefix: /}, cluster: app}]\nclusters:\n  - {name: app, endpoints: [{address: \"${NF_TEST_UP}\"}]}\n",
+    )
+    .unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(bin());
+        c.args(["check", "-c"]).arg(&path);
+        c.env_remove("NF_TEST_BIND").env_remove("NF_TEST_UP");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.code().unwrap(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[
+        ("NF_TEST_BIND", "127.0.0.1:8080"),
+        ("NF_TEST_UP", "127.0.0.1:9000"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run(&[
+        ("NF_TEST_BIND", "127.0.0.1:8080"),
+        ("NF_TEST_UP", "127.0.0.1:99999"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(":6:") && err.contains("clusters[0].endpoints[0].address"),
+        "{err}"
+    );
+    let (code, err) = run(&[("NF_TEST_UP", "127.0.0.1:9000")]);
+    assert_eq!(code, 2);
+    assert!(err.contains(":3:") && err.contains("NF_TEST_BIND"), "{err}");
+}
+
+#[test]
+fn serve_refuses_settings_it_does_not_run() {
+    let yaml = "\
+admin: {bind: \"127.0.0.1:0\"}
+listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes:
+      - match: {path_prefix: /}
+        cluster: api
+        retry: {attempts: 2}
+clusters:
+  - {name: api, endpoints: [{address: 127.0.0.1:9001}]}
+";
+    // check accepts it (tools read the whole contract) and says what serve will refuse.
+    let (code, out, _) = check(yaml);
+    assert_eq!(code, 0);
+    assert!(out.contains("listeners[0].routes[0].retry"), "{out}");
+    let err = Gateway::try_start(yaml).err().expect("serve must refuse");
+    assert!(
+        err.contains(":8:")
+            && err.contains("listeners[0].routes[0].retry: retries is not built yet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_loopback_admin_needs_a_token() {
+    let (code, _, err) = check("admin: {bind: \"0.0.0.0:9901\"}\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("admin.bind") && err.contains("admin.token"),
+        "{err}"
+    );
+    let (code, _, _) = check("admin: {bind: \"0.0.0.0:9901\", token: s3cret}\n");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn the_full_contract_checks() {
+    // The whole contract from DESIGN.md: check reads every key.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/full-contract.yaml");
+    let o = std::process::Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .env("NINEFOLD_ADMIN_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -1,0 +1,298 @@
+//! Hot reload and graceful shutdown against a running gateway process.
+
+use crate::support::*;
+use hyper::Request;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn who(gw: &Gateway) -> String {
+    get(&gw.url("web", "/"))
+        .await
+        .header("x-backend")
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn sighup_and_api_reload_switch_config() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let gw = Gateway::start(&simple_config(&[&a], "", ""));
+    assert_eq!(who(&gw).await, "a");
+
+    gw.rewrite(&simple_config(&[&b], "", ""));
+    gw.signal("HUP");
+    let mut switched = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if who(&gw).await == "b" {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(switched, "SIGHUP did not reload: {}", gw.stderr());
+
+    gw.rewrite(&simple_config(&[&a], "", ""));
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["reload"]["generation"], 3);
+    assert_eq!(who(&gw).await, "a");
+}
+
+#[tokio::test]
+async fn a_bad_reload_is_refused_and_the_old_config_keeps_serving() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&simple_config(&[&a], "", ""));
+    gw.rewrite(&simple_config(&[&a], "", "").replace("cluster: app\n", "cluster: nope\n"));
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    assert_eq!(r.status, 422);
+    let e = r.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        e.contains("ninefold.yaml:") && e.contains("unknown cluster \"nope\""),
+        "{e}"
+    );
+    assert_eq!(who(&gw).await, "a");
+    assert!(
+        gw.stderr().contains("reload refused"),
+        "the error is logged"
+    );
+    let m = get(&gw.admin_url("/metrics")).await;
+    let m = String::from_utf8_lossy(&m.body).into_owned();
+    assert!(
+        m.contains("ninefold_reloads_total{result=\"failed\"} 1"),
+        "{m}"
+    );
+    // A setting serve does not run is refused the same way.
+    gw.rewrite(&simple_config(&[&a], "", "        retry: {attempts: 2}"));
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(who(&gw).await, "a");
+}
+
+#[tokio::test]
+async fn reload_adds_and_removes_listeners() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&simple_config(&[&a], "", ""));
+    let port = free_port();
+    let base = simple_config(&[&a], "", "");
+    let with_extra = base.replace(
+        "clusters:\n",
+        &format!(
+            "  - name: extra\n    bind: \"127.0.0.1:{port}\"\n    routes: [{{match: {{path_prefix: /}}, cluster: app}}]\nclusters:\n"
+        ),
+    );
+    gw.rewrite(&with_extra);
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json()["reload"]["listeners_added"][0], "extra");
+    let a2 = get(&format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!(a2.header("x-backend"), Some("a"));
+    // The original listener kept its socket.
+    assert_eq!(who(&gw).await, "a");
+
+    gw.rewrite(&base);
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    assert_eq!(r.json()["reload"]["listeners_removed"][0], "extra");
+    let refused = eventually(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    })
+    .await;
+    assert!(refused, "removed listener still accepts");
+}
+
+#[tokio::test]
+async fn twenty_reloads_under_load_lose_nothing() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let gw = Gateway::start(&simple_config(&[&a, &b], "", ""));
+    let url = gw.url("web", "/");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (url, stop, ok, bad) = (url.clone(), stop.clone(), ok.clone(), bad.clone());
+        workers.push(tokio::spawn(async move {
+            // Half the clients keep connections alive, half open new ones each time.
+            let c = client();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let r = if w % 2 == 0 {
+                    c.request(Request::get(&url).body(empty()).unwrap()).await
+                } else {
+                    client()
+                        .request(Request::get(&url).body(empty()).unwrap())
+                        .await
+                };
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        use http_body_util::BodyExt;
+                        if r.into_body().collect().await.is_ok() {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            bad.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    _ => {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for i in 0..20 {
+        // Alternate between configs so each reload really changes the snapshot.
+        let yaml = if i % 2 == 0 {
+            simple_config(&[&a, &b], "    lb: random\n", "")
+        } else {
+            simple_config(&[&a, &b], "    lb: round_robin\n", "")
+        };
+        gw.rewrite(&yaml);
+        if i % 2 == 0 {
+            let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+            assert_eq!(r.status, 200);
+        } else {
+            gw.signal("HUP");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
+    let reloads: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("ninefold_reloads_total{result=\"ok\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reloads >= 19, "only {reloads} reloads happened");
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "requests lost during reloads"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 200,
+        "load too small: {}",
+        ok.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test]
+async fn open_websocket_and_h2_connections_survive_a_reload() {
+    use futures_util::{SinkExt, StreamExt};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::tungstenite::Message;
+    let (ws_addr, _t) = ws_echo_backend().await;
+    let b = Backend::start("b").await;
+    let yaml = |lb: &str| {
+        format!(
+            "admin: {{bind: \"127.0.0.1:0\"}}
+listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes:
+      - {{match: {{path_prefix: /ws}}, cluster: ws}}
+      - {{match: {{path_prefix: /}}, cluster: app}}
+clusters:
+  - {{name: ws, endpoints: [{{address: \"{ws_addr}\"}}]}}
+  - {{name: app, lb: {lb}, endpoints: [{{address: \"{}\"}}]}}
+",
+            b.addr
+        )
+    };
+    let gw = Gateway::start(&yaml("round_robin"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr("web")))
+        .await
+        .unwrap();
+    // One h2 connection, held across the reload.
+    let io = tokio::net::TcpStream::connect(gw.addr("web"))
+        .await
+        .unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let uri = gw.url("web", "/h2");
+    let r = h2
+        .send_request(Request::get(&uri).body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    for i in 0..3 {
+        gw.rewrite(&yaml(if i % 2 == 0 { "random" } else { "round_robin" }));
+        assert_eq!(
+            post(&gw.admin_url("/api/v1/reload"), None).await.status,
+            200
+        );
+        ws.send(Message::text(format!("after reload {i}")))
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.into_text().unwrap().as_str(), format!("after reload {i}"));
+        let r = h2
+            .send_request(Request::get(&uri).body(empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let a = Backend::start("a").await;
+    let mut gw = Gateway::start(&simple_config(&[&a], "", ""));
+    let url = gw.url("web", "/slow/1500");
+    let slow = tokio::spawn(async move { get(&url).await });
+    assert!(eventually(Duration::from_secs(5), || a.hits() == 1).await);
+    gw.signal("TERM");
+    // New connections are refused soon after.
+    let addr = gw.addr("web");
+    assert!(
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(
+            addr
+        )
+        .is_err())
+        .await,
+        "still accepting after SIGTERM"
+    );
+    let r = slow.await.unwrap();
+    assert_eq!(r.status, 200, "in-flight request finished");
+    let status = gw.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_grace_period_bounds_the_drain() {
+    let a = Backend::start("a").await;
+    let mut gw = Gateway::start(&format!(
+        "shutdown_grace: 300ms\n{}",
+        simple_config(&[&a], "", "")
+    ));
+    let url = gw.url("web", "/slow/20000");
+    let _slow = tokio::spawn(async move {
+        client()
+            .request(Request::get(&url).body(empty()).unwrap())
+            .await
+    });
+    assert!(eventually(Duration::from_secs(5), || a.hits() == 1).await);
+    let t = Instant::now();
+    gw.signal("TERM");
+    let status = gw.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}

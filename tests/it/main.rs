@@ -1,0 +1,19 @@
+//! Integration tests: the real `ninefold` binary against real backends on loopback.
+//!
+//! - `support`: gateway process, backends, clients.
+//! - `proxy`: forwarding, headers, h2c, WebSocket, gRPC over h2, failures.
+//! - `balance`: load-balancing algorithms end to end.
+//! - `config`: `ninefold check` errors and `serve` refusals.
+//! - `lifecycle`: hot reload and graceful shutdown.
+//! - `admin`: metrics, health, state, token.
+//! - `tls`: https listeners, ALPN, certificate reload.
+//! - `streaming`: 1 GiB each way with flat memory.
+
+mod admin;
+mod balance;
+mod config;
+mod lifecycle;
+mod proxy;
+mod streaming;
+mod support;
+mod tls;

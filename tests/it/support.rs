@@ -1,0 +1,512 @@
+//! Test support: the real `ninefold` binary as a child process, real hyper backends on
+//! loopback (ephemeral ports), and small clients. No fixed ports, no sleeps as
+//! synchronisation: readiness is read from the gateway's stdout, and conditions are
+//! polled with a deadline.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ninefold")
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+// ---------------------------------------------------------------------------------
+// The gateway process
+
+/// A running `ninefold serve`.
+pub struct Gateway {
+    pub child: Child,
+    pub listeners: HashMap<String, SocketAddr>,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+    pub stdout: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Writes `yaml` to a temp file and serves it; waits for "ninefold: ready".
+    pub fn start(yaml: &str) -> Gateway {
+        Self::try_start(yaml).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+    }
+
+    /// Like `start`, returning the stderr text when the gateway exits instead.
+    pub fn try_start(yaml: &str) -> Result<Gateway, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ninefold.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Self::start_file(config, dir)
+    }
+
+    pub fn start_file(config: PathBuf, dir: tempfile::TempDir) -> Result<Gateway, String> {
+        let mut child = Command::new(bin())
+            .args(["serve", "-c"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        {
+            let out = child.stdout.take().unwrap();
+            let buf = stdout.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if line == "ninefold: ready" {
+                        let _ = ready_tx.send(());
+                    }
+                    let mut b = buf.lock().unwrap();
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            });
+        }
+        {
+            let err = child.stderr.take().unwrap();
+            let buf = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { break };
+                    let mut b = buf.lock().unwrap();
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            });
+        }
+        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            // Let the reader threads drain.
+            std::thread::sleep(Duration::from_millis(50));
+            return Err(stderr.lock().unwrap().clone());
+        }
+        let out = stdout.lock().unwrap().clone();
+        let mut listeners = HashMap::new();
+        let mut admin = None;
+        for line in out.lines() {
+            if let Some(rest) = line.strip_prefix("ninefold: listener ") {
+                let (name, addr) = rest.split_once(" on ").unwrap();
+                listeners.insert(name.to_owned(), addr.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("ninefold: admin on ") {
+                admin = Some(a.parse().unwrap());
+            }
+        }
+        Ok(Gateway {
+            child,
+            listeners,
+            admin: admin.unwrap(),
+            config,
+            stdout,
+            stderr,
+            dir,
+        })
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.listeners[listener]
+    }
+
+    pub fn url(&self, listener: &str, path: &str) -> String {
+        format!("http://{}{}", self.addr(listener), path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Rewrites the config file (for reloads).
+    pub fn rewrite(&self, yaml: &str) {
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `ninefold check -c` on `yaml`; returns (exit code, stdout, stderr).
+pub fn check(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ninefold.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["check", "-c", "ninefold.yaml"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// Backends
+
+/// A test backend: counts hits, answers by path.
+///
+/// - `/slow/MS`: waits MS milliseconds first.
+/// - `/big/N`: streams N bytes.
+/// - `/status/CODE`: answers CODE.
+/// - POST anything: answers with the byte count of the body (streamed, never held).
+/// - anything else: JSON with the backend's name and the request's headers.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let hits = Arc::new(AtomicU64::new(0));
+        let name_s: Arc<str> = name.into();
+        let h = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else {
+                    continue;
+                };
+                let name = name_s.clone();
+                let hits = h.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let name = name.clone();
+                        let hits = hits.clone();
+                        async move { Ok::<_, Infallible>(backend_answer(&name, &hits, req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            name: name.to_owned(),
+            addr,
+            hits,
+            task,
+        }
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(s: impl Into<Bytes>) -> BoxBody {
+    Full::new(s.into()).map_err(|e| match e {}).boxed()
+}
+
+async fn backend_answer(name: &str, hits: &AtomicU64, req: Request<Incoming>) -> Response<BoxBody> {
+    hits.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path().to_owned();
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms.parse().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let code: u16 = code.parse().unwrap_or(500);
+        return Response::builder()
+            .status(code)
+            .header("x-backend", name)
+            .body(full(""))
+            .unwrap();
+    }
+    if let Some(n) = path.strip_prefix("/big/") {
+        let n: u64 = n.parse().unwrap_or(0);
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let stream = futures_util::stream::unfold(n, move |left| {
+            let chunk = chunk.clone();
+            async move {
+                if left == 0 {
+                    return None;
+                }
+                let take = left.min(chunk.len() as u64);
+                Some((
+                    Ok::<_, std::io::Error>(Frame::data(chunk.slice(..take as usize))),
+                    left - take,
+                ))
+            }
+        });
+        return Response::builder()
+            .header("x-backend", name)
+            .header("content-length", n.to_string())
+            .body(StreamBody::new(stream).boxed())
+            .unwrap();
+    }
+    if req.method() == hyper::Method::POST {
+        let mut body = req.into_body();
+        let mut n = 0u64;
+        while let Some(f) = body.frame().await {
+            match f {
+                Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                Err(_) => break,
+            }
+        }
+        return Response::builder()
+            .header("x-backend", name)
+            .body(full(format!("{{\"received\":{n}}}")))
+            .unwrap();
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").into()))
+        .collect();
+    let body = serde_json::json!({
+        "backend": name,
+        "method": req.method().as_str(),
+        "path": path,
+        "query": req.uri().query(),
+        "version": format!("{:?}", req.version()),
+        "headers": headers,
+    });
+    Response::builder()
+        .header("x-backend", name)
+        .header("content-type", "application/json")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "must-not-pass")
+        .body(full(body.to_string()))
+        .unwrap()
+}
+
+/// A WebSocket echo backend (raw TCP + tungstenite).
+pub async fn ws_echo_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use futures_util::{SinkExt, StreamExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+// ---------------------------------------------------------------------------------
+// Clients
+
+/// A simple answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, BoxBody>;
+
+/// An HTTP/1.1 client with keep-alive.
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An h2c (prior knowledge) client.
+pub fn h2c_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+pub async fn send(c: &HttpClient, req: Request<BoxBody>) -> Answer {
+    let resp = tokio::time::timeout(Duration::from_secs(30), c.request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let (p, b) = resp.into_parts();
+    let body = b.collect().await.unwrap().to_bytes();
+    Answer {
+        status: p.status,
+        headers: p.headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str) -> Answer {
+    send(&client(), Request::get(url).body(empty()).unwrap()).await
+}
+
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(&client(), b.body(empty()).unwrap()).await
+}
+
+pub async fn post(url: &str, token: Option<&str>) -> Answer {
+    let mut b = Request::post(url);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    send(&client(), b.body(empty()).unwrap()).await
+}
+
+pub fn empty() -> BoxBody {
+    Empty::new().map_err(|e| match e {}).boxed()
+}
+
+pub fn body(s: impl Into<Bytes>) -> BoxBody {
+    full(s)
+}
+
+/// Free ephemeral port (bound and released): only for configs that must name a port
+/// before the gateway starts, such as a reload adding a listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Config YAML for one listener `web` on an ephemeral port with one route to cluster
+/// `app` over `backends`.
+pub fn simple_config(backends: &[&Backend], extra_cluster: &str, extra_route: &str) -> String {
+    let eps: String = backends
+        .iter()
+        .map(|b| format!("      - {{address: \"{}\"}}\n", b.addr))
+        .collect();
+    format!(
+        "admin: {{bind: \"127.0.0.1:0\"}}
+workers: 2
+listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes:
+      - name: main
+        match: {{path_prefix: /}}
+        cluster: app
+{extra_route}
+clusters:
+  - name: app
+{extra_cluster}
+    endpoints:
+{eps}"
+    )
+}

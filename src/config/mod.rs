@@ -373,3 +373,29 @@ mod tests {
         assert_eq!(idx.locate("a.b[1].missing"), (4, 7));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the text, parsing answers Ok or Err and never panics.
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,400}") {
+            let _ = parse("f.yaml", &text, Path::new("."));
+        }
+
+        /// YAML-shaped noise: keys of the contract with random values.
+        #[test]
+        fn contract_shaped_noise_never_panics(
+            key in prop::sample::select(vec!["bind", "address", "timeout", "weight", "lb", "protocol", "path_prefix", "objective", "hash_on", "connect_timeout"]),
+            val in "[ -~]{0,30}",
+        ) {
+            let text = format!(
+                "listeners:\n  - name: w\n    bind: 127.0.0.1:1\n    routes:\n      - {{match: {{{key}: {val}}}, cluster: c, {key}: {val}}}\nclusters:\n  - {{name: c, {key}: {val}, endpoints: [{{address: 127.0.0.1:2, {key}: {val}}}]}}\n"
+            );
+            let _ = parse("f.yaml", &text, Path::new("."));
+        }
+    }
+}

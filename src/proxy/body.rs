@@ -4,15 +4,20 @@
 //! [`RespBody::Upstream`] carries the upstream connection while the body streams and
 //! hands it back to the worker's pool once the body has ended cleanly; it also holds the
 //! endpoint's in-flight guard, so least-request sees a request as busy until its last
-//! byte has been relayed.
+//! byte has been relayed. An upstream that stops sending midway is cut after the route's
+//! timeout of silence (the idle timer is armed only while a read is actually waiting),
+//! so a stalled body never hangs the client.
 
 use crate::upstream::{pool, InFlight};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 /// A request body sent upstream.
 #[derive(Debug)]
@@ -23,21 +28,32 @@ pub enum ReqBody {
     Full(Option<Bytes>),
 }
 
+/// Error type of response bodies: the upstream's error, or our idle timeout.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A response body sent downstream.
 #[derive(Debug)]
 pub enum RespBody {
     /// The upstream's body, streamed.
-    Upstream(Box<UpstreamBody>),
+    Upstream(Pin<Box<UpstreamBody>>),
     /// A body made by the gateway (errors, 404s).
     Full(Option<Bytes>),
 }
 
-/// An upstream response body plus what must happen when it ends.
-pub struct UpstreamBody {
-    inner: Incoming,
-    /// Connection to give back to the pool at a clean end (HTTP/1.1 only).
-    conn: Option<(usize, http1::SendRequest<ReqBody>)>,
-    _in_flight: InFlight,
+pin_project_lite::pin_project! {
+    /// An upstream response body plus what must happen when it ends.
+    pub struct UpstreamBody {
+        inner: Incoming,
+        // Connection to give back to the pool at a clean end (HTTP/1.1 only).
+        conn: Option<(usize, http1::SendRequest<ReqBody>)>,
+        _in_flight: InFlight,
+        // Longest silence allowed between two frames.
+        idle: Duration,
+        // Armed when a read starts waiting; reset after each frame.
+        #[pin]
+        timer: Sleep,
+        armed: bool,
+    }
 }
 
 // === impl ReqBody ===
@@ -85,44 +101,39 @@ impl RespBody {
         RespBody::Full(None)
     }
 
-    /// Wraps an upstream body.
+    /// Wraps an upstream body; `idle` bounds the silence between two frames.
     pub fn upstream(
         inner: Incoming,
         conn: Option<(usize, http1::SendRequest<ReqBody>)>,
         in_flight: InFlight,
+        idle: Duration,
     ) -> Self {
-        let mut b = UpstreamBody {
+        let mut b = Box::pin(UpstreamBody {
             inner,
             conn,
             _in_flight: in_flight,
-        };
+            idle,
+            timer: tokio::time::sleep_until(Instant::now() + idle),
+            armed: false,
+        });
         // An empty body (HEAD, 204, 304, Content-Length: 0) has already ended.
         if b.inner.is_end_stream() {
-            b.release();
+            b.as_mut().release();
         }
-        RespBody::Upstream(Box::new(b))
+        RespBody::Upstream(b)
     }
 }
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            RespBody::Upstream(b) => {
-                let r = Pin::new(&mut b.inner).poll_frame(cx);
-                match &r {
-                    Poll::Ready(None) => b.release(),
-                    Poll::Ready(Some(Ok(_))) if b.inner.is_end_stream() => b.release(),
-                    Poll::Ready(Some(Err(_))) => b.conn = None,
-                    _ => {}
-                }
-                r
-            }
+            RespBody::Upstream(b) => b.as_mut().poll_upstream(cx),
             RespBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -146,10 +157,48 @@ impl Body for RespBody {
 // === impl UpstreamBody ===
 
 impl UpstreamBody {
-    fn release(&mut self) {
-        if let Some((slot, tx)) = self.conn.take() {
+    fn release(self: Pin<&mut Self>) {
+        if let Some((slot, tx)) = self.project().conn.take() {
             pool::checkin_h1(slot, tx);
         }
+    }
+
+    fn poll_upstream(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.as_mut().project();
+        let r = Pin::new(&mut *this.inner).poll_frame(cx);
+        match &r {
+            Poll::Pending => {
+                let mut timer = this.timer;
+                if !*this.armed {
+                    timer.as_mut().reset(Instant::now() + *this.idle);
+                    *this.armed = true;
+                }
+                if timer.poll(cx).is_ready() {
+                    // Silent too long: fail the body so the client sees a broken
+                    // response, not a short one; the connection is dropped, not pooled.
+                    *this.conn = None;
+                    return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "upstream body idle timeout",
+                    )))));
+                }
+            }
+            Poll::Ready(None) => {
+                *this.armed = false;
+                self.release();
+            }
+            Poll::Ready(Some(Ok(_))) => {
+                *this.armed = false;
+                if this.inner.is_end_stream() {
+                    self.release();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => *this.conn = None,
+        }
+        r.map_err(Into::into)
     }
 }
 

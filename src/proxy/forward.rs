@@ -32,13 +32,14 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Sends `req` to endpoint `ep` of `cluster` and returns the upstream's response, with
-/// its body streaming.
+/// its body streaming; `idle` bounds the silence between two body frames.
 pub async fn send(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
     ep: &Arc<EndpointState>,
     mut parts: Parts,
     body: Incoming,
+    idle: std::time::Duration,
 ) -> Result<Response<RespBody>, Failure> {
     let upgrade = is_upgrade(&parts);
     let h2 = cluster.protocol == UpstreamProtocol::Http2;
@@ -69,7 +70,7 @@ pub async fn send(
         rp.version = Version::HTTP_11;
         return Ok(Response::from_parts(
             rp,
-            RespBody::upstream(incoming, None, in_flight),
+            RespBody::upstream(incoming, None, in_flight, idle),
         ));
     }
 
@@ -113,7 +114,7 @@ pub async fn send(
     strip_hop_headers(&mut rp.headers, false);
     Ok(Response::from_parts(
         rp,
-        RespBody::upstream(incoming, Some((ep.slot, tx)), in_flight),
+        RespBody::upstream(incoming, Some((ep.slot, tx)), in_flight, idle),
     ))
 }
 
@@ -184,13 +185,19 @@ fn rewrite_request(
             h.insert(header::HOST, v);
         }
     }
-    match h.get(&X_FORWARDED_FOR) {
-        None => {
+    // Append the client to the chain; several x-forwarded-for lines become one.
+    let mut prev = h.get_all(&X_FORWARDED_FOR).iter();
+    match (prev.next(), prev.next()) {
+        (None, _) => {
             h.insert(X_FORWARDED_FOR.clone(), ctx.client_ip.clone());
         }
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + ctx.client_ip.len());
-            v.extend_from_slice(prev.as_bytes());
+        (Some(first), second) => {
+            let mut v = Vec::with_capacity(first.len() + 2 + ctx.client_ip.len());
+            v.extend_from_slice(first.as_bytes());
+            for more in second.into_iter().chain(prev) {
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(more.as_bytes());
+            }
             v.extend_from_slice(b", ");
             v.extend_from_slice(ctx.client_ip.as_bytes());
             let v = HeaderValue::from_bytes(&v).map_err(|_| Failure::BadRequest)?;

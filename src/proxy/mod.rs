@@ -78,8 +78,11 @@ pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespB
         });
         let ep = &cluster.endpoints[i];
         // 4. Forward, within the route's timeout.
-        match tokio::time::timeout(route.timeout, forward::send(&ctx, cluster, ep, parts, body))
-            .await
+        match tokio::time::timeout(
+            route.timeout,
+            forward::send(&ctx, cluster, ep, parts, body, route.timeout),
+        )
+        .await
         {
             Ok(Ok(resp)) => Ok((resp, i)),
             Ok(Err(f)) => Err((f, Some(i))),

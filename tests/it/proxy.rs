@@ -15,6 +15,7 @@ async fn forwards_and_rewrites_headers() {
         .header("connection", "keep-alive, x-secret")
         .header("x-secret", "hop")
         .header("x-forwarded-for", "10.1.2.3")
+        .header("x-forwarded-for", "10.9.9.9")
         .header("x-custom", "kept")
         .body(empty())
         .unwrap();
@@ -28,7 +29,7 @@ async fn forwards_and_rewrites_headers() {
     assert_eq!(j["path"], "/hello");
     assert_eq!(j["query"], "x=1");
     assert_eq!(h["host"], "shop.example:8080", "Host is kept");
-    assert_eq!(h["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+    assert_eq!(h["x-forwarded-for"], "10.1.2.3, 10.9.9.9, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "shop.example:8080");
     assert_eq!(h["x-custom"], "kept");
@@ -158,6 +159,28 @@ async fn slow_upstream_is_504_within_the_route_timeout() {
     );
     // The gateway still serves afterwards.
     assert_eq!(get(&gw.url("web", "/")).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_cut_not_hung() {
+    let b = Backend::start("b1").await;
+    let gw = Gateway::start(&simple_config(&[&b], "", "        timeout: 300ms"));
+    let t = Instant::now();
+    let resp = client()
+        .request(Request::get(gw.url("web", "/stall")).body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await;
+    assert!(
+        r.expect("body must not hang").is_err(),
+        "a cut body is an error, not a short success"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -390,4 +413,60 @@ async fn bad_requests_get_4xx_not_a_crash() {
         );
     }
     assert_eq!(get(&gw.url("web", "/")).await.status, 200, "still serving");
+}
+
+#[tokio::test]
+async fn the_demo_serves_three_backends_in_two_zones() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(bin())
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            text.push_str(&line);
+            text.push('\n');
+            if line == "ninefold: ready" {
+                let _ = tx.send(text.clone());
+            }
+        }
+    });
+    let text = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("demo ready");
+    let web = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ninefold: listener web on "))
+        .unwrap()
+        .to_owned();
+    assert!(text.contains("curl"), "prints what to try:\n{text}");
+    let mut backends = std::collections::HashSet::new();
+    let mut zones = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let j = get(&format!("http://{web}/api/x")).await.json();
+        backends.insert(j["backend"].as_str().unwrap().to_owned());
+        zones.insert(j["zone"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(backends.len(), 3);
+    assert_eq!(zones.len(), 2);
+    let sticky: Vec<String> = futures_util::future::join_all((0..4).map(|_| {
+        let web = web.clone();
+        async move {
+            get_with(&format!("http://{web}/sticky"), &[("x-user-id", "42")])
+                .await
+                .header("x-backend")
+                .unwrap()
+                .to_owned()
+        }
+    }))
+    .await;
+    assert!(sticky.iter().all(|b| b == &sticky[0]));
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -231,6 +231,7 @@ pub fn check(yaml: &str) -> (i32, String, String) {
 /// - `/slow/MS`: waits MS milliseconds first.
 /// - `/big/N`: streams N bytes.
 /// - `/status/CODE`: answers CODE.
+/// - `/stall`: sends 10 bytes of a 100-byte body, then nothing.
 /// - POST anything: answers with the byte count of the body (streamed, never held).
 /// - anything else: JSON with the backend's name and the request's headers.
 pub struct Backend {
@@ -312,6 +313,18 @@ async fn backend_answer(name: &str, hits: &AtomicU64, req: Request<Incoming>) ->
             .status(code)
             .header("x-backend", name)
             .body(full(""))
+            .unwrap();
+    }
+    if path == "/stall" {
+        // Ten bytes of a hundred, then silence.
+        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Frame::data(
+            Bytes::from_static(b"0123456789"),
+        ))]);
+        let stream = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+        return Response::builder()
+            .header("x-backend", name)
+            .header("content-length", "100")
+            .body(StreamBody::new(stream).boxed())
             .unwrap();
     }
     if let Some(n) = path.strip_prefix("/big/") {

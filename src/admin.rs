@@ -140,6 +140,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                     },
                     "cluster": &*r.cluster.name,
                     "timeout_ms": r.timeout.as_millis() as u64,
+                    "idle_timeout_ms": r.idle_timeout.as_millis() as u64,
                 })).collect::<Vec<_>>(),
             })
         })
@@ -150,7 +151,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
         .map(|c| {
             json!({
                 "name": &*c.name,
-                "lb": format!("{:?}", c.lb),
+                "lb": c.lb.as_str(),
                 "protocol": format!("{:?}", c.protocol).to_lowercase(),
                 "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
                 "health": c.health(),
@@ -181,7 +182,7 @@ async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(&**token) {
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -215,4 +216,12 @@ async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -518,6 +518,7 @@ async fn accept_loop(
             client_ip: HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             tls,
+            open: active.clone(),
         });
         let builder = builder.clone();
         let shutdown = shutdown.clone();

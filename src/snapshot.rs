@@ -63,6 +63,8 @@ pub struct RouteSnap {
     pub cluster: Arc<ClusterSnap>,
     /// Timeout until response headers.
     pub timeout: Duration,
+    /// Longest silence inside the response body.
+    pub idle_timeout: Duration,
     /// Counters.
     pub metrics: RouteMetrics,
 }
@@ -133,6 +135,7 @@ impl Snapshot {
                     matcher: r.matcher.clone(),
                     cluster: Arc::clone(cluster),
                     timeout: r.timeout,
+                    idle_timeout: r.idle_timeout,
                     metrics: metrics.route(&l.name, &r.name, &r.cluster),
                 });
             }

@@ -73,10 +73,13 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigErrors
 }
 
 /// Replaces `${NAME}` with the value of environment variable NAME (as `lookup` tells),
-/// in quoted and plain values alike; `$${` writes a literal `${`. Lines that are
-/// comments are left alone. An unset variable, or a value with a line break (which
-/// would shift every line after it), is an error at the reference's position. Values
-/// are substituted in place, so line numbers stay those of the file.
+/// in quoted and plain values alike; `$${` writes a literal `${`. Comments (whole lines
+/// and trailing ` # ...`) are left alone. Inside a quoted value, the substituted text is
+/// escaped for that quoting, so a value with `"` or `'` cannot end the string early;
+/// in a plain value it is inserted as is (quote the reference when the value can hold
+/// YAML syntax such as `: ` or ` #`). An unset variable, or a value with a line break
+/// (which would shift every line after it), is an error at the reference's position.
+/// Values are substituted in place, so line numbers stay those of the file.
 pub fn interpolate(
     file: &str,
     text: &str,
@@ -85,67 +88,91 @@ pub fn interpolate(
     if !text.contains("${") {
         return Ok(text.to_owned());
     }
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        if line.trim_start().starts_with('#') {
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') || !line.contains("${") {
             out.push_str(line);
             continue;
         }
-        let mut rest = line;
-        let mut col = 1;
-        while let Some(at) = rest.find('$') {
-            out.push_str(&rest[..at]);
-            col += rest[..at].chars().count();
-            let tail = &rest[at..];
-            if let Some(t) = tail.strip_prefix("$${") {
-                out.push_str("${");
-                rest = t;
-                col += 3;
-                continue;
-            }
-            let Some(body) = tail.strip_prefix("${") else {
-                out.push('$');
-                rest = &tail[1..];
-                col += 1;
-                continue;
-            };
-            let Some(end) = body.find('}') else {
-                out.push_str(tail);
-                rest = "";
-                break;
-            };
-            let name = &body[..end];
-            let err = |message: String| ConfigError {
-                file: file.to_owned(),
-                line: i + 1,
-                column: col,
-                path: String::new(),
-                message,
-                hint: None,
-            };
-            let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
-                errors.push(err(format!("invalid variable name in \"${{{name}}}\"")));
-            } else {
-                match lookup(name) {
-                    Some(v) if v.contains(['\n', '\r']) => errors.push(err(format!(
-                        "environment variable {name} holds a line break; only one-line values can be interpolated"
-                    ))),
-                    Some(v) => out.push_str(&v),
-                    None => {
-                        let mut e = err(format!("environment variable {name} is not set"));
-                        e.hint = Some(format!("export {name}=... before starting, or write the value in the file"));
-                        errors.push(e);
-                    }
+        let b = line.as_bytes();
+        let mut quote = Quote::None;
+        let mut i = 0;
+        let mut copied = 0; // bytes of `line` already in `out`
+        while i < b.len() {
+            let c = b[i];
+            let after_space = i == 0 || matches!(b[i - 1], b' ' | b'\t');
+            let opens =
+                i == 0 || matches!(b[i - 1], b' ' | b'\t' | b':' | b'[' | b'{' | b',' | b'-');
+            match (&quote, c) {
+                (Quote::None, b'#') if after_space => break,
+                (Quote::Double, b'\\') => {
+                    i += 2;
+                    continue;
                 }
+                (Quote::Double, b'"') | (Quote::Single, b'\'') => quote = Quote::None,
+                (Quote::None, b'"') if opens => quote = Quote::Double,
+                (Quote::None, b'\'') if opens => quote = Quote::Single,
+                (_, b'$') if line[i..].starts_with("$${") => {
+                    out.push_str(&line[copied..i]);
+                    out.push_str("${");
+                    i += 3;
+                    copied = i;
+                    continue;
+                }
+                (_, b'$') if line[i..].starts_with("${") => {
+                    let Some(len) = line[i + 2..].find('}') else {
+                        break;
+                    };
+                    let name = &line[i + 2..i + 2 + len];
+                    out.push_str(&line[copied..i]);
+                    let err = |message: String| ConfigError {
+                        file: file.to_owned(),
+                        line: n + 1,
+                        column: line[..i].chars().count() + 1,
+                        path: String::new(),
+                        message,
+                        hint: None,
+                    };
+                    let valid = !name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && !name.starts_with(|c: char| c.is_ascii_digit());
+                    if !valid {
+                        errors.push(err(format!("invalid variable name in \"${{{name}}}\"")));
+                    } else {
+                        match lookup(name) {
+                            Some(v) if v.contains(['\n', '\r']) => errors.push(err(format!(
+                                "environment variable {name} holds a line break; only one-line values can be interpolated"
+                            ))),
+                            Some(v) => match quote {
+                                Quote::None => out.push_str(&v),
+                                Quote::Double => out.push_str(&v.replace('\\', "\\\\").replace('"', "\\\"")),
+                                Quote::Single => out.push_str(&v.replace('\'', "''")),
+                            },
+                            None => {
+                                let mut e = err(format!("environment variable {name} is not set"));
+                                e.hint = Some(format!(
+                                    "export {name}=... before starting, or write the value in the file"
+                                ));
+                                errors.push(e);
+                            }
+                        }
+                    }
+                    i += 3 + len;
+                    copied = i;
+                    continue;
+                }
+                _ => {}
             }
-            col += 3 + name.chars().count();
-            rest = &body[end + 1..];
+            i += 1;
         }
-        out.push_str(rest);
+        out.push_str(&line[copied.min(line.len())..]);
     }
     if errors.is_empty() {
         Ok(out)
@@ -384,6 +411,12 @@ mod fuzz {
         #[test]
         fn parse_never_panics(text in "\\PC{0,400}") {
             let _ = parse("f.yaml", &text, Path::new("."));
+        }
+
+        /// Interpolation over text dense in quotes, escapes, comments and references.
+        #[test]
+        fn interpolate_never_panics(text in "[$${}\"'\\\\# aéX_\n:]{0,80}") {
+            let _ = interpolate("f", &text, |k| (k == "X").then(|| "v\"'\\".to_owned()));
         }
 
         /// YAML-shaped noise: keys of the contract with random values.

@@ -97,8 +97,10 @@ pub struct RawRoute {
     pub cluster: Option<String>,
     /// Target cell set (instead of a cluster).
     pub cells: Option<String>,
-    /// Whole-request timeout.
+    /// Time until the upstream's response headers.
     pub timeout: Option<Scalar>,
+    /// Longest silence between two frames of the upstream's response body.
+    pub idle_timeout: Option<Scalar>,
     /// Retry policy.
     pub retry: Option<RawRetry>,
     /// Concurrency limit.

@@ -20,6 +20,10 @@ pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1:9901";
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default upstream connect timeout; long enough for a loaded LAN, short enough to fail fast.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default longest silence inside a response body: Envoy's stream idle timeout, long
+/// enough for server-sent events and gRPC streams that pause, short enough to free a
+/// stuck connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default time SIGTERM waits for in-flight requests.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -110,8 +114,10 @@ pub struct RouteConfig {
     pub matcher: MatchConfig,
     /// Target cluster.
     pub cluster: String,
-    /// Whole-request timeout (until the upstream's response headers).
+    /// Time until the upstream's response headers.
     pub timeout: Duration,
+    /// Longest silence between two frames of the response body.
+    pub idle_timeout: Duration,
 }
 
 /// What a route matches; every given condition must hold.
@@ -140,6 +146,18 @@ pub enum LbKind {
     Random,
     /// Maglev consistent hashing.
     ConsistentHash,
+}
+
+impl LbKind {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbKind::RoundRobin => "round_robin",
+            LbKind::LeastRequest => "least_request",
+            LbKind::Random => "random",
+            LbKind::ConsistentHash => "consistent_hash",
+        }
+    }
 }
 
 /// A request key used for hashing.
@@ -391,6 +409,9 @@ pub fn validate(
             let timeout = v
                 .opt_duration(&format!("{rp}.timeout"), r.timeout.as_ref())
                 .unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+            let idle_timeout = v
+                .opt_duration(&format!("{rp}.idle_timeout"), r.idle_timeout.as_ref())
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT);
             let matcher = v.matcher(&format!("{rp}.match"), &r.matcher);
             v.route_extras(&rp, r, &slo_names);
             routes.push(RouteConfig {
@@ -398,6 +419,7 @@ pub fn validate(
                 matcher,
                 cluster,
                 timeout,
+                idle_timeout,
             });
         }
         if protocol == ListenerProtocol::Tcp && !l.routes.is_empty() {

@@ -5,7 +5,7 @@
 //! hands it back to the worker's pool once the body has ended cleanly; it also holds the
 //! endpoint's in-flight guard, so least-request sees a request as busy until its last
 //! byte has been relayed. An upstream that stops sending midway is cut after the route's
-//! timeout of silence (the idle timer is armed only while a read is actually waiting),
+//! `idle_timeout` of silence (the idle timer is armed only while a read is actually waiting),
 //! so a stalled body never hangs the client.
 
 use crate::upstream::{pool, InFlight};

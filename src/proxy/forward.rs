@@ -107,7 +107,7 @@ pub async fn send(
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
-            return Ok(tunnel(resp, client_upgrade, in_flight));
+            return Ok(tunnel(ctx, resp, client_upgrade, in_flight));
         }
     }
     let (mut rp, incoming) = resp.into_parts();
@@ -130,6 +130,7 @@ fn connect_failed(cluster: &ClusterSnap, ep: &EndpointState, e: ConnectError) ->
 
 /// Answers 101 to the client and relays bytes both ways once both sides upgraded.
 fn tunnel(
+    ctx: &ConnCtx,
     resp: Response<Incoming>,
     client: hyper::upgrade::OnUpgrade,
     in_flight: crate::upstream::InFlight,
@@ -139,8 +140,13 @@ fn tunnel(
     // Keep Connection/Upgrade: the client needs them to complete its handshake.
     strip_hop_headers(&mut rp.headers, true);
     if let Some(upstream) = upstream {
+        // A tunnel counts as an open connection, so a graceful shutdown waits for it
+        // (within the grace period) like for any request.
+        let open = ctx.open.clone();
+        open.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             let _in_flight = in_flight;
+            let _open = OpenGuard(open);
             let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
                 return;
             };
@@ -148,6 +154,14 @@ fn tunnel(
         });
     }
     Response::from_parts(rp, RespBody::empty())
+}
+
+struct OpenGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// HTTP/1.1 Upgrade request (WebSocket and friends).
@@ -244,7 +258,7 @@ fn rewrite_request(
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the Connection header
-/// names. `te: trailers` stays (gRPC needs it); with `keep_upgrade`, `connection` and
+/// names (`Trailer` is end-to-end since RFC 9110 and stays). `te: trailers` stays (gRPC needs it); with `keep_upgrade`, `connection` and
 /// `upgrade` stay too.
 pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
     if let Some(conn) = h.get(header::CONNECTION) {
@@ -273,7 +287,6 @@ pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
     h.remove(&KEEP_ALIVE);
     h.remove(&PROXY_CONNECTION);
     h.remove(header::TRANSFER_ENCODING);
-    h.remove(header::TRAILER);
     if let Some(te) = h.get(header::TE) {
         if !has_token(te, "trailers") {
             h.remove(header::TE);

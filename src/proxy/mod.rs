@@ -36,6 +36,8 @@ pub struct ConnCtx {
     pub client_ip: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The worker's count of open connections and tunnels, which shutdown waits on.
+    pub open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Handles one request; never fails: every failure is a response.
@@ -80,7 +82,7 @@ pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespB
         // 4. Forward, within the route's timeout.
         match tokio::time::timeout(
             route.timeout,
-            forward::send(&ctx, cluster, ep, parts, body, route.timeout),
+            forward::send(&ctx, cluster, ep, parts, body, route.idle_timeout),
         )
         .await
         {

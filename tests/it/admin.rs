@@ -64,7 +64,7 @@ async fn state_lists_listeners_routes_clusters_endpoints() {
     assert_eq!(s["listeners"][0]["routes"][0]["name"], "main");
     assert_eq!(s["listeners"][0]["routes"][0]["cluster"], "app");
     assert_eq!(s["clusters"][0]["name"], "app");
-    assert_eq!(s["clusters"][0]["lb"], "LeastRequest");
+    assert_eq!(s["clusters"][0]["lb"], "least_request");
     assert_eq!(
         s["clusters"][0]["endpoints"][0]["address"],
         a.addr.to_string()

@@ -165,14 +165,28 @@ fn non_loopback_admin_needs_a_token() {
 }
 
 #[test]
-fn the_full_contract_checks() {
-    // The whole contract from DESIGN.md: check reads every key.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/full-contract.yaml");
-    let o = std::process::Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&path)
-        .env("NINEFOLD_ADMIN_TOKEN", "t")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+fn every_example_checks() {
+    // examples/ holds the whole contract (full-contract.yaml) and one file per use;
+    // check reads every key of each.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let o = std::process::Command::new(bin())
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        n += 1;
+    }
+    assert!(n >= 4, "examples found: {n}");
 }

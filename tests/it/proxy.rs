@@ -164,7 +164,7 @@ async fn slow_upstream_is_504_within_the_route_timeout() {
 #[tokio::test]
 async fn a_stalled_body_is_cut_not_hung() {
     let b = Backend::start("b1").await;
-    let gw = Gateway::start(&simple_config(&[&b], "", "        timeout: 300ms"));
+    let gw = Gateway::start(&simple_config(&[&b], "", "        idle_timeout: 300ms"));
     let t = Instant::now();
     let resp = client()
         .request(Request::get(gw.url("web", "/stall")).body(empty()).unwrap())

@@ -35,25 +35,23 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub enum RespBody {
     /// The upstream's body, streamed.
-    Upstream(Pin<Box<UpstreamBody>>),
+    Upstream(Box<UpstreamBody>),
     /// A body made by the gateway (errors, 404s).
     Full(Option<Bytes>),
 }
 
-pin_project_lite::pin_project! {
-    /// An upstream response body plus what must happen when it ends.
-    pub struct UpstreamBody {
-        inner: Incoming,
-        // Connection to give back to the pool at a clean end (HTTP/1.1 only).
-        conn: Option<(usize, http1::SendRequest<ReqBody>)>,
-        _in_flight: InFlight,
-        // Longest silence allowed between two frames.
-        idle: Duration,
-        // Armed when a read starts waiting; reset after each frame.
-        #[pin]
-        timer: Sleep,
-        armed: bool,
-    }
+/// An upstream response body plus what must happen when it ends.
+pub struct UpstreamBody {
+    inner: Incoming,
+    /// Connection to give back to the pool at a clean end (HTTP/1.1 only).
+    conn: Option<(usize, http1::SendRequest<ReqBody>)>,
+    _in_flight: InFlight,
+    /// Longest silence allowed between two frames.
+    idle: Duration,
+    /// Created the first time a read has to wait (most small bodies never do), then
+    /// re-armed each time a read starts waiting.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
 }
 
 // === impl ReqBody ===
@@ -108,17 +106,17 @@ impl RespBody {
         in_flight: InFlight,
         idle: Duration,
     ) -> Self {
-        let mut b = Box::pin(UpstreamBody {
+        let mut b = Box::new(UpstreamBody {
             inner,
             conn,
             _in_flight: in_flight,
             idle,
-            timer: tokio::time::sleep_until(Instant::now() + idle),
+            timer: None,
             armed: false,
         });
         // An empty body (HEAD, 204, 304, Content-Length: 0) has already ended.
         if b.inner.is_end_stream() {
-            b.as_mut().release();
+            b.release();
         }
         RespBody::Upstream(b)
     }
@@ -133,7 +131,7 @@ impl Body for RespBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            RespBody::Upstream(b) => b.as_mut().poll_upstream(cx),
+            RespBody::Upstream(b) => b.poll_upstream(cx),
             RespBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -157,29 +155,35 @@ impl Body for RespBody {
 // === impl UpstreamBody ===
 
 impl UpstreamBody {
-    fn release(self: Pin<&mut Self>) {
-        if let Some((slot, tx)) = self.project().conn.take() {
+    fn release(&mut self) {
+        if let Some((slot, tx)) = self.conn.take() {
             pool::checkin_h1(slot, tx);
         }
     }
 
     fn poll_upstream(
-        mut self: Pin<&mut Self>,
+        &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.as_mut().project();
-        let r = Pin::new(&mut *this.inner).poll_frame(cx);
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
             Poll::Pending => {
-                let mut timer = this.timer;
-                if !*this.armed {
-                    timer.as_mut().reset(Instant::now() + *this.idle);
-                    *this.armed = true;
+                if !self.armed {
+                    let deadline = Instant::now() + self.idle;
+                    match &mut self.timer {
+                        Some(t) => t.as_mut().reset(deadline),
+                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                    self.armed = true;
                 }
-                if timer.poll(cx).is_ready() {
+                let fired = self
+                    .timer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                if fired {
                     // Silent too long: fail the body so the client sees a broken
                     // response, not a short one; the connection is dropped, not pooled.
-                    *this.conn = None;
+                    self.conn = None;
                     return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "upstream body idle timeout",
@@ -187,16 +191,16 @@ impl UpstreamBody {
                 }
             }
             Poll::Ready(None) => {
-                *this.armed = false;
+                self.armed = false;
                 self.release();
             }
             Poll::Ready(Some(Ok(_))) => {
-                *this.armed = false;
-                if this.inner.is_end_stream() {
+                self.armed = false;
+                if self.inner.is_end_stream() {
                     self.release();
                 }
             }
-            Poll::Ready(Some(Err(_))) => *this.conn = None,
+            Poll::Ready(Some(Err(_))) => self.conn = None,
         }
         r.map_err(Into::into)
     }

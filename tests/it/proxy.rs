@@ -127,16 +127,7 @@ clusters:
 #[tokio::test]
 async fn connect_refused_is_502() {
     let port = free_port();
-    let yaml = format!(
-        "admin: {{bind: \"127.0.0.1:0\"}}
-listeners:
-  - name: web
-    bind: \"127.0.0.1:0\"
-    routes: [{{match: {{path_prefix: /}}, cluster: app}}]
-clusters:
-  - {{name: app, endpoints: [{{address: \"127.0.0.1:{port}\"}}]}}
-"
-    );
+    let yaml = one_endpoint_config(format!("127.0.0.1:{port}"), "");
     let gw = Gateway::start(&yaml);
     let a = get(&gw.url("web", "/")).await;
     assert_eq!(a.status, 502);
@@ -207,16 +198,7 @@ async fn connect_timeout_is_504() {
             fillers.push(s);
         }
     }
-    let yaml = format!(
-        "admin: {{bind: \"127.0.0.1:0\"}}
-listeners:
-  - name: web
-    bind: \"127.0.0.1:0\"
-    routes: [{{match: {{path_prefix: /}}, cluster: app, timeout: 5s}}]
-clusters:
-  - {{name: app, connect_timeout: 200ms, endpoints: [{{address: \"{addr}\"}}]}}
-"
-    );
+    let yaml = one_endpoint_config(addr, "connect_timeout: 200ms, ");
     let gw = Gateway::start(&yaml);
     let t = Instant::now();
     let a = get(&gw.url("web", "/")).await;
@@ -243,16 +225,7 @@ async fn upstream_that_closes_is_502() {
             });
         }
     });
-    let yaml = format!(
-        "admin: {{bind: \"127.0.0.1:0\"}}
-listeners:
-  - name: web
-    bind: \"127.0.0.1:0\"
-    routes: [{{match: {{path_prefix: /}}, cluster: app}}]
-clusters:
-  - {{name: app, endpoints: [{{address: \"{addr}\"}}]}}
-"
-    );
+    let yaml = one_endpoint_config(addr, "");
     let gw = Gateway::start(&yaml);
     let a = get(&gw.url("web", "/")).await;
     assert_eq!(a.status, 502);
@@ -283,16 +256,7 @@ async fn websocket_passes_through() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let (ws_addr, _task) = ws_echo_backend().await;
-    let yaml = format!(
-        "admin: {{bind: \"127.0.0.1:0\"}}
-listeners:
-  - name: web
-    bind: \"127.0.0.1:0\"
-    routes: [{{match: {{path_prefix: /}}, cluster: ws}}]
-clusters:
-  - {{name: ws, endpoints: [{{address: \"{ws_addr}\"}}]}}
-"
-    );
+    let yaml = one_endpoint_config(ws_addr, "");
     let gw = Gateway::start(&yaml);
     let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gw.addr("web")))
         .await
@@ -356,16 +320,7 @@ async fn http2_upstream_carries_grpc_trailers() {
             });
         }
     });
-    let yaml = format!(
-        "admin: {{bind: \"127.0.0.1:0\"}}
-listeners:
-  - name: web
-    bind: \"127.0.0.1:0\"
-    routes: [{{match: {{path_prefix: /}}, cluster: grpc}}]
-clusters:
-  - {{name: grpc, protocol: http2, endpoints: [{{address: \"{addr}\"}}]}}
-"
-    );
+    let yaml = one_endpoint_config(addr, "protocol: http2, ");
     let gw = Gateway::start(&yaml);
     let c = h2c_client();
     for _ in 0..3 {

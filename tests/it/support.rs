@@ -498,6 +498,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Config YAML: listener `web` on an ephemeral port, one catch-all route to cluster
+/// `app` with the single endpoint `addr`; `opts` adds cluster keys (ending in ", ").
+pub fn one_endpoint_config(addr: impl std::fmt::Display, opts: &str) -> String {
+    format!(
+        "admin: {{bind: \"127.0.0.1:0\"}}
+listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes: [{{match: {{path_prefix: /}}, cluster: app}}]
+clusters:
+  - {{name: app, {opts}endpoints: [{{address: \"{addr}\"}}]}}
+"
+    )
+}
+
 /// Config YAML for one listener `web` on an ephemeral port with one route to cluster
 /// `app` over `backends`.
 pub fn simple_config(backends: &[&Backend], extra_cluster: &str, extra_route: &str) -> String {

@@ -154,8 +154,9 @@ impl Gateway {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
+        // The shell's builtin kill: no dependency on procps being installed.
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill -{sig} {}", self.pid())])
             .status()
             .unwrap()
             .success();

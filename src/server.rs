@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -37,6 +37,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long a TLS handshake may take before the connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A downstream connection on which no request started for this long (checked at
+/// this granularity, so after one to two periods) is closed gracefully: it covers
+/// idle keep-alive connections and clients that never finish sending headers. One
+/// timer per connection, re-armed once per period, replaces hyper's per-request header
+/// timer, which cost a timer and an allocation on every request.
+const CONN_IDLE_CHECK: Duration = Duration::from_secs(30);
 
 /// State every worker and the admin API read.
 pub struct Shared {
@@ -431,7 +438,10 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -519,6 +529,7 @@ async fn accept_loop(
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             tls,
             open: active.clone(),
+            started: AtomicU64::new(0),
         });
         let builder = builder.clone();
         let shutdown = shutdown.clone();
@@ -558,21 +569,43 @@ async fn serve_conn<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let watched = ctx.clone();
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
+        ctx.started.fetch_add(1, Ordering::Relaxed);
         async move { Ok::<_, Infallible>(proxy::handle(ctx, req).await) }
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
+    // Built once: re-creating the wait on every wake-up of the connection would cost a
+    // lock of the watch channel per wake-up.
+    let shutdown = shutdown.wait_for(|s| *s);
+    tokio::pin!(shutdown);
+    let mut idle_check = tokio::time::interval_at(
+        tokio::time::Instant::now() + CONN_IDLE_CHECK,
+        CONN_IDLE_CHECK,
+    );
+    let mut seen = 0;
     let mut draining = false;
     loop {
         tokio::select! {
+            biased;
             _ = conn.as_mut() => break,
-            r = shutdown.wait_for(|s| *s), if !draining => {
+            r = shutdown.as_mut(), if !draining => {
                 draining = true;
                 if r.is_ok() {
                     conn.as_mut().graceful_shutdown();
                 }
+            }
+            _ = idle_check.tick(), if !draining => {
+                let started = watched.started.load(Ordering::Relaxed);
+                if started == seen {
+                    // Nothing new for a whole period: a graceful shutdown closes an
+                    // idle connection now and lets a long request in progress finish.
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                seen = started;
             }
         }
     }

@@ -191,6 +191,8 @@ fn rewrite_request(
 ) -> Result<(), Failure> {
     let h = &mut parts.headers;
     strip_hop_headers(h, upgrade);
+    // Room for the x-forwarded-* headers, so adding them does not grow the map twice.
+    h.reserve(3);
 
     // Host: HTTP/1.1 clients send it; h2 clients send :authority instead.
     if !h.contains_key(header::HOST) {
@@ -261,11 +263,42 @@ fn rewrite_request(
 /// names (`Trailer` is end-to-end since RFC 9110 and stays). `te: trailers` stays (gRPC needs it); with `keep_upgrade`, `connection` and
 /// `upgrade` stay too.
 pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = h.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
+    // One pass over the names to see which hop-by-hop headers are there at all: most
+    // messages carry none but Connection, and a hashed remove per absent name would
+    // cost more than the whole scan.
+    const CONN: u8 = 1;
+    const UPGRADE: u8 = 2;
+    const KEEP: u8 = 4;
+    const PROXY_CONN: u8 = 8;
+    const TRANSFER: u8 = 16;
+    const TE: u8 = 32;
+    let mut present = 0u8;
+    for name in h.keys() {
+        present |= if *name == header::CONNECTION {
+            CONN
+        } else if *name == header::UPGRADE {
+            UPGRADE
+        } else if *name == header::TRANSFER_ENCODING {
+            TRANSFER
+        } else if *name == header::TE {
+            TE
+        } else if *name == KEEP_ALIVE {
+            KEEP
+        } else if *name == PROXY_CONNECTION {
+            PROXY_CONN
+        } else {
+            0
+        };
+    }
+    if present == 0 {
+        return;
+    }
+    if present & CONN != 0 {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
             .map(str::trim)
             .filter(|t| {
                 let ignored = t.is_empty()
@@ -279,19 +312,29 @@ pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
         for n in named {
             h.remove(n);
         }
+        if !keep_upgrade {
+            h.remove(header::CONNECTION);
+        }
     }
-    if !keep_upgrade {
-        h.remove(header::CONNECTION);
+    if present & UPGRADE != 0 && !keep_upgrade {
         h.remove(header::UPGRADE);
     }
-    h.remove(&KEEP_ALIVE);
-    h.remove(&PROXY_CONNECTION);
-    h.remove(header::TRANSFER_ENCODING);
-    if let Some(te) = h.get(header::TE) {
-        if !has_token(te, "trailers") {
-            h.remove(header::TE);
-        } else if te != "trailers" {
-            h.insert(header::TE, HeaderValue::from_static("trailers"));
+    if present & KEEP != 0 {
+        h.remove(&KEEP_ALIVE);
+    }
+    if present & PROXY_CONN != 0 {
+        h.remove(&PROXY_CONNECTION);
+    }
+    if present & TRANSFER != 0 {
+        h.remove(header::TRANSFER_ENCODING);
+    }
+    if present & TE != 0 {
+        if let Some(te) = h.get(header::TE) {
+            if !has_token(te, "trailers") {
+                h.remove(header::TE);
+            } else if te != "trailers" {
+                h.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
         }
     }
 }

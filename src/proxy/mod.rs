@@ -38,6 +38,8 @@ pub struct ConnCtx {
     pub tls: bool,
     /// The worker's count of open connections and tunnels, which shutdown waits on.
     pub open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests started on this connection (the idle check reads it).
+    pub started: std::sync::atomic::AtomicU64,
 }
 
 /// Handles one request; never fails: every failure is a response.

@@ -7,12 +7,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc: per-thread heaps suit the thread-per-core workers (no allocator lock
-/// shared between them), it costs less per request than glibc's malloc on the data
-/// path, and it returns freed memory to the system instead of holding it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// ninefold: a high-availability gateway.
 ///
 /// Load balancing over redundant endpoints, hot reload, graceful shutdown and live

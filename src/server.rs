@@ -38,13 +38,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// How long a TLS handshake may take before the connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A downstream connection on which no request started for this long (checked at
-/// this granularity, so after one to two periods) is closed gracefully: it covers
-/// idle keep-alive connections and clients that never finish sending headers. One
-/// timer per connection, re-armed once per period, replaces hyper's per-request header
-/// timer, which cost a timer and an allocation on every request.
-const CONN_IDLE_CHECK: Duration = Duration::from_secs(30);
-
 /// State every worker and the admin API read.
 pub struct Shared {
     /// The running configuration.
@@ -438,10 +431,7 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(None);
+        builder.http1().timer(TokioTimer::new());
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -569,6 +559,14 @@ async fn serve_conn<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // `client_idle_timeout`, read when the connection opens, bounds two things: the
+    // time a client takes to send a request's headers (hyper's header timer; clients
+    // that never finish them are cut), and the time a keep-alive connection sits with
+    // no new request, checked here once per period with one timer per connection (so
+    // an idle connection goes after one to two periods).
+    let idle_period = ctx.shared.snapshot.load().config.client_idle_timeout;
+    let mut builder = builder;
+    builder.http1().header_read_timeout(idle_period);
     let watched = ctx.clone();
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -581,10 +579,8 @@ async fn serve_conn<I>(
     // lock of the watch channel per wake-up.
     let shutdown = shutdown.wait_for(|s| *s);
     tokio::pin!(shutdown);
-    let mut idle_check = tokio::time::interval_at(
-        tokio::time::Instant::now() + CONN_IDLE_CHECK,
-        CONN_IDLE_CHECK,
-    );
+    let mut idle_check =
+        tokio::time::interval_at(tokio::time::Instant::now() + idle_period, idle_period);
     let mut seen = 0;
     let mut draining = false;
     loop {

@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub access_log: Option<String>,
     /// How long a SIGTERM waits for in-flight requests.
     pub shutdown_grace: Option<Scalar>,
+    /// How long a client connection may go without starting a request.
+    pub client_idle_timeout: Option<Scalar>,
     /// Listeners.
     #[serde(default)]
     pub listeners: Vec<RawListener>,

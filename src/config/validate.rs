@@ -24,6 +24,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// enough for server-sent events and gRPC streams that pause, short enough to free a
 /// stuck connection.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time a client connection may go without starting a request (idle
+/// keep-alive, or headers never finished) before it is closed; checked at this
+/// granularity, so a connection goes after one to two periods.
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time SIGTERM waits for in-flight requests.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -40,6 +44,8 @@ pub struct Config {
     pub access_log: AccessLog,
     /// SIGTERM drain time.
     pub shutdown_grace: Duration,
+    /// Idle client connection check period.
+    pub client_idle_timeout: Duration,
     /// Listeners.
     pub listeners: Vec<ListenerConfig>,
     /// Clusters.
@@ -275,6 +281,9 @@ pub fn validate(
     let shutdown_grace = v
         .opt_duration("shutdown_grace", raw.shutdown_grace.as_ref())
         .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+    let client_idle_timeout = v
+        .opt_duration("client_idle_timeout", raw.client_idle_timeout.as_ref())
+        .unwrap_or(DEFAULT_CLIENT_IDLE_TIMEOUT);
 
     // Clusters first: routes refer to them.
     let mut cluster_names = HashSet::new();
@@ -447,6 +456,7 @@ pub fn validate(
             workers,
             access_log,
             shutdown_grace,
+            client_idle_timeout,
             listeners,
             clusters,
             raw,

@@ -296,3 +296,44 @@ async fn the_grace_period_bounds_the_drain() {
         t.elapsed()
     );
 }
+
+#[tokio::test]
+async fn idle_and_half_sent_connections_are_closed_but_slow_requests_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "client_idle_timeout: 200ms\n{}",
+        simple_config(&[&a], "", "")
+    ));
+    let read_to_eof = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("the gateway closes the connection")
+            .map(|_| buf)
+    };
+    // An idle keep-alive connection after one request.
+    let mut s = tokio::net::TcpStream::connect(gw.addr("web"))
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let out = read_to_eof(s).await.unwrap_or_default();
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "closed after {:?}",
+        t.elapsed()
+    );
+    // Headers never finished (slowloris).
+    let mut s = tokio::net::TcpStream::connect(gw.addr("web"))
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let out = read_to_eof(s).await.unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&out).contains(" 200 "));
+    // A request slower than the idle period is not cut.
+    assert_eq!(get(&gw.url("web", "/slow/800")).await.status, 200);
+}

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -431,7 +431,12 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
+        // No header timer: `serve_conn`'s idle check covers slow and idle clients at
+        // one timer per connection instead of one per request.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -520,6 +525,7 @@ async fn accept_loop(
             tls,
             open: active.clone(),
             started: AtomicU64::new(0),
+            responding: AtomicU32::new(0),
         });
         let builder = builder.clone();
         let shutdown = shutdown.clone();
@@ -559,19 +565,26 @@ async fn serve_conn<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // `client_idle_timeout`, read when the connection opens, bounds two things: the
-    // time a client takes to send a request's headers (hyper's header timer; clients
-    // that never finish them are cut), and the time a keep-alive connection sits with
-    // no new request, checked here once per period with one timer per connection (so
-    // an idle connection goes after one to two periods).
+    // `client_idle_timeout`, read when the connection opens: a connection with no
+    // request answering and none started for a whole period (so after one to two
+    // periods) is asked to close gracefully; if it is still there a period later, it is
+    // a client that never finished its headers, and it is dropped. One timer per
+    // connection, re-armed once per period, instead of hyper's per-request header
+    // timer, which cost a timer and an allocation on every request.
     let idle_period = ctx.shared.snapshot.load().config.client_idle_timeout;
-    let mut builder = builder;
-    builder.http1().header_read_timeout(idle_period);
     let watched = ctx.clone();
     let svc = service_fn(move |req| {
-        let ctx = ctx.clone();
         ctx.started.fetch_add(1, Ordering::Relaxed);
-        async move { Ok::<_, Infallible>(proxy::handle(ctx, req).await) }
+        // Counts the request as answering until its body is done (or the request is
+        // dropped): the idle check must never cut a slow answer.
+        let guard = Responding::new(ctx.clone());
+        async move {
+            let resp = proxy::handle(&guard.0, req).await;
+            Ok::<_, Infallible>(resp.map(|inner| ConnBody {
+                inner,
+                _guard: guard,
+            }))
+        }
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
@@ -583,6 +596,7 @@ async fn serve_conn<I>(
         tokio::time::interval_at(tokio::time::Instant::now() + idle_period, idle_period);
     let mut seen = 0;
     let mut draining = false;
+    let mut asked_to_close = false;
     loop {
         tokio::select! {
             biased;
@@ -593,16 +607,64 @@ async fn serve_conn<I>(
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            _ = idle_check.tick(), if !draining => {
+            _ = idle_check.tick() => {
                 let started = watched.started.load(Ordering::Relaxed);
-                if started == seen {
-                    // Nothing new for a whole period: a graceful shutdown closes an
-                    // idle connection now and lets a long request in progress finish.
+                let idle = started == seen && watched.responding.load(Ordering::Relaxed) == 0;
+                seen = started;
+                if idle && asked_to_close {
+                    // Still open a period after a graceful close of an idle connection:
+                    // hyper is waiting for headers that do not come.
+                    break;
+                }
+                if idle && !draining {
                     draining = true;
+                    asked_to_close = true;
                     conn.as_mut().graceful_shutdown();
                 }
-                seen = started;
             }
         }
+    }
+}
+
+/// Marks a request as answering while alive (see `ConnCtx::responding`).
+struct Responding(Arc<ConnCtx>);
+
+impl Responding {
+    fn new(ctx: Arc<ConnCtx>) -> Self {
+        ctx.responding.fetch_add(1, Ordering::Relaxed);
+        Responding(ctx)
+    }
+}
+
+impl Drop for Responding {
+    fn drop(&mut self) {
+        self.0.responding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The response body as sent: the pipeline's body plus the mark that the request is
+/// still answering.
+struct ConnBody {
+    inner: crate::proxy::body::RespBody,
+    _guard: Responding,
+}
+
+impl http_body::Body for ConnBody {
+    type Data = bytes::Bytes;
+    type Error = crate::proxy::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

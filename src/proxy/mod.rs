@@ -40,10 +40,12 @@ pub struct ConnCtx {
     pub open: Arc<std::sync::atomic::AtomicUsize>,
     /// Requests started on this connection (the idle check reads it).
     pub started: std::sync::atomic::AtomicU64,
+    /// Requests whose answer is not finished yet (handler running or body streaming).
+    pub responding: std::sync::atomic::AtomicU32,
 }
 
 /// Handles one request; never fails: every failure is a response.
-pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
+pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody> {
     let start = Instant::now();
     // 1. One config version for the whole request.
     let snap = ctx.shared.snapshot.load_full();
@@ -61,7 +63,7 @@ pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespB
             .unmatched
             .record(404, start.elapsed().as_secs_f64());
         if let Some((m, u)) = method_path {
-            access_log(log, &ctx, "", "", "", &m, &u, 404, start, "no-route");
+            access_log(log, ctx, "", "", "", &m, &u, 404, start, "no-route");
         }
         return resp;
     };
@@ -84,7 +86,7 @@ pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespB
         // 4. Forward, within the route's timeout.
         match tokio::time::timeout(
             route.timeout,
-            forward::send(&ctx, cluster, ep, parts, body, route.idle_timeout),
+            forward::send(ctx, cluster, ep, parts, body, route.idle_timeout),
         )
         .await
         {
@@ -105,7 +107,7 @@ pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespB
         let ep_name = ep.map_or("", |i| &*cluster.endpoint_names[i]);
         access_log(
             log,
-            &ctx,
+            ctx,
             &route.name,
             &cluster.name,
             ep_name,

@@ -28,7 +28,7 @@ fn config(routes: usize) -> String {
 
 fn bench_route(c: &mut Criterion) {
     let cfg = ninefold::config::parse("bench.yaml", &config(20), Path::new(".")).unwrap();
-    let snap = Snapshot::build(Arc::new(cfg), None, &Metrics::new()).unwrap();
+    let snap = Snapshot::build(Arc::new(cfg), None, &Metrics::new().unwrap()).unwrap();
     let listener = &snap.listeners[0];
     let (parts, ()) = http::Request::get("/svc19/items?id=4")
         .header("x-env", "prod")

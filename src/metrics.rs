@@ -42,8 +42,9 @@ pub struct RouteMetrics {
 // === impl Metrics ===
 
 impl Metrics {
-    /// Creates and registers all families.
-    pub fn new() -> Self {
+    /// Creates and registers all families. Fails only if a definition here is wrong
+    /// (an invalid name or a duplicate), which the tests would show.
+    pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -51,8 +52,7 @@ impl Metrics {
                 "Requests answered, by route, cluster and status class.",
             ),
             &["listener", "route", "cluster", "code_class"],
-        )
-        .expect("static metric definition");
+        )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "ninefold_request_duration_seconds",
@@ -60,32 +60,28 @@ impl Metrics {
             )
             .buckets(DURATION_BUCKETS.to_vec()),
             &["listener", "route", "cluster"],
-        )
-        .expect("static metric definition");
+        )?;
         let connect_errors = IntCounterVec::new(
             Opts::new(
                 "ninefold_upstream_connect_errors_total",
                 "Failed upstream connection attempts.",
             ),
             &["cluster"],
-        )
-        .expect("static metric definition");
+        )?;
         let open_connections = IntGaugeVec::new(
             Opts::new(
                 "ninefold_open_connections",
                 "Downstream connections open now.",
             ),
             &["listener"],
-        )
-        .expect("static metric definition");
+        )?;
         let reloads = IntCounterVec::new(
             Opts::new(
                 "ninefold_reloads_total",
                 "Configuration reloads, by result.",
             ),
             &["result"],
-        )
-        .expect("static metric definition");
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -93,19 +89,19 @@ impl Metrics {
             Box::new(open_connections.clone()),
             Box::new(reloads.clone()),
         ] {
-            registry.register(c).expect("unique metric names");
+            registry.register(c)?;
         }
         // Make both results visible from the start, so rate() works at the first failure.
         reloads.with_label_values(&["ok"]);
         reloads.with_label_values(&["failed"]);
-        Metrics {
+        Ok(Metrics {
             registry,
             requests,
             duration,
             connect_errors,
             open_connections,
             reloads,
-        }
+        })
     }
 
     /// Resolves a route's counters.
@@ -125,12 +121,6 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -141,7 +141,7 @@ impl Gateway {
     /// Validates `cfg`, binds every listener and the admin API, and starts the workers.
     pub fn start(cfg: Config, source: ConfigSource) -> anyhow::Result<Gateway> {
         refuse_unsupported(&cfg).map_err(|e| anyhow!("{e}"))?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::new()?;
         let cfg = Arc::new(cfg);
         let snap = Snapshot::build(cfg.clone(), None, &metrics).map_err(|e| anyhow!("{e}"))?;
         let shared = Arc::new(Shared {

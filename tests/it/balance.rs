@@ -29,17 +29,7 @@ async fn weighted_round_robin_is_exact() {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
     let gw = Gateway::start(&cluster_yaml(&[&a, &b], "round_robin", "", &[3, 1]));
-    let c = client();
-    for _ in 0..400 {
-        let r = send(
-            &c,
-            hyper::Request::get(gw.url("web", "/"))
-                .body(empty())
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(r.status, 200);
-    }
+    get_ok_n(&gw.url("web", "/"), 400).await;
     assert_eq!((a.hits(), b.hits()), (300, 100));
 }
 
@@ -50,17 +40,7 @@ async fn random_and_least_request_use_every_endpoint() {
         let b = Backend::start("b").await;
         let c3 = Backend::start("c").await;
         let gw = Gateway::start(&cluster_yaml(&[&a, &b, &c3], lb, "", &[1, 1, 1]));
-        let c = client();
-        for _ in 0..300 {
-            let r = send(
-                &c,
-                hyper::Request::get(gw.url("web", "/"))
-                    .body(empty())
-                    .unwrap(),
-            )
-            .await;
-            assert_eq!(r.status, 200);
-        }
+        get_ok_n(&gw.url("web", "/"), 300).await;
         for (n, h) in [("a", a.hits()), ("b", b.hits()), ("c", c3.hits())] {
             assert!(h > 40, "{lb}: backend {n} got only {h} of 300");
         }

@@ -465,6 +465,15 @@ pub async fn get(url: &str) -> Answer {
     send(&client(), Request::get(url).body(empty()).unwrap()).await
 }
 
+/// Sends `n` GETs over one keep-alive client and asserts each answers 200.
+pub async fn get_ok_n(url: &str, n: usize) {
+    let c = client();
+    for i in 0..n {
+        let r = send(&c, Request::get(url).body(empty()).unwrap()).await;
+        assert_eq!(r.status, 200, "request {i} of {n}");
+    }
+}
+
 pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Answer {
     let mut b = Request::get(url);
     for (k, v) in headers {

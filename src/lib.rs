@@ -18,16 +18,23 @@
 //! - [`upstream`]: endpoint state (atomics), load balancers, connection pools.
 //! - [`server`]: workers, listeners, reload, graceful shutdown.
 //! - [`admin`]: `/metrics`, `/health`, `/api/v1/*` (axum, off the data path).
+//! - [`availability`], [`topology`], [`calc`]: availability arithmetic, a config's
+//!   estimate, and `ninefold calc`.
+//! - [`lint`]: the HA anti-pattern warnings of `ninefold check`.
 //! - [`metrics`], [`tls`], [`logging`], [`demo`].
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod availability;
+pub mod calc;
 pub mod config;
 pub mod demo;
+pub mod lint;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod topology;
 pub mod upstream;

@@ -27,12 +27,30 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Validate a configuration file and exit: 0 when valid, 2 with every error
-    /// (file:line:col: key: message) when not.
+    /// Validate a configuration file and lint it for HA anti-patterns. Exit 0 when
+    /// valid (warnings are printed), 2 with every error (file:line:col: key: message)
+    /// when not, or when there are warnings and --deny-warnings is given.
     Check {
         /// Configuration file (YAML).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Treat HA warnings as errors (exit 2).
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The topology model used by the 5-nines check (see `calc topology`).
+        #[command(flatten)]
+        model: ninefold::calc::ModelArgs,
+    },
+    /// Availability arithmetic: nines, downtime, budget, kofn, serial, parallel, topology.
+    Calc {
+        /// Print the result as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ninefold::calc::Calc,
     },
     /// Run the gateway with three built-in backends in two zones, and print what to try.
     Demo {
@@ -49,21 +67,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     ninefold::logging::init();
     match cli.command {
-        Command::Check { config } => match ninefold::config::load(&config) {
-            Ok(cfg) => {
-                for u in &cfg.unsupported {
-                    println!("note: {u}");
-                }
-                println!(
-                    "{}: ok ({} listeners, {} clusters)",
-                    config.display(),
-                    cfg.listeners.len(),
-                    cfg.clusters.len()
-                );
+        Command::Check {
+            config,
+            deny_warnings,
+            json,
+            model,
+        } => check(&config, deny_warnings, json, &model),
+        Command::Calc { json, command } => match ninefold::calc::run(&command) {
+            Ok(out) if json => {
+                println!("{:#}", out.json);
+                ExitCode::SUCCESS
+            }
+            Ok(out) => {
+                print!("{}", out.text);
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("error: {e}");
                 ExitCode::from(2)
             }
         },
@@ -104,6 +124,79 @@ fn main() -> ExitCode {
             run(cfg, source, Some(&backends))
         }
     }
+}
+
+fn check(
+    config: &std::path::Path,
+    deny_warnings: bool,
+    json: bool,
+    model: &ninefold::calc::ModelArgs,
+) -> ExitCode {
+    let cfg = match ninefold::config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            if json {
+                let errors: Vec<_> = e.0.iter().map(error_json).collect();
+                println!(
+                    "{:#}",
+                    serde_json::json!({"file": config.display().to_string(), "ok": false, "errors": errors, "warnings": [], "notes": []})
+                );
+            } else {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let warnings = ninefold::lint::lint(&cfg, &model.assumptions());
+    let failed = deny_warnings && !warnings.is_empty();
+    if json {
+        let notes: Vec<_> = cfg.unsupported.iter().map(error_json).collect();
+        println!(
+            "{:#}",
+            serde_json::json!({
+                "file": config.display().to_string(),
+                "ok": !failed,
+                "errors": [],
+                "warnings": warnings,
+                "notes": notes,
+            })
+        );
+    } else {
+        for u in &cfg.unsupported {
+            println!("note: {u}");
+        }
+        for w in &warnings {
+            eprintln!("{w}");
+        }
+        if failed {
+            eprintln!(
+                "error: {} HA warning{} and --deny-warnings",
+                warnings.len(),
+                if warnings.len() == 1 { "" } else { "s" }
+            );
+        } else {
+            println!(
+                "{}: ok ({} listeners, {} clusters, {} HA warning{})",
+                config.display(),
+                cfg.listeners.len(),
+                cfg.clusters.len(),
+                warnings.len(),
+                if warnings.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn error_json(e: &ninefold::config::ConfigError) -> serde_json::Value {
+    serde_json::json!({
+        "file": e.file, "line": e.line, "column": e.column, "path": e.path,
+        "message": e.message, "hint": e.hint,
+    })
 }
 
 fn run(

@@ -248,6 +248,9 @@ pub struct RawCluster {
     pub circuit_breaker: Option<RawBreaker>,
     /// Concurrency limit for the cluster.
     pub bulkhead: Option<RawBulkhead>,
+    /// A dependency outside the operator's control (a third-party API). Only the HA lint
+    /// reads it; unset, the lint infers it from public endpoint addresses.
+    pub external: Option<bool>,
 }
 
 /// A request key: one of header, cookie or query parameter.

@@ -54,6 +54,8 @@ pub struct Config {
     pub raw: RawConfig,
     /// Valid settings whose behaviour is not built yet; `serve` refuses them.
     pub unsupported: Vec<ConfigError>,
+    /// Where each key path sits in the file, for tools that point at a key (the lint).
+    pub index: PosIndex,
 }
 
 /// `admin:`.
@@ -461,6 +463,7 @@ pub fn validate(
             clusters,
             raw,
             unsupported: v.unsupported,
+            index: index.clone(),
         })
     } else {
         Err(ConfigErrors(v.errors))
@@ -497,6 +500,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration {s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a status code (`204`) or a class (`2xx`) into the inclusive range it covers.
+pub fn parse_status_match(s: &str) -> Option<(u16, u16)> {
+    let t = s.trim().to_ascii_lowercase();
+    if let Some(d) = t.strip_suffix("xx") {
+        let c: u16 = d.parse().ok().filter(|c| (1..=5).contains(c))?;
+        return Some((c * 100, c * 100 + 99));
+    }
+    let code: u16 = t.parse().ok().filter(|c| (100..=599).contains(c))?;
+    Some((code, code))
 }
 
 /// Parses `99.95%` or `99.95` into a percentage in `[0, 100]`.
@@ -914,6 +928,15 @@ impl V<'_> {
                     ),
                 }
                 self.opt_duration(&format!("{p}.indicator.threshold"), ind.threshold.as_ref());
+                for (j, g) in ind.good_status.iter().flatten().enumerate() {
+                    if parse_status_match(&g.0).is_none() {
+                        self.err_hint(
+                            &format!("{p}.indicator.good_status[{j}]"),
+                            format!("invalid status {:?}", g.0),
+                            "use a status code (200) or a class (2xx)",
+                        );
+                    }
+                }
             }
             self.unsupported(&p, "SLO measurement");
         }
@@ -940,6 +963,16 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn status_matches() {
+        assert_eq!(parse_status_match("204"), Some((204, 204)));
+        assert_eq!(parse_status_match("2xx"), Some((200, 299)));
+        assert_eq!(parse_status_match("5XX"), Some((500, 599)));
+        assert_eq!(parse_status_match("6xx"), None);
+        assert_eq!(parse_status_match("99"), None);
+        assert_eq!(parse_status_match("abc"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - `support`: gateway process, backends, clients.
 //! - `proxy`: forwarding, headers, h2c, WebSocket, gRPC over h2, failures.
 //! - `balance`: load-balancing algorithms end to end.
+//! - `calc`: `ninefold calc` and the HA lint of `check`, decision-table examples.
 //! - `config`: `ninefold check` errors and `serve` refusals.
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
@@ -11,6 +12,7 @@
 
 mod admin;
 mod balance;
+mod calc;
 mod config;
 mod lifecycle;
 mod proxy;

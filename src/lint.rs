@@ -1,0 +1,466 @@
+//! The HA lint behind `ninefold check`: the seed's anti-patterns and their relatives,
+//! found in a valid configuration. Each warning names the key (file, line, column,
+//! path), says in one line why it matters and how to fix it. Warnings do not stop
+//! `check` (exit 0) unless `--deny-warnings` is given.
+
+use crate::availability::Prob;
+use crate::config::raw::RawCluster;
+use crate::config::Config;
+use crate::topology::{self, Assumptions};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+
+/// One anti-pattern found in a configuration.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Warning {
+    /// Short stable name of the anti-pattern, e.g. `single-zone`.
+    pub code: &'static str,
+    /// File name.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// Key path, e.g. `clusters[0].endpoints`.
+    pub path: String,
+    /// What was found.
+    pub message: String,
+    /// Why it matters, one line.
+    pub why: String,
+    /// How to fix it, one line.
+    pub fix: String,
+}
+
+/// Every anti-pattern in `cfg`, in file order of the rules below. `a` is the model
+/// used by the 5-nines rule (the same as `ninefold calc topology`).
+pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
+    let mut w = Lint {
+        cfg,
+        out: Vec::new(),
+    };
+    let raw = &cfg.raw;
+    let estimates = topology::estimate(cfg, a);
+
+    let http_routes = raw.listeners.iter().map(|l| l.routes.len()).sum::<usize>();
+    let any_slo = raw
+        .listeners
+        .iter()
+        .flat_map(|l| &l.routes)
+        .any(|r| r.slo.is_some());
+    if http_routes > 0 && !any_slo {
+        w.push(
+            "no-slo",
+            "listeners",
+            "no route counts towards an SLO".into(),
+            "no SLO is an invisible problem: nobody can tell whether the service is good enough or how much risk is left",
+            "define slos: [{name: ..., objective: 99.9%, window: 30d}] and set slo: NAME on the routes users depend on",
+        );
+    }
+
+    // Route rules.
+    let mut single_zone_done = HashSet::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        for (j, r) in l.routes.iter().enumerate() {
+            let rp = format!("listeners[{i}].routes[{j}]");
+            let rname = r.name.clone().unwrap_or_else(|| format!("{}#{j}", l.name));
+            if r.timeout.is_none() {
+                w.push(
+                    "no-timeout",
+                    &rp,
+                    format!("route {rname:?} has no timeout (the default, 15s, applies)"),
+                    "a hung upstream holds the client, a connection and a worker slot for the whole default; callers' own timeouts fire first and retry into the pile-up",
+                    "set timeout: to a bit above the route's slowest healthy answer, e.g. timeout: 2s",
+                );
+            }
+            if let Some(rt) = &r.retry {
+                if rt.budget.is_none() {
+                    w.push(
+                        "retry-without-budget",
+                        &format!("{rp}.retry"),
+                        format!("route {rname:?} retries without a budget"),
+                        "without a budget, retries multiply load exactly when the upstream is failing (a retry storm)",
+                        "add budget: 20% (retries may add at most that share of requests)",
+                    );
+                }
+            }
+            let objective = r
+                .slo
+                .as_ref()
+                .and_then(|s| raw.slos.iter().find(|x| &x.name == s))
+                .and_then(|s| s.objective.as_ref())
+                .and_then(|o| topology::objective(&o.0));
+            let target_clusters: Vec<&str> = match (&r.cluster, &r.cells) {
+                (Some(c), _) => vec![c.as_str()],
+                (None, Some(cells)) => raw
+                    .cells
+                    .iter()
+                    .filter(|c| &c.name == cells)
+                    .flat_map(|c| c.members.iter().map(|m| m.cluster.as_str()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let fallback_cluster = r.fallback.as_ref().and_then(|f| f.cluster.as_deref());
+            // Single zone behind a route that promises 99.9% or more.
+            if let Some(o) = objective {
+                if o.ln_down <= three_nines().ln_down + 1e-12 {
+                    for c in &target_clusters {
+                        let Some((ci, rc)) = cluster(raw.clusters.as_slice(), c) else {
+                            continue;
+                        };
+                        let mut eps: Vec<_> = rc.endpoints.iter().flatten().collect();
+                        if let Some(fc) = fallback_cluster.and_then(|f| cluster(&raw.clusters, f)) {
+                            eps.extend(fc.1.endpoints.iter().flatten());
+                        }
+                        let zones: BTreeSet<_> = eps.iter().map(|e| e.zone.as_deref()).collect();
+                        let slo = r.slo.as_deref().unwrap_or_default();
+                        let msg = if eps.len() == 1 {
+                            format!(
+                                "cluster {c:?} has a single endpoint behind route {rname:?}, whose SLO {slo:?} is {o}"
+                            )
+                        } else if zones.len() == 1 {
+                            match zones.first().copied().flatten() {
+                                Some(z) => format!(
+                                    "every endpoint of cluster {c:?} is in zone {z:?}, behind route {rname:?}, whose SLO {slo:?} is {o}"
+                                ),
+                                None => format!(
+                                    "no endpoint of cluster {c:?} names a zone, behind route {rname:?}, whose SLO {slo:?} is {o}"
+                                ),
+                            }
+                        } else {
+                            continue;
+                        };
+                        if single_zone_done.insert(ci) {
+                            w.push(
+                                "single-zone",
+                                &format!("clusters[{ci}].endpoints"),
+                                msg,
+                                "single-AZ \"production\": one machine or one zone is a single point of failure, and a zone outage takes the whole service down",
+                                "run endpoints in at least two zones and label them (zone: ...), or add a fallback cluster in another zone",
+                            );
+                        }
+                    }
+                }
+                // Five nines the topology cannot reach.
+                if o.ln_down <= five_nines().ln_down + 1e-12 {
+                    if let Some(e) = estimates.iter().find(|e| e.path == rp) {
+                        if e.prob.ln_down > o.ln_down + 1e-12 {
+                            w.push(
+                                "unreachable-objective",
+                                &format!("{rp}.slo"),
+                                format!(
+                                    "route {rname:?} promises {o}, but its topology reaches about {} (ninefold calc topology shows the steps)",
+                                    e.availability_percent
+                                ),
+                                "a 5-nines SLO without a business case or a topology that can hold it only costs: the budget is gone after 5 minutes a year",
+                                "lower the objective to what the topology reaches, or add zones, regions, fallbacks and gateway instances (--gateways N if you run several)",
+                            );
+                        }
+                    }
+                }
+            }
+            // Remote or external dependency without a breaker or a fallback.
+            if r.fallback.is_none() {
+                for c in &target_clusters {
+                    let Some((_, rc)) = cluster(&raw.clusters, c) else {
+                        continue;
+                    };
+                    if rc.circuit_breaker.is_some() {
+                        continue;
+                    }
+                    let why = if is_external(rc) {
+                        format!("cluster {c:?} is an external dependency")
+                    } else if let Some(z) = remote_zone(rc) {
+                        format!("cluster {c:?} has no endpoint in the local zone {z:?}")
+                    } else {
+                        continue;
+                    };
+                    w.push(
+                        "no-degradation",
+                        &rp,
+                        format!("route {rname:?} has neither a fallback nor a circuit breaker: {why}"),
+                        "no graceful degradation: when that dependency fails, every request waits for it and fails, binary up/down",
+                        "add fallback: {cluster: ..., static: {...}} on the route, or circuit_breaker: on the cluster",
+                    );
+                }
+            }
+        }
+    }
+
+    // Cluster rules.
+    for (i, c) in raw.clusters.iter().enumerate() {
+        let p = format!("clusters[{i}]");
+        if c.health_check.is_none() {
+            w.push(
+                "no-health-check",
+                &p,
+                format!("cluster {:?} has no health_check", c.name),
+                "without active checks a dead endpoint keeps its share of traffic until requests fail on it",
+                "add health_check: {http: {path: /health}, interval: 5s}",
+            );
+        }
+        if let Some(o) = &c.outlier_detection {
+            let all = o
+                .max_ejection_percent
+                .as_ref()
+                .and_then(|m| crate::config::parse_percent(&m.0).ok())
+                .is_some_and(|m| m >= 100.0);
+            if all {
+                w.push(
+                    "eject-everything",
+                    &format!("{p}.outlier_detection.max_ejection_percent"),
+                    format!("cluster {:?} may eject every endpoint", c.name),
+                    "a shared cause (a bad deploy, a slow database) can eject them all, turning degradation into an outage",
+                    "keep max_ejection_percent at 50% or below",
+                );
+            }
+        }
+    }
+    let mut out = w.out;
+    out.sort_by_key(|w| (w.line, w.column));
+    out
+}
+
+struct Lint<'a> {
+    cfg: &'a Config,
+    out: Vec<Warning>,
+}
+
+impl Lint<'_> {
+    fn push(&mut self, code: &'static str, path: &str, message: String, why: &str, fix: &str) {
+        let (line, column) = self.cfg.index.locate(path);
+        self.out.push(Warning {
+            code,
+            file: self.cfg.source.clone(),
+            line,
+            column,
+            path: path.to_owned(),
+            message,
+            why: why.to_owned(),
+            fix: fix.to_owned(),
+        });
+    }
+}
+
+fn three_nines() -> Prob {
+    Prob::from_parts(0.999, 0.001)
+}
+
+fn five_nines() -> Prob {
+    Prob::from_parts(0.99999, 0.00001)
+}
+
+fn cluster<'a>(cs: &'a [RawCluster], name: &str) -> Option<(usize, &'a RawCluster)> {
+    cs.iter().enumerate().find(|(_, c)| c.name == name)
+}
+
+/// `external: true`, or (unset) every endpoint on a public address.
+fn is_external(c: &RawCluster) -> bool {
+    if let Some(e) = c.external {
+        return e;
+    }
+    let eps = c.endpoints.as_deref().unwrap_or_default();
+    !eps.is_empty()
+        && eps.iter().all(|e| {
+            e.address
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| is_public(a.ip()))
+        })
+}
+
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => {
+            let o = v.octets();
+            !(v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || v.is_broadcast()
+                || v.is_documentation()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)) // 100.64/10, carrier-grade NAT
+        }
+        IpAddr::V6(v) => {
+            let s = v.segments();
+            !(v.is_loopback()
+                || v.is_unspecified()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x2001 && s[1] == 0xdb8)) // documentation
+        }
+    }
+}
+
+/// The local zone (the cluster's `local_zone`, else `NINEFOLD_ZONE`) when no endpoint
+/// of the cluster is in it.
+fn remote_zone(c: &RawCluster) -> Option<String> {
+    let local = c
+        .local_zone
+        .clone()
+        .or_else(|| std::env::var("NINEFOLD_ZONE").ok())
+        .filter(|z| !z.is_empty())?;
+    let eps = c.endpoints.as_deref().unwrap_or_default();
+    let any_local = eps
+        .iter()
+        .any(|e| e.zone.as_deref() == Some(local.as_str()));
+    let any_zone = eps.iter().any(|e| e.zone.is_some());
+    (any_zone && !any_local).then_some(local)
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "warning[{}]: {}", self.code, self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        write!(
+            f,
+            ": {}: {}\n  why: {}\n  fix: {}",
+            self.path, self.message, self.why, self.fix
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint_yaml(yaml: &str) -> Vec<Warning> {
+        let cfg = crate::config::parse("t.yaml", yaml, std::path::Path::new(".")).unwrap();
+        lint(&cfg, &Assumptions::default())
+    }
+
+    fn codes(ws: &[Warning]) -> Vec<&'static str> {
+        ws.iter().map(|w| w.code).collect()
+    }
+
+    const CLEAN: &str = "\
+listeners:
+  - name: web
+    bind: 127.0.0.1:0
+    routes:
+      - {name: api, match: {path_prefix: /}, cluster: api, timeout: 2s, slo: avail}
+slos:
+  - {name: avail, objective: 99.9%}
+clusters:
+  - name: api
+    health_check: {http: {path: /health}}
+    endpoints:
+      - {address: 10.0.0.1:80, zone: a}
+      - {address: 10.0.0.2:80, zone: b}
+";
+
+    #[test]
+    fn a_clean_config_has_no_warnings() {
+        assert_eq!(lint_yaml(CLEAN), vec![]);
+    }
+
+    #[test]
+    fn each_anti_pattern_is_found_with_its_key() {
+        let ws = lint_yaml(&CLEAN.replace("zone: b", "zone: a"));
+        assert_eq!(codes(&ws), ["single-zone"]);
+        assert_eq!(ws[0].path, "clusters[0].endpoints");
+        assert_eq!((ws[0].line, ws[0].column), (12, 7));
+        assert!(ws[0].message.contains("\"a\""), "{}", ws[0].message);
+
+        let ws = lint_yaml(&CLEAN.replace("      - {address: 10.0.0.2:80, zone: b}\n", ""));
+        assert_eq!(codes(&ws), ["single-zone"]);
+        assert!(ws[0].message.contains("single endpoint"));
+
+        // Below 99.9% a single zone is not flagged.
+        let ws = lint_yaml(
+            &CLEAN
+                .replace("zone: b", "zone: a")
+                .replace("99.9%", "99.5%"),
+        );
+        assert_eq!(codes(&ws), Vec::<&str>::new());
+
+        let ws = lint_yaml(&CLEAN.replace("    health_check: {http: {path: /health}}\n", ""));
+        assert_eq!(codes(&ws), ["no-health-check"]);
+        assert_eq!(ws[0].path, "clusters[0]");
+
+        let ws = lint_yaml(&CLEAN.replace(" timeout: 2s,", ""));
+        assert_eq!(codes(&ws), ["no-timeout"]);
+
+        let ws = lint_yaml(&CLEAN.replace(", slo: avail", ""));
+        assert_eq!(codes(&ws), ["no-slo"]);
+
+        let ws = lint_yaml(&CLEAN.replace("timeout: 2s,", "timeout: 2s, retry: {attempts: 2},"));
+        assert_eq!(codes(&ws), ["retry-without-budget"]);
+        assert_eq!(ws[0].path, "listeners[0].routes[0].retry");
+        let ws = lint_yaml(&CLEAN.replace(
+            "timeout: 2s,",
+            "timeout: 2s, retry: {attempts: 2, budget: 20%},",
+        ));
+        assert_eq!(codes(&ws), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn external_or_remote_needs_a_breaker_or_a_fallback() {
+        let ext = CLEAN
+            .replace("10.0.0.1", "93.184.216.34")
+            .replace("10.0.0.2", "93.184.216.35");
+        assert_eq!(codes(&lint_yaml(&ext)), ["no-degradation"]);
+        let explicit = CLEAN.replace("  - name: api\n", "  - name: api\n    external: true\n");
+        assert_eq!(codes(&lint_yaml(&explicit)), ["no-degradation"]);
+        let not_ext = ext.replace("  - name: api\n", "  - name: api\n    external: false\n");
+        assert_eq!(codes(&lint_yaml(&not_ext)), Vec::<&str>::new());
+        let with_breaker = explicit.replace(
+            "    health_check:",
+            "    circuit_breaker: {consecutive_failures: 5}\n    health_check:",
+        );
+        assert_eq!(codes(&lint_yaml(&with_breaker)), Vec::<&str>::new());
+        let with_fallback = explicit.replace(
+            "slo: avail}",
+            "slo: avail, fallback: {static: {status: 200, body: '[]'}}}",
+        );
+        assert_eq!(codes(&lint_yaml(&with_fallback)), Vec::<&str>::new());
+        let remote = CLEAN.replace("  - name: api\n", "  - name: api\n    local_zone: c\n");
+        let ws = lint_yaml(&remote);
+        assert_eq!(codes(&ws), ["no-degradation"]);
+        assert!(ws[0].message.contains("local zone \"c\""));
+    }
+
+    #[test]
+    fn five_nines_that_the_topology_cannot_reach() {
+        let five = CLEAN.replace("99.9%", "99.999%");
+        let ws = lint_yaml(&five);
+        assert_eq!(codes(&ws), ["unreachable-objective"]);
+        assert_eq!(ws[0].path, "listeners[0].routes[0].slo");
+        // With three gateways and three zones the default model reaches it.
+        let cfg = crate::config::parse(
+            "t.yaml",
+            &five.replace(
+                "      - {address: 10.0.0.2:80, zone: b}\n",
+                "      - {address: 10.0.0.2:80, zone: b}\n      - {address: 10.0.0.3:80, zone: c}\n",
+            ),
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let a = Assumptions {
+            gateways: 3,
+            ..Assumptions::default()
+        };
+        assert_eq!(codes(&lint(&cfg, &a)), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn ejecting_everything() {
+        let y = CLEAN.replace(
+            "    health_check:",
+            "    outlier_detection: {max_ejection_percent: 100%}\n    health_check:",
+        );
+        assert_eq!(codes(&lint_yaml(&y)), ["eject-everything"]);
+    }
+
+    #[test]
+    fn public_addresses() {
+        assert!(is_public("93.184.216.34".parse().unwrap()));
+        assert!(!is_public("10.1.2.3".parse().unwrap()));
+        assert!(!is_public("100.64.0.1".parse().unwrap()));
+        assert!(!is_public("127.0.0.1".parse().unwrap()));
+        assert!(!is_public("fd00::1".parse().unwrap()));
+        assert!(is_public("2606:4700::1111".parse().unwrap()));
+    }
+}

@@ -94,6 +94,14 @@ pub fn parse_availability(s: &str) -> Result<Prob, String> {
     Ok(Prob::from_parts(up, down))
 }
 
+fn trim_zeros(s: &str) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
 /// Formats a float without a trailing `.0` and without noise digits.
 fn trim_float(x: f64) -> String {
     let s = format!("{:.10}", x);
@@ -141,13 +149,23 @@ pub struct Budget {
 /// The error budget of `objective` over `window_secs`; `requests` (expected requests in
 /// the window) also gives the allowed bad requests.
 pub fn budget(objective: Prob, window_secs: f64, requests: Option<u64>) -> Budget {
-    let ratio = objective.down();
+    // Back to the decimal the user wrote: the log form is exact to ~1e-15 relative,
+    // which would otherwise show as 0.0005000000000000001 or floor 3 to 2.
+    let ratio = snap(objective.down());
     Budget {
         allowed_bad_ratio: ratio,
         window_secs,
-        minutes: ratio * window_secs / 60.0,
-        bad_requests: requests.map(|n| ratio * n as f64),
+        minutes: snap(ratio * window_secs / 60.0),
+        bad_requests: requests.map(|n| snap(ratio * n as f64)),
     }
+}
+
+/// Rounds to 12 significant digits (removes the noise of the log representation).
+fn snap(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    format!("{x:.11e}").parse().unwrap_or(x)
 }
 
 /// P(at least `k` of `n` independent nodes are up), each up with probability `a`.
@@ -175,6 +193,11 @@ pub fn k_of_n(a: Prob, n: u32, k: u32) -> Result<Prob, String> {
 /// space. O(n²); n = 1000 takes a few milliseconds.
 pub fn k_of_n_mixed(nodes: &[Prob], k: u32) -> Result<Prob, String> {
     let n = u32::try_from(nodes.len()).map_err(|_| "too many nodes".to_owned())?;
+    if n > 10_000 {
+        return Err(format!(
+            "at most 10000 nodes with different availabilities, got {n} (group equal ones and use --availability --n)"
+        ));
+    }
     check_kn(n, k)?;
     if k == 0 {
         return Ok(Prob::ALWAYS);
@@ -320,7 +343,7 @@ impl Prob {
 
     /// The number of nines, −log10 P(down): 3 for 99.9%, ∞ when never down.
     pub fn nines(&self) -> f64 {
-        (-self.ln_down / std::f64::consts::LN_10).max(0.0)
+        (-self.ln_down / std::f64::consts::LN_10).max(0.0) + 0.0
     }
 
     /// P(up) as a percentage string with enough digits to show the first non-nine:
@@ -333,11 +356,30 @@ impl Prob {
         if down < 1e-12 {
             return format!("100% − {}", sci(self.ln_down));
         }
-        // Enough decimals to show two significant digits of the complement.
-        let decimals = ((-(down * 100.0).log10()).ceil() as i32 + 1).clamp(1, 12) as usize;
-        let s = format!("{:.*}", decimals, self.up() * 100.0);
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        format!("{s}%")
+        let up = self.up();
+        if up < 0.5 {
+            // Two significant digits of a small availability, rounded down.
+            if self.ln_up == f64::NEG_INFINITY {
+                return "0%".into();
+            }
+            let pct = up * 100.0;
+            let mag = pct.log10().floor() as i32;
+            let decimals = (1 - mag).clamp(0, 300) as usize;
+            let f = 10f64.powi(decimals as i32);
+            let v = (pct * f * (1.0 + 1e-12)).floor() / f;
+            if v == 0.0 {
+                return format!("{}%", sci(self.ln_up + std::f64::consts::LN_10 * 2.0));
+            }
+            return format!("{}%", trim_zeros(&format!("{v:.decimals$}")));
+        }
+        // Enough decimals to show two significant digits of the complement, and
+        // rounded down, so a figure never shows more nines than it has.
+        let down_pct = down * 100.0;
+        let decimals = ((-down_pct.log10()).floor() as i32 + 2).clamp(2, 12) as usize;
+        let f = 10f64.powi(decimals as i32);
+        let v = ((100.0 - down_pct) * f * (1.0 + 1e-15)).floor() / f;
+        let v = v.min(100.0 - 1.0 / f);
+        format!("{}%", trim_zeros(&format!("{v:.decimals$}")))
     }
 
     /// P(down) in scientific notation from its log, so 1e-2000 prints as `1.0e-2000`.
@@ -379,8 +421,10 @@ pub fn human_secs(s: f64) -> String {
         format!("{} s", sig3(s))
     } else if s >= 0.001 {
         format!("{} ms", sig3(s * 1000.0))
-    } else if s > 0.0 {
+    } else if s >= 1e-6 {
         format!("{} µs", sig3(s * 1e6))
+    } else if s > 0.0 {
+        format!("{s:.2e} s")
     } else {
         "0 s".into()
     }
@@ -451,7 +495,16 @@ mod tests {
         let b = budget(pct("99.95%"), 30.0 * 86_400.0, Some(1_000_000));
         assert!(close(b.minutes, 21.6, 1e-12), "{}", b.minutes);
         assert!(close(b.bad_requests.unwrap(), 500.0, 1e-12));
-        assert!(close(b.allowed_bad_ratio, 0.0005, 1e-15));
+        assert_eq!(b.allowed_bad_ratio, 0.0005);
+        // Whole numbers stay whole: 0.3% of 1000 is 3, not 2.999….
+        assert_eq!(
+            budget(pct("99.7%"), 86400.0, Some(1000)).bad_requests,
+            Some(3.0)
+        );
+        assert_eq!(
+            budget(pct("99.4%"), 86400.0, Some(1_000_000)).bad_requests,
+            Some(6000.0)
+        );
     }
 
     #[test]
@@ -560,6 +613,15 @@ mod tests {
         assert_eq!(k_of_n(pct("99%"), 3, 2).unwrap().percent(), "99.97%");
         assert_eq!(Prob::from_parts(1.0, 1e-30).percent(), "100% − 1.00e-30");
         assert_eq!(Prob::ALWAYS.percent(), "100%");
+        // Rounded down: never more nines than there are.
+        assert_eq!(serial(&[pct("99.9%"), pct("99.995%")]).percent(), "99.89%");
+        assert_eq!(pct("98.95%").percent(), "98.95%");
+        assert_eq!(Prob::from_up(0.98951).percent(), "98.95%");
+        assert_eq!(Prob::from_up(0.989999).percent(), "98.99%");
+        assert_eq!(pct("0.04%").percent(), "0.04%");
+        assert_eq!(k_of_n(pct("99%"), 1000, 1000).unwrap().percent(), "0.0043%");
+        assert_eq!(pct("0%").percent(), "0%");
+        assert_eq!(pct("0%").nines().to_string(), "0");
     }
 
     fn brute_force(ps: &[f64], k: usize) -> f64 {

@@ -159,6 +159,9 @@ pub fn run(cmd: &Calc) -> Result<Output, String> {
             window,
             requests,
         } => {
+            if *window <= 0.0 {
+                return Err("the window must be longer than zero".into());
+            }
             let b = budget(*objective, *window, *requests);
             let mut text = format!(
                 "objective {objective} over {}:\n  allowed bad ratio  {} ({}%)\n  error budget       {} minutes ({} s)\n",
@@ -171,9 +174,9 @@ pub fn run(cmd: &Calc) -> Result<Output, String> {
             if let (Some(n), Some(bad)) = (requests, b.bad_requests) {
                 let _ = writeln!(
                     text,
-                    "  bad requests       {} of {n} ({} exactly)",
+                    "  bad requests       {} of {n} (allowed share: {})",
                     bad.floor(),
-                    sig3(bad)
+                    bad
                 );
             }
             Ok(Output {
@@ -211,7 +214,11 @@ pub fn run(cmd: &Calc) -> Result<Output, String> {
                             availabilities.len()
                         ));
                     }
-                    let list: Vec<String> = availabilities.iter().map(Prob::percent).collect();
+                    let mut list: Vec<String> =
+                        availabilities.iter().take(8).map(Prob::percent).collect();
+                    if availabilities.len() > 8 {
+                        list.push(format!("… ({} more)", availabilities.len() - 8));
+                    }
                     (
                         k_of_n_mixed(availabilities, *k)?,
                         format!(

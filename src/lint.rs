@@ -85,10 +85,15 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
                     );
                 }
             }
-            let objective = r
+            let slo_def = r
                 .slo
                 .as_ref()
-                .and_then(|s| raw.slos.iter().find(|x| &x.name == s))
+                .and_then(|s| raw.slos.iter().find(|x| &x.name == s));
+            let is_latency = slo_def
+                .and_then(|s| s.indicator.as_ref())
+                .and_then(|i| i.kind.as_deref())
+                == Some("latency");
+            let objective = slo_def
                 .and_then(|s| s.objective.as_ref())
                 .and_then(|o| topology::objective(&o.0));
             let target_clusters: Vec<&str> = match (&r.cluster, &r.cells) {
@@ -143,7 +148,7 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
                     }
                 }
                 // Five nines the topology cannot reach.
-                if o.ln_down <= five_nines().ln_down + 1e-12 {
+                if !is_latency && o.ln_down <= five_nines().ln_down + 1e-12 {
                     if let Some(e) = estimates.iter().find(|e| e.path == rp) {
                         if e.prob.ln_down > o.ln_down + 1e-12 {
                             w.push(
@@ -171,8 +176,10 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
                     }
                     let why = if is_external(rc) {
                         format!("cluster {c:?} is an external dependency")
-                    } else if let Some(z) = remote_zone(rc) {
-                        format!("cluster {c:?} has no endpoint in the local zone {z:?}")
+                    } else if let Some((z, from)) = remote_zone(rc) {
+                        format!(
+                            "cluster {c:?} has no endpoint in the local zone {z:?} (from {from})"
+                        )
                     } else {
                         continue;
                     };
@@ -184,6 +191,22 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
                         "add fallback: {cluster: ..., static: {...}} on the route, or circuit_breaker: on the cluster",
                     );
                 }
+            }
+        }
+    }
+
+    // An objective written as a bare fraction is read as a percentage.
+    for (i, slo) in raw.slos.iter().enumerate() {
+        if let Some(o) = &slo.objective {
+            let t = o.0.trim();
+            if !t.ends_with('%') && t.parse::<f64>().is_ok_and(|x| x <= 1.0) {
+                w.push(
+                    "ambiguous-objective",
+                    &format!("slos[{i}].objective"),
+                    format!("objective {t} is read as {t}%, not as a fraction"),
+                    "a bare number is a percentage in ninefold's config, so 0.999 means 0.999%, an objective that is always met",
+                    &format!("write the percentage with its sign, e.g. {}%", crate::availability::sig3(t.parse::<f64>().unwrap_or(0.0) * 100.0)),
+                );
             }
         }
     }
@@ -292,20 +315,24 @@ fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-/// The local zone (the cluster's `local_zone`, else `NINEFOLD_ZONE`) when no endpoint
-/// of the cluster is in it.
-fn remote_zone(c: &RawCluster) -> Option<String> {
-    let local = c
-        .local_zone
-        .clone()
-        .or_else(|| std::env::var("NINEFOLD_ZONE").ok())
-        .filter(|z| !z.is_empty())?;
+/// The local zone (the cluster's `local_zone`, else `NINEFOLD_ZONE`) and where it came
+/// from, when no endpoint of the cluster is in it.
+fn remote_zone(c: &RawCluster) -> Option<(String, &'static str)> {
+    let (local, from) = match &c.local_zone {
+        Some(z) => (z.clone(), "local_zone"),
+        None => (
+            std::env::var("NINEFOLD_ZONE")
+                .ok()
+                .filter(|z| !z.is_empty())?,
+            "the NINEFOLD_ZONE environment variable",
+        ),
+    };
     let eps = c.endpoints.as_deref().unwrap_or_default();
     let any_local = eps
         .iter()
         .any(|e| e.zone.as_deref() == Some(local.as_str()));
     let any_zone = eps.iter().any(|e| e.zone.is_some());
-    (any_zone && !any_local).then_some(local)
+    (any_zone && !any_local).then_some((local, from))
 }
 
 impl fmt::Display for Warning {
@@ -443,6 +470,21 @@ clusters:
             ..Assumptions::default()
         };
         assert_eq!(codes(&lint(&cfg, &a)), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn latency_slos_are_not_judged_by_the_availability_model() {
+        let y = CLEAN.replace("99.9%", "99.999%").replace(
+            "objective: 99.999%}",
+            "objective: 99.999%, indicator: {type: latency, threshold: 100ms}}",
+        );
+        assert_eq!(codes(&lint_yaml(&y)), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_fraction_objective_is_flagged() {
+        let y = CLEAN.replace("99.9%", "0.999");
+        assert_eq!(codes(&lint_yaml(&y)), ["ambiguous-objective"]);
     }
 
     #[test]

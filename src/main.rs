@@ -75,14 +75,17 @@ fn main() -> ExitCode {
         } => check(&config, deny_warnings, json, &model),
         Command::Calc { json, command } => match ninefold::calc::run(&command) {
             Ok(out) if json => {
-                println!("{:#}", out.json);
+                out_line(&format!("{:#}", out.json));
                 ExitCode::SUCCESS
             }
             Ok(out) => {
-                print!("{}", out.text);
+                out_str(&out.text);
                 ExitCode::SUCCESS
             }
             Err(e) => {
+                if json {
+                    out_line(&format!("{:#}", serde_json::json!({ "error": e })));
+                }
                 eprintln!("error: {e}");
                 ExitCode::from(2)
             }
@@ -126,6 +129,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes to stdout, ignoring a closed pipe (`ninefold calc ... | head`).
+fn out_str(s: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}
+
+fn out_line(s: &str) {
+    out_str(s);
+    out_str("\n");
+}
+
 fn check(
     config: &std::path::Path,
     deny_warnings: bool,
@@ -137,10 +151,10 @@ fn check(
         Err(e) => {
             if json {
                 let errors: Vec<_> = e.0.iter().map(error_json).collect();
-                println!(
+                out_line(&format!(
                     "{:#}",
                     serde_json::json!({"file": config.display().to_string(), "ok": false, "errors": errors, "warnings": [], "notes": []})
-                );
+                ));
             } else {
                 eprintln!("{e}");
             }
@@ -151,7 +165,7 @@ fn check(
     let failed = deny_warnings && !warnings.is_empty();
     if json {
         let notes: Vec<_> = cfg.unsupported.iter().map(error_json).collect();
-        println!(
+        out_line(&format!(
             "{:#}",
             serde_json::json!({
                 "file": config.display().to_string(),
@@ -160,10 +174,10 @@ fn check(
                 "warnings": warnings,
                 "notes": notes,
             })
-        );
+        ));
     } else {
         for u in &cfg.unsupported {
-            println!("note: {u}");
+            out_line(&format!("note: {u}"));
         }
         for w in &warnings {
             eprintln!("{w}");
@@ -175,14 +189,14 @@ fn check(
                 if warnings.len() == 1 { "" } else { "s" }
             );
         } else {
-            println!(
+            out_line(&format!(
                 "{}: ok ({} listeners, {} clusters, {} HA warning{})",
                 config.display(),
                 cfg.listeners.len(),
                 cfg.clusters.len(),
                 warnings.len(),
                 if warnings.len() == 1 { "" } else { "s" }
-            );
+            ));
         }
     }
     if failed {

@@ -131,19 +131,42 @@ fn route(
     path: String,
     r: &RawRoute,
 ) -> Option<RouteEstimate> {
+    let find = |n: &str| cfg.clusters.iter().find(|x| x.name == n);
     let mut steps = Vec::new();
     let mut blast = None;
+    let fallback = r
+        .fallback
+        .as_ref()
+        .and_then(|f| f.cluster.as_deref())
+        .and_then(find);
+    if let Some(fc) = fallback {
+        steps.push(format!(
+            "fallback cluster {} answers when the primary cannot: its endpoints join the primary's, zone by zone (a zone outage takes both sides' endpoints in it)",
+            fc.name
+        ));
+    }
+    fn with_fallback<'c>(
+        c: &'c ClusterConfig,
+        f: Option<&'c ClusterConfig>,
+    ) -> Vec<&'c ClusterConfig> {
+        let mut v = vec![c];
+        v.extend(f.filter(|f| f.name != c.name));
+        v
+    }
     let (target, mut p) = if let Some(c) = &r.cluster {
-        let cl = cfg.clusters.iter().find(|x| &x.name == c)?;
-        (format!("cluster {c}"), cluster(cl, a, &mut steps))
+        let cl = find(c)?;
+        (
+            format!("cluster {c}"),
+            clusters(&with_fallback(cl, fallback), a, &mut steps),
+        )
     } else {
         let cells_name = r.cells.as_ref()?;
         let set = cfg.raw.cells.iter().find(|c| &c.name == cells_name)?;
-        let mut members = Vec::new();
-        for m in &set.members {
-            let cl = cfg.clusters.iter().find(|x| x.name == m.cluster)?;
-            members.push(cluster(cl, a, &mut steps));
-        }
+        let members: Vec<&ClusterConfig> = set
+            .members
+            .iter()
+            .map(|m| find(&m.cluster))
+            .collect::<Option<_>>()?;
         if members.is_empty() {
             return None;
         }
@@ -151,16 +174,22 @@ fn route(
         blast = Some(1.0 / n as f64);
         let evacuate = set.on_cell_down.as_deref() == Some("evacuate");
         let p = if evacuate {
-            let p = parallel(&members);
+            let mut all = members.clone();
+            all.extend(fallback);
+            let p = clusters(&all, a, &mut steps);
             steps.push(format!(
-                "cells {cells_name}: {n} cells, on_cell_down: evacuate moves a failed cell's users to the others, so the cells act in parallel (capacity assumed) → {p}"
+                "cells {cells_name}: {n} cells, on_cell_down: evacuate moves a failed cell's users to the others, so every cell's endpoints serve every user (capacity assumed) → {p}"
             ));
             p
         } else {
+            let per: Vec<Prob> = members
+                .iter()
+                .map(|m| clusters(&with_fallback(m, fallback), a, &mut steps))
+                .collect();
             // Mean over cells, each holding 1/n of users; the down side averaged from
             // the precise per-cell downs.
-            let down = members.iter().map(Prob::down).sum::<f64>() / n as f64;
-            let up = members.iter().map(Prob::up).sum::<f64>() / n as f64;
+            let down = per.iter().map(Prob::down).sum::<f64>() / n as f64;
+            let up = per.iter().map(Prob::up).sum::<f64>() / n as f64;
             let p = Prob::from_parts(up, down);
             steps.push(format!(
                 "cells {cells_name}: {n} cells, on_cell_down: fail; a user sees their own cell, so the route is the mean over cells → {p}; losing one cell affects 1/{n} = {}% of users",
@@ -171,18 +200,6 @@ fn route(
         (format!("cells {cells_name}"), p)
     };
     if let Some(f) = &r.fallback {
-        if let Some(fc) = &f.cluster {
-            if let Some(cl) = cfg.clusters.iter().find(|x| &x.name == fc) {
-                let fp = cluster(cl, a, &mut steps);
-                let before = p;
-                p = parallel(&[before, fp]);
-                steps.push(format!(
-                    "fallback cluster {fc} in parallel with the primary: 1 − ({})·({}) → {p}",
-                    before.down_sci(),
-                    fp.down_sci()
-                ));
-            }
-        }
         if f.static_response.is_some() || f.stale.is_some() {
             steps.push(
                 "static/stale fallback: answers while everything behind is down, but degraded; not counted as availability"
@@ -224,6 +241,10 @@ fn route(
 
 fn slo_check(raw: &RawConfig, name: &str, p: Prob) -> Option<SloCheck> {
     let s = raw.slos.iter().find(|s| s.name == name)?;
+    // A latency SLO is about speed; the availability model says nothing about it.
+    if s.indicator.as_ref().and_then(|i| i.kind.as_deref()) == Some("latency") {
+        return None;
+    }
     let text = s.objective.as_ref()?.0.clone();
     let o = objective(&text)?;
     Some(SloCheck {
@@ -234,14 +255,20 @@ fn slo_check(raw: &RawConfig, name: &str, p: Prob) -> Option<SloCheck> {
     })
 }
 
-/// One cluster: zones in parallel, each zone × (1 of its endpoints). Appends its
-/// reasoning to `steps`.
-pub fn cluster(c: &ClusterConfig, a: &Assumptions, steps: &mut Vec<String>) -> Prob {
+/// One or more clusters whose endpoints serve together (a cluster and its fallback):
+/// zones in parallel, each zone × (1 of its endpoints). Appends its reasoning to
+/// `steps`.
+pub fn clusters(cs: &[&ClusterConfig], a: &Assumptions, steps: &mut Vec<String>) -> Prob {
     let mut zones: BTreeMap<&str, u32> = BTreeMap::new();
-    for e in &c.endpoints {
-        *zones
-            .entry(e.zone.as_deref().unwrap_or("(no zone)"))
-            .or_default() += 1;
+    let mut seen = std::collections::HashSet::new();
+    for c in cs {
+        for e in &c.endpoints {
+            if seen.insert(e.address) {
+                *zones
+                    .entry(e.zone.as_deref().unwrap_or("(no zone)"))
+                    .or_default() += 1;
+            }
+        }
     }
     let mut parts = Vec::new();
     // Zones with the same number of endpoints have the same figures: describe them once.
@@ -267,11 +294,13 @@ pub fn cluster(c: &ClusterConfig, a: &Assumptions, steps: &mut Vec<String>) -> P
         })
         .collect();
     let p = parallel(&parts);
-    let n = c.endpoints.len();
+    let n = seen.len();
     let nz = zones.len();
+    let names: Vec<&str> = cs.iter().map(|c| c.name.as_str()).collect();
     steps.push(format!(
-        "cluster {}: {n} endpoint{} in {nz} zone{} [{}]{} → {p}",
-        c.name,
+        "cluster{} {}: {n} endpoint{} in {nz} zone{} [{}]{} → {p}",
+        if cs.len() > 1 { "s" } else { "" },
+        names.join(" + "),
         if n == 1 { "" } else { "s" },
         if nz == 1 { "" } else { "s" },
         desc.join("; "),
@@ -345,6 +374,34 @@ clusters:
         let gw_down = 1e-9;
         let want_down = 1.0 - (1.0 - gw_down) * (1.0 - cluster_down);
         assert!((est.unavailability / want_down - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_fallback_in_the_same_zone_shares_its_fate() {
+        let yaml = "\
+listeners:
+  - name: web
+    bind: 127.0.0.1:0
+    routes:
+      - {name: a, match: {path_prefix: /}, cluster: one, fallback: {cluster: two}}
+clusters:
+  - {name: one, endpoints: [{address: 127.0.0.1:1, zone: a}, {address: 127.0.0.1:2, zone: a}]}
+  - {name: two, endpoints: [{address: 127.0.0.1:3, zone: a}, {address: 127.0.0.1:4, zone: a}]}
+";
+        let a = Assumptions {
+            endpoint: pa("99%").unwrap(),
+            zone: pa("99.9%").unwrap(),
+            gateway: Prob::ALWAYS,
+            gateways: 1,
+        };
+        let est = &estimate(&cfg(yaml), &a)[0];
+        // Zone a up and 1 of 4 endpoints up: never better than the zone.
+        let want = 0.999 * (1.0 - 0.01f64.powi(4));
+        assert!(
+            (est.availability - want).abs() < 1e-12,
+            "{}",
+            est.availability
+        );
     }
 
     #[test]

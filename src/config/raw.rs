@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     /// Where SLO counters survive restarts.
     pub state_dir: Option<String>,
+    /// How often SLO counters are written to `state_dir`.
+    pub state_flush: Option<Scalar>,
     /// Data-path worker threads.
     pub workers: Option<usize>,
     /// `off`, `text` or `json`.
@@ -380,6 +382,10 @@ pub struct RawCellMember {
 pub struct RawSlo {
     /// Unique name.
     pub name: String,
+    /// Service the SLO belongs to (a label of generated rules); default: the name.
+    pub service: Option<String>,
+    /// Whether injected faults count against the SLO (default true).
+    pub count_faults: Option<bool>,
     /// Target, e.g. `99.95%`.
     pub objective: Option<Scalar>,
     /// Rolling window, e.g. `30d`.
@@ -409,6 +415,26 @@ pub struct RawIndicator {
 pub struct RawAlerts {
     /// Alertmanager v2 URL.
     pub webhook: Option<String>,
+    /// Burn-rate alerts; default: the SRE Workbook's three.
+    pub windows: Option<Vec<RawAlertWindow>>,
+    /// Fewer events than this in an alert's long window: the alert does not fire.
+    pub min_events: Option<u64>,
+    /// Extra labels on every alert.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// `slos[].alerts.windows[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertWindow {
+    /// `page` or `ticket`.
+    pub severity: Option<String>,
+    /// Long window.
+    pub long: Option<Scalar>,
+    /// Short window.
+    pub short: Option<Scalar>,
+    /// Burn-rate threshold.
+    pub burn_rate: Option<f64>,
 }
 
 // === impl Scalar ===

@@ -28,6 +28,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// keep-alive, or headers never finished) before it is closed; checked at this
 /// granularity, so a connection goes after one to two periods.
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default interval between two writes of SLO state.
+pub const DEFAULT_STATE_FLUSH: Duration = Duration::from_secs(10);
 /// Default time SIGTERM waits for in-flight requests.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -56,6 +58,10 @@ pub struct Config {
     pub unsupported: Vec<ConfigError>,
     /// Where each key path sits in the file, for tools that point at a key (the lint).
     pub index: PosIndex,
+    /// Where SLO counters are persisted (resolved against the file's directory).
+    pub state_dir: Option<PathBuf>,
+    /// How often SLO counters are persisted.
+    pub state_flush: Duration,
 }
 
 /// `admin:`.
@@ -126,6 +132,8 @@ pub struct RouteConfig {
     pub timeout: Duration,
     /// Longest silence between two frames of the response body.
     pub idle_timeout: Duration,
+    /// The SLO the route counts towards.
+    pub slo: Option<String>,
 }
 
 /// What a route matches; every given condition must hold.
@@ -257,9 +265,16 @@ pub fn validate(
         AdminConfig { bind, token }
     };
 
+    let state_dir = raw.state_dir.as_ref().map(|d| resolve_path(base, d));
     if raw.state_dir.is_some() {
         v.unsupported("state_dir", "SLO state persistence");
     }
+    if raw.state_flush.is_some() {
+        v.unsupported("state_flush", "SLO state persistence");
+    }
+    let state_flush = v
+        .opt_duration("state_flush", raw.state_flush.as_ref())
+        .unwrap_or(DEFAULT_STATE_FLUSH);
     let workers = match raw.workers {
         Some(0) => {
             v.err("workers", "must be at least 1, got 0".into());
@@ -431,6 +446,7 @@ pub fn validate(
                 cluster,
                 timeout,
                 idle_timeout,
+                slo: r.slo.clone(),
             });
         }
         if protocol == ListenerProtocol::Tcp && !l.routes.is_empty() {
@@ -464,6 +480,8 @@ pub fn validate(
             raw,
             unsupported: v.unsupported,
             index: index.clone(),
+            state_dir,
+            state_flush,
         })
     } else {
         Err(ConfigErrors(v.errors))
@@ -938,7 +956,56 @@ impl V<'_> {
                     }
                 }
             }
+            if let Some(a) = &s.alerts {
+                if let Some(w) = &a.webhook {
+                    if !(w.starts_with("http://") && w.parse::<http::Uri>().is_ok()) {
+                        self.err_hint(
+                            &format!("{p}.alerts.webhook"),
+                            format!("invalid webhook URL {w:?}"),
+                            "use http://host:port/api/v2/alerts (Alertmanager API v2; https is not supported yet)",
+                        );
+                    }
+                }
+                for (j, w) in a.windows.iter().flatten().enumerate() {
+                    let wp = format!("{p}.alerts.windows[{j}]");
+                    let long = self.opt_duration(&format!("{wp}.long"), w.long.as_ref());
+                    let short = self.opt_duration(&format!("{wp}.short"), w.short.as_ref());
+                    if w.long.is_none() || w.short.is_none() || w.burn_rate.is_none() {
+                        self.err(&wp, "long, short and burn_rate are required".into());
+                    }
+                    if let (Some(l), Some(s)) = (long, short) {
+                        if s > l {
+                            self.err(
+                                &format!("{wp}.short"),
+                                "must not be longer than long".into(),
+                            );
+                        }
+                        if l > Duration::from_secs(90 * 86400) {
+                            self.err(&format!("{wp}.long"), "must be at most 90d".into());
+                        }
+                    }
+                    if w.burn_rate.is_some_and(|b| !(b > 0.0 && b.is_finite())) {
+                        self.err(&format!("{wp}.burn_rate"), "must be above 0".into());
+                    }
+                }
+            }
+            if let Some(w) = &s.window {
+                if parse_duration(&w.0).is_ok_and(|d| d > Duration::from_secs(90 * 86400)) {
+                    self.err(&format!("{p}.window"), "must be at most 90d".into());
+                }
+            }
             self.unsupported(&p, "SLO measurement");
+        }
+        let mut names = HashSet::new();
+        for (i, s) in slos.iter().enumerate() {
+            if s.name.is_empty() {
+                self.err(&format!("slos[{i}].name"), "must not be empty".into());
+            } else if !names.insert(s.name.as_str()) {
+                self.err(
+                    &format!("slos[{i}].name"),
+                    format!("duplicate slo name {:?}", s.name),
+                );
+            }
         }
     }
 }

@@ -215,6 +215,7 @@ pub fn check(yaml: &str) -> (i32, String, String) {
     let out = Command::new(bin())
         .current_dir(dir.path())
         .args(["check", "-c", "ninefold.yaml"])
+        .env_remove("NINEFOLD_ZONE")
         .output()
         .unwrap();
     (

@@ -28,7 +28,14 @@ fn config(routes: usize) -> String {
 
 fn bench_route(c: &mut Criterion) {
     let cfg = ninefold::config::parse("bench.yaml", &config(20), Path::new(".")).unwrap();
-    let snap = Snapshot::build(Arc::new(cfg), None, &Metrics::new().unwrap()).unwrap();
+    let metrics = Metrics::new().unwrap();
+    let slo = ninefold::slo::Engine::new(
+        None,
+        std::time::Duration::from_secs(10),
+        Arc::new(ninefold::slo::engine::SystemClock),
+        metrics.slo_alert_firing.clone(),
+    );
+    let snap = Snapshot::build(Arc::new(cfg), None, &metrics, &slo).unwrap();
     let listener = &snap.listeners[0];
     let (parts, ()) = http::Request::get("/svc19/items?id=4")
         .header("x-env", "prod")

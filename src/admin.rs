@@ -70,6 +70,7 @@ fn router(
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/api/v1/state", get(state))
+        .route("/api/v1/slos", get(slos))
         .route("/api/v1/reload", post(reload))
         .with_state(AdminState {
             shared,
@@ -114,6 +115,11 @@ async fn health(State(s): State<AdminState>) -> Response {
         StatusCode::OK
     };
     (code, Json(json!({"status": status, "checks": checks}))).into_response()
+}
+
+/// Live SLOs: SLI, budget, burn rates, alerts.
+async fn slos(State(s): State<AdminState>) -> Json<Value> {
+    Json(s.shared.slo.status())
 }
 
 async fn state(State(s): State<AdminState>) -> Json<Value> {

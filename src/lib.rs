@@ -21,6 +21,7 @@
 //! - [`availability`], [`topology`], [`calc`]: availability arithmetic, a config's
 //!   estimate, and `ninefold calc`.
 //! - [`lint`]: the HA anti-pattern warnings of `ninefold check`.
+//! - [`slo`]: SLOs, error budgets, burn-rate alerts, state on disk, Prometheus rules.
 //! - [`metrics`], [`tls`], [`logging`], [`demo`].
 #![deny(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod slo;
 pub mod snapshot;
 pub mod tls;
 pub mod topology;

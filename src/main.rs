@@ -44,6 +44,15 @@ enum Command {
         #[command(flatten)]
         model: ninefold::calc::ModelArgs,
     },
+    /// SLO tools: budget and Prometheus rules from an SLO file (gateway config, the
+    /// seed's SLO file, or OpenSLO v1), and the live SLOs of a running gateway.
+    Slo {
+        /// Print the result as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ninefold::slo::cli::Slo,
+    },
     /// Availability arithmetic: nines, downtime, budget, kofn, serial, parallel, topology.
     Calc {
         /// Print the result as JSON.
@@ -73,6 +82,23 @@ fn main() -> ExitCode {
             json,
             model,
         } => check(&config, deny_warnings, json, &model),
+        Command::Slo { json, command } => match ninefold::slo::cli::run(&command) {
+            Ok((_, v)) if json => {
+                out_line(&format!("{v:#}"));
+                ExitCode::SUCCESS
+            }
+            Ok((text, _)) => {
+                out_str(&text);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                if json {
+                    out_line(&format!("{:#}", serde_json::json!({ "error": e })));
+                }
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Calc { json, command } => match ninefold::calc::run(&command) {
             Ok(out) if json => {
                 out_line(&format!("{:#}", out.json));

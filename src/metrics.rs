@@ -18,7 +18,8 @@ pub const DURATION_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `ninefold_requests_total{listener,route,cluster,code_class}`.
+    /// `ninefold_requests_total{listener,route,cluster,code_class,slo,slo_result}`;
+    /// `slo` and `slo_result` (`good`/`bad`) are empty on routes without an SLO.
     pub requests: IntCounterVec,
     /// `ninefold_request_duration_seconds{listener,route,cluster}`: until response headers.
     pub duration: HistogramVec,
@@ -28,13 +29,17 @@ pub struct Metrics {
     pub open_connections: IntGaugeVec,
     /// `ninefold_reloads_total{result}`.
     pub reloads: IntCounterVec,
+    /// `ninefold_slo_alert_firing{slo,severity,long_window,short_window}`: 1 while the
+    /// burn-rate alert fires.
+    pub slo_alert_firing: IntGaugeVec,
 }
 
 /// Pre-resolved counters of one route (or of the "no route matched" pseudo route).
 #[derive(Clone, Debug)]
 pub struct RouteMetrics {
-    /// Indexed by status class: 0 for `1xx` … 4 for `5xx`.
-    pub by_class: [IntCounter; 5],
+    /// Indexed by SLO result (0 bad, 1 good; the same counters without an SLO), then
+    /// by status class: 0 for `1xx` … 4 for `5xx`.
+    pub by_class: [[IntCounter; 5]; 2],
     /// Duration until response headers.
     pub duration: prometheus::Histogram,
 }
@@ -49,9 +54,16 @@ impl Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "ninefold_requests_total",
-                "Requests answered, by route, cluster and status class.",
+                "Requests answered, by route, cluster, status class, and SLO result.",
             ),
-            &["listener", "route", "cluster", "code_class"],
+            &[
+                "listener",
+                "route",
+                "cluster",
+                "code_class",
+                "slo",
+                "slo_result",
+            ],
         )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
@@ -82,8 +94,16 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let slo_alert_firing = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_slo_alert_firing",
+                "1 while an SLO burn-rate alert fires.",
+            ),
+            &["slo", "severity", "long_window", "short_window"],
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(slo_alert_firing.clone()),
             Box::new(duration.clone()),
             Box::new(connect_errors.clone()),
             Box::new(open_connections.clone()),
@@ -101,17 +121,37 @@ impl Metrics {
             connect_errors,
             open_connections,
             reloads,
+            slo_alert_firing,
         })
     }
 
-    /// Resolves a route's counters.
-    pub fn route(&self, listener: &str, route: &str, cluster: &str) -> RouteMetrics {
-        let c = |class| {
+    /// Resolves a route's counters; `slo` is the SLO the route counts towards.
+    pub fn route(
+        &self,
+        listener: &str,
+        route: &str,
+        cluster: &str,
+        slo: Option<&str>,
+    ) -> RouteMetrics {
+        let c = |class, result| {
+            let (slo, result) = match slo {
+                Some(s) => (s, result),
+                None => ("", ""),
+            };
             self.requests
-                .with_label_values(&[listener, route, cluster, class])
+                .with_label_values(&[listener, route, cluster, class, slo, result])
+        };
+        let classes = |r| {
+            [
+                c("1xx", r),
+                c("2xx", r),
+                c("3xx", r),
+                c("4xx", r),
+                c("5xx", r),
+            ]
         };
         RouteMetrics {
-            by_class: [c("1xx"), c("2xx"), c("3xx"), c("4xx"), c("5xx")],
+            by_class: [classes("bad"), classes("good")],
             duration: self.duration.with_label_values(&[listener, route, cluster]),
         }
     }
@@ -127,10 +167,12 @@ impl Metrics {
 // === impl RouteMetrics ===
 
 impl RouteMetrics {
-    /// Counts one answer with its status.
-    pub fn record(&self, status: u16, seconds: f64) {
+    /// Counts one answer with its status; `good` is its SLO result (true without an
+    /// SLO).
+    #[inline]
+    pub fn record(&self, status: u16, good: bool, seconds: f64) {
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
-        self.by_class[class].inc();
+        self.by_class[usize::from(good)][class].inc();
         self.duration.observe(seconds);
     }
 }

@@ -46,6 +46,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Listener name → address actually bound (ports resolved), for the state API.
     pub bound: ArcSwap<Vec<(String, SocketAddr)>>,
+    /// The live SLO engine.
+    pub slo: Arc<crate::slo::Engine>,
 }
 
 /// Where the configuration comes from, so a reload can read it again.
@@ -90,6 +92,8 @@ pub struct Gateway {
     control_rx: mpsc::Receiver<ControlRequest>,
     /// Admin listener address actually bound.
     pub admin_addr: SocketAddr,
+    slo_stop: watch::Sender<bool>,
+    slo_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Worker {
@@ -143,15 +147,30 @@ impl Gateway {
         refuse_unsupported(&cfg).map_err(|e| anyhow!("{e}"))?;
         let metrics = Metrics::new()?;
         let cfg = Arc::new(cfg);
-        let snap = Snapshot::build(cfg.clone(), None, &metrics).map_err(|e| anyhow!("{e}"))?;
+        let slo = crate::slo::Engine::new(
+            cfg.state_dir.as_deref(),
+            cfg.state_flush,
+            Arc::new(crate::slo::engine::SystemClock),
+            metrics.slo_alert_firing.clone(),
+        );
+        slo.update(&crate::slo::spec::from_config(&cfg.raw.slos));
+        let snap =
+            Snapshot::build(cfg.clone(), None, &metrics, &slo).map_err(|e| anyhow!("{e}"))?;
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snap),
             metrics,
             bound: ArcSwap::from_pointee(Vec::new()),
+            slo: slo.clone(),
         });
         let (control_tx, control_rx) = mpsc::channel(16);
         let admin_addr = crate::admin::start(shared.clone(), control_tx, &cfg.admin)
             .context("cannot start the admin listener")?;
+        slo.set_admin(admin_addr);
+        let (slo_stop, slo_stop_rx) = watch::channel(false);
+        let slo_thread = std::thread::Builder::new()
+            .name("ninefold-slo".into())
+            .spawn(move || slo.run(slo_stop_rx))
+            .context("cannot start the SLO thread")?;
 
         let mut workers = Vec::new();
         for id in 0..cfg.workers {
@@ -173,6 +192,8 @@ impl Gateway {
             listeners: HashMap::new(),
             control_rx,
             admin_addr,
+            slo_stop,
+            slo_thread: Some(slo_thread),
         };
         gw.sync_listeners(&cfg).map_err(|e| anyhow!("{e}"))?;
         Ok(gw)
@@ -224,7 +245,15 @@ impl Gateway {
             ));
         }
         let cfg = Arc::new(cfg);
-        let snap = Snapshot::build(cfg.clone(), Some(&old), &self.shared.metrics)?;
+        self.shared
+            .slo
+            .update(&crate::slo::spec::from_config(&cfg.raw.slos));
+        let snap = Snapshot::build(
+            cfg.clone(),
+            Some(&old),
+            &self.shared.metrics,
+            &self.shared.slo,
+        )?;
         let generation = snap.generation;
         // Bind before swapping: a listener that cannot bind fails the whole reload.
         let (added, removed) = self.plan_listeners(&cfg)?;
@@ -377,6 +406,11 @@ impl Gateway {
             if let Some(t) = w.thread.take() {
                 let _ = t.join();
             }
+        }
+        // Last: every request is counted; the engine saves its state and stops.
+        let _ = self.slo_stop.send(true);
+        if let Some(t) = self.slo_thread.take() {
+            let _ = t.join();
         }
         tracing::info!("stopped");
     }

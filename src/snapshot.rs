@@ -67,6 +67,16 @@ pub struct RouteSnap {
     pub idle_timeout: Duration,
     /// Counters.
     pub metrics: RouteMetrics,
+    /// The SLO the route counts towards.
+    pub slo: Option<RouteSlo>,
+}
+
+/// A route's SLO: how to classify an answer, and where to count it.
+pub struct RouteSlo {
+    /// The SLI.
+    pub indicator: crate::slo::Indicator,
+    /// The SLO's counters (kept across reloads by name).
+    pub counters: Arc<crate::slo::Counters>,
 }
 
 /// A compiled cluster.
@@ -99,7 +109,9 @@ impl Snapshot {
         config: Arc<Config>,
         prev: Option<&Snapshot>,
         metrics: &Metrics,
+        slo: &crate::slo::Engine,
     ) -> Result<Snapshot, String> {
+        let defs = crate::slo::spec::from_config(&config.raw.slos);
         let mut carried: HashMap<(&str, SocketAddr), &Arc<EndpointState>> = HashMap::new();
         if let Some(prev) = prev {
             for c in &prev.clusters {
@@ -130,13 +142,21 @@ impl Snapshot {
                 let cluster = by_name.get(r.cluster.as_str()).ok_or_else(|| {
                     format!("route {:?}: unknown cluster {:?}", r.name, r.cluster)
                 })?;
+                let route_slo = r.slo.as_deref().and_then(|name| {
+                    let d = defs.iter().find(|d| d.name == name)?;
+                    Some(RouteSlo {
+                        indicator: d.indicator.clone(),
+                        counters: slo.counters(name),
+                    })
+                });
                 routes.push(RouteSnap {
                     name: r.name.as_str().into(),
                     matcher: r.matcher.clone(),
                     cluster: Arc::clone(cluster),
                     timeout: r.timeout,
                     idle_timeout: r.idle_timeout,
-                    metrics: metrics.route(&l.name, &r.name, &r.cluster),
+                    metrics: metrics.route(&l.name, &r.name, &r.cluster, r.slo.as_deref()),
+                    slo: route_slo,
                 });
             }
             listeners.push(ListenerSnap {
@@ -145,7 +165,7 @@ impl Snapshot {
                 protocol: l.protocol,
                 tls,
                 routes,
-                unmatched: metrics.route(&l.name, "", ""),
+                unmatched: metrics.route(&l.name, "", "", None),
             });
         }
         Ok(Snapshot {

@@ -266,12 +266,7 @@ pub fn validate(
     };
 
     let state_dir = raw.state_dir.as_ref().map(|d| resolve_path(base, d));
-    if raw.state_dir.is_some() {
-        v.unsupported("state_dir", "SLO state persistence");
-    }
-    if raw.state_flush.is_some() {
-        v.unsupported("state_flush", "SLO state persistence");
-    }
+
     let state_flush = v
         .opt_duration("state_flush", raw.state_flush.as_ref())
         .unwrap_or(DEFAULT_STATE_FLUSH);
@@ -884,7 +879,6 @@ impl V<'_> {
             if !slos.contains(s.as_str()) {
                 self.err(&format!("{rp}.slo"), format!("unknown slo {s:?}"));
             }
-            self.unsupported(&format!("{rp}.slo"), "SLO measurement");
         }
     }
 
@@ -994,7 +988,6 @@ impl V<'_> {
                     self.err(&format!("{p}.window"), "must be at most 90d".into());
                 }
             }
-            self.unsupported(&p, "SLO measurement");
         }
         let mut names = HashSet::new();
         for (i, s) in slos.iter().enumerate() {

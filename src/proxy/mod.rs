@@ -61,7 +61,7 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
         let resp = Failure::NoRoute.response();
         listener
             .unmatched
-            .record(404, start.elapsed().as_secs_f64());
+            .record(404, true, start.elapsed().as_secs_f64());
         if let Some((m, u)) = method_path {
             access_log(log, ctx, "", "", "", &m, &u, 404, start, "no-route");
         }
@@ -96,13 +96,23 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
         }
     };
 
-    // 5. Record.
+    // 5. The answer.
     let (resp, ep, reason) = match result {
         Ok((resp, i)) => (resp, Some(i), ""),
         Err((f, i)) => (f.response(), i, f.reason()),
     };
+    // 6. Record: SLI, metrics, access log.
     let status = resp.status().as_u16();
-    route.metrics.record(status, start.elapsed().as_secs_f64());
+    let elapsed = start.elapsed();
+    let good = match &route.slo {
+        Some(s) => {
+            let good = s.indicator.is_good(status, elapsed, !reason.is_empty());
+            s.counters.record(good);
+            good
+        }
+        None => true,
+    };
+    route.metrics.record(status, good, elapsed.as_secs_f64());
     if let Some((m, u)) = method_path {
         let ep_name = ep.map_or("", |i| &*cluster.endpoint_names[i]);
         access_log(

@@ -14,8 +14,8 @@ async fn metrics_count_requests_by_route_cluster_and_class() {
     assert_eq!(m.status, 200);
     let m = String::from_utf8_lossy(&m.body).into_owned();
     for needle in [
-        "ninefold_requests_total{cluster=\"app\",code_class=\"2xx\",listener=\"web\",route=\"main\"} 3",
-        "ninefold_requests_total{cluster=\"app\",code_class=\"5xx\",listener=\"web\",route=\"main\"} 1",
+        "ninefold_requests_total{cluster=\"app\",code_class=\"2xx\",listener=\"web\",route=\"main\",slo=\"\",slo_result=\"\"} 3",
+        "ninefold_requests_total{cluster=\"app\",code_class=\"5xx\",listener=\"web\",route=\"main\",slo=\"\",slo_result=\"\"} 1",
         "ninefold_request_duration_seconds_count{cluster=\"app\",listener=\"web\",route=\"main\"} 4",
         "ninefold_upstream_connect_errors_total{cluster=\"app\"} 0",
         "ninefold_open_connections{listener=\"web\"}",

@@ -5,6 +5,7 @@
 //! - `balance`: load-balancing algorithms end to end.
 //! - `calc`: `ninefold calc` and the HA lint of `check`, decision-table examples.
 //! - `config`: `ninefold check` errors and `serve` refusals.
+//! - `slo`: live SLIs, burn-rate alerts to a real receiver, persistence, promtool.
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
 //! - `tls`: https listeners, ALPN, certificate reload.
@@ -16,6 +17,7 @@ mod calc;
 mod config;
 mod lifecycle;
 mod proxy;
+mod slo;
 mod streaming;
 mod support;
 mod tls;

@@ -1,0 +1,168 @@
+//! `ninefold slo budget|rules|status`.
+
+use super::spec::read_file;
+use super::window::fmt_dur;
+use crate::availability::sig3;
+use clap::Subcommand;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// SLO tools.
+#[derive(Debug, Subcommand)]
+pub enum Slo {
+    /// Objective, window, allowed bad ratio and budget minutes of each SLO in FILE (a
+    /// gateway config, the seed's SLO file, or OpenSLO v1).
+    Budget {
+        /// SLO file.
+        file: PathBuf,
+    },
+    /// Prometheus recording and alerting rules (multiwindow, multi-burn-rate) for the
+    /// SLOs in FILE, over ninefold_requests_total.
+    Rules {
+        /// SLO file.
+        file: PathBuf,
+    },
+    /// A table of the live SLOs of a running gateway (its admin API).
+    Status {
+        /// Admin address of the gateway.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
+    },
+}
+
+/// Runs one `slo` command; `Ok((text, json))`, or an error message (exit 2).
+pub fn run(cmd: &Slo) -> Result<(String, Value), String> {
+    match cmd {
+        Slo::Budget { file } => {
+            let defs = read_file(file)?;
+            let mut text = String::new();
+            let mut out = Vec::new();
+            for d in &defs {
+                let ratio = d.objective.down();
+                let minutes =
+                    crate::availability::budget(d.objective, d.window.as_secs_f64(), None).minutes;
+                let _ = writeln!(
+                    text,
+                    "{} (service {}): objective {}, window {}\n  indicator          {}\n  allowed bad ratio  {} ({}%)\n  error budget       {} minutes",
+                    d.name,
+                    d.service,
+                    d.objective_text,
+                    fmt_dur(d.window),
+                    d.indicator.describe(),
+                    sig3(ratio),
+                    sig3(ratio * 100.0),
+                    sig3(minutes),
+                );
+                if let Some(stated) = d.stated_budget_minutes {
+                    if (stated - minutes).abs() > minutes * 0.01 + 0.05 {
+                        let _ = writeln!(
+                            text,
+                            "  note: the file says error_budget_minutes: {stated}, but the objective and window give {}",
+                            sig3(minutes)
+                        );
+                    }
+                }
+                out.push(json!({
+                    "name": d.name, "service": d.service,
+                    "objective": d.objective.up(), "objective_text": d.objective_text,
+                    "window_seconds": d.window.as_secs(), "allowed_bad_ratio": ratio,
+                    "budget_minutes": minutes, "stated_budget_minutes": d.stated_budget_minutes,
+                    "indicator": d.indicator.describe(),
+                }));
+            }
+            Ok((text, json!({ "slos": out })))
+        }
+        Slo::Rules { file } => {
+            let defs = read_file(file)?;
+            let r = super::rules::generate(&defs);
+            Ok((r.clone(), json!({ "rules_yaml": r })))
+        }
+        Slo::Status { admin } => {
+            let body = fetch(admin)?;
+            let v: Value =
+                serde_json::from_str(&body).map_err(|e| format!("bad answer from {admin}: {e}"))?;
+            Ok((status_table(&v), v))
+        }
+    }
+}
+
+fn status_table(v: &Value) -> String {
+    let mut t = format!(
+        "{:<24} {:>9} {:>6} {:>10} {:>10} {:>12} {:>9} {:>9}  {}\n",
+        "SLO",
+        "OBJECTIVE",
+        "WINDOW",
+        "SLI",
+        "EVENTS",
+        "BUDGET LEFT",
+        "BURN 1h",
+        "BURN 5m",
+        "FIRING"
+    );
+    for s in v["slos"].as_array().into_iter().flatten() {
+        let f = |x: &Value| x.as_f64().map_or("-".to_owned(), |x| format!("{x:.2}"));
+        let sli = s["sli"]
+            .as_f64()
+            .map_or("-".to_owned(), |x| format!("{:.4}%", x * 100.0));
+        let firing: Vec<String> = s["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["firing"] == true)
+            .map(|a| {
+                format!(
+                    "{} {}/{}",
+                    a["severity"].as_str().unwrap_or(""),
+                    a["long_window"].as_str().unwrap_or(""),
+                    a["short_window"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            t,
+            "{:<24} {:>9} {:>6} {:>10} {:>10} {:>11}% {:>9} {:>9}  {}",
+            s["name"].as_str().unwrap_or(""),
+            s["objective_text"].as_str().unwrap_or(""),
+            s["window"].as_str().unwrap_or(""),
+            sli,
+            s["total"],
+            format!(
+                "{:.1}",
+                s["budget"]["remaining_ratio"].as_f64().unwrap_or(1.0) * 100.0
+            ),
+            f(&s["burn_rates"]["1h"]),
+            f(&s["burn_rates"]["5m"]),
+            if firing.is_empty() {
+                "-".into()
+            } else {
+                firing.join(", ")
+            }
+        );
+    }
+    t
+}
+
+/// GET http://ADMIN/api/v1/slos with a blocking one-shot HTTP/1.1 request.
+fn fetch(admin: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let addr = admin.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr)
+        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    write!(
+        s,
+        "GET /api/v1/slos HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    let (head, body) = buf.split_once("\r\n\r\n").ok_or("malformed answer")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "admin API answered {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    Ok(body.to_owned())
+}

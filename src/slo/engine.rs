@@ -1,0 +1,746 @@
+//! The live SLO engine of a running gateway: counters the data path bumps, a
+//! once-a-second tick that moves them into rolling windows and evaluates the burn-rate
+//! alerts, state that survives restarts, and the Alertmanager sender.
+//!
+//! The data path only does one relaxed atomic add per request (plus the Prometheus
+//! counter). Everything else runs on the engine's own thread, `ninefold-slo`, with
+//! its own current-thread runtime; the admin API reads the engine's state under a
+//! mutex the data path never touches.
+
+use super::spec::SloDef;
+use super::window::{budget, evaluate, fmt_dur, AlertEval, Budget, Windows};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Cumulative counters of one SLO, bumped by the data path; kept across reloads by
+/// name.
+#[derive(Debug, Default)]
+pub struct Counters {
+    total: AtomicU64,
+    bad: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one event.
+    #[inline]
+    pub fn record(&self, good: bool) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if !good {
+            self.bad.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn read(&self) -> (u64, u64) {
+        // bad first: a concurrent record can only make total ≥ bad.
+        let bad = self.bad.load(Ordering::Relaxed);
+        (self.total.load(Ordering::Relaxed), bad)
+    }
+}
+
+/// The clock the engine reads: Unix seconds. Tests drive their own.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> u64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+struct Track {
+    def: SloDef,
+    counters: Arc<Counters>,
+    seen: (u64, u64),
+    windows: Windows,
+    alerts: Vec<AlertState>,
+}
+
+#[derive(Clone, Default)]
+struct AlertState {
+    firing: bool,
+    since: u64,
+    last_sent: u64,
+    last: Option<AlertEval>,
+}
+
+struct State {
+    tracks: Vec<Track>,
+    /// Counts restored from disk for SLOs not (yet) configured, by name.
+    parked: HashMap<String, Windows>,
+    state_file: Option<PathBuf>,
+    flush_every: u64,
+    last_flush: u64,
+    admin_url: String,
+}
+
+/// The engine. Cheap to share; all methods are called off the data path.
+pub struct Engine {
+    state: Mutex<State>,
+    counters: Mutex<HashMap<String, Arc<Counters>>>,
+    clock: Arc<dyn Clock>,
+    alerts_tx: mpsc::UnboundedSender<Vec<Value>>,
+    alerts_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<Value>>>>,
+    firing_gauge: prometheus::IntGaugeVec,
+    webhook_url: Mutex<HashMap<String, String>>,
+}
+
+/// The on-disk state (`state_dir/slo-state.json`).
+#[derive(Serialize, Deserialize)]
+struct Persisted {
+    format: String,
+    version: u32,
+    saved_at: u64,
+    slos: Vec<PersistedSlo>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PersistedSlo {
+    name: String,
+    windows: Windows,
+}
+
+const FORMAT: &str = "ninefold-slo-state";
+/// How often a firing alert is sent again (Alertmanager forgets alerts whose
+/// `endsAt` passed).
+const RESEND: u64 = 60;
+
+impl Engine {
+    /// Creates the engine, reading `state_dir/slo-state.json` when there is one. A file
+    /// that cannot be read as ninefold's SLO state is moved aside with a log line, and
+    /// the budgets start fresh.
+    pub fn new(
+        state_dir: Option<&Path>,
+        flush: Duration,
+        clock: Arc<dyn Clock>,
+        firing_gauge: prometheus::IntGaugeVec,
+    ) -> Arc<Engine> {
+        let state_file = state_dir.map(|d| d.join("slo-state.json"));
+        let parked = state_file.as_deref().map(restore).unwrap_or_default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let now = clock.now();
+        Arc::new(Engine {
+            state: Mutex::new(State {
+                tracks: Vec::new(),
+                parked,
+                state_file,
+                flush_every: flush.as_secs().max(1),
+                last_flush: now,
+                admin_url: String::new(),
+            }),
+            counters: Mutex::new(HashMap::new()),
+            clock,
+            alerts_tx: tx,
+            alerts_rx: Mutex::new(Some(rx)),
+            firing_gauge,
+            webhook_url: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The counters of SLO `name` (created on first use, then kept across reloads).
+    pub fn counters(&self, name: &str) -> Arc<Counters> {
+        let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Sets the admin address used in alerts' `generatorURL`.
+    pub fn set_admin(&self, addr: std::net::SocketAddr) {
+        self.lock().admin_url = format!("http://{addr}/api/v1/slos");
+    }
+
+    /// Installs the SLO definitions of a (re)loaded config. Counts carry over by name
+    /// while the window layout stays the same.
+    pub fn update(&self, defs: &[SloDef]) {
+        let now = self.clock.now();
+        self.tick(now);
+        let mut st = self.lock();
+        let mut old: HashMap<String, Track> = st
+            .tracks
+            .drain(..)
+            .map(|t| (t.def.name.clone(), t))
+            .collect();
+        let mut urls = HashMap::new();
+        for d in defs {
+            let longest = d
+                .alerts
+                .windows
+                .iter()
+                .map(|w| w.long)
+                .max()
+                .unwrap_or_default();
+            let fresh = Windows::new(d.window, longest);
+            let counters = self.counters(&d.name);
+            let track = match old.remove(&d.name) {
+                Some(mut t) if t.windows.same_layout(&fresh) => {
+                    if t.def.alerts.windows != d.alerts.windows {
+                        t.alerts = vec![AlertState::default(); d.alerts.windows.len()];
+                    }
+                    t.def = d.clone();
+                    t
+                }
+                _ => {
+                    let windows = match st.parked.remove(&d.name) {
+                        Some(w) if w.same_layout(&fresh) => w,
+                        Some(_) => {
+                            tracing::warn!(slo = %d.name, "the SLO's window changed; its saved counts do not fit and start fresh");
+                            fresh
+                        }
+                        None => fresh,
+                    };
+                    Track {
+                        def: d.clone(),
+                        seen: counters.read(),
+                        counters,
+                        windows,
+                        alerts: vec![AlertState::default(); d.alerts.windows.len()],
+                    }
+                }
+            };
+            if let Some(u) = &d.alerts.webhook {
+                urls.insert(d.name.clone(), u.clone());
+            }
+            st.tracks.push(track);
+        }
+        // SLOs removed from the config keep their counts until the next save, so a
+        // reload that brings them back loses nothing.
+        for (name, t) in old {
+            st.parked.insert(name, t.windows);
+        }
+        drop(st);
+        *self.webhook_url.lock().unwrap_or_else(|p| p.into_inner()) = urls;
+    }
+
+    /// Moves new counts into the windows, evaluates alerts, and saves the state when
+    /// a flush interval has passed. Called once a second by [`Engine::run`]; tests
+    /// call it with their own `now`.
+    pub fn tick(&self, now: u64) {
+        let mut st = self.lock();
+        let admin_url = st.admin_url.clone();
+        let mut outgoing = Vec::new();
+        for t in &mut st.tracks {
+            let (total, bad) = t.counters.read();
+            let (dt, db) = (total.saturating_sub(t.seen.0), bad.saturating_sub(t.seen.1));
+            t.seen = (total, bad);
+            if dt > 0 || db > 0 {
+                t.windows.add(now, dt, db.min(dt.max(db)));
+            }
+            let evals = evaluate(&t.def, &t.windows, now);
+            for (i, e) in evals.into_iter().enumerate() {
+                let Some(a) = t.alerts.get_mut(i) else {
+                    continue;
+                };
+                let changed = e.firing != a.firing;
+                if changed {
+                    a.firing = e.firing;
+                    a.since = now;
+                    log_change(&t.def, &e);
+                }
+                self.firing_gauge
+                    .with_label_values(&[&t.def.name, &e.severity, &e.long_window, &e.short_window])
+                    .set(i64::from(e.firing));
+                if t.def.alerts.webhook.is_some()
+                    && (changed || (e.firing && now.saturating_sub(a.last_sent) >= RESEND))
+                {
+                    outgoing.push(alert_json(&t.def, &e, a.since, now, &admin_url));
+                    a.last_sent = now;
+                }
+                a.last = Some(e);
+            }
+        }
+        let due = now.saturating_sub(st.last_flush) >= st.flush_every;
+        if due {
+            st.last_flush = now;
+            save(&st, now);
+        }
+        drop(st);
+        if !outgoing.is_empty() {
+            let _ = self.alerts_tx.send(outgoing);
+        }
+    }
+
+    /// Saves the state now (on shutdown).
+    pub fn flush(&self) {
+        let now = self.clock.now();
+        self.tick(now);
+        let mut st = self.lock();
+        st.last_flush = now;
+        save(&st, now);
+    }
+
+    /// The live state of every SLO, as served at `/api/v1/slos`.
+    pub fn status(&self) -> Value {
+        let now = self.clock.now();
+        let st = self.lock();
+        let slos: Vec<Value> = st
+            .tracks
+            .iter()
+            .map(|t| {
+                let b: Budget = budget(&t.def, &t.windows, now);
+                let burn = |d: u64| {
+                    let c = t.windows.over(now, Duration::from_secs(d));
+                    super::window::burn_rate(c, t.def.objective.down())
+                };
+                let alerts: Vec<Value> = t
+                    .alerts
+                    .iter()
+                    .filter_map(|a| {
+                        let e = a.last.as_ref()?;
+                        let mut v = serde_json::to_value(e).ok()?;
+                        v["since"] = json!(a.since);
+                        Some(v)
+                    })
+                    .collect();
+                json!({
+                    "name": t.def.name,
+                    "service": t.def.service,
+                    "objective": t.def.objective.up(),
+                    "objective_text": t.def.objective_text,
+                    "window": fmt_dur(t.def.window),
+                    "window_seconds": t.def.window.as_secs(),
+                    "indicator": t.def.indicator.describe(),
+                    "total": b.total,
+                    "bad": b.bad,
+                    "sli": b.sli,
+                    "budget": b,
+                    "burn_rates": {
+                        "5m": burn(300), "30m": burn(1800), "1h": burn(3600),
+                        "6h": burn(6 * 3600), "1d": burn(86400), "3d": burn(3 * 86400),
+                    },
+                    "alerts": alerts,
+                    "memory_bytes": t.windows.bytes(),
+                })
+            })
+            .collect();
+        json!({ "now": now, "persisted": st.state_file.is_some(), "slos": slos })
+    }
+
+    /// Runs the engine: a tick a second, the webhook sender, until `stop` fires;
+    /// then a last tick and a save. Blocks; run it on its own thread.
+    pub fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return tracing::error!("SLO engine runtime: {e}"),
+        };
+        let rx = self
+            .alerts_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        rt.block_on(async {
+            if let Some(rx) = rx {
+                tokio::spawn(sender(self.clone(), rx));
+            }
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => self.tick(self.clock.now()),
+                    _ = stop.changed() => break,
+                }
+            }
+            self.flush();
+            // Give alerts already queued a moment to leave.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        });
+    }
+
+    fn webhook(&self, slo: &str) -> Option<String> {
+        self.webhook_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slo)
+            .cloned()
+    }
+}
+
+fn log_change(def: &SloDef, e: &AlertEval) {
+    let burn = e.long_burn_rate.unwrap_or(0.0);
+    if e.firing {
+        tracing::warn!(
+            slo = %def.name, severity = %e.severity, long_window = %e.long_window, short_window = %e.short_window,
+            burn_rate = burn, threshold = e.burn_rate_threshold,
+            "SLO alert firing: error budget burning at {burn:.1}× over {} (threshold {}×)", e.long_window, e.burn_rate_threshold
+        );
+    } else {
+        tracing::info!(
+            slo = %def.name, severity = %e.severity, long_window = %e.long_window, short_window = %e.short_window,
+            "SLO alert resolved"
+        );
+    }
+}
+
+/// One alert in Alertmanager's v2 format.
+fn alert_json(def: &SloDef, e: &AlertEval, since: u64, now: u64, admin_url: &str) -> Value {
+    let mut labels = serde_json::Map::new();
+    labels.insert("alertname".into(), json!("ErrorBudgetBurn"));
+    labels.insert("slo".into(), json!(def.name));
+    labels.insert("service".into(), json!(def.service));
+    labels.insert("severity".into(), json!(e.severity));
+    labels.insert("long_window".into(), json!(e.long_window));
+    labels.insert("short_window".into(), json!(e.short_window));
+    for (k, v) in &def.alerts.labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    let tte = e
+        .time_to_exhaustion_seconds
+        .map_or("unknown".to_owned(), crate::availability::human_secs);
+    let ends = if e.firing { now + 4 * RESEND } else { now };
+    json!({
+        "labels": labels,
+        "annotations": {
+            "summary": format!(
+                "{} SLO {}: error budget burning at {:.1}× over {} and {:.1}× over {} (threshold {}×)",
+                def.service, def.name,
+                e.long_burn_rate.unwrap_or(0.0), e.long_window,
+                e.short_burn_rate.unwrap_or(0.0), e.short_window,
+                e.burn_rate_threshold
+            ),
+            "burn_rate_long": format!("{:.3}", e.long_burn_rate.unwrap_or(0.0)),
+            "burn_rate_short": format!("{:.3}", e.short_burn_rate.unwrap_or(0.0)),
+            "time_to_exhaustion": tte,
+            "objective": def.objective_text,
+        },
+        "startsAt": rfc3339(since),
+        "endsAt": rfc3339(ends),
+        "generatorURL": admin_url,
+    })
+}
+
+/// Posts alert batches, retrying a failed send (network error or 5xx) with backoff.
+async fn sender(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<Vec<Value>>) {
+    while let Some(batch) = rx.recv().await {
+        // One POST per webhook URL.
+        let mut by_url: HashMap<String, Vec<Value>> = HashMap::new();
+        for a in batch {
+            let slo = a["labels"]["slo"].as_str().unwrap_or_default().to_owned();
+            if let Some(url) = engine.webhook(&slo) {
+                by_url.entry(url).or_default().push(a);
+            }
+        }
+        for (url, alerts) in by_url {
+            let body = serde_json::to_vec(&alerts).unwrap_or_default();
+            let mut delay = Duration::from_millis(250);
+            for attempt in 1..=6 {
+                match post(&url, &body).await {
+                    Ok(s) if (200..300).contains(&s) => break,
+                    Ok(s) if (400..500).contains(&s) => {
+                        tracing::error!(%url, status = s, "alert webhook refused the alerts; not retrying");
+                        break;
+                    }
+                    Ok(s) => {
+                        tracing::warn!(%url, status = s, attempt, "alert webhook failed; retrying")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%url, error = %e, attempt, "alert webhook unreachable; retrying")
+                    }
+                }
+                if attempt == 6 {
+                    tracing::error!(%url, "alert webhook: giving up after 6 attempts");
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+        }
+    }
+}
+
+async fn post(url: &str, body: &[u8]) -> Result<u16, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let host = uri.host().ok_or("no host")?.to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let fut = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = http::Request::post(path)
+            .header(http::header::HOST, format!("{host}:{port}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+                body,
+            )))
+            .map_err(|e| e.to_string())?;
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok(resp.status().as_u16())
+    };
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+/// Reads the saved state; a file that is not ours is moved aside.
+fn restore(path: &Path) -> HashMap<String, Windows> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+        Err(e) => {
+            tracing::error!(file = %path.display(), "cannot read the SLO state file: {e}; budgets start fresh");
+            return HashMap::new();
+        }
+    };
+    let parsed: Result<Persisted, String> = serde_json::from_slice::<Persisted>(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
+            if p.format != FORMAT {
+                Err(format!("format {:?} is not {FORMAT:?}", p.format))
+            } else if p.version != 1 {
+                Err(format!("version {} is not 1", p.version))
+            } else if p.slos.iter().any(|s| {
+                s.windows.tiers.is_empty()
+                    || s.windows
+                        .tiers
+                        .iter()
+                        .any(|t| t.secs == 0 || t.total.is_empty() || t.total.len() != t.bad.len())
+            }) {
+                Err("a ring of buckets is malformed".into())
+            } else {
+                Ok(p)
+            }
+        });
+    match parsed {
+        Ok(p) => {
+            tracing::info!(file = %path.display(), slos = p.slos.len(), saved_at = p.saved_at, "SLO state restored");
+            p.slos.into_iter().map(|s| (s.name, s.windows)).collect()
+        }
+        Err(why) => {
+            let stamp = SystemClock.now();
+            let aside = path.with_file_name(format!("slo-state.json.corrupt-{stamp}"));
+            let moved = std::fs::rename(path, &aside);
+            tracing::error!(
+                file = %path.display(),
+                kept_as = %aside.display(),
+                "the SLO state file is corrupt or not ninefold's ({why}); {}; budgets start fresh",
+                if moved.is_ok() { "it was kept aside" } else { "it could not be moved aside" }
+            );
+            HashMap::new()
+        }
+    }
+}
+
+/// Writes the state atomically: a temp file, fsync, rename, fsync of the directory.
+fn save(st: &State, now: u64) {
+    let Some(path) = &st.state_file else { return };
+    let mut slos: Vec<PersistedSlo> = st
+        .tracks
+        .iter()
+        .map(|t| PersistedSlo {
+            name: t.def.name.clone(),
+            windows: t.windows.clone(),
+        })
+        .collect();
+    for (name, w) in &st.parked {
+        slos.push(PersistedSlo {
+            name: name.clone(),
+            windows: w.clone(),
+        });
+    }
+    let p = Persisted {
+        format: FORMAT.into(),
+        version: 1,
+        saved_at: now,
+        slos,
+    };
+    if let Err(e) = write_atomic(path, &p) {
+        tracing::error!(file = %path.display(), "cannot save the SLO state: {e}");
+    }
+}
+
+fn write_atomic(path: &Path, p: &Persisted) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(p).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-11-25T10:00:00Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slo::spec::{default_windows, AlertSpec, Indicator};
+    use std::sync::atomic::AtomicU64;
+
+    struct FakeClock(AtomicU64);
+    impl Clock for FakeClock {
+        fn now(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    fn def() -> SloDef {
+        SloDef {
+            name: "api".into(),
+            service: "api".into(),
+            objective_text: "99.9%".into(),
+            objective: crate::availability::parse_availability("99.9%").unwrap(),
+            window: Duration::from_secs(30 * 86400),
+            indicator: Indicator::Availability {
+                good: vec![(200, 299)],
+            },
+            count_faults: true,
+            alerts: AlertSpec {
+                webhook: None,
+                windows: default_windows(),
+                min_events: 1,
+                labels: vec![],
+            },
+            stated_budget_minutes: None,
+        }
+    }
+
+    fn gauge() -> prometheus::IntGaugeVec {
+        prometheus::IntGaugeVec::new(
+            prometheus::Opts::new("g", "g"),
+            &["slo", "severity", "long_window", "short_window"],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_608_000), "2026-11-25T12:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn counts_survive_a_save_and_a_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock(AtomicU64::new(1_800_000_000)));
+        let e = Engine::new(
+            Some(dir.path()),
+            Duration::from_secs(10),
+            clock.clone(),
+            gauge(),
+        );
+        e.update(&[def()]);
+        let c = e.counters("api");
+        for i in 0..100 {
+            c.record(i % 10 != 0);
+        }
+        clock.0.fetch_add(1, Ordering::Relaxed);
+        e.tick(clock.now());
+        // Not saved yet: the flush interval has not passed.
+        assert!(!dir.path().join("slo-state.json").exists());
+        clock.0.fetch_add(10, Ordering::Relaxed);
+        e.tick(clock.now());
+        assert!(dir.path().join("slo-state.json").exists());
+
+        let e2 = Engine::new(
+            Some(dir.path()),
+            Duration::from_secs(10),
+            clock.clone(),
+            gauge(),
+        );
+        e2.update(&[def()]);
+        let s = e2.status();
+        assert_eq!(s["slos"][0]["total"], 100);
+        assert_eq!(s["slos"][0]["bad"], 10);
+    }
+
+    #[test]
+    fn a_corrupt_or_foreign_file_is_kept_aside_and_budgets_start_fresh() {
+        for junk in [
+            &b"{not json"[..],
+            br#"{"format":"other","version":1,"saved_at":0,"slos":[]}"#,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("slo-state.json");
+            std::fs::write(&f, junk).unwrap();
+            let clock = Arc::new(FakeClock(AtomicU64::new(1_800_000_000)));
+            let e = Engine::new(Some(dir.path()), Duration::from_secs(10), clock, gauge());
+            e.update(&[def()]);
+            assert_eq!(e.status()["slos"][0]["total"], 0);
+            assert!(!f.exists());
+            let aside: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("slo-state.json.corrupt-")
+                })
+                .collect();
+            assert_eq!(aside.len(), 1);
+            assert_eq!(std::fs::read(aside[0].path()).unwrap(), junk);
+        }
+    }
+
+    #[test]
+    fn alerts_fire_and_resolve_on_a_driven_clock() {
+        let clock = Arc::new(FakeClock(AtomicU64::new(1_800_000_000)));
+        let g = gauge();
+        let e = Engine::new(None, Duration::from_secs(10), clock.clone(), g.clone());
+        e.update(&[def()]);
+        let c = e.counters("api");
+        for _ in 0..100 {
+            c.record(false);
+        }
+        e.tick(clock.now());
+        assert_eq!(g.with_label_values(&["api", "page", "1h", "5m"]).get(), 1);
+        // Ten minutes of clean traffic: the 5 m window clears and the page resolves.
+        for m in 1..=10 {
+            for _ in 0..1000 {
+                c.record(true);
+            }
+            clock.0.fetch_add(60, Ordering::Relaxed);
+            e.tick(clock.now());
+            let _ = m;
+        }
+        assert_eq!(g.with_label_values(&["api", "page", "1h", "5m"]).get(), 0);
+        // The ticket (1× over 3 d and 6 h) still fires: 100 bad in 10,100 is ~10×.
+        assert_eq!(g.with_label_values(&["api", "ticket", "3d", "6h"]).get(), 1);
+    }
+}

@@ -1,0 +1,14 @@
+//! SLOs and error budgets: definitions in three formats ([`spec`]), rolling windows,
+//! budgets, burn rates and multiwindow alerts ([`window`]), the live engine of a
+//! running gateway with persistence and the Alertmanager sender ([`engine`]),
+//! Prometheus rules for fleets ([`rules`]), and the `ninefold slo` subcommands
+//! ([`cli`]).
+
+pub mod cli;
+pub mod engine;
+pub mod rules;
+pub mod spec;
+pub mod window;
+
+pub use engine::{Counters, Engine};
+pub use spec::{Indicator, SloDef};

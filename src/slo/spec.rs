@@ -1,0 +1,663 @@
+//! SLO definitions and the three formats they are read from: the gateway config's
+//! `slos:`, the seed's stand-alone SLO file, and OpenSLO v1 `kind: SLO` with a
+//! `ratioMetric`.
+
+use crate::availability::Prob;
+use crate::config::raw::RawSlo;
+use crate::config::{parse_duration, parse_status_match};
+use serde_json::Value;
+use std::time::Duration;
+
+/// One SLO, whatever format it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloDef {
+    /// Name; the `slo` label of `ninefold_requests_total`.
+    pub name: String,
+    /// Service it belongs to (`sloth_service` in generated rules).
+    pub service: String,
+    /// Objective as written, e.g. `99.95%`.
+    pub objective_text: String,
+    /// Objective.
+    pub objective: Prob,
+    /// Rolling window.
+    pub window: Duration,
+    /// What is measured.
+    pub indicator: Indicator,
+    /// Whether injected faults count against the SLO.
+    pub count_faults: bool,
+    /// Alerting.
+    pub alerts: AlertSpec,
+    /// `error_budget_minutes` as written in a seed file, to cross-check.
+    pub stated_budget_minutes: Option<f64>,
+}
+
+/// The SLI.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Indicator {
+    /// Good when the status is in one of these inclusive ranges.
+    Availability {
+        /// Status ranges (a code is `(c, c)`, a class `2xx` is `(200, 299)`).
+        good: Vec<(u16, u16)>,
+    },
+    /// Good when the response headers left within the threshold.
+    Latency {
+        /// The threshold.
+        threshold: Duration,
+    },
+}
+
+/// One multiwindow burn-rate alert: fires while the burn rate over both windows is
+/// above `burn_rate`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertWindow {
+    /// `page` or `ticket` (any word).
+    pub severity: String,
+    /// Long window.
+    pub long: Duration,
+    /// Short window (resets the alert quickly once the burning stops).
+    pub short: Duration,
+    /// Burn-rate threshold.
+    pub burn_rate: f64,
+}
+
+/// Alerting settings of an SLO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSpec {
+    /// Alertmanager v2 endpoint (`http://host:port/api/v2/alerts`).
+    pub webhook: Option<String>,
+    /// The burn-rate alerts.
+    pub windows: Vec<AlertWindow>,
+    /// Fewer events than this in the long window: no alert (low-traffic gate).
+    pub min_events: u64,
+    /// Extra labels on every alert.
+    pub labels: Vec<(String, String)>,
+}
+
+/// The Google SRE Workbook's defaults: 14.4× over 1 h and 5 m and 6× over 6 h and 30 m
+/// page; 1× over 3 d and 6 h opens a ticket.
+pub fn default_windows() -> Vec<AlertWindow> {
+    let w = |sev: &str, long: u64, short: u64, burn: f64| AlertWindow {
+        severity: sev.into(),
+        long: Duration::from_secs(long),
+        short: Duration::from_secs(short),
+        burn_rate: burn,
+    };
+    vec![
+        w("page", 3600, 300, 14.4),
+        w("page", 6 * 3600, 1800, 6.0),
+        w("ticket", 3 * 86400, 6 * 3600, 1.0),
+    ]
+}
+
+/// Default window when a definition names none.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 86400);
+
+/// Statuses good by default: everything but 5xx.
+pub fn default_good() -> Vec<(u16, u16)> {
+    vec![(100, 499)]
+}
+
+impl Indicator {
+    /// Whether an answer is good. Answers the gateway made itself for an upstream
+    /// failure are never good.
+    #[inline]
+    pub fn is_good(&self, status: u16, elapsed: Duration, gateway_failure: bool) -> bool {
+        if gateway_failure {
+            return false;
+        }
+        match self {
+            Indicator::Availability { good } => {
+                good.iter().any(|&(a, b)| a <= status && status <= b)
+            }
+            Indicator::Latency { threshold } => elapsed <= *threshold,
+        }
+    }
+
+    /// Short description, e.g. `availability (good: 200, 201, 204)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Indicator::Availability { good } => {
+                let list: Vec<String> = good
+                    .iter()
+                    .map(|&(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else if b - a == 99 && a % 100 == 0 {
+                            format!("{}xx", a / 100)
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect();
+                format!("availability (good: {})", list.join(", "))
+            }
+            Indicator::Latency { threshold } => {
+                format!("latency (good: under {} ms)", threshold.as_millis())
+            }
+        }
+    }
+}
+
+/// Builds the definitions of a validated gateway config's `slos:`. The validator has
+/// already checked every value; anything still unparsable falls back to a default.
+pub fn from_config(slos: &[RawSlo]) -> Vec<SloDef> {
+    slos.iter().map(from_raw).collect()
+}
+
+fn from_raw(s: &RawSlo) -> SloDef {
+    let objective_text = s
+        .objective
+        .as_ref()
+        .map(|o| o.0.clone())
+        .unwrap_or_default();
+    let objective =
+        crate::topology::objective(&objective_text).unwrap_or(Prob::from_parts(0.999, 0.001));
+    let window = s
+        .window
+        .as_ref()
+        .and_then(|w| parse_duration(&w.0).ok())
+        .unwrap_or(DEFAULT_WINDOW);
+    let indicator = match s.indicator.as_ref() {
+        Some(i) if i.kind.as_deref() == Some("latency") => Indicator::Latency {
+            threshold: i
+                .threshold
+                .as_ref()
+                .and_then(|t| parse_duration(&t.0).ok())
+                .unwrap_or(Duration::from_millis(300)),
+        },
+        Some(i) => Indicator::Availability {
+            good: match &i.good_status {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|g| parse_status_match(&g.0))
+                    .collect(),
+                None => default_good(),
+            },
+        },
+        None => Indicator::Availability {
+            good: default_good(),
+        },
+    };
+    let a = s.alerts.clone().unwrap_or_default();
+    let windows = match &a.windows {
+        Some(ws) => ws
+            .iter()
+            .map(|w| AlertWindow {
+                severity: w.severity.clone().unwrap_or_else(|| "page".into()),
+                long: w
+                    .long
+                    .as_ref()
+                    .and_then(|d| parse_duration(&d.0).ok())
+                    .unwrap_or(Duration::from_secs(3600)),
+                short: w
+                    .short
+                    .as_ref()
+                    .and_then(|d| parse_duration(&d.0).ok())
+                    .unwrap_or(Duration::from_secs(300)),
+                burn_rate: w.burn_rate.unwrap_or(14.4),
+            })
+            .collect(),
+        None => default_windows(),
+    };
+    SloDef {
+        name: s.name.clone(),
+        service: s.service.clone().unwrap_or_else(|| s.name.clone()),
+        objective_text,
+        objective,
+        window,
+        indicator,
+        count_faults: s.count_faults.unwrap_or(true),
+        alerts: AlertSpec {
+            webhook: a.webhook.clone(),
+            windows,
+            min_events: a.min_events.unwrap_or(1),
+            labels: a.labels.clone().unwrap_or_default().into_iter().collect(),
+        },
+        stated_budget_minutes: None,
+    }
+}
+
+/// Reads SLO definitions from any of the three formats, detected by content:
+/// OpenSLO (`apiVersion: openslo/v1`, one document, a list, or `---`-separated), the
+/// seed's file (top-level `service` and `slo`), or a gateway config (`slos:`).
+pub fn read_file(path: &std::path::Path) -> Result<Vec<SloDef>, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    parse_any(&name, &text, path)
+}
+
+/// [`read_file`] on text.
+pub fn parse_any(name: &str, text: &str, path: &std::path::Path) -> Result<Vec<SloDef>, String> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| format!("{name}: {e}"))?;
+    let docs: Vec<Value> = docs
+        .into_iter()
+        .flat_map(|d| match d {
+            Value::Array(a) => a,
+            Value::Null => Vec::new(),
+            other => vec![other],
+        })
+        .collect();
+    let is_openslo = |d: &Value| {
+        d.get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with("openslo/"))
+    };
+    if !docs.is_empty() && docs.iter().all(is_openslo) {
+        let slos: Vec<SloDef> = docs
+            .iter()
+            .filter(|d| d.get("kind").and_then(Value::as_str) == Some("SLO"))
+            .map(|d| openslo(name, d))
+            .collect::<Result<_, _>>()?;
+        if slos.is_empty() {
+            return Err(format!("{name}: no OpenSLO document of kind SLO"));
+        }
+        return Ok(slos);
+    }
+    if let [doc] = docs.as_slice() {
+        if doc.get("service").is_some() && doc.get("slo").is_some() {
+            return seed(name, doc).map(|s| vec![s]);
+        }
+    }
+    let cfg = crate::config::load(path).map_err(|e| e.to_string())?;
+    if cfg.raw.slos.is_empty() {
+        return Err(format!("{name}: no SLO found (expected slos: in a gateway config, the seed's service/slo file, or OpenSLO kind: SLO)"));
+    }
+    Ok(from_config(&cfg.raw.slos))
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn objective_of(text: &str) -> Result<Prob, String> {
+    let o = crate::topology::objective(text)
+        .ok_or_else(|| format!("invalid objective {text:?} (write it like 99.95%)"))?;
+    if o.ln_down == f64::NEG_INFINITY || o.ln_up == f64::NEG_INFINITY {
+        return Err(format!(
+            "objective must be above 0% and below 100%, got {text}"
+        ));
+    }
+    Ok(o)
+}
+
+/// The seed's format: `service`, `slo: 99.95%`, `window: 30 days`,
+/// `indicator: {type: availability, good: status_code in [200, 201, 204], total: all_requests}`,
+/// optional `error_budget_minutes`.
+fn seed(name: &str, d: &Value) -> Result<SloDef, String> {
+    let known = [
+        "service",
+        "slo",
+        "window",
+        "indicator",
+        "error_budget_minutes",
+        "alerts",
+    ];
+    if let Some(obj) = d.as_object() {
+        for k in obj.keys() {
+            if !known.contains(&k.as_str()) {
+                return Err(format!(
+                    "{name}: {k}: unknown key (expected one of {})",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    let service = d
+        .get("service")
+        .and_then(scalar)
+        .ok_or(format!("{name}: service: required"))?;
+    let objective_text = d
+        .get("slo")
+        .and_then(scalar)
+        .ok_or(format!("{name}: slo: required, e.g. 99.95%"))?;
+    let objective = objective_of(&objective_text).map_err(|e| format!("{name}: slo: {e}"))?;
+    let window = match d.get("window").and_then(scalar) {
+        Some(w) => parse_duration(&w).map_err(|e| format!("{name}: window: {e}"))?,
+        None => DEFAULT_WINDOW,
+    };
+    let ind = d.get("indicator");
+    let kind = ind
+        .and_then(|i| i.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("availability");
+    let indicator = match kind {
+        "availability" => {
+            let good = match ind.and_then(|i| i.get("good")) {
+                None => default_good(),
+                Some(g) => parse_good_expr(&scalar(g).unwrap_or_default())
+                    .map_err(|e| format!("{name}: indicator.good: {e}"))?,
+            };
+            if let Some(t) = ind.and_then(|i| i.get("total")).and_then(scalar) {
+                if t != "all_requests" {
+                    return Err(format!(
+                        "{name}: indicator.total: only all_requests is supported, got {t:?}"
+                    ));
+                }
+            }
+            Indicator::Availability { good }
+        }
+        "latency" => {
+            let t = ind
+                .and_then(|i| i.get("threshold"))
+                .and_then(scalar)
+                .ok_or(format!(
+                    "{name}: indicator.threshold: required for a latency SLO"
+                ))?;
+            Indicator::Latency {
+                threshold: parse_duration(&t)
+                    .map_err(|e| format!("{name}: indicator.threshold: {e}"))?,
+            }
+        }
+        other => {
+            return Err(format!(
+                "{name}: indicator.type: must be availability or latency, got {other:?}"
+            ))
+        }
+    };
+    let stated = d.get("error_budget_minutes").and_then(Value::as_f64);
+    Ok(SloDef {
+        name: service.clone(),
+        service,
+        objective_text,
+        objective,
+        window,
+        indicator,
+        count_faults: true,
+        alerts: AlertSpec {
+            webhook: None,
+            windows: default_windows(),
+            min_events: 1,
+            labels: Vec::new(),
+        },
+        stated_budget_minutes: stated,
+    })
+}
+
+/// `status_code in [200, 201, 204]` (codes or classes such as `2xx`), or
+/// `status_code < 500`.
+pub fn parse_good_expr(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let t = s.trim();
+    let rest = t
+        .strip_prefix("status_code")
+        .ok_or_else(|| format!("expected `status_code in [...]` or `status_code < N`, got {s:?}"))?
+        .trim();
+    if let Some(list) = rest.strip_prefix("in") {
+        let list = list.trim();
+        let inner = list
+            .strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+            .ok_or_else(|| format!("expected a list in brackets, got {list:?}"))?;
+        let mut out = Vec::new();
+        for item in inner.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            out.push(parse_status_match(item).ok_or_else(|| format!("invalid status {item:?}"))?);
+        }
+        if out.is_empty() {
+            return Err("the list of good statuses is empty".into());
+        }
+        return Ok(out);
+    }
+    if let Some(n) = rest.strip_prefix('<') {
+        let n: u16 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid status bound in {s:?}"))?;
+        if n <= 100 {
+            return Err(format!("no status is below {n}"));
+        }
+        return Ok(vec![(100, n - 1)]);
+    }
+    Err(format!(
+        "expected `status_code in [...]` or `status_code < N`, got {s:?}"
+    ))
+}
+
+/// OpenSLO v1 `kind: SLO`, the subset ninefold reads: `metadata.name`, `spec.service`,
+/// one `objectives[]` entry (`target` or `targetPercent`), one rolling `timeWindow`,
+/// `budgetingMethod: Occurrences`, and an inline `indicator` with a `ratioMetric`.
+/// The ratio's queries are not evaluated (ninefold measures in its data path); a
+/// `metricSource` of `type: ninefold` may carry `spec: {good_status: [...]}` or
+/// `spec: {latency_threshold: 300ms}` to define the indicator.
+fn openslo(name: &str, d: &Value) -> Result<SloDef, String> {
+    let at = |p: &str| format!("{name}: {p}");
+    let slo_name = d
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| at("metadata.name: required"))?
+        .to_owned();
+    let spec = d.get("spec").ok_or_else(|| at("spec: required"))?;
+    let service = spec
+        .get("service")
+        .and_then(Value::as_str)
+        .unwrap_or(&slo_name)
+        .to_owned();
+    match spec.get("budgetingMethod").and_then(Value::as_str) {
+        None | Some("Occurrences") => {}
+        Some(o) => {
+            return Err(at(&format!(
+                "spec.budgetingMethod: only Occurrences is supported, got {o:?}"
+            )))
+        }
+    }
+    let objs = spec
+        .get("objectives")
+        .and_then(Value::as_array)
+        .ok_or_else(|| at("spec.objectives: required"))?;
+    let [obj] = objs.as_slice() else {
+        return Err(at("spec.objectives: ninefold reads exactly one objective"));
+    };
+    let objective_text = if let Some(t) = obj.get("target").and_then(Value::as_f64) {
+        format!("{}%", trim(t * 100.0))
+    } else if let Some(t) = obj.get("targetPercent").and_then(Value::as_f64) {
+        format!("{}%", trim(t))
+    } else {
+        return Err(at("spec.objectives[0]: target or targetPercent required"));
+    };
+    let objective =
+        objective_of(&objective_text).map_err(|e| at(&format!("spec.objectives[0]: {e}")))?;
+    let window = match spec
+        .get("timeWindow")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+    {
+        Some([w]) => {
+            if w.get("isRolling").and_then(Value::as_bool) == Some(false)
+                || w.get("calendar").is_some()
+            {
+                return Err(at(
+                    "spec.timeWindow[0]: calendar windows are not supported; use isRolling: true",
+                ));
+            }
+            let dur = w
+                .get("duration")
+                .and_then(Value::as_str)
+                .ok_or_else(|| at("spec.timeWindow[0].duration: required"))?;
+            openslo_duration(dur).map_err(|e| at(&format!("spec.timeWindow[0].duration: {e}")))?
+        }
+        None => DEFAULT_WINDOW,
+        _ => return Err(at("spec.timeWindow: exactly one window")),
+    };
+    let ratio = spec
+        .pointer("/indicator/spec/ratioMetric")
+        .ok_or_else(|| at("spec.indicator.spec.ratioMetric: required (ninefold reads ratio SLIs; thresholdMetric and indicatorRef are not supported)"))?;
+    if ratio.get("total").is_none() || (ratio.get("good").is_none() && ratio.get("bad").is_none()) {
+        return Err(at(
+            "spec.indicator.spec.ratioMetric: needs total and good (or bad)",
+        ));
+    }
+    let mut indicator = Indicator::Availability {
+        good: default_good(),
+    };
+    for side in ["good", "bad"] {
+        let src = ratio.get(side).and_then(|s| s.get("metricSource"));
+        if src.and_then(|s| s.get("type")).and_then(Value::as_str) != Some("ninefold") {
+            continue;
+        }
+        let s = src.and_then(|s| s.get("spec"));
+        if let Some(list) = s
+            .and_then(|s| s.get("good_status"))
+            .and_then(Value::as_array)
+        {
+            let good = list
+                .iter()
+                .map(|g| {
+                    scalar(g)
+                        .and_then(|g| parse_status_match(&g))
+                        .ok_or_else(|| at(&format!("ratioMetric.{side}: invalid status {g}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            indicator = Indicator::Availability { good };
+        } else if let Some(t) = s.and_then(|s| s.get("latency_threshold")).and_then(scalar) {
+            indicator = Indicator::Latency {
+                threshold: parse_duration(&t)
+                    .map_err(|e| at(&format!("ratioMetric.{side}.latency_threshold: {e}")))?,
+            };
+        }
+    }
+    Ok(SloDef {
+        name: slo_name,
+        service,
+        objective_text,
+        objective,
+        window,
+        indicator,
+        count_faults: true,
+        alerts: AlertSpec {
+            webhook: None,
+            windows: default_windows(),
+            min_events: 1,
+            labels: Vec::new(),
+        },
+        stated_budget_minutes: None,
+    })
+}
+
+fn trim(x: f64) -> String {
+    let s = format!("{x:.10}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// OpenSLO duration shorthand: `m`, `h`, `d`, `w` (rolling windows).
+fn openslo_duration(s: &str) -> Result<Duration, String> {
+    if let Some(w) = s.strip_suffix('w') {
+        let n: u64 = w.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        return Ok(Duration::from_secs(n * 7 * 86400));
+    }
+    if s.ends_with('M') || s.ends_with('Q') || s.ends_with('Y') {
+        return Err(format!(
+            "{s:?}: month, quarter and year windows are calendar-like; use days (e.g. 30d)"
+        ));
+    }
+    parse_duration(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const SEED: &str = "service: payments
+slo: 99.95%
+window: 30 days
+indicator:
+  type: availability
+  good: status_code in [200, 201, 204]
+  total: all_requests
+error_budget_minutes: 21.6  # 0.05% of 30 days
+";
+
+    #[test]
+    fn the_seed_file_reads_as_written() {
+        let s = parse_any("seed.yaml", SEED, Path::new("seed.yaml")).unwrap();
+        assert_eq!(s.len(), 1);
+        let s = &s[0];
+        assert_eq!(s.name, "payments");
+        assert_eq!(s.window, Duration::from_secs(30 * 86400));
+        assert!((s.objective.down() - 0.0005).abs() < 1e-15);
+        assert_eq!(
+            s.indicator,
+            Indicator::Availability {
+                good: vec![(200, 200), (201, 201), (204, 204)]
+            }
+        );
+        assert_eq!(s.stated_budget_minutes, Some(21.6));
+    }
+
+    #[test]
+    fn openslo_ratio_metric() {
+        let y = "apiVersion: openslo/v1
+kind: SLO
+metadata: {name: web-availability}
+spec:
+  service: web
+  budgetingMethod: Occurrences
+  timeWindow: [{duration: 4w, isRolling: true}]
+  objectives: [{displayName: good, target: 0.999}]
+  indicator:
+    metadata: {name: ok-ratio}
+    spec:
+      ratioMetric:
+        counter: true
+        good: {metricSource: {type: ninefold, spec: {good_status: [2xx, 304]}}}
+        total: {metricSource: {type: ninefold, spec: {}}}
+";
+        let s = &parse_any("o.yaml", y, Path::new("o.yaml")).unwrap()[0];
+        assert_eq!(s.name, "web-availability");
+        assert_eq!(s.service, "web");
+        assert_eq!(s.window, Duration::from_secs(28 * 86400));
+        assert_eq!(s.objective_text, "99.9%");
+        assert_eq!(
+            s.indicator,
+            Indicator::Availability {
+                good: vec![(200, 299), (304, 304)]
+            }
+        );
+        // Timeslices and calendar windows are refused by name.
+        let e = parse_any(
+            "o.yaml",
+            &y.replace("Occurrences", "Timeslices"),
+            Path::new("o.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.contains("budgetingMethod"), "{e}");
+        let e = parse_any(
+            "o.yaml",
+            &y.replace("isRolling: true", "isRolling: false"),
+            Path::new("o.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.contains("calendar"), "{e}");
+    }
+
+    #[test]
+    fn good_expressions() {
+        assert_eq!(
+            parse_good_expr("status_code in [2xx, 304]").unwrap(),
+            vec![(200, 299), (304, 304)]
+        );
+        assert_eq!(
+            parse_good_expr("status_code < 500").unwrap(),
+            vec![(100, 499)]
+        );
+        assert!(parse_good_expr("code in [200]").is_err());
+        assert!(parse_good_expr("status_code in [abc]").is_err());
+        assert!(parse_good_expr("status_code in []").is_err());
+    }
+
+    #[test]
+    fn gateway_failures_are_never_good() {
+        let i = Indicator::Availability {
+            good: vec![(100, 599)],
+        };
+        assert!(i.is_good(503, Duration::ZERO, false));
+        assert!(!i.is_good(503, Duration::ZERO, true));
+        let l = Indicator::Latency {
+            threshold: Duration::from_millis(300),
+        };
+        assert!(l.is_good(200, Duration::from_millis(299), false));
+        assert!(!l.is_good(200, Duration::from_millis(301), false));
+    }
+}

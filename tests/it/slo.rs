@@ -1,0 +1,500 @@
+//! SLOs end to end: live SLIs at the admin API, burn-rate alerts sent to a real HTTP
+//! receiver in Alertmanager's format, budgets that survive SIGKILL, a corrupt state
+//! file, the `slo` subcommands, and the generated rules under promtool.
+
+use crate::support::*;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn slo_config(backend: SocketAddr, slo: &str, extra_top: &str) -> String {
+    format!(
+        "admin: {{bind: \"127.0.0.1:0\"}}
+workers: 2
+{extra_top}
+listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes:
+      - {{name: dead, match: {{path_prefix: /dead}}, cluster: dead, slo: api}}
+      - {{name: main, match: {{path_prefix: /}}, cluster: app, slo: api}}
+clusters:
+  - {{name: app, endpoints: [{{address: \"{backend}\"}}]}}
+  - {{name: dead, connect_timeout: 200ms, endpoints: [{{address: \"127.0.0.1:{dead}\"}}]}}
+slos:
+{slo}
+",
+        dead = free_port()
+    )
+}
+
+async fn slos(gw: &Gateway) -> Value {
+    get(&gw.admin_url("/api/v1/slos")).await.json()
+}
+
+/// Polls the admin API until SLO 0 has counted `n` events.
+async fn wait_total(gw: &Gateway, n: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = slos(gw).await;
+        if v["slos"][0]["total"].as_u64() == Some(n) || std::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn live_sli_budget_and_burn_rates_at_the_admin_api() {
+    let b = Backend::start("a").await;
+    // 502 is in the good list, but a 502 the gateway makes itself is never good.
+    let gw = Gateway::start(&slo_config(
+        b.addr,
+        "  - {name: api, objective: 99%, window: 30d, indicator: {type: availability, good_status: [2xx, 502]}}",
+        "",
+    ));
+    get_ok_n(&gw.url("web", "/"), 90).await;
+    for _ in 0..9 {
+        assert_eq!(get(&gw.url("web", "/status/500")).await.status, 500);
+    }
+    assert_eq!(get(&gw.url("web", "/dead")).await.status, 502);
+    let v = wait_total(&gw, 100).await;
+    let s = &v["slos"][0];
+    assert_eq!(s["total"], 100, "{v:#}");
+    assert_eq!(s["bad"], 10);
+    assert!((s["sli"].as_f64().unwrap() - 0.9).abs() < 1e-12);
+    // 10 bad of 100 against 1% allowed: the budget is overspent 10×.
+    assert!((s["budget"]["allowed_bad_events"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!((s["budget"]["remaining_ratio"].as_f64().unwrap() + 9.0).abs() < 1e-9);
+    assert!((s["budget"]["budget_minutes"].as_f64().unwrap() - 432.0).abs() < 1e-9);
+    assert!((s["burn_rates"]["5m"].as_f64().unwrap() - 10.0).abs() < 1e-9);
+    // The Prometheus counters carry the same classification.
+    let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
+    for needle in [
+        "code_class=\"2xx\",listener=\"web\",route=\"main\",slo=\"api\",slo_result=\"good\"} 90",
+        "code_class=\"5xx\",listener=\"web\",route=\"main\",slo=\"api\",slo_result=\"bad\"} 9",
+        "code_class=\"5xx\",listener=\"web\",route=\"dead\",slo=\"api\",slo_result=\"bad\"} 1",
+    ] {
+        assert!(m.contains(needle), "missing {needle}");
+    }
+    // `ninefold slo status` reads the same API.
+    let out = Command::new(bin())
+        .args([
+            "slo",
+            "status",
+            "--admin",
+            &gw.admin_url("").replace("http://", ""),
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("api") && table.contains("99%") && table.contains("90.0000%"),
+        "{table}"
+    );
+}
+
+/// An HTTP receiver that records POSTed bodies and answers 503 to the first `fail`.
+async fn receiver(fail: usize) -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let (g, seen) = (g.clone(), seen.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (g, seen) = (g.clone(), seen.clone());
+                    async move {
+                        let ok = req.uri().path() == "/api/v2/alerts"
+                            && req
+                                .headers()
+                                .get("content-type")
+                                .is_some_and(|v| v == "application/json");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let n = seen.fetch_add(1, Ordering::SeqCst);
+                        let status = if n < fail || !ok { 503 } else { 200 };
+                        if status == 200 {
+                            g.lock()
+                                .unwrap()
+                                .push(serde_json::from_slice::<Value>(&body).unwrap());
+                        }
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, got)
+}
+
+fn alerts_matching(got: &Arc<Mutex<Vec<Value>>>, f: impl Fn(&Value) -> bool) -> Vec<Value> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b.as_array().cloned().unwrap_or_default())
+        .filter(|a| f(a))
+        .collect()
+}
+
+#[tokio::test]
+async fn burn_rate_alerts_reach_alertmanager_with_retries_and_resolve() {
+    let b = Backend::start("a").await;
+    let (rx_addr, got) = receiver(1).await;
+    // 95%: a page at 14.4× needs 72% errors over both windows.
+    let slo = format!(
+        "  - name: api
+    objective: 95%
+    indicator: {{type: availability, good_status: [2xx]}}
+    alerts:
+      webhook: http://{rx_addr}/api/v2/alerts
+      min_events: 10
+      windows: [{{severity: page, long: 1h, short: 5m, burn_rate: 14.4}}]
+      labels: {{team: payments}}"
+    );
+    let gw = Gateway::start(&slo_config(b.addr, &slo, ""));
+    // Nine errors: below the low-traffic gate, no alert.
+    for _ in 0..9 {
+        get(&gw.url("web", "/status/500")).await;
+    }
+    wait_total(&gw, 9).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // one more tick: still quiet
+    assert!(got.lock().unwrap().is_empty());
+    // Eleven more: 100% errors over 20 events, the page fires. The receiver refuses
+    // the first POST; the retry gets through.
+    for _ in 0..11 {
+        get(&gw.url("web", "/status/500")).await;
+    }
+    let firing = |a: &Value| {
+        a["labels"]["severity"] == "page" && a["annotations"]["burn_rate_long"] == "20.000"
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || !alerts_matching(&got, firing)
+            .is_empty())
+        .await,
+        "no firing alert; stderr:\n{}",
+        gw.stderr()
+    );
+    let a = &alerts_matching(&got, firing)[0];
+    assert_eq!(a["labels"]["alertname"], "ErrorBudgetBurn");
+    assert_eq!(a["labels"]["slo"], "api");
+    assert_eq!(a["labels"]["long_window"], "1h");
+    assert_eq!(a["labels"]["short_window"], "5m");
+    assert_eq!(a["labels"]["team"], "payments");
+    assert!(a["annotations"]["time_to_exhaustion"].is_string());
+    assert!(a["startsAt"].as_str().unwrap() < a["endsAt"].as_str().unwrap());
+    assert!(
+        gw.stderr().contains("alert webhook failed; retrying"),
+        "{}",
+        gw.stderr()
+    );
+    assert!(gw.stderr().contains("SLO alert firing"));
+    let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
+    assert!(m.contains("ninefold_slo_alert_firing{long_window=\"1h\",severity=\"page\",short_window=\"5m\",slo=\"api\"} 1"), "{m}");
+
+    // Good traffic dilutes the 5 m window below 72%: the alert resolves, and the
+    // receiver gets it with endsAt at the resolve time.
+    get_ok_n(&gw.url("web", "/"), 200).await;
+    let resolved = |a: &Value| {
+        a["labels"]["severity"] == "page"
+            && a["startsAt"].as_str() <= a["endsAt"].as_str()
+            && a["annotations"]["burn_rate_short"]
+                .as_str()
+                .is_some_and(|b| b != "20.000")
+            && a["endsAt"].as_str() <= Some(&now_rfc3339())
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || !alerts_matching(&got, resolved)
+            .is_empty())
+        .await,
+        "no resolve message: {:#?}",
+        got.lock().unwrap()
+    );
+    let v = slos(&gw).await;
+    assert_eq!(v["slos"][0]["alerts"][0]["firing"], false);
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    ninefold::slo::engine::rfc3339(secs + 1)
+}
+
+fn saved_total(dir: &Path) -> Option<u64> {
+    let text = std::fs::read(dir.join("slo-state.json")).ok()?;
+    let v: Value = serde_json::from_slice(&text).ok()?;
+    // The hourly ring holds every event of the window.
+    let tiers = v["slos"][0]["windows"]["tiers"].as_array()?;
+    Some(
+        tiers.last()?["total"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_u64)
+            .sum(),
+    )
+}
+
+#[tokio::test]
+async fn a_sigkill_loses_at_most_one_flush_interval() {
+    let b = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let yaml = slo_config(
+        b.addr,
+        "  - {name: api, objective: 99.9%}",
+        &format!("state_dir: \"{}\"\nstate_flush: 1s", state.display()),
+    );
+    let config = dir.path().join("ninefold.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let mut gw = Gateway::start_file(config.clone(), tempfile::tempdir().unwrap()).unwrap();
+    get_ok_n(&gw.url("web", "/"), 30).await;
+    // Wait for a flush that holds all 30.
+    assert!(
+        eventually(Duration::from_secs(10), || saved_total(&state) == Some(30)).await,
+        "saved: {:?}",
+        saved_total(&state)
+    );
+    // Five more, then SIGKILL before (or just after) the next flush.
+    get_ok_n(&gw.url("web", "/"), 5).await;
+    gw.signal("KILL");
+    gw.wait_exit(Duration::from_secs(5));
+    let gw = Gateway::start_file(config, tempfile::tempdir().unwrap()).unwrap();
+    let v = slos(&gw).await;
+    let total = v["slos"][0]["total"].as_u64().unwrap();
+    assert!((30..=35).contains(&total), "restored {total}");
+    assert!(
+        gw.stderr().contains("SLO state restored"),
+        "{}",
+        gw.stderr()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_saves_everything() {
+    let b = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let yaml = slo_config(
+        b.addr,
+        "  - {name: api, objective: 99.9%}",
+        &format!("state_dir: \"{}\"\nstate_flush: 1h", state.display()),
+    );
+    let config = dir.path().join("ninefold.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let mut gw = Gateway::start_file(config.clone(), tempfile::tempdir().unwrap()).unwrap();
+    get_ok_n(&gw.url("web", "/"), 17).await;
+    gw.signal("TERM");
+    assert!(gw
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    assert_eq!(saved_total(&state), Some(17));
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_is_kept_aside_and_the_gateway_starts_fresh() {
+    let b = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("slo-state.json"), b"\x00\x01 not json {").unwrap();
+    let yaml = slo_config(
+        b.addr,
+        "  - {name: api, objective: 99.9%}",
+        &format!("state_dir: \"{}\"\nstate_flush: 1s", state.display()),
+    );
+    let gw = Gateway::try_start(&yaml).expect("a corrupt state file must not stop the gateway");
+    assert!(
+        gw.stderr().contains("corrupt or not ninefold's"),
+        "{}",
+        gw.stderr()
+    );
+    let aside: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("slo-state.json.corrupt-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    get_ok_n(&gw.url("web", "/"), 3).await;
+    assert_eq!(wait_total(&gw, 3).await["slos"][0]["total"], 3);
+    // A fresh, valid file replaces it at the next flush.
+    assert!(eventually(Duration::from_secs(10), || saved_total(&state) == Some(3)).await);
+}
+
+const SEED: &str = "service: payments
+slo: 99.95%
+window: 30 days
+indicator:
+  type: availability
+  good: status_code in [200, 201, 204]
+  total: all_requests
+error_budget_minutes: 21.6  # 0.05% of 30 days
+";
+
+fn ninefold(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(bin()).args(args).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn slo_budget_reads_all_three_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(&seed, SEED).unwrap();
+    let (code, out, err) = ninefold(&["slo", "budget", seed.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("error budget       21.6 minutes"), "{out}");
+    assert!(out.contains("good: 200, 201, 204"), "{out}");
+
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for (file, want) in [
+        ("slo/seed.yaml", "21.6 minutes"),
+        ("slo/openslo.yaml", "40.3 minutes"),
+        ("slo.yaml", "21.6 minutes"),
+    ] {
+        let (code, out, err) = ninefold(&["slo", "budget", examples.join(file).to_str().unwrap()]);
+        assert_eq!(code, 0, "{file}: {err}");
+        assert!(out.contains(want), "{file}: {out}");
+    }
+    let (code, out, _) = ninefold(&["slo", "budget", "--json", seed.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!((v["slos"][0]["budget_minutes"].as_f64().unwrap() - 21.6).abs() < 1e-9);
+
+    std::fs::write(&seed, SEED.replace("status_code in", "code in")).unwrap();
+    let (code, _, err) = ninefold(&["slo", "budget", seed.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("indicator.good"), "{err}");
+}
+
+fn promtool() -> Option<String> {
+    let found = Command::new("promtool").arg("--version").output().is_ok();
+    if found {
+        return Some("promtool".into());
+    }
+    if std::env::var_os("NINEFOLD_REQUIRE_PROMTOOL").is_some() {
+        panic!("promtool is required (scripts/test installs Debian's prometheus package)");
+    }
+    eprintln!("promtool not installed: skipping (scripts/test installs it)");
+    None
+}
+
+/// `promtool test rules`: at 14.6× the page alerts fire; at 1× nothing fires; without
+/// traffic there is no sample and no alert.
+const PROMTOOL_TEST: &str = r#"rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - name: burning at 14.6x pages
+    interval: 1m
+    input_series:
+      - series: 'ninefold_requests_total{slo="payments",slo_result="good",route="a"}'
+        values: '0+9927x120'
+      - series: 'ninefold_requests_total{slo="payments",slo_result="bad",route="a"}'
+        values: '0+73x120'
+    alert_rule_test:
+      - eval_time: 70m
+        alertname: ErrorBudgetBurn
+        exp_alerts:
+          - exp_labels: {severity: page, sloth_severity: page, long_window: 1h, short_window: 5m, exhaustion: "2.08 d", sloth_id: payments, sloth_service: payments, sloth_slo: payments}
+            exp_annotations:
+              summary: "payments SLO payments: error budget burning over 14.4x over 1h and 5m"
+              description: "Error ratio 0.73% over 1h (objective 99.95%); at 14.4x the 30d budget is gone in 2.08 d."
+          - exp_labels: {severity: page, sloth_severity: page, long_window: 6h, short_window: 30m, exhaustion: "5 d", sloth_id: payments, sloth_service: payments, sloth_slo: payments}
+            exp_annotations:
+              summary: "payments SLO payments: error budget burning over 6x over 6h and 30m"
+              description: "Error ratio 0.73% over 6h (objective 99.95%); at 6x the 30d budget is gone in 5 d."
+          - exp_labels: {severity: ticket, sloth_severity: ticket, long_window: 3d, short_window: 6h, exhaustion: "30 d", sloth_id: payments, sloth_service: payments, sloth_slo: payments}
+            exp_annotations:
+              summary: "payments SLO payments: error budget burning over 1x over 3d and 6h"
+              description: "Error ratio 0.73% over 3d (objective 99.95%); at 1x the 30d budget is gone in 30 d."
+  - name: burning at 1x stays quiet
+    interval: 1m
+    input_series:
+      - series: 'ninefold_requests_total{slo="payments",slo_result="good",route="a"}'
+        values: '0+9995x120'
+      - series: 'ninefold_requests_total{slo="payments",slo_result="bad",route="a"}'
+        values: '0+5x120'
+    alert_rule_test:
+      - eval_time: 70m
+        alertname: ErrorBudgetBurn
+        exp_alerts: []
+  - name: no traffic, no NaN, no alert
+    interval: 1m
+    input_series:
+      - series: 'ninefold_requests_total{slo="payments",slo_result="good",route="a"}'
+        values: '0x120'
+      - series: 'ninefold_requests_total{slo="payments",slo_result="bad",route="a"}'
+        values: '0x120'
+    alert_rule_test:
+      - eval_time: 70m
+        alertname: ErrorBudgetBurn
+        exp_alerts: []
+    promql_expr_test:
+      - expr: slo:sli_error:ratio_rate5m
+        eval_time: 70m
+        exp_samples: []
+"#;
+
+#[test]
+fn promtool_checks_and_tests_the_generated_rules() {
+    let Some(promtool) = promtool() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(&seed, SEED).unwrap();
+    let (code, rules, err) = ninefold(&["slo", "rules", seed.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
+    std::fs::write(dir.path().join("test.yml"), PROMTOOL_TEST).unwrap();
+    let o = Command::new(&promtool)
+        .current_dir(dir.path())
+        .args(["check", "rules", "rules.yml"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = Command::new(&promtool)
+        .current_dir(dir.path())
+        .args(["test", "rules", "test.yml"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}\n{rules}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -73,5 +73,32 @@ fn bench_pick(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_route, bench_pick);
+/// The SLI step of a request: classify the answer, count it (what `slo:` on a route
+/// adds to the data path, besides choosing between two pre-resolved counters).
+fn bench_slo(c: &mut Criterion) {
+    use ninefold::slo::{Counters, Indicator};
+    use std::hint::black_box;
+    use std::time::Duration;
+    let counters = Counters::default();
+    let avail = Indicator::Availability {
+        good: vec![(200, 200), (201, 201), (204, 204)],
+    };
+    c.bench_function("slo: classify + count (availability, 3 codes)", |b| {
+        b.iter(|| {
+            let good = avail.is_good(black_box(204), Duration::from_micros(900), false);
+            counters.record(good);
+        })
+    });
+    let metrics = Metrics::new().unwrap();
+    let plain = metrics.route("l", "r", "c", None);
+    let with_slo = metrics.route("l", "r2", "c", Some("s"));
+    c.bench_function("metrics: record without slo", |b| {
+        b.iter(|| plain.record(black_box(200), true, 0.0009))
+    });
+    c.bench_function("metrics: record with slo (good)", |b| {
+        b.iter(|| with_slo.record(black_box(200), black_box(true), 0.0009))
+    });
+}
+
+criterion_group!(benches, bench_route, bench_pick, bench_slo);
 criterion_main!(benches);

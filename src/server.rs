@@ -245,9 +245,6 @@ impl Gateway {
             ));
         }
         let cfg = Arc::new(cfg);
-        self.shared
-            .slo
-            .update(&crate::slo::spec::from_config(&cfg.raw.slos));
         let snap = Snapshot::build(
             cfg.clone(),
             Some(&old),
@@ -258,6 +255,10 @@ impl Gateway {
         // Bind before swapping: a listener that cannot bind fails the whole reload.
         let (added, removed) = self.plan_listeners(&cfg)?;
         self.shared.snapshot.store(Arc::new(snap));
+        // Only a reload that is committed changes the SLO engine.
+        self.shared
+            .slo
+            .update(&crate::slo::spec::from_config(&cfg.raw.slos));
         let outcome = ReloadOutcome {
             generation,
             listeners_added: added.iter().map(|(n, ..)| n.clone()).collect(),

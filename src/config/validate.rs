@@ -984,8 +984,39 @@ impl V<'_> {
                 }
             }
             if let Some(w) = &s.window {
-                if parse_duration(&w.0).is_ok_and(|d| d > Duration::from_secs(90 * 86400)) {
-                    self.err(&format!("{p}.window"), "must be at most 90d".into());
+                if parse_duration(&w.0).is_ok_and(|d| {
+                    d > Duration::from_secs(90 * 86400) || d < Duration::from_secs(60)
+                }) {
+                    self.err(&format!("{p}.window"), "must be between 1m and 90d".into());
+                }
+            }
+            for (k, _) in s.alerts.iter().flat_map(|a| a.labels.iter().flatten()) {
+                let valid = k.chars().enumerate().all(|(i, c)| {
+                    c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
+                }) && !k.is_empty();
+                const RESERVED: [&str; 8] = [
+                    "alertname",
+                    "slo",
+                    "service",
+                    "severity",
+                    "long_window",
+                    "short_window",
+                    "gateway",
+                    "exhaustion",
+                ];
+                if !valid {
+                    self.err(
+                        &format!("{p}.alerts.labels.{k}"),
+                        format!("invalid label name {k:?} (letters, digits and _, not starting with a digit)"),
+                    );
+                } else if RESERVED.contains(&k.as_str())
+                    || k.starts_with("sloth_")
+                    || k.starts_with("__")
+                {
+                    self.err(
+                        &format!("{p}.alerts.labels.{k}"),
+                        format!("label {k:?} is set by ninefold"),
+                    );
                 }
             }
         }

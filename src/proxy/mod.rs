@@ -68,6 +68,13 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
         return resp;
     };
     let cluster = &route.cluster;
+    // A client that goes away before its answer still made a request: when this
+    // future is dropped unanswered, the guard counts it (status 499, bad for the SLO).
+    let mut abandoned = Abandoned {
+        route,
+        start,
+        armed: true,
+    };
 
     // 3. Endpoint pick.
     let result = if cluster.endpoints.is_empty() {
@@ -102,11 +109,15 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
         Err((f, i)) => (f.response(), i, f.reason()),
     };
     // 6. Record: SLI, metrics, access log.
+    abandoned.armed = false;
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     let good = match &route.slo {
         Some(s) => {
-            let good = s.indicator.is_good(status, elapsed, !reason.is_empty());
+            // The gateway's own answers to upstream failures are never good; its 400
+            // to a malformed request is the client's doing and counts by status.
+            let gateway_failure = !reason.is_empty() && status >= 500;
+            let good = s.indicator.is_good(status, elapsed, gateway_failure);
             s.counters.record(good);
             good
         }
@@ -129,6 +140,30 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
         );
     }
     resp
+}
+
+/// Counts a request whose client left before the answer (see [`handle`]).
+struct Abandoned<'a> {
+    route: &'a crate::snapshot::RouteSnap,
+    start: Instant,
+    armed: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let good = match &self.route.slo {
+            Some(s) => {
+                s.counters.record(false);
+                false
+            }
+            None => true,
+        };
+        self.route.metrics.record(499, good, elapsed);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -32,13 +32,14 @@ impl Counters {
     pub fn record(&self, good: bool) {
         self.total.fetch_add(1, Ordering::Relaxed);
         if !good {
-            self.bad.fetch_add(1, Ordering::Relaxed);
+            // Release: whoever sees this bad event also sees its total.
+            self.bad.fetch_add(1, Ordering::Release);
         }
     }
 
     fn read(&self) -> (u64, u64) {
-        // bad first: a concurrent record can only make total ≥ bad.
-        let bad = self.bad.load(Ordering::Relaxed);
+        // bad first (Acquire), then total: total ≥ bad in what is read.
+        let bad = self.bad.load(Ordering::Acquire);
         (self.total.load(Ordering::Relaxed), bad)
     }
 }
@@ -72,6 +73,8 @@ struct Track {
 struct AlertState {
     firing: bool,
     since: u64,
+    /// When the current (or last) firing began: the alert's `startsAt`.
+    started: u64,
     last_sent: u64,
     last: Option<AlertEval>,
 }
@@ -84,6 +87,8 @@ struct State {
     flush_every: u64,
     last_flush: u64,
     admin_url: String,
+    /// This gateway's identity on alerts (`gateway` label): host name and admin port.
+    instance: String,
 }
 
 /// The engine. Cheap to share; all methods are called off the data path.
@@ -139,6 +144,7 @@ impl Engine {
                 flush_every: flush.as_secs().max(1),
                 last_flush: now,
                 admin_url: String::new(),
+                instance: hostname(),
             }),
             counters: Mutex::new(HashMap::new()),
             clock,
@@ -161,7 +167,9 @@ impl Engine {
 
     /// Sets the admin address used in alerts' `generatorURL`.
     pub fn set_admin(&self, addr: std::net::SocketAddr) {
-        self.lock().admin_url = format!("http://{addr}/api/v1/slos");
+        let mut st = self.lock();
+        st.admin_url = format!("http://{addr}/api/v1/slos");
+        st.instance = format!("{}:{}", hostname(), addr.port());
     }
 
     /// Installs the SLO definitions of a (re)loaded config. Counts carry over by name
@@ -176,6 +184,8 @@ impl Engine {
             .map(|t| (t.def.name.clone(), t))
             .collect();
         let mut urls = HashMap::new();
+        let mut outgoing = Vec::new();
+        let (admin_url, instance) = (st.admin_url.clone(), st.instance.clone());
         for d in defs {
             let longest = d
                 .alerts
@@ -184,30 +194,33 @@ impl Engine {
                 .map(|w| w.long)
                 .max()
                 .unwrap_or_default();
-            let fresh = Windows::new(d.window, longest);
+            let mut fresh = Windows::new(d.window, longest);
             let counters = self.counters(&d.name);
             let track = match old.remove(&d.name) {
-                Some(mut t) if t.windows.same_layout(&fresh) => {
+                Some(mut t) => {
+                    if !t.windows.same_layout(&fresh) {
+                        fresh.adopt(&t.windows);
+                        t.windows = fresh;
+                    }
                     if t.def.alerts.windows != d.alerts.windows {
+                        self.retire_alerts(&t, now, &admin_url, &instance, &mut outgoing);
                         t.alerts = vec![AlertState::default(); d.alerts.windows.len()];
                     }
                     t.def = d.clone();
                     t
                 }
-                _ => {
-                    let windows = match st.parked.remove(&d.name) {
-                        Some(w) if w.same_layout(&fresh) => w,
-                        Some(_) => {
-                            tracing::warn!(slo = %d.name, "the SLO's window changed; its saved counts do not fit and start fresh");
-                            fresh
+                None => {
+                    if let Some(mut w) = st.parked.remove(&d.name) {
+                        if w.drop_future(now) {
+                            tracing::warn!(slo = %d.name, "saved SLO counts lie in the future of the clock (it stepped back?); those rings start fresh");
                         }
-                        None => fresh,
-                    };
+                        fresh.adopt(&w);
+                    }
                     Track {
                         def: d.clone(),
                         seen: counters.read(),
                         counters,
-                        windows,
+                        windows: fresh,
                         alerts: vec![AlertState::default(); d.alerts.windows.len()],
                     }
                 }
@@ -218,12 +231,55 @@ impl Engine {
             st.tracks.push(track);
         }
         // SLOs removed from the config keep their counts until the next save, so a
-        // reload that brings them back loses nothing.
+        // reload that brings them back loses nothing; their alerts are resolved.
         for (name, t) in old {
+            self.retire_alerts(&t, now, &admin_url, &instance, &mut outgoing);
             st.parked.insert(name, t.windows);
         }
         drop(st);
-        *self.webhook_url.lock().unwrap_or_else(|p| p.into_inner()) = urls;
+        {
+            let mut u = self.webhook_url.lock().unwrap_or_else(|p| p.into_inner());
+            // Resolves still go to the URL the alert was sent to.
+            for a in &outgoing {
+                let slo = a["labels"]["slo"].as_str().unwrap_or_default();
+                if let Some(url) = u.get(slo).cloned() {
+                    urls.entry(slo.to_owned()).or_insert(url);
+                }
+            }
+            *u = urls;
+        }
+        if !outgoing.is_empty() {
+            let _ = self.alerts_tx.send(outgoing);
+        }
+    }
+
+    /// Alerts of `t` that go away: their gauges are removed, and a firing one is
+    /// resolved (logged and sent).
+    fn retire_alerts(
+        &self,
+        t: &Track,
+        now: u64,
+        admin_url: &str,
+        instance: &str,
+        outgoing: &mut Vec<Value>,
+    ) {
+        for a in &t.alerts {
+            let Some(e) = &a.last else { continue };
+            let _ = self.firing_gauge.remove_label_values(&[
+                &t.def.name,
+                &e.severity,
+                &e.long_window,
+                &e.short_window,
+            ]);
+            if a.firing {
+                let mut e = e.clone();
+                e.firing = false;
+                log_change(&t.def, &e);
+                if t.def.alerts.webhook.is_some() {
+                    outgoing.push(alert_json(&t.def, &e, a.started, now, admin_url, instance));
+                }
+            }
+        }
     }
 
     /// Moves new counts into the windows, evaluates alerts, and saves the state when
@@ -231,14 +287,14 @@ impl Engine {
     /// call it with their own `now`.
     pub fn tick(&self, now: u64) {
         let mut st = self.lock();
-        let admin_url = st.admin_url.clone();
+        let (admin_url, instance) = (st.admin_url.clone(), st.instance.clone());
         let mut outgoing = Vec::new();
         for t in &mut st.tracks {
             let (total, bad) = t.counters.read();
             let (dt, db) = (total.saturating_sub(t.seen.0), bad.saturating_sub(t.seen.1));
             t.seen = (total, bad);
             if dt > 0 || db > 0 {
-                t.windows.add(now, dt, db.min(dt.max(db)));
+                t.windows.add(now, dt, db.min(dt));
             }
             let evals = evaluate(&t.def, &t.windows, now);
             for (i, e) in evals.into_iter().enumerate() {
@@ -249,6 +305,9 @@ impl Engine {
                 if changed {
                     a.firing = e.firing;
                     a.since = now;
+                    if e.firing {
+                        a.started = now;
+                    }
                     log_change(&t.def, &e);
                 }
                 self.firing_gauge
@@ -257,7 +316,9 @@ impl Engine {
                 if t.def.alerts.webhook.is_some()
                     && (changed || (e.firing && now.saturating_sub(a.last_sent) >= RESEND))
                 {
-                    outgoing.push(alert_json(&t.def, &e, a.since, now, &admin_url));
+                    outgoing.push(alert_json(
+                        &t.def, &e, a.started, now, &admin_url, &instance,
+                    ));
                     a.last_sent = now;
                 }
                 a.last = Some(e);
@@ -389,7 +450,14 @@ fn log_change(def: &SloDef, e: &AlertEval) {
 }
 
 /// One alert in Alertmanager's v2 format.
-fn alert_json(def: &SloDef, e: &AlertEval, since: u64, now: u64, admin_url: &str) -> Value {
+fn alert_json(
+    def: &SloDef,
+    e: &AlertEval,
+    started: u64,
+    now: u64,
+    admin_url: &str,
+    instance: &str,
+) -> Value {
     let mut labels = serde_json::Map::new();
     labels.insert("alertname".into(), json!("ErrorBudgetBurn"));
     labels.insert("slo".into(), json!(def.name));
@@ -397,6 +465,8 @@ fn alert_json(def: &SloDef, e: &AlertEval, since: u64, now: u64, admin_url: &str
     labels.insert("severity".into(), json!(e.severity));
     labels.insert("long_window".into(), json!(e.long_window));
     labels.insert("short_window".into(), json!(e.short_window));
+    // Several gateways measure the same SLO: each one's alert is its own.
+    labels.insert("gateway".into(), json!(instance));
     for (k, v) in &def.alerts.labels {
         labels.insert(k.clone(), json!(v));
     }
@@ -419,7 +489,7 @@ fn alert_json(def: &SloDef, e: &AlertEval, since: u64, now: u64, admin_url: &str
             "time_to_exhaustion": tte,
             "objective": def.objective_text,
         },
-        "startsAt": rfc3339(since),
+        "startsAt": rfc3339(started.min(now)),
         "endsAt": rfc3339(ends),
         "generatorURL": admin_url,
     })
@@ -510,14 +580,8 @@ fn restore(path: &Path) -> HashMap<String, Windows> {
                 Err(format!("format {:?} is not {FORMAT:?}", p.format))
             } else if p.version != 1 {
                 Err(format!("version {} is not 1", p.version))
-            } else if p.slos.iter().any(|s| {
-                s.windows.tiers.is_empty()
-                    || s.windows
-                        .tiers
-                        .iter()
-                        .any(|t| t.secs == 0 || t.total.is_empty() || t.total.len() != t.bad.len())
-            }) {
-                Err("a ring of buckets is malformed".into())
+            } else if p.slos.iter().any(|s| !s.windows.is_valid()) {
+                Err("a ring of buckets is malformed (or counts more bad than total events)".into())
             } else {
                 Ok(p)
             }
@@ -582,6 +646,14 @@ fn write_atomic(path: &Path, p: &Persisted) -> std::io::Result<()> {
     }
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ninefold".into())
 }
 
 /// Unix seconds as RFC 3339 UTC (`2026-11-25T10:00:00Z`).

@@ -60,13 +60,9 @@ fn num(x: f64) -> String {
     format!("{v}")
 }
 
-/// `sloth_id`: service and name, as Sloth builds it.
+/// `sloth_id`: `service-name`, as Sloth builds it.
 pub fn sloth_id(s: &SloDef) -> String {
-    if s.service == s.name {
-        s.name.clone()
-    } else {
-        format!("{}-{}", s.service, s.name)
-    }
+    format!("{}-{}", s.service, s.name)
 }
 
 fn slo_groups(out: &mut String, s: &SloDef) {
@@ -234,7 +230,7 @@ mod tests {
         .unwrap();
         let r = generate(&defs);
         for want in [
-            "sloth-slo-sli-recordings-payments",
+            "sloth-slo-sli-recordings-payments-payments",
             "record: slo:sli_error:ratio_rate5m",
             "record: slo:sli_error:ratio_rate30m",
             "record: slo:sli_error:ratio_rate1h",

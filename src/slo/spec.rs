@@ -228,6 +228,17 @@ pub fn read_file(path: &std::path::Path) -> Result<Vec<SloDef>, String> {
 
 /// [`read_file`] on text.
 pub fn parse_any(name: &str, text: &str, path: &std::path::Path) -> Result<Vec<SloDef>, String> {
+    let defs = parse_formats(name, text, path)?;
+    let mut seen = std::collections::HashSet::new();
+    for d in &defs {
+        if !seen.insert(d.name.as_str()) {
+            return Err(format!("{name}: SLO {:?} is defined twice", d.name));
+        }
+    }
+    Ok(defs)
+}
+
+fn parse_formats(name: &str, text: &str, path: &std::path::Path) -> Result<Vec<SloDef>, String> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| format!("{name}: {e}"))?;
     let docs: Vec<Value> = docs
         .into_iter()
@@ -273,9 +284,10 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// An objective in a stand-alone file: a percentage, `99.95%` or `99.95`; a bare
+/// number up to 1 is refused as ambiguous.
 fn objective_of(text: &str) -> Result<Prob, String> {
-    let o = crate::topology::objective(text)
-        .ok_or_else(|| format!("invalid objective {text:?} (write it like 99.95%)"))?;
+    let o = crate::availability::parse_availability(text)?;
     if o.ln_down == f64::NEG_INFINITY || o.ln_up == f64::NEG_INFINITY {
         return Err(format!(
             "objective must be above 0% and below 100%, got {text}"
@@ -294,7 +306,6 @@ fn seed(name: &str, d: &Value) -> Result<SloDef, String> {
         "window",
         "indicator",
         "error_budget_minutes",
-        "alerts",
     ];
     if let Some(obj) = d.as_object() {
         for k in obj.keys() {
@@ -316,7 +327,9 @@ fn seed(name: &str, d: &Value) -> Result<SloDef, String> {
         .ok_or(format!("{name}: slo: required, e.g. 99.95%"))?;
     let objective = objective_of(&objective_text).map_err(|e| format!("{name}: slo: {e}"))?;
     let window = match d.get("window").and_then(scalar) {
-        Some(w) => parse_duration(&w).map_err(|e| format!("{name}: window: {e}"))?,
+        Some(w) => parse_duration(&w)
+            .and_then(check_window)
+            .map_err(|e| format!("{name}: window: {e}"))?,
         None => DEFAULT_WINDOW,
     };
     let ind = d.get("indicator");
@@ -450,8 +463,18 @@ fn openslo(name: &str, d: &Value) -> Result<SloDef, String> {
         return Err(at("spec.objectives: ninefold reads exactly one objective"));
     };
     let objective_text = if let Some(t) = obj.get("target").and_then(Value::as_f64) {
+        if !(0.0..1.0).contains(&t) {
+            return Err(at(&format!(
+                "spec.objectives[0].target: must be in [0, 1), got {t}"
+            )));
+        }
         format!("{}%", trim(t * 100.0))
     } else if let Some(t) = obj.get("targetPercent").and_then(Value::as_f64) {
+        if t <= 1.0 {
+            return Err(at(&format!(
+                "spec.objectives[0].targetPercent: {t} means {t}%; for a fraction use target: {t}"
+            )));
+        }
         format!("{}%", trim(t))
     } else {
         return Err(at("spec.objectives[0]: target or targetPercent required"));
@@ -475,7 +498,9 @@ fn openslo(name: &str, d: &Value) -> Result<SloDef, String> {
                 .get("duration")
                 .and_then(Value::as_str)
                 .ok_or_else(|| at("spec.timeWindow[0].duration: required"))?;
-            openslo_duration(dur).map_err(|e| at(&format!("spec.timeWindow[0].duration: {e}")))?
+            openslo_duration(dur)
+                .and_then(check_window)
+                .map_err(|e| at(&format!("spec.timeWindow[0].duration: {e}")))?
         }
         None => DEFAULT_WINDOW,
         _ => return Err(at("spec.timeWindow: exactly one window")),
@@ -535,8 +560,19 @@ fn openslo(name: &str, d: &Value) -> Result<SloDef, String> {
     })
 }
 
+/// A window of whole seconds, from 1 minute to 90 days.
+fn check_window(d: Duration) -> Result<Duration, String> {
+    if d < Duration::from_secs(60) || d > Duration::from_secs(90 * 86400) {
+        return Err(format!(
+            "must be between 1m and 90d, got {}s",
+            d.as_secs_f64()
+        ));
+    }
+    Ok(Duration::from_secs(d.as_secs()))
+}
+
 fn trim(x: f64) -> String {
-    let s = format!("{x:.10}");
+    let s = format!("{x:.12}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
@@ -544,7 +580,10 @@ fn trim(x: f64) -> String {
 fn openslo_duration(s: &str) -> Result<Duration, String> {
     if let Some(w) = s.strip_suffix('w') {
         let n: u64 = w.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        return Ok(Duration::from_secs(n * 7 * 86400));
+        let secs = n
+            .checked_mul(7 * 86400)
+            .ok_or_else(|| format!("duration {s:?} is out of range"))?;
+        return Ok(Duration::from_secs(secs));
     }
     if s.ends_with('M') || s.ends_with('Q') || s.ends_with('Y') {
         return Err(format!(
@@ -630,6 +669,29 @@ spec:
         )
         .unwrap_err();
         assert!(e.contains("calendar"), "{e}");
+    }
+
+    #[test]
+    fn bad_stand_alone_files_are_clear_errors() {
+        let p = Path::new("x.yaml");
+        for (yaml, want) in [
+            (SEED.replace("99.95%", "0.9995"), "ambiguous"),
+            (SEED.replace("30 days", "0s"), "window"),
+            (SEED.replace("30 days", "500d"), "between 1m and 90d"),
+            (SEED.replace("service: payments", "service: payments\nalerts: {}"), "unknown key"),
+            ("apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: a}\nspec: {objectives: [{targetPercent: 0.999}], indicator: {spec: {ratioMetric: {good: {}, total: {}}}}}\n".into(), "targetPercent"),
+            ("apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: a}\nspec: {timeWindow: [{duration: 99999999999999999w, isRolling: true}], objectives: [{target: 0.99}], indicator: {spec: {ratioMetric: {good: {}, total: {}}}}}\n".into(), "out of range"),
+            ("- apiVersion: openslo/v1\n  kind: SLO\n  metadata: {name: a}\n  spec: {objectives: [{target: 0.99}], indicator: {spec: {ratioMetric: {good: {}, total: {}}}}}\n- apiVersion: openslo/v1\n  kind: SLO\n  metadata: {name: a}\n  spec: {objectives: [{target: 0.99}], indicator: {spec: {ratioMetric: {good: {}, total: {}}}}}\n".into(), "defined twice"),
+        ] {
+            let e = parse_any("x.yaml", &yaml, p).map(|d| format!("{d:?}")).unwrap_or_else(|e| e);
+            assert!(!e.starts_with("[SloDef"), "{want}: parsed: {yaml}");
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let ok = "apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: a}\nspec: {objectives: [{target: 0.9999999999999}], indicator: {spec: {ratioMetric: {good: {}, total: {}}}}}\n";
+        assert_eq!(
+            parse_any("x.yaml", ok, p).unwrap()[0].objective_text,
+            "99.99999999999%"
+        );
     }
 
     #[test]

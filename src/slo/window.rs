@@ -98,6 +98,29 @@ impl Tier {
     fn covers(&self) -> u64 {
         self.secs * (self.len() - 1)
     }
+
+    fn clear(&mut self, now: u64) {
+        self.total.iter_mut().for_each(|x| *x = 0);
+        self.bad.iter_mut().for_each(|x| *x = 0);
+        self.head = now / self.secs;
+    }
+
+    /// Copies `old`'s buckets that this ring can hold, by absolute index.
+    fn adopt(&mut self, old: &Tier) {
+        if old.secs != self.secs || old.total.is_empty() {
+            return;
+        }
+        self.head = old.head;
+        let n = self.len().min(old.len());
+        for k in 0..n {
+            let Some(b) = old.head.checked_sub(k) else {
+                break;
+            };
+            let (i, j) = ((b % self.len()) as usize, (b % old.len()) as usize);
+            self.total[i] = old.total[j];
+            self.bad[i] = old.bad[j];
+        }
+    }
 }
 
 impl Windows {
@@ -118,6 +141,41 @@ impl Windows {
         self.tiers.len() == other.tiers.len()
             && self.tiers.iter().zip(&other.tiers).all(|(a, b)| {
                 a.secs == b.secs && a.len() == b.len() && b.total.len() == b.bad.len()
+            })
+    }
+
+    /// Takes over `old`'s counts, ring by ring, as far as the rings overlap (a window
+    /// change on reload keeps what still fits).
+    pub fn adopt(&mut self, old: &Windows) {
+        for t in &mut self.tiers {
+            if let Some(o) = old.tiers.iter().find(|o| o.secs == t.secs) {
+                t.adopt(o);
+            }
+        }
+    }
+
+    /// Clears every ring whose newest bucket lies in the future of `now` by more than
+    /// a bucket (saved while the clock was ahead, or the clock stepped back): such
+    /// counts would never be read. Returns whether anything was cleared.
+    pub fn drop_future(&mut self, now: u64) -> bool {
+        let mut cleared = false;
+        for t in &mut self.tiers {
+            if t.head > now / t.secs + 1 {
+                t.clear(now);
+                cleared = true;
+            }
+        }
+        cleared
+    }
+
+    /// Whether the counts are consistent (bad ≤ total in every bucket, sane rings).
+    pub fn is_valid(&self) -> bool {
+        !self.tiers.is_empty()
+            && self.tiers.iter().all(|t| {
+                t.secs > 0
+                    && !t.total.is_empty()
+                    && t.total.len() == t.bad.len()
+                    && t.total.iter().zip(&t.bad).all(|(a, b)| b <= a)
             })
     }
 
@@ -184,7 +242,7 @@ pub fn budget(def: &SloDef, w: &Windows, now: u64) -> Budget {
     Budget {
         total: c.total,
         bad: c.bad,
-        sli: (c.total > 0).then(|| (c.total - c.bad) as f64 / c.total as f64),
+        sli: (c.total > 0).then(|| c.total.saturating_sub(c.bad) as f64 / c.total as f64),
         allowed_bad_events,
         budget_minutes,
         remaining_ratio,
@@ -418,6 +476,39 @@ mod tests {
         assert!(evaluate(&d, &w, T0).iter().all(|a| !a.firing));
         d.alerts.min_events = 1;
         assert!(evaluate(&d, &w, T0)[0].firing);
+    }
+
+    #[test]
+    fn a_window_change_keeps_what_fits_and_future_counts_are_dropped() {
+        let mut old = w();
+        old.add(T0 - 86400, 100, 1);
+        old.add(T0, 10, 1);
+        let mut new = Windows::new(
+            Duration::from_secs(7 * 86400),
+            Duration::from_secs(3 * 86400),
+        );
+        new.adopt(&old);
+        assert_eq!(
+            new.over(T0, Duration::from_secs(7 * 86400)),
+            Counts { total: 110, bad: 2 }
+        );
+        assert_eq!(
+            new.over(T0, Duration::from_secs(300)),
+            Counts { total: 10, bad: 1 }
+        );
+        // Saved two days in the future: those rings are cleared, counting resumes.
+        let mut fut = w();
+        fut.add(T0 + 2 * 86400, 5, 5);
+        assert!(fut.drop_future(T0));
+        fut.add(T0, 3, 1);
+        assert_eq!(
+            fut.over(T0, Duration::from_secs(3600)),
+            Counts { total: 3, bad: 1 }
+        );
+        assert!(!fut.drop_future(T0));
+        assert!(fut.is_valid());
+        fut.tiers[0].bad[0] = 99;
+        assert!(!fut.is_valid());
     }
 
     #[test]

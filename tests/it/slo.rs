@@ -425,15 +425,15 @@ tests:
       - eval_time: 70m
         alertname: ErrorBudgetBurn
         exp_alerts:
-          - exp_labels: {severity: page, sloth_severity: page, long_window: 1h, short_window: 5m, exhaustion: "2.08 d", sloth_id: payments, sloth_service: payments, sloth_slo: payments}
+          - exp_labels: {severity: page, sloth_severity: page, long_window: 1h, short_window: 5m, exhaustion: "2.08 d", sloth_id: payments-payments, sloth_service: payments, sloth_slo: payments}
             exp_annotations:
               summary: "payments SLO payments: error budget burning over 14.4x over 1h and 5m"
               description: "Error ratio 0.73% over 1h (objective 99.95%); at 14.4x the 30d budget is gone in 2.08 d."
-          - exp_labels: {severity: page, sloth_severity: page, long_window: 6h, short_window: 30m, exhaustion: "5 d", sloth_id: payments, sloth_service: payments, sloth_slo: payments}
+          - exp_labels: {severity: page, sloth_severity: page, long_window: 6h, short_window: 30m, exhaustion: "5 d", sloth_id: payments-payments, sloth_service: payments, sloth_slo: payments}
             exp_annotations:
               summary: "payments SLO payments: error budget burning over 6x over 6h and 30m"
               description: "Error ratio 0.73% over 6h (objective 99.95%); at 6x the 30d budget is gone in 5 d."
-          - exp_labels: {severity: ticket, sloth_severity: ticket, long_window: 3d, short_window: 6h, exhaustion: "30 d", sloth_id: payments, sloth_service: payments, sloth_slo: payments}
+          - exp_labels: {severity: ticket, sloth_severity: ticket, long_window: 3d, short_window: 6h, exhaustion: "30 d", sloth_id: payments-payments, sloth_service: payments, sloth_slo: payments}
             exp_annotations:
               summary: "payments SLO payments: error budget burning over 1x over 3d and 6h"
               description: "Error ratio 0.73% over 3d (objective 99.95%); at 1x the 30d budget is gone in 30 d."
@@ -497,4 +497,64 @@ fn promtool_checks_and_tests_the_generated_rules() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[tokio::test]
+async fn a_client_that_gives_up_is_counted_against_the_slo() {
+    let b = Backend::start("a").await;
+    let gw = Gateway::start(&slo_config(
+        b.addr,
+        "  - {name: api, objective: 99%, indicator: {type: latency, threshold: 100ms}}",
+        "",
+    ));
+    // The upstream takes 2 s; the client leaves after 200 ms.
+    let r = tokio::time::timeout(
+        Duration::from_millis(200),
+        get(&gw.url("web", "/slow/2000")),
+    )
+    .await;
+    assert!(r.is_err());
+    let v = wait_total(&gw, 1).await;
+    assert_eq!(v["slos"][0]["total"], 1, "{v:#}");
+    assert_eq!(v["slos"][0]["bad"], 1);
+    let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
+    assert!(
+        m.contains(
+            "code_class=\"4xx\",listener=\"web\",route=\"main\",slo=\"api\",slo_result=\"bad\"} 1"
+        ),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_reload_leaves_the_slos_alone() {
+    let b = Backend::start("a").await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = slo_config(b.addr, "  - {name: api, objective: 99%}", "");
+    let gw = Gateway::start(&yaml);
+    get_ok_n(&gw.url("web", "/"), 5).await;
+    wait_total(&gw, 5).await;
+    // No SLO any more, and a listener on a port that is taken: refused as a whole.
+    let taken = busy.local_addr().unwrap();
+    let bad = yaml
+        .replace(", slo: api}", "}")
+        .replace("slos:\n  - {name: api, objective: 99%}\n", "")
+        .replace(
+            "clusters:\n",
+            &format!(
+                "  - {{name: taken, bind: \"{taken}\", routes: [{{match: {{path_prefix: /}}, cluster: app}}]}}\nclusters:\n"
+            ),
+        );
+    assert!(!bad.contains("slo"), "{bad}");
+    gw.rewrite(&bad);
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert_ne!(r.status, 200, "{body}");
+    assert!(
+        body.contains(&taken.to_string()),
+        "refused for another reason: {body}"
+    );
+    let v = slos(&gw).await;
+    assert_eq!(v["slos"][0]["name"], "api", "{v:#}");
+    assert_eq!(v["slos"][0]["total"], 5);
 }

@@ -117,6 +117,12 @@ listeners:
         match: {{path_prefix: /}}
         cluster: api
         timeout: 5s
+        slo: api-availability
+slos:
+  - name: api-availability
+    objective: 99.9%
+    window: 30d
+    indicator: {{type: availability, good_status: [2xx, 3xx, 4xx]}}
 clusters:
   - name: api
     lb: round_robin

@@ -290,6 +290,7 @@ fn print_demo(web: SocketAddr, admin: SocketAddr, backends: &[ninefold::demo::Ba
     println!("  curl -s --http2-prior-knowledge http://{web}/api/h2   # h2c on the same port");
     println!("  curl -s http://{admin}/health");
     println!("  curl -s http://{admin}/api/v1/state");
+    println!("  ninefold slo status --admin {admin}         # the api route's SLO, live");
     println!("  curl -s http://{admin}/metrics | grep ninefold_requests_total");
     println!();
     println!("Ctrl-C drains and stops.");

@@ -22,6 +22,10 @@ pub enum Slo {
     Rules {
         /// SLO file.
         file: PathBuf,
+        /// Extra label matchers on ninefold_requests_total, e.g. 'env="prod",job="ninefold"',
+        /// so gateways of other environments are not summed in.
+        #[arg(long, value_name = "MATCHERS")]
+        selector: Option<String>,
     },
     /// A table of the live SLOs of a running gateway (its admin API).
     Status {
@@ -73,9 +77,16 @@ pub fn run(cmd: &Slo) -> Result<(String, Value), String> {
             }
             Ok((text, json!({ "slos": out })))
         }
-        Slo::Rules { file } => {
+        Slo::Rules { file, selector } => {
             let defs = read_file(file)?;
-            let r = super::rules::generate(&defs);
+            let sel = match selector.as_deref().map(str::trim) {
+                Some(s) if !s.is_empty() => {
+                    check_selector(s)?;
+                    Some(s)
+                }
+                _ => None,
+            };
+            let r = super::rules::generate_with(&defs, sel);
             Ok((r.clone(), json!({ "rules_yaml": r })))
         }
         Slo::Status { admin } => {
@@ -85,6 +96,52 @@ pub fn run(cmd: &Slo) -> Result<(String, Value), String> {
             Ok((status_table(&v), v))
         }
     }
+}
+
+/// A list of PromQL label matchers: `name="value"` (or `!=`, `=~`, `!~`), separated
+/// by commas.
+fn check_selector(s: &str) -> Result<(), String> {
+    let bad =
+        || format!("--selector {s:?}: expected label matchers like env=\"prod\",job=\"ninefold\"");
+    let mut rest = s;
+    while !rest.is_empty() {
+        let name_end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .ok_or_else(bad)?;
+        if name_end == 0 {
+            return Err(bad());
+        }
+        let after = &rest[name_end..];
+        let op = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find(|o| after.starts_with(o))
+            .ok_or_else(bad)?;
+        let v = after[op.len()..].strip_prefix('"').ok_or_else(bad)?;
+        let mut end = None;
+        let mut esc = false;
+        for (i, c) in v.char_indices() {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, '\\') => esc = true,
+                (false, '"') => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end.ok_or_else(bad)?;
+        rest = v[end + 1..].trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+            if rest.is_empty() {
+                return Err(bad());
+            }
+        } else if !rest.is_empty() {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }
 
 fn status_table(v: &Value) -> String {

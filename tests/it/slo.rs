@@ -486,6 +486,22 @@ fn promtool_checks_and_tests_the_generated_rules() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    // With matchers for one environment of a fleet, the rules still check.
+    let (code, sel_rules, err) = ninefold(&[
+        "slo",
+        "rules",
+        seed.to_str().unwrap(),
+        "--selector",
+        "env=\"prod\",job=~\"ninefold.*\"",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(dir.path().join("sel.yml"), &sel_rules).unwrap();
+    let o = Command::new(&promtool)
+        .current_dir(dir.path())
+        .args(["check", "rules", "sel.yml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let o = Command::new(&promtool)
         .current_dir(dir.path())
         .args(["test", "rules", "test.yml"])
@@ -557,4 +573,30 @@ async fn a_refused_reload_leaves_the_slos_alone() {
     let v = slos(&gw).await;
     assert_eq!(v["slos"][0]["name"], "api", "{v:#}");
     assert_eq!(v["slos"][0]["total"], 5);
+}
+
+#[tokio::test]
+async fn the_slo_example_serves() {
+    // examples/slo.yaml with ephemeral ports and a private state_dir.
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/slo.yaml"))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = text
+        .replace("bind: 127.0.0.1:8080", "bind: \"127.0.0.1:0\"")
+        .replace(
+            "state_dir: ./ninefold-state",
+            &format!("state_dir: \"{}\"", dir.path().join("state").display()),
+        );
+    let gw = Gateway::try_start(&format!("admin: {{bind: \"127.0.0.1:0\"}}\n{yaml}"))
+        .unwrap_or_else(|e| panic!("examples/slo.yaml does not serve: {e}"));
+    let v = slos(&gw).await;
+    let names: Vec<&str> = v["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["payments", "search-latency"]);
+    assert_eq!(v["slos"][0]["memory_bytes"], 59952);
 }

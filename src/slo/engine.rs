@@ -618,6 +618,12 @@ fn save(st: &State, now: u64) {
         })
         .collect();
     for (name, w) in &st.parked {
+        // Counts of a removed SLO are kept while any of them is still in the span its
+        // rings cover; after that there is nothing left to keep.
+        let span = w.tiers.iter().map(|t| t.secs * t.total.len() as u64).max();
+        if span.is_some_and(|s| w.over(now, Duration::from_secs(s)).total == 0) {
+            continue;
+        }
         slos.push(PersistedSlo {
             name: name.clone(),
             windows: w.clone(),
@@ -760,6 +766,36 @@ mod tests {
         let s = e2.status();
         assert_eq!(s["slos"][0]["total"], 100);
         assert_eq!(s["slos"][0]["bad"], 10);
+    }
+
+    #[test]
+    fn a_removed_slo_keeps_its_counts_until_they_age_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock(AtomicU64::new(1_800_000_000)));
+        let e = Engine::new(
+            Some(dir.path()),
+            Duration::from_secs(10),
+            clock.clone(),
+            gauge(),
+        );
+        e.update(&[def()]);
+        e.counters("api").record(false);
+        e.update(&[]);
+        e.flush();
+        let saved = |d: &Path| -> usize {
+            let v: Value =
+                serde_json::from_slice(&std::fs::read(d.join("slo-state.json")).unwrap()).unwrap();
+            v["slos"].as_array().unwrap().len()
+        };
+        assert_eq!(saved(dir.path()), 1);
+        // Back within the window: the count is there again.
+        e.update(&[def()]);
+        assert_eq!(e.status()["slos"][0]["bad"], 1);
+        e.update(&[]);
+        // 100 days later nothing is left to keep.
+        clock.0.fetch_add(100 * 86400, Ordering::Relaxed);
+        e.flush();
+        assert_eq!(saved(dir.path()), 0);
     }
 
     #[test]

@@ -269,6 +269,12 @@ fn parse_formats(name: &str, text: &str, path: &std::path::Path) -> Result<Vec<S
             return seed(name, doc).map(|s| vec![s]);
         }
     }
+    if docs.len() > 1 {
+        return Err(format!(
+            "{name}: {} YAML documents; only OpenSLO files (apiVersion: openslo/v1) may hold several, a seed SLO file or a gateway config is one document",
+            docs.len()
+        ));
+    }
     let cfg = crate::config::load(path).map_err(|e| e.to_string())?;
     if cfg.raw.slos.is_empty() {
         return Err(format!("{name}: no SLO found (expected slos: in a gateway config, the seed's service/slo file, or OpenSLO kind: SLO)"));
@@ -687,6 +693,8 @@ spec:
             assert!(!e.starts_with("[SloDef"), "{want}: parsed: {yaml}");
             assert!(e.contains(want), "{want}: {e}");
         }
+        let e = parse_any("x.yaml", &format!("{SEED}---\n{SEED}"), p).unwrap_err();
+        assert!(e.contains("2 YAML documents"), "{e}");
         let ok = "apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: a}\nspec: {objectives: [{target: 0.9999999999999}], indicator: {spec: {ratioMetric: {good: {}, total: {}}}}}\n";
         assert_eq!(
             parse_any("x.yaml", ok, p).unwrap()[0].objective_text,

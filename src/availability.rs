@@ -86,7 +86,7 @@ pub fn parse_availability(s: &str) -> Result<Prob, String> {
     if !had_pct && mantissa <= scale {
         return Err(format!(
             "ambiguous availability {s:?}: write {s}% for a percentage, or {}% for a fraction",
-            trim_float(mantissa as f64 / scale as f64 * 100.0)
+            fixed(mantissa as f64 / scale as f64 * 100.0, 10)
         ));
     }
     let up = mantissa as f64 / hundred as f64;
@@ -102,11 +102,10 @@ fn trim_zeros(s: &str) -> String {
     }
 }
 
-/// Formats a float without a trailing `.0` and without noise digits.
-fn trim_float(x: f64) -> String {
-    let s = format!("{:.10}", x);
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_owned()
+/// `x` with at most `decimals` decimals and no trailing zeros: `fixed(99.95, 12)` is
+/// `99.95`.
+pub fn fixed(x: f64, decimals: usize) -> String {
+    trim_zeros(&format!("{x:.decimals$}"))
 }
 
 /// Allowed downtime of `a` over each period of [`PERIODS`].
@@ -161,7 +160,7 @@ pub fn budget(objective: Prob, window_secs: f64, requests: Option<u64>) -> Budge
 }
 
 /// Rounds to 12 significant digits (removes the noise of the log representation).
-fn snap(x: f64) -> f64 {
+pub fn snap(x: f64) -> f64 {
     if x == 0.0 || !x.is_finite() {
         return x;
     }
@@ -370,7 +369,7 @@ impl Prob {
             if v == 0.0 {
                 return format!("{}%", sci(self.ln_up + std::f64::consts::LN_10 * 2.0));
             }
-            return format!("{}%", trim_zeros(&format!("{v:.decimals$}")));
+            return format!("{}%", fixed(v, decimals));
         }
         // Enough decimals to show two significant digits of the complement, and
         // rounded down, so a figure never shows more nines than it has.
@@ -379,7 +378,7 @@ impl Prob {
         let f = 10f64.powi(decimals as i32);
         let v = ((100.0 - down_pct) * f * (1.0 + 1e-15)).floor() / f;
         let v = v.min(100.0 - 1.0 / f);
-        format!("{}%", trim_zeros(&format!("{v:.decimals$}")))
+        format!("{}%", fixed(v, decimals))
     }
 
     /// P(down) in scientific notation from its log, so 1e-2000 prints as `1.0e-2000`.
@@ -436,12 +435,7 @@ pub fn sig3(x: f64) -> String {
         return format!("{x}");
     }
     let digits = (2 - x.abs().log10().floor() as i32).max(0) as usize;
-    let s = format!("{x:.digits$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
+    fixed(x, digits)
 }
 
 #[cfg(test)]

@@ -119,8 +119,7 @@ impl ModelArgs {
     }
 }
 
-/// What a calc command produced: text for people, JSON for tools, and whether it
-/// failed (a bad config).
+/// What a calc command produced: text for people and JSON for tools.
 pub struct Output {
     /// The text rendering.
     pub text: String,
@@ -368,18 +367,14 @@ fn topology_out(cfg: &crate::config::Config, a: &Assumptions) -> Output {
 }
 
 fn period_name(secs: f64) -> String {
-    for (name, days) in [
-        ("year (365 d)", YEAR_DAYS),
-        ("quarter", YEAR_DAYS / 4.0),
-        ("30 days", 30.0),
-        ("week", 7.0),
-        ("day", 1.0),
-    ] {
-        if (secs - days * 86_400.0).abs() < 1e-6 {
-            return name.into();
-        }
+    match av::PERIODS
+        .iter()
+        .find(|(_, days)| (secs - days * 86_400.0).abs() < 1e-6)
+    {
+        Some(&("year", days)) => format!("year ({days} d)"),
+        Some(&(name, _)) => name.into(),
+        None => human_secs(secs),
     }
-    human_secs(secs)
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {

@@ -687,7 +687,6 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slo::spec::{default_windows, AlertSpec, Indicator};
     use std::sync::atomic::AtomicU64;
 
     struct FakeClock(AtomicU64);
@@ -698,24 +697,12 @@ mod tests {
     }
 
     fn def() -> SloDef {
-        SloDef {
-            name: "api".into(),
-            service: "api".into(),
-            objective_text: "99.9%".into(),
-            objective: crate::availability::parse_availability("99.9%").unwrap(),
-            window: Duration::from_secs(30 * 86400),
-            indicator: Indicator::Availability {
-                good: vec![(200, 299)],
-            },
-            count_faults: true,
-            alerts: AlertSpec {
-                webhook: None,
-                windows: default_windows(),
-                min_events: 1,
-                labels: vec![],
-            },
-            stated_budget_minutes: None,
-        }
+        crate::slo::spec::test_def("99.9%")
+    }
+
+    /// An engine saving to `dir` every 10 s on the driven `clock`.
+    fn engine(dir: Option<&Path>, clock: &Arc<FakeClock>) -> Arc<Engine> {
+        Engine::new(dir, Duration::from_secs(10), clock.clone(), gauge())
     }
 
     fn gauge() -> prometheus::IntGaugeVec {
@@ -737,12 +724,7 @@ mod tests {
     fn counts_survive_a_save_and_a_restore() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FakeClock(AtomicU64::new(1_800_000_000)));
-        let e = Engine::new(
-            Some(dir.path()),
-            Duration::from_secs(10),
-            clock.clone(),
-            gauge(),
-        );
+        let e = engine(Some(dir.path()), &clock);
         e.update(&[def()]);
         let c = e.counters("api");
         for i in 0..100 {
@@ -756,12 +738,7 @@ mod tests {
         e.tick(clock.now());
         assert!(dir.path().join("slo-state.json").exists());
 
-        let e2 = Engine::new(
-            Some(dir.path()),
-            Duration::from_secs(10),
-            clock.clone(),
-            gauge(),
-        );
+        let e2 = engine(Some(dir.path()), &clock);
         e2.update(&[def()]);
         let s = e2.status();
         assert_eq!(s["slos"][0]["total"], 100);
@@ -772,12 +749,7 @@ mod tests {
     fn a_removed_slo_keeps_its_counts_until_they_age_out() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(FakeClock(AtomicU64::new(1_800_000_000)));
-        let e = Engine::new(
-            Some(dir.path()),
-            Duration::from_secs(10),
-            clock.clone(),
-            gauge(),
-        );
+        let e = engine(Some(dir.path()), &clock);
         e.update(&[def()]);
         e.counters("api").record(false);
         e.update(&[]);
@@ -808,7 +780,7 @@ mod tests {
             let f = dir.path().join("slo-state.json");
             std::fs::write(&f, junk).unwrap();
             let clock = Arc::new(FakeClock(AtomicU64::new(1_800_000_000)));
-            let e = Engine::new(Some(dir.path()), Duration::from_secs(10), clock, gauge());
+            let e = engine(Some(dir.path()), &clock);
             e.update(&[def()]);
             assert_eq!(e.status()["slos"][0]["total"], 0);
             assert!(!f.exists());

@@ -61,9 +61,7 @@ fn expr(e: &str) -> String {
 }
 
 fn num(x: f64) -> String {
-    let s = format!("{:.12e}", x);
-    let v: f64 = s.parse().unwrap_or(x);
-    format!("{v}")
+    crate::availability::snap(x).to_string()
 }
 
 /// `sloth_id`: `service-name`, as Sloth builds it.

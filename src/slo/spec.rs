@@ -89,6 +89,36 @@ pub fn default_windows() -> Vec<AlertWindow> {
     ]
 }
 
+impl Default for AlertSpec {
+    /// No webhook, the Workbook's windows, no traffic gate, no extra labels.
+    fn default() -> Self {
+        AlertSpec {
+            webhook: None,
+            windows: default_windows(),
+            min_events: 1,
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// An availability SLO (good: 2xx) named `api` over 30 days, for tests.
+#[cfg(test)]
+pub(crate) fn test_def(objective: &str) -> SloDef {
+    SloDef {
+        name: "api".into(),
+        service: "api".into(),
+        objective_text: objective.into(),
+        objective: crate::availability::parse_availability(objective).unwrap(),
+        window: DEFAULT_WINDOW,
+        indicator: Indicator::Availability {
+            good: vec![(200, 299)],
+        },
+        count_faults: true,
+        alerts: AlertSpec::default(),
+        stated_budget_minutes: None,
+    }
+}
+
 /// Default window when a definition names none.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 86400);
 
@@ -386,12 +416,7 @@ fn seed(name: &str, d: &Value) -> Result<SloDef, String> {
         window,
         indicator,
         count_faults: true,
-        alerts: AlertSpec {
-            webhook: None,
-            windows: default_windows(),
-            min_events: 1,
-            labels: Vec::new(),
-        },
+        alerts: AlertSpec::default(),
         stated_budget_minutes: stated,
     })
 }
@@ -474,14 +499,14 @@ fn openslo(name: &str, d: &Value) -> Result<SloDef, String> {
                 "spec.objectives[0].target: must be in [0, 1), got {t}"
             )));
         }
-        format!("{}%", trim(t * 100.0))
+        format!("{}%", crate::availability::fixed(t * 100.0, 12))
     } else if let Some(t) = obj.get("targetPercent").and_then(Value::as_f64) {
         if t <= 1.0 {
             return Err(at(&format!(
                 "spec.objectives[0].targetPercent: {t} means {t}%; for a fraction use target: {t}"
             )));
         }
-        format!("{}%", trim(t))
+        format!("{}%", crate::availability::fixed(t, 12))
     } else {
         return Err(at("spec.objectives[0]: target or targetPercent required"));
     };
@@ -556,12 +581,7 @@ fn openslo(name: &str, d: &Value) -> Result<SloDef, String> {
         window,
         indicator,
         count_faults: true,
-        alerts: AlertSpec {
-            webhook: None,
-            windows: default_windows(),
-            min_events: 1,
-            labels: Vec::new(),
-        },
+        alerts: AlertSpec::default(),
         stated_budget_minutes: None,
     })
 }
@@ -575,11 +595,6 @@ fn check_window(d: Duration) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs(d.as_secs()))
-}
-
-fn trim(x: f64) -> String {
-    let s = format!("{x:.12}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// OpenSLO duration shorthand: `m`, `h`, `d`, `w` (rolling windows).
@@ -604,15 +619,8 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    const SEED: &str = "service: payments
-slo: 99.95%
-window: 30 days
-indicator:
-  type: availability
-  good: status_code in [200, 201, 204]
-  total: all_requests
-error_budget_minutes: 21.6  # 0.05% of 30 days
-";
+    /// The seed's SLO file, as the wiki page writes it.
+    const SEED: &str = include_str!("../../examples/slo/seed.yaml");
 
     #[test]
     fn the_seed_file_reads_as_written() {

@@ -333,27 +333,9 @@ pub fn fmt_dur(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slo::spec::{default_windows, AlertSpec, Indicator};
 
     fn def(objective: &str) -> SloDef {
-        SloDef {
-            name: "api".into(),
-            service: "api".into(),
-            objective_text: objective.into(),
-            objective: crate::availability::parse_availability(objective).unwrap(),
-            window: Duration::from_secs(30 * 86400),
-            indicator: Indicator::Availability {
-                good: vec![(200, 299)],
-            },
-            count_faults: true,
-            alerts: AlertSpec {
-                webhook: None,
-                windows: default_windows(),
-                min_events: 1,
-                labels: vec![],
-            },
-            stated_budget_minutes: None,
-        }
+        crate::slo::spec::test_def(objective)
     }
 
     const T0: u64 = 1_800_000_000;

@@ -84,7 +84,8 @@ fn the_seed_budget_is_21_6_minutes() {
 
 #[test]
 fn k_of_n_serial_and_parallel() {
-    let (code, out, _) = run(&[
+    // 2 of 3 at 99%.
+    let two_of_three = [
         "calc",
         "kofn",
         "--availability",
@@ -93,19 +94,11 @@ fn k_of_n_serial_and_parallel() {
         "3",
         "--k",
         "2",
-    ]);
+    ];
+    let (code, out, _) = run(&two_of_three);
     assert_eq!(code, 0);
     assert!(out.contains("99.97%") && out.contains("2.98e-4"), "{out}");
-    let j = json(&[
-        "calc",
-        "kofn",
-        "--availability",
-        "99%",
-        "--n",
-        "3",
-        "--k",
-        "2",
-    ]);
+    let j = json(&two_of_three);
     assert!(near(&j["availability"], 0.999702, 1e-12));
     // Far past f64's range: the log carries it.
     let j = json(&["calc", "kofn", "--availability", "99%", "--n", "1000"]);

@@ -257,18 +257,29 @@ fn saved_total(dir: &Path) -> Option<u64> {
     )
 }
 
+/// A gateway config with SLO `api` saving to `dir/state` every `flush`, written to
+/// `dir/ninefold.yaml`; returns (config path, state dir).
+fn persisted_config(
+    dir: &Path,
+    backend: SocketAddr,
+    flush: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let state = dir.join("state");
+    let yaml = slo_config(
+        backend,
+        "  - {name: api, objective: 99.9%}",
+        &format!("state_dir: \"{}\"\nstate_flush: {flush}", state.display()),
+    );
+    let config = dir.join("ninefold.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    (config, state)
+}
+
 #[tokio::test]
 async fn a_sigkill_loses_at_most_one_flush_interval() {
     let b = Backend::start("a").await;
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let yaml = slo_config(
-        b.addr,
-        "  - {name: api, objective: 99.9%}",
-        &format!("state_dir: \"{}\"\nstate_flush: 1s", state.display()),
-    );
-    let config = dir.path().join("ninefold.yaml");
-    std::fs::write(&config, &yaml).unwrap();
+    let (config, state) = persisted_config(dir.path(), b.addr, "1s");
     let mut gw = Gateway::start_file(config.clone(), tempfile::tempdir().unwrap()).unwrap();
     get_ok_n(&gw.url("web", "/"), 30).await;
     // Wait for a flush that holds all 30.
@@ -296,14 +307,7 @@ async fn a_sigkill_loses_at_most_one_flush_interval() {
 async fn sigterm_saves_everything() {
     let b = Backend::start("a").await;
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let yaml = slo_config(
-        b.addr,
-        "  - {name: api, objective: 99.9%}",
-        &format!("state_dir: \"{}\"\nstate_flush: 1h", state.display()),
-    );
-    let config = dir.path().join("ninefold.yaml");
-    std::fs::write(&config, &yaml).unwrap();
+    let (config, state) = persisted_config(dir.path(), b.addr, "1h");
     let mut gw = Gateway::start_file(config.clone(), tempfile::tempdir().unwrap()).unwrap();
     get_ok_n(&gw.url("web", "/"), 17).await;
     gw.signal("TERM");
@@ -317,15 +321,11 @@ async fn sigterm_saves_everything() {
 async fn a_corrupt_state_file_is_kept_aside_and_the_gateway_starts_fresh() {
     let b = Backend::start("a").await;
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    let (config, state) = persisted_config(dir.path(), b.addr, "1s");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("slo-state.json"), b"\x00\x01 not json {").unwrap();
-    let yaml = slo_config(
-        b.addr,
-        "  - {name: api, objective: 99.9%}",
-        &format!("state_dir: \"{}\"\nstate_flush: 1s", state.display()),
-    );
-    let gw = Gateway::try_start(&yaml).expect("a corrupt state file must not stop the gateway");
+    let gw = Gateway::start_file(config, tempfile::tempdir().unwrap())
+        .expect("a corrupt state file must not stop the gateway");
     assert!(
         gw.stderr().contains("corrupt or not ninefold's"),
         "{}",
@@ -347,15 +347,8 @@ async fn a_corrupt_state_file_is_kept_aside_and_the_gateway_starts_fresh() {
     assert!(eventually(Duration::from_secs(10), || saved_total(&state) == Some(3)).await);
 }
 
-const SEED: &str = "service: payments
-slo: 99.95%
-window: 30 days
-indicator:
-  type: availability
-  good: status_code in [200, 201, 204]
-  total: all_requests
-error_budget_minutes: 21.6  # 0.05% of 30 days
-";
+/// The seed's SLO file, as the wiki page writes it.
+const SEED: &str = include_str!("../../examples/slo/seed.yaml");
 
 fn ninefold(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(bin()).args(args).output().unwrap();

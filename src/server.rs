@@ -465,17 +465,6 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
     rt.block_on(async move {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // No header timer: `serve_conn`'s idle check covers slow and idle clients at
-        // one timer per connection instead of one per request.
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(None);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(1024);
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 Cmd::Listen {
@@ -492,7 +481,6 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                             tls,
                             stop,
                             shutdown_rx.clone(),
-                            builder.clone(),
                             active.clone(),
                         ));
                     }
@@ -530,10 +518,13 @@ async fn accept_loop(
     tls: bool,
     mut stop: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
-    builder: auto::Builder<TokioExecutor>,
     active: Arc<AtomicUsize>,
 ) {
     let gauge = shared.metrics.open_connections.with_label_values(&[&name]);
+    // The connection settings follow the running snapshot's limits: rebuilt when a
+    // reload changed them, for connections accepted after it.
+    let mut limits = shared.snapshot.load().config.limits;
+    let mut builder = conn_builder(&limits);
     let mut shutdown_accept = shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -551,6 +542,11 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let now = shared.snapshot.load().config.limits;
+        if now != limits {
+            limits = now;
+            builder = conn_builder(&limits);
+        }
         let ctx = Arc::new(ConnCtx {
             shared: shared.clone(),
             listener: name.clone(),
@@ -590,6 +586,30 @@ async fn accept_loop(
             active.fetch_sub(1, Ordering::AcqRel);
         });
     }
+}
+
+/// hyper's connection settings for a worker's client connections. Head size: hyper
+/// answers 431 when a request head does not fit its read buffer, so the buffer's limit
+/// is the head limit (hyper's floor is 8 KiB; the config refuses less). Header count:
+/// hyper's parser takes 100 on the stack, a different count costs a heap allocation
+/// per request, so it is set only when configured otherwise.
+fn conn_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No header timer: `serve_conn`'s idle check covers slow and idle clients at
+    // one timer per connection instead of one per request.
+    let mut h1 = builder.http1();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(limits.max_request_head.max(crate::config::MIN_HEAD_LIMIT));
+    if limits.max_request_headers != crate::config::DEFAULT_MAX_REQUEST_HEADERS {
+        h1.max_headers(limits.max_request_headers);
+    }
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024)
+        .max_header_list_size(u32::try_from(limits.max_request_head).unwrap_or(u32::MAX));
+    builder
 }
 
 async fn serve_conn<I>(

@@ -47,9 +47,10 @@ pub struct ListenerSnap {
     pub protocol: ListenerProtocol,
     /// TLS acceptor for `https`, built from the files read at this snapshot.
     pub tls: Option<TlsAcceptor>,
-    /// Routes, first match wins.
-    pub routes: Vec<RouteSnap>,
-    /// Counters for requests no route matched.
+    /// Routes, first match wins; shared so that a response body can record its
+    /// route's outcome when it ends.
+    pub routes: Vec<Arc<RouteSnap>>,
+    /// Counters for requests no route matched (and requests refused before routing).
     pub unmatched: RouteMetrics,
 }
 
@@ -93,6 +94,8 @@ pub struct ClusterSnap {
     pub protocol: UpstreamProtocol,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// Largest upstream answer head (`limits.max_response_head`).
+    pub max_response_head: usize,
     /// Endpoints, in config order.
     pub endpoints: Vec<Arc<EndpointState>>,
     /// Endpoint addresses as `ip:port`, for logs and the state API.
@@ -123,7 +126,14 @@ impl Snapshot {
         let clusters: Vec<Arc<ClusterSnap>> = config
             .clusters
             .iter()
-            .map(|c| Arc::new(ClusterSnap::build(c, &carried, metrics)))
+            .map(|c| {
+                Arc::new(ClusterSnap::build(
+                    c,
+                    &carried,
+                    metrics,
+                    config.limits.max_response_head,
+                ))
+            })
             .collect();
         let by_name: HashMap<&str, &Arc<ClusterSnap>> =
             clusters.iter().map(|c| (&*c.name, c)).collect();
@@ -149,7 +159,7 @@ impl Snapshot {
                         counters: slo.counters(name),
                     })
                 });
-                routes.push(RouteSnap {
+                routes.push(Arc::new(RouteSnap {
                     name: r.name.as_str().into(),
                     matcher: r.matcher.clone(),
                     cluster: Arc::clone(cluster),
@@ -157,7 +167,7 @@ impl Snapshot {
                     idle_timeout: r.idle_timeout,
                     metrics: metrics.route(&l.name, &r.name, &r.cluster, r.slo.as_deref()),
                     slo: route_slo,
-                });
+                }));
             }
             listeners.push(ListenerSnap {
                 name: l.name.as_str().into(),
@@ -189,6 +199,7 @@ impl ClusterSnap {
         c: &ClusterConfig,
         carried: &HashMap<(&str, SocketAddr), &Arc<EndpointState>>,
         metrics: &Metrics,
+        max_response_head: usize,
     ) -> ClusterSnap {
         let endpoints: Vec<Arc<EndpointState>> = c
             .endpoints
@@ -224,6 +235,7 @@ impl ClusterSnap {
             lb: c.lb,
             protocol: c.protocol,
             connect_timeout: c.connect_timeout,
+            max_response_head,
             endpoints,
             endpoint_names: names.into_iter().map(Into::into).collect(),
             connect_errors: metrics.connect_errors.with_label_values(&[&c.name]),

@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub shutdown_grace: Option<Scalar>,
     /// How long a client connection may go without starting a request.
     pub client_idle_timeout: Option<Scalar>,
+    /// Size and count limits on requests and upstream answers.
+    pub limits: Option<RawLimits>,
     /// Listeners.
     #[serde(default)]
     pub listeners: Vec<RawListener>,
@@ -57,6 +59,20 @@ pub struct RawAdmin {
     pub bind: Option<String>,
     /// Bearer token for mutations.
     pub token: Option<String>,
+}
+
+/// `limits:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request head (request line and headers).
+    pub max_request_head: Option<Scalar>,
+    /// Most header fields in a request head.
+    pub max_request_headers: Option<usize>,
+    /// Longest request target (URI).
+    pub max_uri: Option<Scalar>,
+    /// Largest upstream response head (status line and headers).
+    pub max_response_head: Option<Scalar>,
 }
 
 /// `listeners[]`.

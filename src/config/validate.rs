@@ -32,6 +32,18 @@ pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_STATE_FLUSH: Duration = Duration::from_secs(10);
 /// Default time SIGTERM waits for in-flight requests.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default largest request head: HAProxy's usable buffer is about 15 KiB and nginx
+/// refuses a header line over 8 KiB, so 16 KiB keeps ninefold as strict as the stricter
+/// of the two on large heads while leaving room for big cookies.
+pub const DEFAULT_MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Smallest head limit hyper's HTTP/1 reader accepts (its read buffer minimum).
+pub const MIN_HEAD_LIMIT: usize = 8 * 1024;
+/// Default most request headers: HAProxy's `tune.http.maxhdr` is 101, hyper's 100.
+pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+/// Default longest request target: nginx answers 414 past its 8 KiB buffer.
+pub const DEFAULT_MAX_URI: usize = 8 * 1024;
+/// Default largest upstream response head, the same as a request's.
+pub const DEFAULT_MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -48,6 +60,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Idle client connection check period.
     pub client_idle_timeout: Duration,
+    /// Size and count limits on requests and upstream answers.
+    pub limits: Limits,
     /// Listeners.
     pub listeners: Vec<ListenerConfig>,
     /// Clusters.
@@ -71,6 +85,30 @@ pub struct AdminConfig {
     pub bind: SocketAddr,
     /// Bearer token for mutations.
     pub token: Option<String>,
+}
+
+/// `limits:`: what the gateway refuses before anything reaches an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head in bytes; larger gets 431.
+    pub max_request_head: usize,
+    /// Most request header fields; more gets 431.
+    pub max_request_headers: usize,
+    /// Longest request target in bytes; longer gets 414.
+    pub max_uri: usize,
+    /// Largest upstream response head in bytes; larger gets 502 `upstream-error`.
+    pub max_response_head: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_head: DEFAULT_MAX_REQUEST_HEAD,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            max_uri: DEFAULT_MAX_URI,
+            max_response_head: DEFAULT_MAX_RESPONSE_HEAD,
+        }
+    }
 }
 
 /// `access_log:`.
@@ -296,6 +334,7 @@ pub fn validate(
     let client_idle_timeout = v
         .opt_duration("client_idle_timeout", raw.client_idle_timeout.as_ref())
         .unwrap_or(DEFAULT_CLIENT_IDLE_TIMEOUT);
+    let limits = v.limits(raw.limits.as_ref());
 
     // Clusters first: routes refer to them.
     let mut cluster_names = HashSet::new();
@@ -470,6 +509,7 @@ pub fn validate(
             access_log,
             shutdown_grace,
             client_idle_timeout,
+            limits,
             listeners,
             clusters,
             raw,
@@ -513,6 +553,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration {s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a size: `16384`, `16KiB`, `16 KiB`, `16k`, `1MiB`, `1m` (binary units).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (write 16384, 16KiB or 1MiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("invalid size {s:?} (write 16384, 16KiB or 1MiB)")),
+    };
+    n.checked_mul(mult)
+        .filter(|&b| b <= 1 << 30)
+        .ok_or_else(|| format!("size {s:?} is out of range (at most 1GiB)"))
 }
 
 /// Parses a status code (`204`) or a class (`2xx`) into the inclusive range it covers.
@@ -597,6 +656,54 @@ impl V<'_> {
                 self.err_hint(path, m, "write durations like 250ms, 5s, 1m, 2h or 30d");
                 None
             }
+        }
+    }
+
+    /// A size between `min` and 1 GiB, or `default` when absent.
+    fn size(&mut self, path: &str, s: Option<&Scalar>, min: usize, default: usize) -> usize {
+        let Some(s) = s else { return default };
+        match parse_size(&s.0) {
+            Ok(n) if n < min => {
+                self.err(path, format!("must be at least {min} bytes, got {s}"));
+                default
+            }
+            Ok(n) => n,
+            Err(m) => {
+                self.err(path, m);
+                default
+            }
+        }
+    }
+
+    fn limits(&mut self, raw: Option<&RawLimits>) -> Limits {
+        let d = Limits::default();
+        let Some(l) = raw else { return d };
+        let max_request_headers = match l.max_request_headers {
+            Some(0) => {
+                self.err(
+                    "limits.max_request_headers",
+                    "must be at least 1, got 0".into(),
+                );
+                d.max_request_headers
+            }
+            Some(n) => n,
+            None => d.max_request_headers,
+        };
+        Limits {
+            max_request_head: self.size(
+                "limits.max_request_head",
+                l.max_request_head.as_ref(),
+                MIN_HEAD_LIMIT,
+                d.max_request_head,
+            ),
+            max_request_headers,
+            max_uri: self.size("limits.max_uri", l.max_uri.as_ref(), 1, d.max_uri),
+            max_response_head: self.size(
+                "limits.max_response_head",
+                l.max_response_head.as_ref(),
+                MIN_HEAD_LIMIT,
+                d.max_response_head,
+            ),
         }
     }
 
@@ -1064,6 +1171,38 @@ mod tests {
         assert_eq!(parse_status_match("6xx"), None);
         assert_eq!(parse_status_match("99"), None);
         assert_eq!(parse_status_match("abc"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16384"), Ok(16384));
+        assert_eq!(parse_size("16KiB"), Ok(16384));
+        assert_eq!(parse_size(" 16 kib "), Ok(16384));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("16 parsecs").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999k").is_err());
+        assert!(parse_size("2048MiB").is_err());
+    }
+
+    #[test]
+    fn limits_have_floors() {
+        let yaml = "limits: {max_request_head: 4KiB, max_request_headers: 0, max_uri: 2k}\n";
+        let e = crate::config::parse("f.yaml", yaml, Path::new(".")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "f.yaml:1:28: limits.max_request_head: must be at least 8192 bytes, got 4KiB"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("limits.max_request_headers: must be at least 1"),
+            "{text}"
+        );
+        let c = crate::config::parse("f.yaml", "limits: {max_uri: 2k}\n", Path::new(".")).unwrap();
+        assert_eq!(c.limits.max_uri, 2048);
+        assert_eq!(c.limits.max_request_head, DEFAULT_MAX_REQUEST_HEAD);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! endpoint's in-flight guard, so least-request sees a request as busy until its last
 //! byte has been relayed. An upstream that stops sending midway is cut after the route's
 //! `idle_timeout` of silence (the idle timer is armed only while a read is actually waiting),
-//! so a stalled body never hangs the client.
+//! so a stalled body never hangs the client. It also carries the request's
+//! [`Record`], written when the body ends: cleanly, cut by the upstream, or dropped.
 
+use super::record::Record;
 use crate::upstream::{pool, InFlight};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -52,6 +54,8 @@ pub struct UpstreamBody {
     /// re-armed each time a read starts waiting.
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// The request's record, written when this body ends (see `proxy::record`).
+    pub record: Option<Record>,
 }
 
 // === impl ReqBody ===
@@ -89,11 +93,6 @@ impl Body for ReqBody {
 // === impl RespBody ===
 
 impl RespBody {
-    /// A gateway-made body.
-    pub fn full(b: impl Into<Bytes>) -> Self {
-        RespBody::Full(Some(b.into()))
-    }
-
     /// No body.
     pub fn empty() -> Self {
         RespBody::Full(None)
@@ -113,6 +112,7 @@ impl RespBody {
             idle,
             timer: None,
             armed: false,
+            record: None,
         });
         // An empty body (HEAD, 204, 304, Content-Length: 0) has already ended.
         if b.inner.is_end_stream() {
@@ -155,6 +155,18 @@ impl Body for RespBody {
 // === impl UpstreamBody ===
 
 impl UpstreamBody {
+    /// Whether the body has already ended (nothing left to relay).
+    pub fn ended(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    /// The body ended: as the upstream framed it (`ok`), or broken.
+    fn end(&mut self, ok: bool) {
+        if let Some(r) = self.record.take() {
+            r.finish_body(ok);
+        }
+    }
+
     fn release(&mut self) {
         if let Some((slot, tx)) = self.conn.take() {
             pool::checkin_h1(slot, tx);
@@ -184,6 +196,7 @@ impl UpstreamBody {
                     // Silent too long: fail the body so the client sees a broken
                     // response, not a short one; the connection is dropped, not pooled.
                     self.conn = None;
+                    self.end(false);
                     return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "upstream body idle timeout",
@@ -193,14 +206,19 @@ impl UpstreamBody {
             Poll::Ready(None) => {
                 self.armed = false;
                 self.release();
+                self.end(true);
             }
             Poll::Ready(Some(Ok(_))) => {
                 self.armed = false;
                 if self.inner.is_end_stream() {
                     self.release();
+                    self.end(true);
                 }
             }
-            Poll::Ready(Some(Err(_))) => self.conn = None,
+            Poll::Ready(Some(Err(_))) => {
+                self.conn = None;
+                self.end(false);
+            }
         }
         r.map_err(Into::into)
     }

@@ -27,8 +27,14 @@ pub enum Failure {
     UpstreamError,
     /// No response headers within the route's `timeout` (504).
     Timeout,
-    /// The request cannot be forwarded as sent (400).
+    /// The request cannot be forwarded as sent: ambiguous framing, bad Host (400).
     BadRequest,
+    /// The client's request body broke its own framing (a malformed chunk) (400).
+    BadBody,
+    /// The request target is longer than `limits.max_uri` (414).
+    UriTooLong,
+    /// A transfer coding other than `chunked` (501).
+    UnsupportedCoding,
 }
 
 // === impl Failure ===
@@ -41,7 +47,9 @@ impl Failure {
             Failure::ListenerGone | Failure::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             Failure::ConnectFailed | Failure::UpstreamError => StatusCode::BAD_GATEWAY,
             Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::BadRequest => StatusCode::BAD_REQUEST,
+            Failure::BadRequest | Failure::BadBody => StatusCode::BAD_REQUEST,
+            Failure::UriTooLong => StatusCode::URI_TOO_LONG,
+            Failure::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -56,6 +64,9 @@ impl Failure {
             Failure::UpstreamError => "upstream-error",
             Failure::Timeout => "upstream-timeout",
             Failure::BadRequest => "bad-request",
+            Failure::BadBody => "bad-request-body",
+            Failure::UriTooLong => "uri-too-long",
+            Failure::UnsupportedCoding => "unsupported-transfer-coding",
         }
     }
 
@@ -85,7 +96,30 @@ impl Failure {
             Failure::BadRequest => {
                 r#"{"status":400,"reason":"bad-request","message":"the request cannot be forwarded"}"#
             }
+            Failure::BadBody => {
+                r#"{"status":400,"reason":"bad-request-body","message":"the request body is malformed"}"#
+            }
+            Failure::UriTooLong => {
+                r#"{"status":414,"reason":"uri-too-long","message":"the request target is too long"}"#
+            }
+            Failure::UnsupportedCoding => {
+                r#"{"status":501,"reason":"unsupported-transfer-coding","message":"only the chunked transfer coding is supported"}"#
+            }
         }
+    }
+
+    /// Whether the request itself caused it (malformed, unsupported, unroutable):
+    /// such answers count for an SLO by their status class, never as the gateway's or
+    /// the upstream's failure.
+    pub fn is_client_fault(self) -> bool {
+        matches!(
+            self,
+            Failure::NoRoute
+                | Failure::BadRequest
+                | Failure::BadBody
+                | Failure::UriTooLong
+                | Failure::UnsupportedCoding
+        )
     }
 
     /// The gateway's answer for this failure.

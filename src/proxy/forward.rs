@@ -5,11 +5,19 @@
 //! connection that the upstream had closed); it then goes once more on a fresh
 //! connection. Nothing that may have reached the upstream is sent twice.
 //!
+//! Framing: the client's body keeps its framing upstream. A body of unknown length
+//! (chunked, or h2 without `content-length`) goes as `Transfer-Encoding: chunked`
+//! whatever the method: hyper would otherwise send a GET's body as nothing. A body
+//! that breaks its own framing (a malformed chunk) is the client's fault: 400, not
+//! 502. The upstream's answer is checked by `conform::check_response`; one it had to
+//! repair, or an unsolicited `101`, never shares its connection with another request.
+//!
 //! Cancel safety: if the client goes away, hyper drops this future; the upstream
 //! connection is then dropped too (never pooled mid-exchange) and the in-flight guard
 //! ends the request.
 
 use super::body::{ReqBody, RespBody};
+use super::conform;
 use super::error::Failure;
 use super::ConnCtx;
 use crate::config::UpstreamProtocol;
@@ -20,6 +28,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::Ordering;
@@ -43,7 +52,14 @@ pub async fn send(
 ) -> Result<Response<RespBody>, Failure> {
     let upgrade = is_upgrade(&parts);
     let h2 = cluster.protocol == UpstreamProtocol::Http2;
+    let head = parts.method == http::Method::HEAD;
     rewrite_request(ctx, &mut parts, upgrade, h2)?;
+    if !h2 && !body.is_end_stream() && body.size_hint().exact().is_none() {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     // Take the client's upgrade handle before the request moves upstream.
     let client_upgrade = if upgrade {
         let mut probe = Request::from_parts(parts, ());
@@ -57,14 +73,19 @@ pub async fn send(
     let in_flight = ep.start();
 
     if h2 {
-        let mut tx = pool::h2_sender(ep.slot, ep.address, cluster.connect_timeout)
-            .await
-            .map_err(|e| connect_failed(cluster, ep, e))?;
+        let mut tx = pool::h2_sender(
+            ep.slot,
+            ep.address,
+            cluster.connect_timeout,
+            cluster.max_response_head,
+        )
+        .await
+        .map_err(|e| connect_failed(cluster, ep, e))?;
         ep.connect_failures.store(0, Ordering::Relaxed);
         let resp = tx
             .send_request(req)
             .await
-            .map_err(|_| Failure::UpstreamError)?;
+            .map_err(|e| exchange_failed(cluster, ep, &e))?;
         let (mut rp, incoming) = resp.into_parts();
         strip_hop_headers(&mut rp.headers, false);
         rp.version = Version::HTTP_11;
@@ -86,9 +107,13 @@ pub async fn send(
         let mut c = match conn.take() {
             Some(c) => c,
             None => {
-                let c = pool::connect_h1(ep.address, cluster.connect_timeout)
-                    .await
-                    .map_err(|e| connect_failed(cluster, ep, e))?;
+                let c = pool::connect_h1(
+                    ep.address,
+                    cluster.connect_timeout,
+                    cluster.max_response_head,
+                )
+                .await
+                .map_err(|e| connect_failed(cluster, ep, e))?;
                 ep.connect_failures.store(0, Ordering::Relaxed);
                 c
             }
@@ -99,23 +124,48 @@ pub async fn send(
                 // The pooled connection was closing; the request never left. Once more
                 // on a fresh connection.
                 Some(r) if c.reused => req = r,
-                _ => return Err(Failure::UpstreamError),
+                _ => return Err(exchange_failed(cluster, ep, e.error())),
             },
         }
     };
     let (resp, tx) = resp;
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            return Ok(tunnel(ctx, resp, client_upgrade, in_flight));
-        }
+        return match client_upgrade {
+            Some(client_upgrade) => Ok(tunnel(ctx, resp, client_upgrade, in_flight)),
+            None => {
+                // The client asked for no upgrade: relaying this would switch a
+                // connection that still carries HTTP for the client.
+                tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answered 101 to a request without Upgrade; answering 502");
+                Err(Failure::UpstreamError)
+            }
+        };
     }
     let (mut rp, incoming) = resp.into_parts();
+    let framing = conform::check_response(rp.status, &mut rp.headers, head).inspect_err(|_| {
+        tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, status = rp.status.as_u16(), "upstream answer with ambiguous framing (two Content-Length, or a transfer coding other than chunked); answering 502");
+    })?;
     strip_hop_headers(&mut rp.headers, false);
+    // A repaired answer's connection is not reused: whatever the upstream meant by the
+    // conflicting headers may still be on it.
+    let keep = (!framing.poisoned).then_some((ep.slot, tx));
     Ok(Response::from_parts(
         rp,
-        RespBody::upstream(incoming, Some((ep.slot, tx)), in_flight, idle),
+        RespBody::upstream(incoming, keep, in_flight, idle),
     ))
+}
+
+/// Maps a failed exchange: the client's body breaking its own framing is the client's
+/// fault (400); anything else is the upstream's (502), and an answer refused by the
+/// parser (too large a head, bad syntax) is logged with its cause.
+fn exchange_failed(cluster: &ClusterSnap, ep: &EndpointState, e: &hyper::Error) -> Failure {
+    if e.is_user() {
+        return Failure::BadBody;
+    }
+    if e.is_parse() || e.is_parse_too_large() {
+        tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answer refused: {e}; answering 502");
+    }
+    Failure::UpstreamError
 }
 
 fn connect_failed(cluster: &ClusterSnap, ep: &EndpointState, e: ConnectError) -> Failure {
@@ -194,13 +244,8 @@ fn rewrite_request(
     // Room for the x-forwarded-* headers, so adding them does not grow the map twice.
     h.reserve(3);
 
-    // Host: HTTP/1.1 clients send it; h2 clients send :authority instead.
-    if !h.contains_key(header::HOST) {
-        if let Some(a) = parts.uri.authority() {
-            let v = HeaderValue::from_str(a.as_str()).map_err(|_| Failure::BadRequest)?;
-            h.insert(header::HOST, v);
-        }
-    }
+    // Host is in place already: `conform::check_request` put the target's authority
+    // (absolute-form, h2's :authority) there.
     // Append the client to the chain; several x-forwarded-for lines become one.
     let mut prev = h.get_all(&X_FORWARDED_FOR).iter();
     match (prev.next(), prev.next()) {
@@ -260,7 +305,8 @@ fn rewrite_request(
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the Connection header
-/// names (`Trailer` is end-to-end since RFC 9110 and stays). `te: trailers` stays (gRPC needs it); with `keep_upgrade`, `connection` and
+/// names, except `Host` and `Content-Length`, which routing and framing rest on
+/// (`Trailer` is end-to-end since RFC 9110 and stays). `te: trailers` stays (gRPC needs it); with `keep_upgrade`, `connection` and
 /// `upgrade` stay too.
 pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
     // One pass over the names to see which hop-by-hop headers are there at all: most
@@ -301,9 +347,12 @@ pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .filter(|t| {
+                // Connection may not take away what routing and framing rest on.
                 let ignored = t.is_empty()
                     || t.eq_ignore_ascii_case("close")
                     || t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("host")
+                    || t.eq_ignore_ascii_case("content-length")
                     || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"));
                 !ignored
             })
@@ -362,6 +411,22 @@ mod tests {
         assert!(h.get("transfer-encoding").is_none());
         assert_eq!(h.get("te").unwrap(), "trailers");
         assert_eq!(h.get("x-keep").unwrap(), "1");
+    }
+
+    #[test]
+    fn connection_cannot_name_host_or_length() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("Host, content-length, x-a"),
+        );
+        h.insert("host", HeaderValue::from_static("a.example"));
+        h.insert("content-length", HeaderValue::from_static("3"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        strip_hop_headers(&mut h, false);
+        assert_eq!(h.get("host").unwrap(), "a.example");
+        assert_eq!(h.get("content-length").unwrap(), "3");
+        assert!(h.get("x-a").is_none());
     }
 
     #[test]

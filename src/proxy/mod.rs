@@ -1,24 +1,28 @@
 //! The request pipeline: the whole life of a request, top to bottom, in [`handle`].
 //!
 //! ```text
-//! snapshot → route match → endpoint pick (balancer) → forward (timeouts) → record
-//!                 │ no match: 404            │ failure: 502/503/504 + x-ninefold-reason
+//! snapshot → conformance → route match → endpoint pick (balancer) → forward (timeouts) → record
+//!               │ 400/414/501      │ no match: 404            │ failure: 502/503/504 + x-ninefold-reason
 //! ```
 //!
-//! Later stages of the design (faults, bulkheads, breakers, retries, fallbacks, SLOs)
-//! slot in between these steps; each is its own module.
+//! The record (SLI, metrics, access log) is written when the answer has really ended,
+//! which for a streamed body is after `handle` returns (see [`record`]). Later stages
+//! of the design (faults, bulkheads, breakers, retries, fallbacks) slot in between
+//! these steps; each is its own module.
 
 pub mod body;
+pub mod conform;
 pub mod error;
 pub mod forward;
+pub mod record;
 pub mod route;
 
-use crate::config::AccessLog;
 use crate::server::Shared;
 use body::RespBody;
 use error::Failure;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use record::{LogLine, Record};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -50,33 +54,28 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     // 1. One config version for the whole request.
     let snap = ctx.shared.snapshot.load_full();
     let Some(listener) = snap.listener(&ctx.listener) else {
+        tracing::warn!(listener = %ctx.listener, "request on a listener a reload removed; answering 503");
         return Failure::ListenerGone.response();
     };
-    let (parts, body) = req.into_parts();
-    let log = snap.config.access_log;
-    let method_path = (log != AccessLog::Off).then(|| (parts.method.clone(), parts.uri.clone()));
+    let (mut parts, body) = req.into_parts();
+    let log = LogLine::new(snap.config.access_log, ctx, &parts.method, &parts.uri);
 
-    // 2. Route.
+    // 2. Conformance: refuse what an upstream could read otherwise than we do, and put
+    //    the host where routing and the upstream both read it.
+    if let Err(f) = conform::check_request(&mut parts, &snap.config.limits) {
+        return unrouted(listener, f, start, log.as_deref());
+    }
+
+    // 3. Route.
     let Some(route) = route::resolve(listener, &parts) else {
-        let resp = Failure::NoRoute.response();
-        listener
-            .unmatched
-            .record(404, true, start.elapsed().as_secs_f64());
-        if let Some((m, u)) = method_path {
-            access_log(log, ctx, "", "", "", &m, &u, 404, start, "no-route");
-        }
-        return resp;
+        return unrouted(listener, Failure::NoRoute, start, log.as_deref());
     };
+    // From here the request is recorded exactly once, even if this future is dropped
+    // (the client left: 499) or the body breaks after the head.
+    let mut record = Record::new(route.clone(), start, log);
     let cluster = &route.cluster;
-    // A client that goes away before its answer still made a request: when this
-    // future is dropped unanswered, the guard counts it (status 499, bad for the SLO).
-    let mut abandoned = Abandoned {
-        route,
-        start,
-        armed: true,
-    };
 
-    // 3. Endpoint pick.
+    // 4. Endpoint pick.
     let result = if cluster.endpoints.is_empty() {
         Err((Failure::NoEndpoint, None))
     } else {
@@ -90,7 +89,7 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
                 .load(std::sync::atomic::Ordering::Relaxed)
         });
         let ep = &cluster.endpoints[i];
-        // 4. Forward, within the route's timeout.
+        // 5. Forward, within the route's timeout.
         match tokio::time::timeout(
             route.timeout,
             forward::send(ctx, cluster, ep, parts, body, route.idle_timeout),
@@ -103,104 +102,40 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
         }
     };
 
-    // 5. The answer.
-    let (resp, ep, reason) = match result {
-        Ok((resp, i)) => (resp, Some(i), ""),
-        Err((f, i)) => (f.response(), i, f.reason()),
-    };
-    // 6. Record: SLI, metrics, access log.
-    abandoned.armed = false;
-    let status = resp.status().as_u16();
-    let elapsed = start.elapsed();
-    let good = match &route.slo {
-        Some(s) => {
-            // The gateway's own answers to upstream failures are never good; its 400
-            // to a malformed request is the client's doing and counts by status.
-            let gateway_failure = !reason.is_empty() && status >= 500;
-            let good = s.indicator.is_good(status, elapsed, gateway_failure);
-            s.counters.record(good);
-            good
-        }
-        None => true,
-    };
-    route.metrics.record(status, good, elapsed.as_secs_f64());
-    if let Some((m, u)) = method_path {
-        let ep_name = ep.map_or("", |i| &*cluster.endpoint_names[i]);
-        access_log(
-            log,
-            ctx,
-            &route.name,
-            &cluster.name,
-            ep_name,
-            &m,
-            &u,
-            status,
-            start,
-            reason,
-        );
-    }
-    resp
-}
-
-/// Counts a request whose client left before the answer (see [`handle`]).
-struct Abandoned<'a> {
-    route: &'a crate::snapshot::RouteSnap,
-    start: Instant,
-    armed: bool,
-}
-
-impl Drop for Abandoned<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let good = match &self.route.slo {
-            Some(s) => {
-                s.counters.record(false);
-                false
+    // 6. The answer, and its record: now for an answer the gateway made or a body
+    //    that has already ended, else when the body ends.
+    match result {
+        Ok((mut resp, i)) => {
+            record.head(resp.status().as_u16(), Some(&cluster.endpoint_names[i]));
+            match resp.body_mut() {
+                RespBody::Upstream(b) if !b.ended() => b.record = Some(record),
+                _ => record.finish_body(true),
             }
-            None => true,
-        };
-        self.route.metrics.record(499, good, elapsed);
+            resp
+        }
+        Err((f, i)) => {
+            record.head(f.status().as_u16(), i.map(|i| &cluster.endpoint_names[i]));
+            // The gateway's answers to upstream failures are never good; its 4xx to a
+            // malformed request is the client's doing and counts by status.
+            record.finish(f.status().as_u16(), f.reason(), !f.is_client_fault());
+            f.response()
+        }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn access_log(
-    mode: AccessLog,
-    ctx: &ConnCtx,
-    route: &str,
-    cluster: &str,
-    endpoint: &str,
-    method: &http::Method,
-    uri: &http::Uri,
-    status: u16,
+/// Answers and records a request refused before any route matched.
+fn unrouted(
+    listener: &crate::snapshot::ListenerSnap,
+    f: Failure,
     start: Instant,
-    reason: &str,
-) {
-    let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let path = uri.path();
-    match mode {
-        AccessLog::Off => {}
-        AccessLog::Text => tracing::info!(
-            target: "ninefold::access::text",
-            "{} {} {method} {path} {status} {duration_ms:.3}ms route={route} cluster={cluster} endpoint={endpoint} reason={reason}",
-            ctx.client,
-            ctx.listener,
-        ),
-        AccessLog::Json => tracing::info!(
-            target: "ninefold::access::json",
-            client = %ctx.client,
-            listener = &*ctx.listener,
-            method = %method,
-            path,
-            status,
-            duration_ms,
-            route,
-            cluster,
-            endpoint,
-            reason,
-        ),
+    log: Option<&LogLine>,
+) -> Response<RespBody> {
+    let status = f.status().as_u16();
+    listener
+        .unmatched
+        .record(status, true, start.elapsed().as_secs_f64());
+    if let Some(log) = log {
+        log.unrouted(status, start, f.reason());
     }
+    f.response()
 }

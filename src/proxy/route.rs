@@ -8,9 +8,10 @@ use crate::snapshot::{ListenerSnap, RouteSnap};
 use crate::upstream::balance::hash_bytes;
 use http::header::{COOKIE, HOST};
 use http::request::Parts;
+use std::sync::Arc;
 
 /// The route for a request, if any.
-pub fn resolve<'a>(listener: &'a ListenerSnap, req: &Parts) -> Option<&'a RouteSnap> {
+pub fn resolve<'a>(listener: &'a ListenerSnap, req: &Parts) -> Option<&'a Arc<RouteSnap>> {
     listener.routes.iter().find(|r| matches(&r.matcher, req))
 }
 

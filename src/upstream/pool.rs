@@ -106,10 +106,16 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
     Ok(stream)
 }
 
-/// Opens a new HTTP/1.1 connection; its driver runs as a task on this worker.
-pub async fn connect_h1(addr: SocketAddr, timeout: Duration) -> Result<H1Conn, ConnectError> {
+/// Opens a new HTTP/1.1 connection; its driver runs as a task on this worker. An
+/// answer whose head is larger than `max_head` bytes fails the exchange.
+pub async fn connect_h1(
+    addr: SocketAddr,
+    timeout: Duration,
+    max_head: usize,
+) -> Result<H1Conn, ConnectError> {
     let stream = connect_tcp(addr, timeout).await?;
     let (tx, conn) = http1::Builder::new()
+        .max_header_size(max_head)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(ConnectError::Handshake)?;
@@ -119,11 +125,13 @@ pub async fn connect_h1(addr: SocketAddr, timeout: Duration) -> Result<H1Conn, C
     Ok(H1Conn { tx, reused: false })
 }
 
-/// The worker's HTTP/2 sender to `slot`, connecting when there is none or it closed.
+/// The worker's HTTP/2 sender to `slot`, connecting when there is none or it closed;
+/// `max_head` bounds an answer's header list.
 pub async fn h2_sender(
     slot: usize,
     addr: SocketAddr,
     timeout: Duration,
+    max_head: usize,
 ) -> Result<http2::SendRequest<ReqBody>, ConnectError> {
     let cached = POOL.with(|p| p.borrow().h2.get(slot).cloned().flatten());
     if let Some(tx) = cached {
@@ -135,6 +143,7 @@ pub async fn h2_sender(
     let (tx, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30))
+        .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX))
         .handshake(TokioIo::new(stream))
         .await
         .map_err(ConnectError::Handshake)?;

@@ -593,3 +593,78 @@ async fn the_slo_example_serves() {
     assert_eq!(names, ["payments", "search-latency"]);
     assert_eq!(v["slos"][0]["memory_bytes"], 59952);
 }
+
+/// A raw upstream that announces `content-length: 100`, sends 10 bytes and closes.
+async fn cutting_backend() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_body_the_upstream_cuts_is_recorded_as_a_failure_not_a_200() {
+    let addr = cutting_backend().await;
+    let gw = Gateway::start(&slo_config(
+        addr,
+        "  - {name: api, objective: 99%, indicator: {type: availability, good_status: [2xx]}}",
+        "access_log: text",
+    ));
+    let r = client()
+        .request(
+            hyper::Request::get(gw.url("web", "/x"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // The head said 200; the body breaks.
+    assert_eq!(r.status(), 200);
+    assert!(r.into_body().collect().await.is_err());
+    let v = wait_total(&gw, 1).await;
+    assert_eq!(v["slos"][0]["total"], 1, "{v:#}");
+    assert_eq!(
+        v["slos"][0]["bad"], 1,
+        "a cut body is not a good answer: {v:#}"
+    );
+    let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
+    assert!(
+        m.contains(
+            "code_class=\"5xx\",listener=\"web\",route=\"main\",slo=\"api\",slo_result=\"bad\"} 1"
+        ),
+        "{m}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .stdout()
+            .contains("reason=upstream-body-cut"))
+        .await,
+        "{}",
+        gw.stdout()
+    );
+    let line = gw
+        .stdout()
+        .lines()
+        .find(|l| l.contains("upstream-body-cut"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains("GET /x 502 "), "{line}");
+}

@@ -1,0 +1,328 @@
+//! Message rules the gateway enforces itself, on top of what hyper's parser checks: the
+//! places where a lenient proxy and a strict upstream could read one message two ways
+//! (request smuggling, response splitting), or where the upstream would see something
+//! other than what was routed.
+//!
+//! Requests ([`check_request`]), before routing:
+//! - at most one `Host`, a valid authority; HTTP/1.1 needs one (RFC 9112 §3.2);
+//! - the request target's authority wins over `Host` (absolute-form, RFC 9112 §3.2.2),
+//!   and on h2 a `host` that names another authority than `:authority` is refused
+//!   (RFC 9113 §8.3.1), so routing and the upstream see the same host;
+//! - at most one `Content-Length`, never with `Transfer-Encoding` (nginx's answer;
+//!   RFC 9112 §6.3 allows either refusing or dropping the length);
+//! - `Transfer-Encoding` is exactly `chunked`: another coding gets 501 (nginx), a
+//!   repeated or empty one 400;
+//! - a request target longer than `limits.max_uri` gets 414.
+//!
+//! Upstream answers ([`check_response`]): two `Content-Length`s or a
+//! `Transfer-Encoding` other than `chunked` are refused (502); `Content-Length` beside
+//! `Transfer-Encoding: chunked` is removed, as RFC 9112 §6.3 requires of an
+//! intermediary, and such a connection is not reused.
+//!
+//! Nothing here allocates unless it rewrites `Host`.
+
+use super::error::Failure;
+use crate::config::Limits;
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::uri::Authority;
+use http::{StatusCode, Version};
+
+/// What [`check_response`] found out about an upstream answer's framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResponseFraming {
+    /// The answer must not share its connection with a later request: its framing was
+    /// repaired, or it announced a body where none may be.
+    pub poisoned: bool,
+}
+
+/// Checks a request and puts its host where routing and the upstream read it.
+pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> {
+    if uri_len(&parts.uri) > limits.max_uri {
+        return Err(Failure::UriTooLong);
+    }
+    host(parts)?;
+    if parts.version == Version::HTTP_2 {
+        // h2 frames its own bodies; the h2 layer refuses connection-specific fields and
+        // a content-length that disagrees with the DATA frames.
+        return Ok(());
+    }
+    let h = &parts.headers;
+    let mut lengths = h.get_all(CONTENT_LENGTH).iter();
+    let length = lengths.next();
+    if lengths.next().is_some() {
+        return Err(Failure::BadRequest);
+    }
+    if let Some(l) = length {
+        if l.is_empty() || !l.as_bytes().iter().all(u8::is_ascii_digit) {
+            return Err(Failure::BadRequest);
+        }
+    }
+    if h.contains_key(TRANSFER_ENCODING) {
+        if length.is_some() || parts.version != Version::HTTP_11 {
+            return Err(Failure::BadRequest);
+        }
+        transfer_coding(h)?;
+    }
+    Ok(())
+}
+
+/// Checks an upstream answer's framing headers and repairs what RFC 9112 says an
+/// intermediary repairs. `head` is whether the request was HEAD.
+pub fn check_response(
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    head: bool,
+) -> Result<ResponseFraming, Failure> {
+    let mut framing = ResponseFraming::default();
+    let lengths = headers.get_all(CONTENT_LENGTH).iter().count();
+    if lengths > 1 {
+        return Err(Failure::UpstreamError);
+    }
+    let no_body = head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if headers.contains_key(TRANSFER_ENCODING) {
+        // hyper decoded the body as chunked (or refused it); anything but plain
+        // `chunked` would leave a coding the client is never told about.
+        transfer_coding(headers).map_err(|_| Failure::UpstreamError)?;
+        if lengths == 1 {
+            headers.remove(CONTENT_LENGTH);
+            framing.poisoned = true;
+        }
+        if no_body && !head {
+            framing.poisoned = true;
+        }
+    } else if no_body && !head {
+        // A 204 or 304 that announces a body: the bytes may sit on the connection and
+        // be read as the next answer.
+        let announced = headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+        framing.poisoned |= announced;
+    }
+    Ok(framing)
+}
+
+/// `Transfer-Encoding` must be exactly one `chunked`, in any case.
+fn transfer_coding(h: &HeaderMap) -> Result<(), Failure> {
+    let mut chunked = 0;
+    for v in h.get_all(TRANSFER_ENCODING) {
+        for t in v.as_bytes().split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.eq_ignore_ascii_case(b"chunked") {
+                chunked += 1;
+            } else if t.is_empty() {
+                return Err(Failure::BadRequest);
+            } else {
+                return Err(Failure::UnsupportedCoding);
+            }
+        }
+    }
+    if chunked == 1 {
+        Ok(())
+    } else {
+        Err(Failure::BadRequest)
+    }
+}
+
+/// Host rules; see the module doc.
+fn host(parts: &mut Parts) -> Result<(), Failure> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let given = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Failure::BadRequest);
+    }
+    if let Some(v) = given {
+        // An authority without userinfo: `user@host` is no host.
+        let valid = std::str::from_utf8(v.as_bytes())
+            .ok()
+            .filter(|s| !s.contains('@'))
+            .and_then(|s| s.parse::<Authority>().ok())
+            .is_some();
+        // An empty Host is allowed when the target has no authority (RFC 9112 §3.2).
+        let empty_ok = v.is_empty() && parts.uri.authority().is_none();
+        if !(valid || empty_ok) {
+            return Err(Failure::BadRequest);
+        }
+    }
+    match parts.uri.authority() {
+        Some(a) => {
+            if a.as_str().contains('@') {
+                return Err(Failure::BadRequest);
+            }
+            if parts.version == Version::HTTP_2 {
+                if let Some(v) = given {
+                    if !v.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
+                        return Err(Failure::BadRequest);
+                    }
+                    return Ok(());
+                }
+            }
+            // The target's authority is the host (absolute-form, or h2 without Host).
+            let v = HeaderValue::from_str(a.as_str()).map_err(|_| Failure::BadRequest)?;
+            parts.headers.insert(HOST, v);
+            Ok(())
+        }
+        None if given.is_none() && parts.version == Version::HTTP_11 => Err(Failure::BadRequest),
+        None => Ok(()),
+    }
+}
+
+/// Length of the request target as received.
+fn uri_len(uri: &http::Uri) -> usize {
+    let pq = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(s), Some(a)) => s.len() + 3 + a.as_str().len() + pq,
+        (None, Some(a)) => a.as_str().len() + pq,
+        _ => pq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn parts(version: Version, uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder().version(version).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn check(version: Version, uri: &str, headers: &[(&str, &str)]) -> Result<Parts, Failure> {
+        let mut p = parts(version, uri, headers);
+        check_request(&mut p, &Limits::default()).map(|()| p)
+    }
+
+    const H11: Version = Version::HTTP_11;
+
+    #[test]
+    fn host_rules() {
+        assert!(check(H11, "/", &[("host", "a.example")]).is_ok());
+        assert_eq!(
+            check(H11, "/", &[("host", "a"), ("host", "a")]).unwrap_err(),
+            Failure::BadRequest
+        );
+        assert_eq!(check(H11, "/", &[]).unwrap_err(), Failure::BadRequest);
+        assert!(check(Version::HTTP_10, "/", &[]).is_ok());
+        assert_eq!(
+            check(H11, "/", &[("host", "u@a.example")]).unwrap_err(),
+            Failure::BadRequest
+        );
+        assert_eq!(
+            check(H11, "/", &[("host", "a b")]).unwrap_err(),
+            Failure::BadRequest
+        );
+        // Absolute form: the target's authority replaces Host.
+        let p = check(H11, "http://other.example/x", &[("host", "a.example")]).unwrap();
+        assert_eq!(p.headers[HOST], "other.example");
+        // h2: a host that disagrees with :authority is refused, an equal one passes.
+        let h2 = Version::HTTP_2;
+        assert_eq!(
+            check(h2, "http://b.example/", &[("host", "a.example")]).unwrap_err(),
+            Failure::BadRequest
+        );
+        assert!(check(h2, "http://B.example/", &[("host", "b.EXAMPLE")]).is_ok());
+        let p = check(h2, "http://b.example/", &[]).unwrap();
+        assert_eq!(p.headers[HOST], "b.example");
+    }
+
+    #[test]
+    fn length_and_coding_rules() {
+        let host = ("host", "a");
+        assert_eq!(
+            check(
+                H11,
+                "/",
+                &[host, ("content-length", "5"), ("content-length", "5")]
+            )
+            .unwrap_err(),
+            Failure::BadRequest
+        );
+        assert_eq!(
+            check(
+                H11,
+                "/",
+                &[
+                    host,
+                    ("content-length", "5"),
+                    ("transfer-encoding", "chunked")
+                ]
+            )
+            .unwrap_err(),
+            Failure::BadRequest
+        );
+        assert!(check(H11, "/", &[host, ("transfer-encoding", "Chunked")]).is_ok());
+        for te in ["gzip, chunked", "identity, chunked", "gzip"] {
+            assert_eq!(
+                check(H11, "/", &[host, ("transfer-encoding", te)]).unwrap_err(),
+                Failure::UnsupportedCoding,
+                "{te}"
+            );
+        }
+        assert_eq!(
+            check(
+                H11,
+                "/",
+                &[
+                    host,
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "chunked")
+                ]
+            )
+            .unwrap_err(),
+            Failure::BadRequest
+        );
+        assert_eq!(
+            check(H11, "/", &[host, ("transfer-encoding", "chunked,")]).unwrap_err(),
+            Failure::BadRequest
+        );
+    }
+
+    #[test]
+    fn uri_limit() {
+        let long = format!("/{}", "a".repeat(DEFAULT_URI));
+        assert_eq!(
+            check(H11, &long, &[("host", "a")]).unwrap_err(),
+            Failure::UriTooLong
+        );
+        assert!(check(H11, &long[..DEFAULT_URI], &[("host", "a")]).is_ok());
+    }
+    const DEFAULT_URI: usize = crate::config::DEFAULT_MAX_URI;
+
+    #[test]
+    fn response_framing() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("4"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let f = check_response(StatusCode::OK, &mut h, false).unwrap();
+        assert!(f.poisoned);
+        assert!(!h.contains_key(CONTENT_LENGTH));
+
+        let mut h = HeaderMap::new();
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("4"));
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("4"));
+        assert!(check_response(StatusCode::OK, &mut h, false).is_err());
+
+        let mut h = HeaderMap::new();
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        assert!(check_response(StatusCode::OK, &mut h, false).is_err());
+
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert!(
+            check_response(StatusCode::NO_CONTENT, &mut h, false)
+                .unwrap()
+                .poisoned
+        );
+        assert!(
+            !check_response(StatusCode::OK, &mut h, true)
+                .unwrap()
+                .poisoned
+        );
+    }
+}

@@ -9,9 +9,11 @@
 //! from a small index of the YAML document built alongside (key path → line, column).
 //! Only a validated `Config` can become a running snapshot.
 
+pub mod failover;
 pub mod raw;
 pub mod validate;
 
+pub use failover::*;
 pub use validate::*;
 
 use serde_saphyr::granit_parser::{Event, Parser};

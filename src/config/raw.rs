@@ -131,6 +131,8 @@ pub struct RawRoute {
     pub faults: Option<RawFaults>,
     /// SLO name this route counts towards.
     pub slo: Option<String>,
+    /// Where writes go (read/write split).
+    pub writes: Option<RawWrites>,
 }
 
 /// `routes[].match`.
@@ -161,6 +163,34 @@ pub struct RawRetry {
     pub on: Option<Vec<Scalar>>,
     /// Retry budget as a share of requests.
     pub budget: Option<Scalar>,
+    /// Retries always allowed per second, whatever the budget says.
+    pub min_retries_per_second: Option<u32>,
+    /// Backoff between attempts.
+    pub backoff: Option<RawBackoff>,
+    /// Largest request body kept for replay.
+    pub buffer: Option<Scalar>,
+    /// Retry non-idempotent requests that carry an `Idempotency-Key` header.
+    pub idempotency_key: Option<bool>,
+}
+
+/// `retry.backoff`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    /// First backoff.
+    pub base: Option<Scalar>,
+    /// Largest backoff.
+    pub max: Option<Scalar>,
+}
+
+/// `routes[].writes`: where a route's writes (unsafe methods) go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWrites {
+    /// Another cluster takes the writes.
+    pub cluster: Option<String>,
+    /// Only the endpoints of this zone take the writes.
+    pub zone: Option<String>,
 }
 
 /// `bulkhead` on a route or cluster.
@@ -252,6 +282,10 @@ pub struct RawCluster {
     pub hash_on: Option<RawKey>,
     /// Zone of this gateway for zone-aware routing.
     pub local_zone: Option<String>,
+    /// Healthy share of the local zone below which traffic spills to other zones.
+    pub zone_spill_below: Option<Scalar>,
+    /// Healthy share below which the cluster ignores health (panic mode); off unless set.
+    pub panic_threshold: Option<Scalar>,
     /// Upstream protocol: `http1` or `http2`.
     pub protocol: Option<String>,
     /// TCP connect timeout.
@@ -315,6 +349,8 @@ pub struct RawHealthCheck {
     pub healthy_threshold: Option<u32>,
     /// Failures to become unhealthy.
     pub unhealthy_threshold: Option<u32>,
+    /// Random spread of each interval, as a share of it.
+    pub jitter: Option<Scalar>,
 }
 
 /// `health_check.http`.
@@ -324,7 +360,9 @@ pub struct RawHttpCheck {
     /// Path probed.
     pub path: Option<String>,
     /// Statuses counted healthy.
-    pub expect_status: Option<Vec<u16>>,
+    pub expect_status: Option<Vec<Scalar>>,
+    /// Host header of the probe; default: the endpoint's address.
+    pub host: Option<String>,
     /// Expected `status` field of a JSON body.
     pub expect_json_status: Option<String>,
 }
@@ -345,6 +383,8 @@ pub struct RawOutlier {
     pub consecutive_failures: Option<u32>,
     /// First ejection time.
     pub base_ejection: Option<Scalar>,
+    /// Longest ejection.
+    pub max_ejection: Option<Scalar>,
     /// Cap on ejected share.
     pub max_ejection_percent: Option<Scalar>,
 }

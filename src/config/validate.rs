@@ -6,6 +6,7 @@
 //! accepts them (tools can read any valid file), `ninefold serve` refuses them, so a
 //! setting is never accepted and silently ignored.
 
+use super::failover::*;
 use super::raw::*;
 use super::{resolve_path, ConfigError, ConfigErrors, PosIndex};
 use http::{HeaderName, HeaderValue, Method};
@@ -172,6 +173,10 @@ pub struct RouteConfig {
     pub idle_timeout: Duration,
     /// The SLO the route counts towards.
     pub slo: Option<String>,
+    /// Retry policy (defaults when the file has none).
+    pub retry: RetryConfig,
+    /// Where writes go, when split from reads.
+    pub writes: Option<Writes>,
 }
 
 /// What a route matches; every given condition must hold.
@@ -249,6 +254,16 @@ pub struct ClusterConfig {
     pub connect_timeout: Duration,
     /// Endpoints.
     pub endpoints: Vec<EndpointConfig>,
+    /// This gateway's zone: `local_zone`, else `NINEFOLD_ZONE`.
+    pub local_zone: Option<String>,
+    /// Healthy share (percent) of the local zone below which traffic spills.
+    pub zone_spill_below: f64,
+    /// Healthy share (percent) below which health is ignored; `None`: never.
+    pub panic_threshold: Option<f64>,
+    /// Active health checks.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive outlier detection.
+    pub outlier: OutlierConfig,
 }
 
 /// An endpoint.
@@ -264,7 +279,7 @@ pub struct EndpointConfig {
     pub priority: u32,
 }
 
-struct V<'a> {
+pub(super) struct V<'a> {
     file: &'a str,
     index: &'a PosIndex,
     errors: Vec<ConfigError>,
@@ -474,6 +489,22 @@ pub fn validate(
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT);
             let matcher = v.matcher(&format!("{rp}.match"), &r.matcher);
             v.route_extras(&rp, r, &slo_names);
+            let retry = v.retry(&format!("{rp}.retry"), r.retry.as_ref());
+            if let Some(t) = retry.per_try_timeout {
+                if t > timeout {
+                    v.err_hint(
+                        &format!("{rp}.retry.per_try_timeout"),
+                        format!("is longer than the route's timeout ({t:?} > {timeout:?})"),
+                        "the route's timeout bounds the whole request, retries included",
+                    );
+                }
+            }
+            let writes = v.writes(&format!("{rp}.writes"), r.writes.as_ref());
+            if let Some(Writes::Cluster(c)) = &writes {
+                if !cluster_names.contains(c) {
+                    v.err(&format!("{rp}.writes.cluster"), format!("unknown cluster {c:?}"));
+                }
+            }
             routes.push(RouteConfig {
                 name,
                 matcher,
@@ -481,6 +512,8 @@ pub fn validate(
                 timeout,
                 idle_timeout,
                 slo: r.slo.clone(),
+                retry,
+                writes,
             });
         }
         if protocol == ListenerProtocol::Tcp && !l.routes.is_empty() {
@@ -611,17 +644,17 @@ impl V<'_> {
         }
     }
 
-    fn err(&mut self, path: &str, message: String) {
+    pub(super) fn err(&mut self, path: &str, message: String) {
         let e = self.make(path, message, None);
         self.errors.push(e);
     }
 
-    fn err_hint(&mut self, path: &str, message: String, hint: &str) {
+    pub(super) fn err_hint(&mut self, path: &str, message: String, hint: &str) {
         let e = self.make(path, message, Some(hint.to_owned()));
         self.errors.push(e);
     }
 
-    fn unsupported(&mut self, path: &str, what: &str) {
+    pub(super) fn unsupported(&mut self, path: &str, what: &str) {
         let e = self.make(
             path,
             format!("{what} is not built yet in this version of ninefold"),
@@ -644,7 +677,7 @@ impl V<'_> {
         }
     }
 
-    fn opt_duration(&mut self, path: &str, s: Option<&Scalar>) -> Option<Duration> {
+    pub(super) fn opt_duration(&mut self, path: &str, s: Option<&Scalar>) -> Option<Duration> {
         let s = s?;
         match parse_duration(&s.0) {
             Ok(d) if d.is_zero() => {
@@ -707,7 +740,7 @@ impl V<'_> {
         }
     }
 
-    fn opt_percent(&mut self, path: &str, s: Option<&Scalar>) -> Option<f64> {
+    pub(super) fn opt_percent(&mut self, path: &str, s: Option<&Scalar>) -> Option<f64> {
         let s = s?;
         match parse_percent(&s.0) {
             Ok(p) => Some(p),
@@ -793,9 +826,19 @@ impl V<'_> {
         let connect_timeout = self
             .opt_duration(&format!("{p}.connect_timeout"), c.connect_timeout.as_ref())
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        if c.local_zone.is_some() {
-            self.unsupported(&format!("{p}.local_zone"), "zone-aware routing");
-        }
+        let local_zone = c
+            .local_zone
+            .clone()
+            .or_else(|| std::env::var("NINEFOLD_ZONE").ok())
+            .filter(|z| !z.is_empty());
+        let zone_spill_below = self
+            .percent_upto(&format!("{p}.zone_spill_below"), c.zone_spill_below.as_ref(), 100.0)
+            .unwrap_or(DEFAULT_ZONE_SPILL_BELOW);
+        let panic_threshold = self.percent_upto(
+            &format!("{p}.panic_threshold"),
+            c.panic_threshold.as_ref(),
+            100.0,
+        );
         let mut endpoints = Vec::new();
         match &c.endpoints {
             None => self.err(
@@ -827,40 +870,26 @@ impl V<'_> {
                         );
                     }
                     let priority = e.priority.unwrap_or(0);
-                    if priority != 0 {
-                        self.unsupported(&format!("{ep}.priority"), "priority failover");
+                    if priority > 7 {
+                        self.err(
+                            &format!("{ep}.priority"),
+                            format!("must be between 0 and 7, got {priority}"),
+                        );
                     }
                     endpoints.push(EndpointConfig {
                         address: address.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
                         zone: e.zone.clone(),
                         weight: weight.clamp(1, 10_000),
-                        priority,
+                        priority: priority.min(7),
                     });
                 }
             }
         }
-        if let Some(h) = &c.health_check {
-            let hp = format!("{p}.health_check");
-            let kinds = [h.http.is_some(), h.tcp.is_some(), h.postgres.is_some()]
-                .iter()
-                .filter(|x| **x)
-                .count();
-            if kinds > 1 {
-                self.err(&hp, "set only one of http, tcp, postgres".into());
-            }
-            self.opt_duration(&format!("{hp}.interval"), h.interval.as_ref());
-            self.opt_duration(&format!("{hp}.timeout"), h.timeout.as_ref());
-            self.unsupported(&hp, "active health checking");
-        }
-        if let Some(o) = &c.outlier_detection {
-            let op = format!("{p}.outlier_detection");
-            self.opt_duration(&format!("{op}.base_ejection"), o.base_ejection.as_ref());
-            self.opt_percent(
-                &format!("{op}.max_ejection_percent"),
-                o.max_ejection_percent.as_ref(),
-            );
-            self.unsupported(&op, "outlier detection");
-        }
+        let health_check = c
+            .health_check
+            .as_ref()
+            .and_then(|h| self.health_check(&format!("{p}.health_check"), h));
+        let outlier = self.outlier(&format!("{p}.outlier_detection"), c.outlier_detection.as_ref());
         if let Some(b) = &c.circuit_breaker {
             let bp = format!("{p}.circuit_breaker");
             self.opt_percent(&format!("{bp}.failure_rate"), b.failure_rate.as_ref());
@@ -878,6 +907,11 @@ impl V<'_> {
             protocol,
             connect_timeout,
             endpoints,
+            local_zone,
+            zone_spill_below,
+            panic_threshold,
+            health_check,
+            outlier,
         }
     }
 
@@ -940,27 +974,6 @@ impl V<'_> {
     }
 
     fn route_extras(&mut self, rp: &str, r: &RawRoute, slos: &HashSet<&str>) {
-        if let Some(rt) = &r.retry {
-            let p = format!("{rp}.retry");
-            if rt.attempts == Some(0) {
-                self.err(&format!("{p}.attempts"), "must be at least 1".into());
-            }
-            self.opt_duration(&format!("{p}.per_try_timeout"), rt.per_try_timeout.as_ref());
-            self.opt_percent(&format!("{p}.budget"), rt.budget.as_ref());
-            for (i, on) in rt.on.iter().flatten().enumerate() {
-                let ok = matches!(
-                    on.0.as_str(),
-                    "connect-failure" | "reset" | "refused-stream"
-                ) || on.0.parse::<u16>().is_ok_and(|s| (500..600).contains(&s));
-                if !ok {
-                    self.err(
-                        &format!("{p}.on[{i}]"),
-                        format!("unknown retry condition {:?}", on.0),
-                    );
-                }
-            }
-            self.unsupported(&p, "retries");
-        }
         if let Some(b) = &r.bulkhead {
             self.bulkhead(&format!("{rp}.bulkhead"), b);
         }

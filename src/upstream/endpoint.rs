@@ -1,0 +1,468 @@
+//! Live state of one endpoint: health (written by the active checker), passive outlier
+//! ejection (written from request outcomes), manual drain (written by the admin API),
+//! in-flight and request counts. All atomics, shared by every worker, read on every
+//! pick without a lock.
+//!
+//! State lives apart from configuration: a snapshot carries an endpoint's state over a
+//! reload by (cluster, address), whatever else changed (weight, zone, priority), so a
+//! reload never resets an ejection, a failed check or a drain. Time is milliseconds of
+//! [`super::now_ms`], passed in by the caller so the policy is testable with a driven
+//! clock.
+//!
+//! An endpoint is *available* when its active health is not `unhealthy`, it is not
+//! ejected and not drained. Health starts `unknown`, which is available: see
+//! `docs/failover.md` for why.
+
+use crate::config::OutlierConfig;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Active health of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No probe has decided yet (or the cluster has no health check): available.
+    Unknown,
+    /// The probes pass.
+    Healthy,
+    /// The probes fail: no traffic.
+    Unhealthy,
+}
+
+/// Why an endpoint takes no traffic, most fundamental first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Out {
+    /// Drained by an operator.
+    Drained,
+    /// Its active health checks fail.
+    Unhealthy,
+    /// Ejected by passive outlier detection.
+    Ejected,
+}
+
+/// The last probe of an endpoint, for "why is this endpoint out?". Written by the
+/// checker, read by the admin API; never touched on the data path.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// `ok`, or what failed (`status 503`, `connect: refused`, `timeout`, ...).
+    pub last: String,
+    /// When the last probe ended (ms of `now_ms`), 0 before the first.
+    pub at_ms: u64,
+    /// Passes in a row.
+    pub passes: u32,
+    /// Failures in a row.
+    pub failures: u32,
+}
+
+/// Live state of one endpoint.
+#[derive(Debug)]
+pub struct EndpointState {
+    /// Index of this endpoint in each worker's connection pool.
+    pub slot: usize,
+    /// Address.
+    pub address: SocketAddr,
+    /// Requests in flight (least_request reads it).
+    pub in_flight: AtomicU32,
+    /// Requests sent, for the state API.
+    pub requests: AtomicU64,
+    health: AtomicU8,
+    health_since: AtomicU64,
+    /// The last probe, for the state API.
+    pub check: Mutex<CheckReport>,
+    failures: AtomicU32,
+    successes: AtomicU32,
+    ejected_until: AtomicU64,
+    ejected_since: AtomicU64,
+    ejections: AtomicU32,
+    /// Ejections in total, for the metric.
+    pub ejections_total: AtomicU64,
+    drained: AtomicBool,
+    drained_since: AtomicU64,
+}
+
+/// Decrements an endpoint's in-flight count when dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<EndpointState>);
+
+/// What an outcome did to an endpoint's ejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ejection {
+    /// Ejected until this time (ms).
+    Ejected {
+        /// End of the ejection.
+        until: u64,
+        /// How many times it has been ejected in a row.
+        times: u32,
+    },
+    /// It would have been ejected, but the cluster is at `max_ejection_percent`.
+    Capped,
+}
+
+/// State shared by a cluster's endpoints across reloads: the ejection count that
+/// `max_ejection_percent` caps, and whether panic mode is on.
+#[derive(Debug, Default)]
+pub struct ClusterLive {
+    /// Endpoints ejected right now.
+    pub ejected: AtomicU32,
+    /// Whether the last pick found the cluster in panic mode.
+    pub panic: AtomicBool,
+    /// When panic mode began (ms), for the state API.
+    pub panic_since: AtomicU64,
+}
+
+// === impl Health ===
+
+impl Health {
+    fn from_u8(v: u8) -> Health {
+        match v {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unknown,
+        }
+    }
+}
+
+// === impl EndpointState ===
+
+impl EndpointState {
+    /// New endpoint state: health unknown, not ejected, not drained.
+    pub fn new(slot: usize, address: SocketAddr) -> Self {
+        EndpointState {
+            slot,
+            address,
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            health: AtomicU8::new(0),
+            health_since: AtomicU64::new(0),
+            check: Mutex::new(CheckReport::default()),
+            failures: AtomicU32::new(0),
+            successes: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejected_since: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            ejections_total: AtomicU64::new(0),
+            drained: AtomicBool::new(false),
+            drained_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks a request as started; the returned guard ends it.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Active health.
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Acquire))
+    }
+
+    /// Since when the health is what it is (ms; 0: since start).
+    pub fn health_since(&self) -> u64 {
+        self.health_since.load(Ordering::Relaxed)
+    }
+
+    /// Sets the active health; returns whether it changed.
+    pub fn set_health(&self, h: Health, now: u64) -> bool {
+        let v = match h {
+            Health::Unknown => 0,
+            Health::Healthy => 1,
+            Health::Unhealthy => 2,
+        };
+        let changed = self.health.swap(v, Ordering::AcqRel) != v;
+        if changed {
+            self.health_since.store(now, Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// Why the endpoint takes no traffic now, if it takes none.
+    #[inline]
+    pub fn out(&self, now: u64) -> Option<Out> {
+        if self.drained.load(Ordering::Relaxed) {
+            Some(Out::Drained)
+        } else if self.health.load(Ordering::Relaxed) == 2 {
+            Some(Out::Unhealthy)
+        } else if self.ejected_until.load(Ordering::Relaxed) > now {
+            Some(Out::Ejected)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the endpoint may take traffic now.
+    #[inline]
+    pub fn available(&self, now: u64) -> bool {
+        self.out(now).is_none()
+    }
+
+    /// Failures in a row (least_request adds them to the load, so a fast-failing
+    /// endpoint does not look idle).
+    #[inline]
+    pub fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The end of the current ejection (ms), 0 when not ejected.
+    pub fn ejected_until(&self) -> u64 {
+        self.ejected_until.load(Ordering::Relaxed)
+    }
+
+    /// When the current ejection began (ms).
+    pub fn ejected_since(&self) -> u64 {
+        self.ejected_since.load(Ordering::Relaxed)
+    }
+
+    /// Ejections in a row (the multiplier of the next ejection's length).
+    pub fn ejections(&self) -> u32 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+
+    /// Records a successful exchange.
+    #[inline]
+    pub fn success(&self, cfg: &OutlierConfig, live: &ClusterLive, now: u64) {
+        self.release_ejection(live, now);
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        // A clean streak as long as the ejection threshold earns back one step of
+        // the ejection multiplier and, at zero, ends the probation.
+        if self.ejections.load(Ordering::Relaxed) > 0 {
+            let streak = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
+            if streak >= cfg.consecutive_failures {
+                self.successes.store(0, Ordering::Relaxed);
+                let _ = self
+                    .ejections
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
+        }
+    }
+
+    /// Records a failed exchange (connect error, reset, timeout, 5xx); ejects the
+    /// endpoint when that makes `consecutive_failures` in a row, within the cluster's
+    /// `max_ejection_percent` of `cluster_size`. An endpoint back from an ejection is
+    /// on probation: its first failure ejects it again, for longer.
+    pub fn failure(
+        &self,
+        cfg: &OutlierConfig,
+        live: &ClusterLive,
+        cluster_size: usize,
+        now: u64,
+    ) -> Option<Ejection> {
+        self.release_ejection(live, now);
+        self.successes.store(0, Ordering::Relaxed);
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let on_probation = self.ejections.load(Ordering::Relaxed) > 0;
+        if failures < cfg.consecutive_failures && !on_probation {
+            return None;
+        }
+        if self.ejected_until.load(Ordering::Relaxed) > now {
+            return None; // already out; a late answer of an earlier request
+        }
+        // The cap: at least one endpoint may always be ejected.
+        let max = ((cluster_size as f64 * cfg.max_ejection_percent / 100.0).floor() as u32).max(1);
+        if live
+            .ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_err()
+        {
+            return Some(Ejection::Capped);
+        }
+        let times = self.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let len = cfg
+            .base_ejection
+            .saturating_mul(times)
+            .min(cfg.max_ejection)
+            .as_millis() as u64;
+        let until = now + len.max(1);
+        self.ejected_since.store(now, Ordering::Relaxed);
+        self.ejected_until.store(until, Ordering::Release);
+        self.failures.store(0, Ordering::Relaxed);
+        self.ejections_total.fetch_add(1, Ordering::Relaxed);
+        Some(Ejection::Ejected { until, times })
+    }
+
+    /// Ends an ejection whose time is over: exactly one caller wins the swap and gives
+    /// the cluster's ejection slot back. Returns whether this call ended it.
+    pub fn release_ejection(&self, live: &ClusterLive, now: u64) -> bool {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until == 0 || until > now {
+            return false;
+        }
+        if self
+            .ejected_until
+            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            let _ = live
+                .ejected
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            return true;
+        }
+        false
+    }
+
+    /// Ends any ejection now (the endpoint left the cluster, or an operator enabled it).
+    pub fn clear_ejection(&self, live: &ClusterLive) {
+        if self.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+            let _ = live
+                .ejected
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether an operator drained it.
+    pub fn drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
+    }
+
+    /// Since when it is drained (ms).
+    pub fn drained_since(&self) -> u64 {
+        self.drained_since.load(Ordering::Relaxed)
+    }
+
+    /// Drains (`true`: no new requests; in-flight ones finish) or enables it; returns
+    /// whether that changed anything.
+    pub fn set_drained(&self, drained: bool, now: u64) -> bool {
+        let changed = self.drained.swap(drained, Ordering::AcqRel) != drained;
+        if changed && drained {
+            self.drained_since.store(now, Ordering::Relaxed);
+        }
+        changed
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cfg() -> OutlierConfig {
+        OutlierConfig {
+            consecutive_failures: 3,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(25),
+            max_ejection_percent: 50.0,
+        }
+    }
+
+    fn ep() -> EndpointState {
+        EndpointState::new(0, "127.0.0.1:1".parse().unwrap())
+    }
+
+    #[test]
+    fn ejects_after_consecutive_failures_then_returns_and_is_ejected_faster() {
+        let (c, live, e) = (cfg(), ClusterLive::default(), ep());
+        assert_eq!(e.failure(&c, &live, 4, 0), None);
+        assert_eq!(e.failure(&c, &live, 4, 1), None);
+        assert_eq!(
+            e.failure(&c, &live, 4, 2),
+            Some(Ejection::Ejected {
+                until: 10_002,
+                times: 1
+            })
+        );
+        assert_eq!(e.out(5_000), Some(Out::Ejected));
+        assert_eq!(live.ejected.load(Ordering::Relaxed), 1);
+        // Back after its time; the slot is given back exactly once.
+        assert!(e.available(10_002));
+        assert!(e.release_ejection(&live, 10_002));
+        assert!(!e.release_ejection(&live, 10_003));
+        assert_eq!(live.ejected.load(Ordering::Relaxed), 0);
+        // On probation: one failure ejects again, for twice as long.
+        assert_eq!(
+            e.failure(&c, &live, 4, 11_000),
+            Some(Ejection::Ejected {
+                until: 31_000,
+                times: 2
+            })
+        );
+        // Third time: capped at max_ejection.
+        e.release_ejection(&live, 31_000);
+        assert_eq!(
+            e.failure(&c, &live, 4, 40_000),
+            Some(Ejection::Ejected {
+                until: 65_000,
+                times: 3
+            })
+        );
+    }
+
+    #[test]
+    fn a_clean_streak_ends_the_probation() {
+        let (c, live, e) = (cfg(), ClusterLive::default(), ep());
+        for t in 0..3 {
+            e.failure(&c, &live, 4, t);
+        }
+        assert_eq!(e.ejections(), 1);
+        for _ in 0..3 {
+            e.success(&c, &live, 20_000);
+        }
+        assert_eq!(e.ejections(), 0);
+        // Off probation: one failure is one failure again.
+        assert_eq!(e.failure(&c, &live, 4, 20_001), None);
+    }
+
+    #[test]
+    fn a_success_resets_the_streak() {
+        let (c, live, e) = (cfg(), ClusterLive::default(), ep());
+        e.failure(&c, &live, 4, 0);
+        e.failure(&c, &live, 4, 0);
+        e.success(&c, &live, 0);
+        assert_eq!(e.failure(&c, &live, 4, 0), None);
+        assert_eq!(e.failures(), 1);
+    }
+
+    #[test]
+    fn max_ejection_percent_is_never_exceeded() {
+        let (c, live) = (cfg(), ClusterLive::default());
+        let eps: Vec<EndpointState> = (0..4).map(|_| ep()).collect();
+        let mut ejected = 0;
+        for e in &eps {
+            for _ in 0..3 {
+                if let Some(Ejection::Ejected { .. }) = e.failure(&c, &live, 4, 0) {
+                    ejected += 1;
+                }
+            }
+        }
+        assert_eq!(ejected, 2, "50% of 4");
+        assert_eq!(eps[3].failure(&c, &live, 4, 0), Some(Ejection::Capped));
+        // One endpoint of one may always be ejected.
+        let live1 = ClusterLive::default();
+        let e = ep();
+        for _ in 0..2 {
+            e.failure(&c, &live1, 1, 0);
+        }
+        assert!(matches!(
+            e.failure(&c, &live1, 1, 0),
+            Some(Ejection::Ejected { .. })
+        ));
+    }
+
+    #[test]
+    fn drain_and_health_make_it_unavailable() {
+        let e = ep();
+        assert_eq!(e.health(), Health::Unknown);
+        assert!(e.available(0));
+        assert!(e.set_health(Health::Unhealthy, 7));
+        assert!(!e.set_health(Health::Unhealthy, 8));
+        assert_eq!(e.health_since(), 7);
+        assert_eq!(e.out(9), Some(Out::Unhealthy));
+        e.set_health(Health::Healthy, 10);
+        assert!(e.set_drained(true, 11));
+        assert_eq!(e.out(12), Some(Out::Drained));
+        e.set_drained(false, 13);
+        assert!(e.available(14));
+    }
+}

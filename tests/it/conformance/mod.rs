@@ -1,0 +1,4 @@
+//! Differential HTTP/1.1 conformance suite (in progress).
+
+mod framing;
+mod vectors;

@@ -81,7 +81,18 @@ impl Message {
 /// Every request in `bytes`, in order. Errors on ambiguous framing or an incomplete
 /// last request.
 pub fn parse_requests(bytes: &[u8]) -> Result<Vec<Message>, String> {
+    let (out, end) = parse_requests_partial(bytes);
+    end.map(|()| out)
+}
+
+/// Like `parse_requests`, but also returns the requests complete before an error.
+pub fn parse_requests_partial(bytes: &[u8]) -> (Vec<Message>, Result<(), String>) {
     let mut out = Vec::new();
+    let end = requests_into(bytes, &mut out);
+    (out, end)
+}
+
+fn requests_into(bytes: &[u8], out: &mut Vec<Message>) -> Result<(), String> {
     let mut at = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
@@ -112,7 +123,7 @@ pub fn parse_requests(bytes: &[u8]) -> Result<Vec<Message>, String> {
         });
         at += head_len + body_len;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Every response in `bytes`, matched in order to `request_methods` (interim 1xx

@@ -25,11 +25,11 @@ pub struct Site {
 
 /// A running anchor proxy.
 pub struct Anchor {
-    pub name: &'static str,
     /// One address per site, in order.
     pub addrs: Vec<SocketAddr>,
     child: Child,
-    dir: tempfile::TempDir,
+    /// Config, logs and temp files; removed on drop.
+    _dir: tempfile::TempDir,
 }
 
 // === impl Anchor ===
@@ -162,16 +162,10 @@ defaults
             }
         }
         Ok(Anchor {
-            name,
             addrs,
             child,
-            dir,
+            _dir: dir,
         })
-    }
-
-    /// The proxy's stderr so far, for failure messages.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 }
 

@@ -190,7 +190,7 @@ async fn conformance() {
     for (i, v) in vectors.iter().enumerate() {
         let nf = &outcomes[0][i];
         let anchor_grades: Vec<Grade> = (1..proxies.len()).map(|p| outcomes[p][i].grade).collect();
-        let (mut fails, notes) = judge(v, nf, &anchor_grades);
+        let (fails, notes) = judge(v, nf, &anchor_grades);
         if anchor_grades.len() == 2 {
             let (lo, hi) = (
                 anchor_grades[0].min(anchor_grades[1]),
@@ -227,18 +227,30 @@ async fn conformance() {
         row.push(verdict);
         rows.push(row);
         if !fails.is_empty() {
-            if std::env::var("NINEFOLD_CONFORMANCE_VERBOSE").is_ok() {
-                fails.push(format!(
-                    "client got {:?}; backend got {:?}",
-                    String::from_utf8_lossy(&nf.seen.raw),
-                    proxies[0].backends[i]
+            failures.push(format!("{}: {}", v.name, fails.join("; ")));
+        }
+    }
+    // NINEFOLD_CONFORMANCE_DUMP=NAME prints the raw exchange of the vectors whose name
+    // contains NAME, on every proxy: the quickest way to see why a row reads as it does.
+    if let Ok(filter) = std::env::var("NINEFOLD_CONFORMANCE_DUMP") {
+        for (i, v) in vectors
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.name.contains(&filter))
+        {
+            for (p, proxy) in proxies.iter().enumerate() {
+                println!(
+                    "--- {} via {}\nclient got: {:?}\nbackend got: {:?}",
+                    v.name,
+                    proxy.name,
+                    String::from_utf8_lossy(&outcomes[p][i].seen.raw),
+                    proxy.backends[i]
                         .received()
                         .iter()
                         .map(|c| String::from_utf8_lossy(c).into_owned())
                         .collect::<Vec<_>>()
-                ));
+                );
             }
-            failures.push(format!("{}: {}", v.name, fails.join("; ")));
         }
     }
     print_table(&rows);
@@ -679,7 +691,13 @@ fn label(seen: &Seen, fwd: &Fwd) -> String {
         Fwd::Complete(_) => "fwd ",
         Fwd::Garbled(_) => "fwd! ",
     };
-    let mut s = if seen.statuses.is_empty() {
+    let mut s = if seen.statuses.is_empty()
+        && !seen.raw.is_empty()
+        && seen.last.is_none()
+        && seen.garbled.is_some()
+    {
+        "no status line".to_owned()
+    } else if seen.statuses.is_empty() {
         match (seen.end, seen.rst) {
             ("rst", Some(code)) => format!("rst {code}"),
             (end, _) => match end {
@@ -1003,4 +1021,25 @@ fn markdown(rows: &[Vec<String>], summary: &str) -> String {
     }
     s.push_str(&format!("\n{summary}\n"));
     s
+}
+
+#[test]
+fn vectors_are_many_and_named_once() {
+    let all = vectors::all();
+    assert!(all.len() >= 80, "only {} vectors", all.len());
+    let mut names: Vec<&str> = all.iter().map(|v| v.name).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(names.len(), before, "vector names must be unique");
+}
+
+#[test]
+fn h2_status_reads_indexed_and_huffman_literals() {
+    // 0x88: indexed :status 200. 0x48 0x82 0x64 0x02: literal with incremental indexing,
+    // name index 8, Huffman "302" (RFC 7541 C.6.1).
+    assert_eq!(h2_status(&[0x88]), Some(200));
+    assert_eq!(h2_status(&[0x48, 0x82, 0x64, 0x02]), Some(302));
+    // A dynamic table size update first, then a plain literal "431".
+    assert_eq!(h2_status(&[0x20, 0x08, 0x03, b'4', b'3', b'1']), Some(431));
 }

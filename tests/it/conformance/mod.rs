@@ -837,6 +837,7 @@ fn judge(v: &Vector, nf: &Outcome, anchors: &[Grade]) -> (Vec<String>, Vec<Strin
 
     // (b) laxer than both anchors, unless forwarding is what the vector asks for.
     let intended_pass = matches!(v.expect, Expect::Forward | Expect::Relay(..));
+    // ForwardOr4xx leaves the choice open, so rule (b) still applies to it.
     if anchors.len() == 2
         && anchors.iter().all(|&g| g < Grade::Accepted)
         && nf.grade == Grade::Accepted
@@ -871,7 +872,8 @@ fn judge(v: &Vector, nf: &Outcome, anchors: &[Grade]) -> (Vec<String>, Vec<Strin
                 fails.push(format!("expected a 4xx, got {}", nf.label));
             }
         }
-        Expect::Forward => {
+        Expect::ForwardOr4xx if refusal.is_some_and(|c| (400..500).contains(&c)) => {}
+        Expect::Forward | Expect::ForwardOr4xx => {
             let want = client.as_ref().map_or(1, Vec::len);
             let got = match &nf.fwd {
                 Fwd::Complete(m) => m.len(),
@@ -891,8 +893,13 @@ fn judge(v: &Vector, nf: &Outcome, anchors: &[Grade]) -> (Vec<String>, Vec<Strin
                 })
             };
             if got != want || !ok_answers {
+                let or = if v.expect == Expect::ForwardOr4xx {
+                    " (or a 4xx)"
+                } else {
+                    ""
+                };
                 fails.push(format!(
-                    "expected {want} forwarded and answered 200, got {}",
+                    "expected {want} forwarded and answered 200{or}, got {}",
                     nf.label
                 ));
             }

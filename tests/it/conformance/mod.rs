@@ -268,9 +268,11 @@ async fn conformance() {
             started.elapsed().as_secs_f64()
         )
     } else {
+        let present: Vec<&str> = proxies[1..].iter().map(|p| p.name).collect();
         format!(
-            "{} vectors, ninefold alone; {} failing; {:.1}s",
+            "{} vectors, anchors present: {:?} (no comparison without both); {} failing; {:.1}s",
             vectors.len(),
+            present,
             failures.len(),
             started.elapsed().as_secs_f64()
         )

@@ -10,11 +10,14 @@
 //! - `admin`: metrics, health, state, token.
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
+//! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
 
 mod admin;
 mod balance;
 mod calc;
 mod config;
+// Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
+mod conformance;
 mod lifecycle;
 mod proxy;
 mod slo;

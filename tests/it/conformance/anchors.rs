@@ -1,0 +1,187 @@
+//! The anchors: nginx and HAProxy from Debian packages, each in front of its own
+//! recording backends, so every vector can be compared with what two widely deployed
+//! proxies do with the same bytes.
+//!
+//! Every vector gets its own listening port on each proxy (and its own backend), so the
+//! vectors run concurrently and a backend's record belongs to exactly one vector. The
+//! proxies cannot report the ports they bound, so the ports are picked by binding
+//! 127.0.0.1:0 and releasing just before the start (a small race, acceptable in tests);
+//! readiness is polled by connecting with a deadline. Both run in the foreground and are
+//! killed on drop; their logs stay in a temp dir for the failure message.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const NGINX: &str = "/usr/sbin/nginx";
+pub const HAPROXY: &str = "/usr/sbin/haproxy";
+
+/// One listener to configure: its protocol and the backend it forwards to.
+pub struct Site {
+    pub h2: bool,
+    pub backend: SocketAddr,
+}
+
+/// A running anchor proxy.
+pub struct Anchor {
+    /// One address per site, in order.
+    pub addrs: Vec<SocketAddr>,
+    child: Child,
+    /// Config, logs and temp files; removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+// === impl Anchor ===
+
+impl Anchor {
+    /// Starts nginx with one `server` per site; `Ok(None)` when it is not installed.
+    pub fn nginx(sites: &[Site]) -> Result<Option<Anchor>, String> {
+        if !Path::new(NGINX).exists() {
+            return Ok(None);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let ports = free_ports(sites.len());
+        let mut servers = String::new();
+        for (site, port) in sites.iter().zip(&ports) {
+            // nginx 1.22 spells h2c prior knowledge as `listen ... http2` without ssl.
+            let h2 = if site.h2 { " http2" } else { "" };
+            servers.push_str(&format!(
+                "    server {{ listen 127.0.0.1:{port}{h2}; location / {{ proxy_pass http://{}; }} }}\n",
+                site.backend
+            ));
+        }
+        let conf = format!(
+            "error_log {d}/error.log info;
+pid {d}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    proxy_http_version 1.1;
+    proxy_set_header Connection \"\";
+    # The authority the client named: the request line's when absolute-form, else Host.
+    proxy_set_header Host $host;
+    proxy_connect_timeout 2s;
+    proxy_read_timeout 3s;
+    proxy_send_timeout 3s;
+    client_header_timeout 3s;
+    client_body_timeout 3s;
+{servers}}}
+"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off; master_process off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("nginx did not start: {e}"))?;
+        Anchor::ready("nginx", child, dir, ports).map(Some)
+    }
+
+    /// Starts HAProxy with one `listen` section per site; `Ok(None)` when it is not
+    /// installed.
+    pub fn haproxy(sites: &[Site]) -> Result<Option<Anchor>, String> {
+        if !Path::new(HAPROXY).exists() {
+            return Ok(None);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(sites.len());
+        let mut cfg = String::from(
+            "global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 3s
+    timeout server 3s
+    timeout http-request 3s
+",
+        );
+        for (i, (site, port)) in sites.iter().zip(&ports).enumerate() {
+            let h2 = if site.h2 { " proto h2" } else { "" };
+            cfg.push_str(&format!(
+                "listen v{i}\n    bind 127.0.0.1:{port}{h2}\n    server s{i} {}\n",
+                site.backend
+            ));
+        }
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, cfg).unwrap();
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(HAPROXY)
+            .arg("-f")
+            .arg(&path)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("haproxy did not start: {e}"))?;
+        Anchor::ready("haproxy", child, dir, ports).map(Some)
+    }
+
+    /// Polls every port until it accepts, or fails with the proxy's log.
+    fn ready(
+        name: &'static str,
+        mut child: Child,
+        dir: tempfile::TempDir,
+        ports: Vec<u16>,
+    ) -> Result<Anchor, String> {
+        let addrs: Vec<SocketAddr> = ports
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for addr in &addrs {
+            loop {
+                if TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                let exited = child.try_wait().ok().flatten();
+                if exited.is_some() || Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log =
+                        std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+                    return Err(format!("{name} did not listen on {addr}: {log}"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(Anchor {
+            addrs,
+            child,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Anchor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` distinct free ports: all bound at once (so they differ), then released.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}

@@ -122,8 +122,14 @@ async fn slos(State(s): State<AdminState>) -> Json<Value> {
     Json(s.shared.slo.status())
 }
 
+/// Milliseconds since `at` (a `now_ms` time), or null for "never".
+fn since(at: u64, now: u64) -> Option<u64> {
+    (at > 0).then(|| now.saturating_sub(at))
+}
+
 async fn state(State(s): State<AdminState>) -> Json<Value> {
     let snap = s.shared.snapshot.load();
+    let now = crate::upstream::now_ms();
     let bound = s.shared.bound.load();
     let listeners: Vec<Value> = snap
         .listeners
@@ -161,15 +167,42 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                 "protocol": format!("{:?}", c.protocol).to_lowercase(),
                 "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
                 "health": c.health(),
-                "endpoints": c.endpoints.iter().map(|e| json!({
-                    "address": e.address.to_string(),
-                    "zone": e.zone,
-                    "weight": e.weight,
-                    "in_flight": e.in_flight.load(Ordering::Relaxed),
-                    "requests": e.requests.load(Ordering::Relaxed),
-                    "connect_failures": e.connect_failures.load(Ordering::Relaxed),
-                    "health": if e.is_failing() { "down" } else { "ok" },
-                })).collect::<Vec<_>>(),
+                "panic": c.select.live.panic.load(Ordering::Relaxed),
+                "panic_since_ms": since(c.select.live.panic_since.load(Ordering::Relaxed), now),
+                "health_check": c.health_check.as_ref().map(|h| json!({
+                    "kind": match &h.kind { crate::config::CheckKind::Http { .. } => "http", crate::config::CheckKind::Tcp => "tcp" },
+                    "interval_ms": h.interval.as_millis() as u64,
+                    "healthy_threshold": h.healthy_threshold,
+                    "unhealthy_threshold": h.unhealthy_threshold,
+                })),
+                "endpoints": c.endpoints().iter().zip(&c.select.meta).map(|(e, m)| {
+                    let check = e.check.lock().map(|c| c.clone()).unwrap_or_default();
+                    json!({
+                        "address": e.address.to_string(),
+                        "zone": m.zone.as_deref(),
+                        "weight": m.weight,
+                        "priority": m.priority,
+                        "in_flight": e.in_flight.load(Ordering::Relaxed),
+                        "requests": e.requests.load(Ordering::Relaxed),
+                        "available": e.available(now),
+                        "out": e.out(now),
+                        "health": e.health(),
+                        "health_since_ms_ago": since(e.health_since(), now),
+                        "last_check": (check.at_ms > 0).then(|| json!({
+                            "result": check.last,
+                            "ms_ago": now.saturating_sub(check.at_ms),
+                            "passes_in_a_row": check.passes,
+                            "failures_in_a_row": check.failures,
+                        })),
+                        "ejected": e.out(now) == Some(crate::upstream::Out::Ejected),
+                        "ejected_for_ms": e.ejected_until().saturating_sub(now),
+                        "ejected_since_ms_ago": (e.ejected_until() > now).then(|| now.saturating_sub(e.ejected_since())),
+                        "ejections_in_a_row": e.ejections(),
+                        "failures_in_a_row": e.failures(),
+                        "drained": e.drained(),
+                        "drained_since_ms_ago": e.drained().then(|| now.saturating_sub(e.drained_since())),
+                    })
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub open_connections: IntGaugeVec,
     /// `ninefold_reloads_total{result}`.
     pub reloads: IntCounterVec,
+    /// `ninefold_retries_total{listener,route,reason}`: retries sent, by what failed.
+    pub retries: IntCounterVec,
+    /// `ninefold_endpoint_ejections_total{cluster,endpoint}`: outlier ejections.
+    pub ejections: IntCounterVec,
     /// `ninefold_slo_alert_firing{slo,severity,long_window,short_window}`: 1 while the
     /// burn-rate alert fires.
     pub slo_alert_firing: IntGaugeVec,
@@ -94,6 +98,20 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "ninefold_retries_total",
+                "Retries sent, by route and by what failed (connect-failure, refused-stream, reset, timeout, status).",
+            ),
+            &["listener", "route", "reason"],
+        )?;
+        let ejections = IntCounterVec::new(
+            Opts::new(
+                "ninefold_endpoint_ejections_total",
+                "Endpoints ejected by passive outlier detection.",
+            ),
+            &["cluster", "endpoint"],
+        )?;
         let slo_alert_firing = IntGaugeVec::new(
             Opts::new(
                 "ninefold_slo_alert_firing",
@@ -108,6 +126,8 @@ impl Metrics {
             Box::new(connect_errors.clone()),
             Box::new(open_connections.clone()),
             Box::new(reloads.clone()),
+            Box::new(retries.clone()),
+            Box::new(ejections.clone()),
         ] {
             registry.register(c)?;
         }
@@ -121,6 +141,8 @@ impl Metrics {
             connect_errors,
             open_connections,
             reloads,
+            retries,
+            ejections,
             slo_alert_firing,
         })
     }

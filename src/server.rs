@@ -38,17 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// How long a TLS handshake may take before the connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// State every worker and the admin API read.
-pub struct Shared {
-    /// The running configuration.
-    pub snapshot: ArcSwap<Snapshot>,
-    /// Metrics registry.
-    pub metrics: Metrics,
-    /// Listener name → address actually bound (ports resolved), for the state API.
-    pub bound: ArcSwap<Vec<(String, SocketAddr)>>,
-    /// The live SLO engine.
-    pub slo: Arc<crate::slo::Engine>,
-}
+pub use crate::snapshot::Shared;
 
 /// Where the configuration comes from, so a reload can read it again.
 #[derive(Clone, Debug)]

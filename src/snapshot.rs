@@ -9,11 +9,14 @@
 //! once and finishes on it, even if a reload swaps in a new one meanwhile.
 
 use crate::config::{
-    ClusterConfig, Config, HashKey, LbKind, ListenerProtocol, MatchConfig, UpstreamProtocol,
+    ClusterConfig, Config, HashKey, HealthCheckConfig, LbKind, ListenerProtocol, MatchConfig,
+    OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
 };
+use crate::upstream::retry::{Budget, Cause};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::balance::Balancer;
-use crate::upstream::EndpointState;
+use crate::upstream::select::{EndpointMeta, Selector};
+use crate::upstream::{ClusterLive, EndpointState};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +27,18 @@ use tokio_rustls::TlsAcceptor;
 /// Allocator of pool slots; a slot is never reused, so a stale pooled connection can
 /// never be handed out for a different endpoint.
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// State every worker and the admin API read.
+pub struct Shared {
+    /// The running configuration.
+    pub snapshot: arc_swap::ArcSwap<Snapshot>,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Listener name → address actually bound (ports resolved), for the state API.
+    pub bound: arc_swap::ArcSwap<Vec<(String, SocketAddr)>>,
+    /// The live SLO engine.
+    pub slo: Arc<crate::slo::Engine>,
+}
 
 /// A compiled configuration.
 pub struct Snapshot {
@@ -70,6 +85,16 @@ pub struct RouteSnap {
     pub metrics: RouteMetrics,
     /// The SLO the route counts towards.
     pub slo: Option<RouteSlo>,
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// Retry budget, shared by all workers.
+    pub budget: Budget,
+    /// `ninefold_retries_total{listener,route,reason}`, by `retry::Cause::index`.
+    pub retries: [prometheus::IntCounter; 5],
+    /// Where writes go when split from reads: another cluster ...
+    pub write_cluster: Option<Arc<ClusterSnap>>,
+    /// ... or one zone of the route's cluster.
+    pub write_zone: Option<Arc<str>>,
 }
 
 /// A route's SLO: how to classify an answer, and where to count it.
@@ -84,8 +109,8 @@ pub struct RouteSlo {
 pub struct ClusterSnap {
     /// Name.
     pub name: Arc<str>,
-    /// Balancer over `endpoints`.
-    pub balancer: Balancer,
+    /// The selection step over the endpoints (their live state, levels, zones, balancer).
+    pub select: Selector,
     /// Hash key for consistent hashing.
     pub hash_on: Option<HashKey>,
     /// Algorithm name (for the state API).
@@ -96,12 +121,16 @@ pub struct ClusterSnap {
     pub connect_timeout: Duration,
     /// Largest upstream answer head (`limits.max_response_head`).
     pub max_response_head: usize,
-    /// Endpoints, in config order.
-    pub endpoints: Vec<Arc<EndpointState>>,
+    /// Active health checks.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive outlier detection.
+    pub outlier: OutlierConfig,
     /// Endpoint addresses as `ip:port`, for logs and the state API.
     pub endpoint_names: Vec<Arc<str>>,
     /// `ninefold_upstream_connect_errors_total{cluster}`.
     pub connect_errors: prometheus::IntCounter,
+    /// `ninefold_endpoint_ejections_total{cluster,endpoint}`, by endpoint index.
+    pub ejections: Vec<prometheus::IntCounter>,
 }
 
 // === impl Snapshot ===
@@ -116,9 +145,11 @@ impl Snapshot {
     ) -> Result<Snapshot, String> {
         let defs = crate::slo::spec::from_config(&config.raw.slos);
         let mut carried: HashMap<(&str, SocketAddr), &Arc<EndpointState>> = HashMap::new();
+        let mut lives: HashMap<&str, &Arc<ClusterLive>> = HashMap::new();
         if let Some(prev) = prev {
             for c in &prev.clusters {
-                for e in &c.endpoints {
+                lives.insert(&c.name, &c.select.live);
+                for e in &c.select.endpoints {
                     carried.insert((&c.name, e.address), e);
                 }
             }
@@ -130,6 +161,7 @@ impl Snapshot {
                 Arc::new(ClusterSnap::build(
                     c,
                     &carried,
+                    lives.get(c.name.as_str()).copied(),
                     metrics,
                     config.limits.max_response_head,
                 ))
@@ -167,6 +199,20 @@ impl Snapshot {
                     idle_timeout: r.idle_timeout,
                     metrics: metrics.route(&l.name, &r.name, &r.cluster, r.slo.as_deref()),
                     slo: route_slo,
+                    retry: r.retry,
+                    budget: Budget::new(&r.retry),
+                    retries: Cause::LABELS
+                        .map(|reason| metrics.retries.with_label_values(&[&l.name, &r.name, reason])),
+                    write_cluster: match &r.writes {
+                        Some(Writes::Cluster(c)) => Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(
+                            || format!("route {:?}: unknown cluster {c:?}", r.name),
+                        )?)),
+                        _ => None,
+                    },
+                    write_zone: match &r.writes {
+                        Some(Writes::Zone(z)) => Some(z.as_str().into()),
+                        _ => None,
+                    },
                 }));
             }
             listeners.push(ListenerSnap {
@@ -198,28 +244,24 @@ impl ClusterSnap {
     fn build(
         c: &ClusterConfig,
         carried: &HashMap<(&str, SocketAddr), &Arc<EndpointState>>,
+        live: Option<&Arc<ClusterLive>>,
         metrics: &Metrics,
         max_response_head: usize,
     ) -> ClusterSnap {
+        // Live state is carried by (cluster, address) whatever else changed: a weight,
+        // zone or priority edit must not reset an ejection, a failed check or a drain.
         let endpoints: Vec<Arc<EndpointState>> = c
             .endpoints
             .iter()
             .map(|e| match carried.get(&(c.name.as_str(), e.address)) {
-                Some(s) if s.weight == e.weight && s.zone == e.zone => Arc::clone(s),
-                Some(s) => Arc::new(EndpointState::new(
-                    s.slot,
-                    e.address,
-                    e.zone.clone(),
-                    e.weight,
-                )),
+                Some(s) => Arc::clone(s),
                 None => Arc::new(EndpointState::new(
                     NEXT_SLOT.fetch_add(1, Ordering::Relaxed),
                     e.address,
-                    e.zone.clone(),
-                    e.weight,
                 )),
             })
             .collect();
+        let live = live.cloned().unwrap_or_default();
         let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight).collect();
         let names: Vec<String> = c.endpoints.iter().map(|e| e.address.to_string()).collect();
         let balancer = match c.lb {
@@ -228,30 +270,58 @@ impl ClusterSnap {
             LbKind::LeastRequest => Balancer::least_request(&weights),
             LbKind::ConsistentHash => Balancer::maglev(&names, &weights),
         };
+        let meta = c
+            .endpoints
+            .iter()
+            .map(|e| EndpointMeta {
+                zone: e.zone.as_deref().map(Into::into),
+                weight: e.weight,
+                priority: e.priority.min(7) as u8,
+            })
+            .collect();
         ClusterSnap {
             name: c.name.as_str().into(),
-            balancer,
+            select: Selector::new(
+                endpoints,
+                meta,
+                balancer,
+                live,
+                c.local_zone.as_deref().map(Into::into),
+                c.zone_spill_below,
+                c.panic_threshold,
+            ),
             hash_on: c.hash_on.clone(),
             lb: c.lb,
             protocol: c.protocol,
             connect_timeout: c.connect_timeout,
             max_response_head,
-            endpoints,
+            health_check: c.health_check.clone(),
+            outlier: c.outlier,
+            ejections: names
+                .iter()
+                .map(|n| metrics.ejections.with_label_values(&[&c.name, n]))
+                .collect(),
             endpoint_names: names.into_iter().map(Into::into).collect(),
             connect_errors: metrics.connect_errors.with_label_values(&[&c.name]),
         }
     }
 
-    /// Health in the seed's words: `ok` when no endpoint is failing, `down` when all
-    /// are, `degraded` in between.
+    /// Health in the seed's words: `ok` when every endpoint is available, `down` when
+    /// none is, `degraded` in between (lost endpoints: unhealthy, ejected or drained).
     pub fn health(&self) -> &'static str {
-        let failing = self.endpoints.iter().filter(|e| e.is_failing()).count();
-        if failing == 0 {
+        let n = self.select.endpoints.len();
+        let up = self.select.available(crate::upstream::now_ms());
+        if up == n && n > 0 {
             "ok"
-        } else if failing == self.endpoints.len() {
+        } else if up == 0 {
             "down"
         } else {
             "degraded"
         }
+    }
+
+    /// The endpoints' live state, in config order.
+    pub fn endpoints(&self) -> &[Arc<EndpointState>] {
+        &self.select.endpoints
     }
 }

@@ -94,6 +94,10 @@ pub struct OutlierConfig {
     pub max_ejection: Duration,
     /// Largest share of the cluster ejected at once, percent.
     pub max_ejection_percent: f64,
+    /// Whether 5xx answers count as failures. Connect errors, resets and timeouts
+    /// always do; 5xx only when the file configures `outlier_detection`, so that an
+    /// application's own errors never eject endpoints behind the operator's back.
+    pub count_5xx: bool,
 }
 
 impl Default for OutlierConfig {
@@ -103,6 +107,7 @@ impl Default for OutlierConfig {
             base_ejection: DEFAULT_BASE_EJECTION,
             max_ejection: DEFAULT_MAX_EJECTION,
             max_ejection_percent: DEFAULT_MAX_EJECTION_PERCENT,
+            count_5xx: false,
         }
     }
 }
@@ -302,6 +307,7 @@ impl V<'_> {
                     100.0,
                 )
                 .unwrap_or(d.max_ejection_percent),
+            count_5xx: true,
         }
     }
 

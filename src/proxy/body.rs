@@ -10,6 +10,7 @@
 //! [`Record`], written when the body ends: cleanly, cut by the upstream, or dropped.
 
 use super::record::Record;
+pub use crate::upstream::ReqBody;
 use crate::upstream::{pool, InFlight};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -20,15 +21,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-
-/// A request body sent upstream.
-#[derive(Debug)]
-pub enum ReqBody {
-    /// The client's body, streamed.
-    Stream(Incoming),
-    /// A body we made ourselves (or none).
-    Full(Option<Bytes>),
-}
 
 /// Error type of response bodies: the upstream's error, or our idle timeout.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,7 +38,7 @@ pub enum RespBody {
 pub struct UpstreamBody {
     inner: Incoming,
     /// Connection to give back to the pool at a clean end (HTTP/1.1 only).
-    conn: Option<(usize, http1::SendRequest<ReqBody>)>,
+    conn: Option<(usize, std::net::SocketAddr, http1::SendRequest<ReqBody>)>,
     _in_flight: InFlight,
     /// Longest silence allowed between two frames.
     idle: Duration,
@@ -56,38 +48,6 @@ pub struct UpstreamBody {
     armed: bool,
     /// The request's record, written when this body ends (see `proxy::record`).
     pub record: Option<Record>,
-}
-
-// === impl ReqBody ===
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ReqBody::Stream(b) => Pin::new(b).poll_frame(cx),
-            ReqBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ReqBody::Stream(b) => b.is_end_stream(),
-            ReqBody::Full(b) => b.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ReqBody::Stream(b) => b.size_hint(),
-            ReqBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            ReqBody::Full(None) => SizeHint::with_exact(0),
-        }
-    }
 }
 
 // === impl RespBody ===
@@ -101,7 +61,7 @@ impl RespBody {
     /// Wraps an upstream body; `idle` bounds the silence between two frames.
     pub fn upstream(
         inner: Incoming,
-        conn: Option<(usize, http1::SendRequest<ReqBody>)>,
+        conn: Option<(usize, std::net::SocketAddr, http1::SendRequest<ReqBody>)>,
         in_flight: InFlight,
         idle: Duration,
     ) -> Self {
@@ -168,8 +128,8 @@ impl UpstreamBody {
     }
 
     fn release(&mut self) {
-        if let Some((slot, tx)) = self.conn.take() {
-            pool::checkin_h1(slot, tx);
+        if let Some((slot, addr, tx)) = self.conn.take() {
+            pool::checkin_h1(slot, addr, tx);
         }
     }
 

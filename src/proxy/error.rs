@@ -19,6 +19,8 @@ pub enum Failure {
     ListenerGone,
     /// The cluster has no endpoint to send to (503).
     NoEndpoint,
+    /// Every endpoint is unhealthy, ejected or drained (503).
+    NoHealthyEndpoint,
     /// TCP connect failed: refused, unreachable (502).
     ConnectFailed,
     /// TCP connect did not finish within `connect_timeout` (504).
@@ -44,7 +46,9 @@ impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::ListenerGone | Failure::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::ListenerGone | Failure::NoEndpoint | Failure::NoHealthyEndpoint => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Failure::ConnectFailed | Failure::UpstreamError => StatusCode::BAD_GATEWAY,
             Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest | Failure::BadBody => StatusCode::BAD_REQUEST,
@@ -59,6 +63,7 @@ impl Failure {
             Failure::NoRoute => "no-route",
             Failure::ListenerGone => "listener-removed",
             Failure::NoEndpoint => "no-endpoint",
+            Failure::NoHealthyEndpoint => "no-healthy-endpoint",
             Failure::ConnectFailed => "connect-failed",
             Failure::ConnectTimeout => "connect-timeout",
             Failure::UpstreamError => "upstream-error",
@@ -80,6 +85,9 @@ impl Failure {
             }
             Failure::NoEndpoint => {
                 r#"{"status":503,"reason":"no-endpoint","message":"no usable endpoint in the cluster"}"#
+            }
+            Failure::NoHealthyEndpoint => {
+                r#"{"status":503,"reason":"no-healthy-endpoint","message":"every endpoint of the cluster is unhealthy, ejected or drained"}"#
             }
             Failure::ConnectFailed => {
                 r#"{"status":502,"reason":"connect-failed","message":"could not connect to the upstream"}"#

@@ -19,6 +19,7 @@
 use super::body::{ReqBody, RespBody};
 use super::conform;
 use super::error::Failure;
+use crate::upstream::retry::Cause;
 use super::ConnCtx;
 use crate::config::UpstreamProtocol;
 use crate::snapshot::ClusterSnap;
@@ -40,50 +41,71 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Sends `req` to endpoint `ep` of `cluster` and returns the upstream's response, with
-/// its body streaming; `idle` bounds the silence between two body frames.
-pub async fn send(
+/// Why an attempt failed: the answer the gateway would give, the cause as retrying
+/// sees it (none: not retryable at all), and the request itself when it provably never
+/// left (so it can go to another endpoint, body and all).
+pub struct SendError {
+    /// What the client gets if this is the last attempt.
+    pub failure: Failure,
+    /// The cause, for `retry.on` and outlier detection; `None` for the client's fault.
+    pub cause: Option<Cause>,
+    /// The request, unsent.
+    pub unsent: Option<(Parts, ReqBody)>,
+}
+
+/// Prepares a client's request for the upstream, once for all attempts: hop-by-hop
+/// headers out, `x-forwarded-*` in, the URI in the upstream protocol's form, and a
+/// body of unknown length marked chunked for an HTTP/1.1 upstream (see the module
+/// doc). Returns the client's upgrade handle for an Upgrade request.
+pub fn prepare(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
-    ep: &Arc<EndpointState>,
-    mut parts: Parts,
-    body: Incoming,
-    idle: std::time::Duration,
-) -> Result<Response<RespBody>, Failure> {
-    let upgrade = is_upgrade(&parts);
+    parts: &mut Parts,
+    body: &Incoming,
+) -> Result<Option<hyper::upgrade::OnUpgrade>, Failure> {
+    let upgrade = is_upgrade(parts);
     let h2 = cluster.protocol == UpstreamProtocol::Http2;
-    let head = parts.method == http::Method::HEAD;
-    rewrite_request(ctx, &mut parts, upgrade, h2)?;
+    rewrite_request(ctx, parts, upgrade, h2)?;
     if !h2 && !body.is_end_stream() && body.size_hint().exact().is_none() {
         parts.headers.insert(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
     }
-    // Take the client's upgrade handle before the request moves upstream.
-    let client_upgrade = if upgrade {
-        let mut probe = Request::from_parts(parts, ());
-        let on = hyper::upgrade::on(&mut probe);
-        parts = probe.into_parts().0;
-        Some(on)
-    } else {
-        None
-    };
-    let req = Request::from_parts(parts, ReqBody::Stream(body));
+    Ok(upgrade
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten())
+}
+
+/// Sends a prepared request to endpoint `ep` of `cluster` and returns the upstream's
+/// response, with its body streaming; `idle` bounds the silence between two body
+/// frames; `upgrade` is the client's side of an Upgrade request.
+pub async fn send(
+    ctx: &ConnCtx,
+    cluster: &ClusterSnap,
+    ep: &Arc<EndpointState>,
+    parts: Parts,
+    body: ReqBody,
+    idle: std::time::Duration,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<RespBody>, SendError> {
+    let head = parts.method == http::Method::HEAD;
     let in_flight = ep.start();
 
-    if h2 {
-        let mut tx = pool::h2_sender(
+    if cluster.protocol == UpstreamProtocol::Http2 {
+        let mut tx = match pool::h2_sender(
             ep.slot,
             ep.address,
             cluster.connect_timeout,
             cluster.max_response_head,
         )
         .await
-        .map_err(|e| connect_failed(cluster, ep, e))?;
-        ep.connect_failures.store(0, Ordering::Relaxed);
+        {
+            Ok(tx) => tx,
+            Err(e) => return Err(connect_failed(cluster, e, parts, body)),
+        };
         let resp = tx
-            .send_request(req)
+            .send_request(Request::from_parts(parts, body))
             .await
             .map_err(|e| exchange_failed(cluster, ep, &e))?;
         let (mut rp, incoming) = resp.into_parts();
@@ -97,26 +119,28 @@ pub async fn send(
 
     // HTTP/1.1: reuse a pooled connection when there is one. Upgrades take a fresh one,
     // since the connection becomes the tunnel.
-    let mut conn = if upgrade {
+    let mut conn = if upgrade.is_some() {
         None
     } else {
-        pool::checkout_h1(ep.slot).await
+        pool::checkout_h1(ep.slot, ep.address).await
     };
-    let mut req = req;
+    let mut req = Request::from_parts(parts, body);
     let resp = loop {
         let mut c = match conn.take() {
             Some(c) => c,
-            None => {
-                let c = pool::connect_h1(
-                    ep.address,
-                    cluster.connect_timeout,
-                    cluster.max_response_head,
-                )
-                .await
-                .map_err(|e| connect_failed(cluster, ep, e))?;
-                ep.connect_failures.store(0, Ordering::Relaxed);
-                c
-            }
+            None => match pool::connect_h1(
+                ep.address,
+                cluster.connect_timeout,
+                cluster.max_response_head,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    let (parts, body) = req.into_parts();
+                    return Err(connect_failed(cluster, e, parts, body));
+                }
+            },
         };
         match c.tx.try_send_request(req).await {
             Ok(resp) => break (resp, c.tx),
@@ -124,57 +148,104 @@ pub async fn send(
                 // The pooled connection was closing; the request never left. Once more
                 // on a fresh connection.
                 Some(r) if c.reused => req = r,
-                _ => return Err(exchange_failed(cluster, ep, e.error())),
+                // A fresh connection that failed before the request left: unsent.
+                Some(r) => {
+                    let mut err = exchange_failed(cluster, ep, e.error());
+                    err.unsent = Some(r.into_parts());
+                    return Err(err);
+                }
+                None => return Err(exchange_failed(cluster, ep, e.error())),
             },
         }
     };
     let (resp, tx) = resp;
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return match client_upgrade {
+        return match upgrade {
             Some(client_upgrade) => Ok(tunnel(ctx, resp, client_upgrade, in_flight)),
             None => {
                 // The client asked for no upgrade: relaying this would switch a
                 // connection that still carries HTTP for the client.
                 tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answered 101 to a request without Upgrade; answering 502");
-                Err(Failure::UpstreamError)
+                Err(upstream_fault())
             }
         };
     }
     let (mut rp, incoming) = resp.into_parts();
-    let framing = conform::check_response(rp.status, &mut rp.headers, head).inspect_err(|_| {
-        tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, status = rp.status.as_u16(), "upstream answer with ambiguous framing (two Content-Length, or a transfer coding other than chunked); answering 502");
-    })?;
+    let framing = match conform::check_response(rp.status, &mut rp.headers, head) {
+        Ok(f) => f,
+        Err(_) => {
+            tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, status = rp.status.as_u16(), "upstream answer with ambiguous framing (two Content-Length, or a transfer coding other than chunked); answering 502");
+            return Err(upstream_fault());
+        }
+    };
     strip_hop_headers(&mut rp.headers, false);
     // A repaired answer's connection is not reused: whatever the upstream meant by the
     // conflicting headers may still be on it.
-    let keep = (!framing.poisoned).then_some((ep.slot, tx));
+    let keep = (!framing.poisoned).then_some((ep.slot, ep.address, tx));
     Ok(Response::from_parts(
         rp,
         RespBody::upstream(incoming, keep, in_flight, idle),
     ))
 }
 
+/// An answer the upstream got wrong: 502, counted against the endpoint, not retried
+/// (a retry would likely get the same answer).
+fn upstream_fault() -> SendError {
+    SendError {
+        failure: Failure::UpstreamError,
+        cause: None,
+        unsent: None,
+    }
+}
+
 /// Maps a failed exchange: the client's body breaking its own framing is the client's
-/// fault (400); anything else is the upstream's (502), and an answer refused by the
-/// parser (too large a head, bad syntax) is logged with its cause.
-fn exchange_failed(cluster: &ClusterSnap, ep: &EndpointState, e: &hyper::Error) -> Failure {
+/// fault (400); an h2 stream the upstream refused was never processed; anything else
+/// broke the exchange (502), and an answer refused by the parser (too large a head, bad
+/// syntax) is logged with its cause.
+fn exchange_failed(cluster: &ClusterSnap, ep: &EndpointState, e: &hyper::Error) -> SendError {
     if e.is_user() {
-        return Failure::BadBody;
+        return SendError {
+            failure: Failure::BadBody,
+            cause: None,
+            unsent: None,
+        };
     }
     if e.is_parse() || e.is_parse_too_large() {
         tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answer refused: {e}; answering 502");
+        return upstream_fault();
     }
-    Failure::UpstreamError
+    let refused = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<h2::Error>())
+        .and_then(h2::Error::reason)
+        == Some(h2::Reason::REFUSED_STREAM);
+    SendError {
+        failure: Failure::UpstreamError,
+        cause: Some(if refused {
+            Cause::RefusedStream
+        } else {
+            Cause::Reset
+        }),
+        unsent: None,
+    }
 }
 
-fn connect_failed(cluster: &ClusterSnap, ep: &EndpointState, e: ConnectError) -> Failure {
-    ep.connect_failures.fetch_add(1, Ordering::Relaxed);
+fn connect_failed(
+    cluster: &ClusterSnap,
+    e: ConnectError,
+    parts: Parts,
+    body: ReqBody,
+) -> SendError {
     cluster.connect_errors.inc();
-    match e {
+    let failure = match e {
         ConnectError::Timeout => Failure::ConnectTimeout,
         ConnectError::Io(_) => Failure::ConnectFailed,
         ConnectError::Handshake(_) => Failure::UpstreamError,
+    };
+    SendError {
+        failure,
+        cause: Some(Cause::ConnectFailure),
+        unsent: Some((parts, body)),
     }
 }
 

@@ -17,10 +17,15 @@ pub mod forward;
 pub mod record;
 pub mod route;
 
-use crate::server::Shared;
+use crate::snapshot::Shared;
+use crate::config::UpstreamProtocol;
+use crate::snapshot::{ClusterSnap, RouteSnap};
+use crate::upstream::retry::{self, Cause};
+use crate::upstream::select::{NoPick, Tried};
+use crate::upstream::{now_ms, Ejection, ReqBody};
 use body::RespBody;
 use error::Failure;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use record::{LogLine, Record};
 use std::net::SocketAddr;
@@ -73,53 +78,235 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     // From here the request is recorded exactly once, even if this future is dropped
     // (the client left: 499) or the body breaks after the head.
     let mut record = Record::new(route.clone(), start, log);
-    let cluster = &route.cluster;
 
-    // 4. Endpoint pick.
-    let result = if cluster.endpoints.is_empty() {
-        Err((Failure::NoEndpoint, None))
-    } else {
-        let key = cluster
-            .hash_on
-            .as_ref()
-            .and_then(|k| route::hash_key(k, &parts));
-        let i = cluster.balancer.pick(key, |i| {
-            cluster.endpoints[i]
-                .in_flight
-                .load(std::sync::atomic::Ordering::Relaxed)
-        });
-        let ep = &cluster.endpoints[i];
-        // 5. Forward, within the route's timeout.
-        match tokio::time::timeout(
-            route.timeout,
-            forward::send(ctx, cluster, ep, parts, body, route.idle_timeout),
-        )
+    // 4. Forward: the attempt loop, within the route's timeout.
+    let result = tokio::time::timeout(route.timeout, attempts(ctx, route, parts, body))
         .await
-        {
-            Ok(Ok(resp)) => Ok((resp, i)),
-            Ok(Err(f)) => Err((f, Some(i))),
-            Err(_) => Err((Failure::Timeout, Some(i))),
-        }
-    };
+        .unwrap_or(Err((Failure::Timeout, None)));
 
-    // 6. The answer, and its record: now for an answer the gateway made or a body
+    // 5. The answer, and its record: now for an answer the gateway made or a body
     //    that has already ended, else when the body ends.
     match result {
-        Ok((mut resp, i)) => {
-            record.head(resp.status().as_u16(), Some(&cluster.endpoint_names[i]));
+        Ok((mut resp, name)) => {
+            record.head(resp.status().as_u16(), Some(&name));
             match resp.body_mut() {
                 RespBody::Upstream(b) if !b.ended() => b.record = Some(record),
                 _ => record.finish_body(true),
             }
             resp
         }
-        Err((f, i)) => {
-            record.head(f.status().as_u16(), i.map(|i| &cluster.endpoint_names[i]));
+        Err((f, name)) => {
+            record.head(f.status().as_u16(), name.as_ref());
             // The gateway's answers to upstream failures are never good; its 4xx to a
             // malformed request is the client's doing and counts by status.
             record.finish(f.status().as_u16(), f.reason(), !f.is_client_fault());
             f.response()
         }
+    }
+}
+
+/// The attempt loop: pick an endpoint → forward within `per_try_timeout` → classify →
+/// retry elsewhere when that is safe, allowed and within budget (see
+/// `upstream::retry`). Returns the answer and the endpoint that gave it.
+async fn attempts(
+    ctx: &ConnCtx,
+    route: &RouteSnap,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> Result<(Response<RespBody>, Arc<str>), (Failure, Option<Arc<str>>)> {
+    let write = !matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    let (cluster, zone) = match (&route.write_cluster, write) {
+        (Some(c), true) => (c, None),
+        _ => (&route.cluster, route.write_zone.as_deref().filter(|_| write)),
+    };
+    let cfg = &route.retry;
+    let now = now_ms();
+    route.budget.request(now);
+    let key = cluster
+        .hash_on
+        .as_ref()
+        .and_then(|k| route::hash_key(k, &parts));
+    let upgrade = forward::prepare(ctx, cluster, &mut parts, &body).map_err(|f| (f, None))?;
+
+    // What a retry needs: the head again (only if a sent request may be repeated), and
+    // the body again (kept whole when small enough; see `upstream::retry`).
+    let may_retry = cfg.attempts > 1 && upgrade.is_none();
+    let repeatable = may_retry && retry::repeatable(&parts.method, &parts.headers, cfg);
+    let sent_causes = cfg.on.reset || cfg.on.timeout || cfg.on.statuses != 0;
+    let head_copy = (repeatable && sent_causes).then(|| head_of(&parts));
+    let mut body = if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) {
+        keep_for_replay(body, cfg.buffer).await.map_err(|f| (f, None))?
+    } else {
+        ReqBody::Stream(body)
+    };
+    let replay = match &body {
+        ReqBody::Full(b) => Some(b.clone()),
+        ReqBody::Stream(_) => None,
+    };
+
+    let mut tried = Tried::default();
+    let mut next = Some(parts);
+    let mut upgrade = upgrade;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let now = now_ms();
+        let pick = cluster
+            .select
+            .pick(key, zone, &tried, now, fastrand::f64())
+            .map_err(|e| {
+                let f = match e {
+                    NoPick::Empty => Failure::NoEndpoint,
+                    NoPick::NoneHealthy => Failure::NoHealthyEndpoint,
+                };
+                (f, None)
+            })?;
+        let i = pick.index;
+        tried.add(i);
+        let ep = &cluster.select.endpoints[i];
+        let name = &cluster.endpoint_names[i];
+        let Some(parts) = next.take() else {
+            return Err((Failure::UpstreamError, Some(name.clone())));
+        };
+        let send = forward::send(ctx, cluster, ep, parts, body, route.idle_timeout, upgrade.take());
+        let outcome = match cfg.per_try_timeout {
+            Some(t) => tokio::time::timeout(t, send).await.unwrap_or(Err(forward::SendError {
+                failure: Failure::Timeout,
+                cause: Some(Cause::Timeout),
+                unsent: None,
+            })),
+            None => send.await,
+        };
+
+        // Classify: what the endpoint did (outlier detection), and whether to retry.
+        let (cause, unsent, answer) = match outcome {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                if status >= 500 && cluster.outlier.count_5xx {
+                    outlier_failure(cluster, i, now);
+                } else {
+                    ep.success(&cluster.outlier, &cluster.select.live, now);
+                }
+                if !(status >= 500 && cfg.on.status(status)) {
+                    return Ok((resp, name.clone()));
+                }
+                (Cause::Status(status), None, Ok(resp))
+            }
+            Err(e) => {
+                let Some(cause) = e.cause else {
+                    if e.failure == Failure::UpstreamError {
+                        outlier_failure(cluster, i, now);
+                    }
+                    return Err((e.failure, Some(name.clone())));
+                };
+                outlier_failure(cluster, i, now);
+                (cause, e.unsent, Err(e.failure))
+            }
+        };
+        let give_up = |answer: Result<Response<RespBody>, Failure>| match answer {
+            Ok(resp) => Ok((resp, name.clone())),
+            Err(f) => Err((f, Some(name.clone()))),
+        };
+        if attempt >= cfg.attempts || !cause.allowed(cfg) {
+            return give_up(answer);
+        }
+        // Rebuild the request: the unsent one, or the kept head and body.
+        let again = match unsent {
+            Some(r) => Some(r),
+            None if cause.unsent() || repeatable => match (&head_copy, &replay) {
+                (Some(h), Some(b)) => Some((rebuild(h), ReqBody::Full(b.clone()))),
+                _ => None,
+            },
+            None => None,
+        };
+        let Some((p, b)) = again else {
+            return give_up(answer);
+        };
+        // Wait: the upstream's Retry-After on a 503, else a jittered backoff.
+        let wait = match &answer {
+            Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                retry::retry_after(resp.headers())
+            }
+            _ => None,
+        }
+        .unwrap_or_else(|| retry::backoff(cfg, attempt, fastrand::f64()));
+        if !route.budget.withdraw(now_ms()) {
+            return give_up(answer);
+        }
+        route.retries[cause.index()].inc();
+        drop(answer);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        next = Some(p);
+        body = b;
+    }
+}
+
+/// Records a failed exchange against endpoint `i`, ejecting it when that is due.
+fn outlier_failure(cluster: &ClusterSnap, i: usize, now: u64) {
+    let ep = &cluster.select.endpoints[i];
+    let n = cluster.select.endpoints.len();
+    if let Some(Ejection::Ejected { until, times }) =
+        ep.failure(&cluster.outlier, &cluster.select.live, n, now)
+    {
+        tracing::warn!(
+            cluster = %cluster.name,
+            endpoint = %cluster.endpoint_names[i],
+            times,
+            for_ms = until.saturating_sub(now),
+            "endpoint ejected after {} failures in a row",
+            cluster.outlier.consecutive_failures
+        );
+        cluster.ejections[i].inc();
+    }
+}
+
+/// The parts of a request head a retry needs again (extensions are not kept: an
+/// upgrade is never retried).
+struct Head {
+    method: Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+}
+
+fn head_of(p: &http::request::Parts) -> Head {
+    Head {
+        method: p.method.clone(),
+        uri: p.uri.clone(),
+        version: p.version,
+        headers: p.headers.clone(),
+    }
+}
+
+fn rebuild(h: &Head) -> http::request::Parts {
+    let (mut p, ()) = Request::new(()).into_parts();
+    p.method = h.method.clone();
+    p.uri = h.uri.clone();
+    p.version = h.version;
+    p.headers = h.headers.clone();
+    p
+}
+
+/// Reads a body of known size up to `limit` into memory so it can be sent again; a
+/// larger or unsized body streams (and its request is retried only while unsent).
+async fn keep_for_replay(body: Incoming, limit: usize) -> Result<ReqBody, Failure> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt as _;
+    if body.is_end_stream() {
+        return Ok(ReqBody::Full(None));
+    }
+    match body.size_hint().exact() {
+        Some(n) if n as usize <= limit => match body.collect().await {
+            Ok(c) => Ok(ReqBody::Full(Some(c.to_bytes()))),
+            // The client's body broke its own framing (or the client left).
+            Err(_) => Err(Failure::BadBody),
+        },
+        _ => Ok(ReqBody::Stream(body)),
     }
 }
 

@@ -78,6 +78,55 @@ impl Weighted {
         self.cumulative.partition_point(|&c| c <= r)
     }
 
+    /// A weighted random index among those `ok` accepts: a few draws over all (cheap
+    /// while most are eligible), then one exact draw over the eligible weights.
+    pub fn pick_in(&self, ok: &impl Fn(usize) -> bool) -> usize {
+        for _ in 0..4 {
+            let i = self.pick();
+            if ok(i) {
+                return i;
+            }
+        }
+        let total: u64 = (0..self.weights.len())
+            .filter(|&i| ok(i))
+            .map(|i| u64::from(self.weights[i].max(1)))
+            .sum();
+        if total == 0 {
+            return self.pick();
+        }
+        let mut r = fastrand::u64(0..total);
+        for i in (0..self.weights.len()).filter(|&i| ok(i)) {
+            let w = u64::from(self.weights[i].max(1));
+            if r < w {
+                return i;
+            }
+            r -= w;
+        }
+        0
+    }
+
+    /// P2C among the eligible: two distinct weighted candidates when there are two.
+    pub fn pick_p2c_in(&self, load: impl Fn(usize) -> u32, ok: &impl Fn(usize) -> bool) -> usize {
+        let a = self.pick_in(ok);
+        let mut b = self.pick_in(ok);
+        if a == b {
+            // A second draw excluding `a`, when anything else is eligible.
+            let other = |i: usize| i != a && ok(i);
+            if (0..self.weights.len()).any(other) {
+                b = self.pick_in(&other);
+            } else {
+                return a;
+            }
+        }
+        let la = u64::from(load(a)) * u64::from(self.weights[b].max(1));
+        let lb = u64::from(load(b)) * u64::from(self.weights[a].max(1));
+        if la <= lb {
+            a
+        } else {
+            b
+        }
+    }
+
     /// Two weighted random candidates, compared by `load / weight`; lower wins.
     pub fn pick_p2c(&self, load: impl Fn(usize) -> u32) -> usize {
         let n = self.weights.len();
@@ -131,8 +180,49 @@ impl Balancer {
         }
     }
 
-    /// Picks an endpoint index. `key` is the request's hash key (consistent hashing
-    /// only); `load(i)` is endpoint i's in-flight count (least request only).
+    /// Picks an endpoint index among those `ok` accepts (at least one must be), keeping
+    /// each algorithm's property over the eligible set: round robin skips ineligible
+    /// turns (so the others keep their smooth weighted order and share the skipped
+    /// turns evenly), random and P2C draw among the eligible, Maglev probes the next
+    /// slots past an ineligible one (so only keys of ineligible endpoints move).
+    pub fn pick_in(
+        &self,
+        key: Option<u64>,
+        load: impl Fn(usize) -> u32,
+        ok: impl Fn(usize) -> bool,
+    ) -> usize {
+        match self {
+            Balancer::RoundRobin { sequence, next } => {
+                for _ in 0..sequence.len() {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let e = sequence[i % sequence.len()] as usize;
+                    if ok(e) {
+                        return e;
+                    }
+                }
+                // Nothing eligible in a whole round: the caller's set was empty.
+                sequence[0] as usize
+            }
+            Balancer::Random(w) => w.pick_in(&ok),
+            Balancer::LeastRequest(w) => w.pick_p2c_in(load, &ok),
+            Balancer::Maglev { table, fallback } => match key {
+                Some(k) => {
+                    let start = (k % table.len() as u64) as usize;
+                    for j in 0..table.len() {
+                        let e = table[(start + j) % table.len()] as usize;
+                        if ok(e) {
+                            return e;
+                        }
+                    }
+                    table[start] as usize
+                }
+                None => fallback.pick_in(&ok),
+            },
+        }
+    }
+
+    /// Picks an endpoint index among all. `key` is the request's hash key (consistent
+    /// hashing only); `load(i)` is endpoint i's in-flight count (least request only).
     pub fn pick(&self, key: Option<u64>, load: impl Fn(usize) -> u32) -> usize {
         match self {
             Balancer::RoundRobin { sequence, next } => {
@@ -328,6 +418,47 @@ mod tests {
         let t = maglev_table(&names(2), &[3, 1], MAGLEV_TABLE_SIZE);
         let zeros = t.iter().filter(|&&x| x == 0).count() as f64 / t.len() as f64;
         assert!((zeros - 0.75).abs() < 0.01, "share {zeros}");
+    }
+
+    #[test]
+    fn round_robin_over_a_subset_shares_the_skipped_turns() {
+        let b = Balancer::round_robin(&[1, 1, 1]);
+        let mut counts = [0; 3];
+        for _ in 0..300 {
+            counts[b.pick_in(None, |_| 0, |i| i != 2)] += 1;
+        }
+        assert_eq!(counts, [150, 150, 0]);
+    }
+
+    #[test]
+    fn maglev_moves_only_the_keys_of_an_endpoint_that_is_out() {
+        let b = Balancer::maglev(&names(5), &[1; 5]);
+        let mut moved_other = 0;
+        let mut moved = 0;
+        for k in 0..5000u64 {
+            let h = hash_bytes(3, &k.to_le_bytes());
+            let before = b.pick_in(Some(h), |_| 0, |_| true);
+            let after = b.pick_in(Some(h), |_| 0, |i| i != 1);
+            assert_ne!(after, 1);
+            if before != 1 && before != after {
+                moved_other += 1;
+            }
+            if before == 1 {
+                moved += 1;
+            }
+        }
+        assert_eq!(moved_other, 0, "keys of live endpoints stay put");
+        assert!(moved > 700 && moved < 1300, "{moved}");
+    }
+
+    #[test]
+    fn p2c_and_random_stay_in_the_subset() {
+        let lr = Balancer::least_request(&[1, 1, 1, 1]);
+        let r = Balancer::random(&[1, 1, 1, 1]);
+        for _ in 0..200 {
+            assert!(lr.pick_in(None, |_| 0, |i| i == 3) == 3);
+            assert!(r.pick_in(None, |_| 0, |i| i >= 2) >= 2);
+        }
     }
 
     proptest! {

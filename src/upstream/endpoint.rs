@@ -263,8 +263,9 @@ impl EndpointState {
         if self.ejected_until.load(Ordering::Relaxed) > now {
             return None; // already out; a late answer of an earlier request
         }
-        // The cap: at least one endpoint may always be ejected.
-        let max = ((cluster_size as f64 * cfg.max_ejection_percent / 100.0).floor() as u32).max(1);
+        // The cap, never exceeded: with one endpoint, or 2 at 25%, nothing is ejected
+        // (as nginx ignores max_fails for a single server).
+        let max = (cluster_size as f64 * cfg.max_ejection_percent / 100.0).floor() as u32;
         if live
             .ejected
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
@@ -354,6 +355,7 @@ mod tests {
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(25),
             max_ejection_percent: 50.0,
+            count_5xx: true,
         }
     }
 
@@ -438,16 +440,13 @@ mod tests {
         }
         assert_eq!(ejected, 2, "50% of 4");
         assert_eq!(eps[3].failure(&c, &live, 4, 0), Some(Ejection::Capped));
-        // One endpoint of one may always be ejected.
+        // The only endpoint is never ejected.
         let live1 = ClusterLive::default();
         let e = ep();
         for _ in 0..2 {
             e.failure(&c, &live1, 1, 0);
         }
-        assert!(matches!(
-            e.failure(&c, &live1, 1, 0),
-            Some(Ejection::Ejected { .. })
-        ));
+        assert_eq!(e.failure(&c, &live1, 1, 0), Some(Ejection::Capped));
     }
 
     #[test]

@@ -7,11 +7,13 @@
 
 pub mod balance;
 pub mod endpoint;
-pub mod health;
+
 pub mod pool;
+pub mod retry;
 pub mod select;
 
 pub use endpoint::*;
+pub use pool::ReqBody;
 
 use std::sync::OnceLock;
 use tokio::time::Instant;

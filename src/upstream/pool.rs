@@ -8,9 +8,21 @@
 //!
 //! A connection returns to the pool only after its response body ended cleanly (see
 //! `proxy::body`); a connection whose body was dropped midway is closed by hyper.
+//!
+//! Slots are reused: a reload frees the slots of endpoints it removed (see
+//! `snapshot`), and a later endpoint may get one. Each pooled connection remembers the
+//! address it goes to, and a checkout for another address drops it, so a reused slot
+//! never hands out a connection to the wrong endpoint. Each worker sweeps its pool
+//! every second ([`sweep`]): idle connections older than [`IDLE_TIMEOUT`] and closed
+//! ones are dropped, so the connections of removed endpoints are closed within
+//! seconds, whatever the upstream does.
 
-use crate::proxy::body::ReqBody;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::cell::RefCell;
 use std::io;
@@ -18,6 +30,50 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+/// A request body sent upstream: the client's, streamed, or one kept in memory for
+/// replay (see `proxy::retry`).
+#[derive(Debug)]
+pub enum ReqBody {
+    /// The client's body, streamed.
+    Stream(Incoming),
+    /// A body held whole in memory (kept for replay), or none.
+    Full(Option<Bytes>),
+}
+
+// === impl ReqBody ===
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Stream(b) => b.is_end_stream(),
+            ReqBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Stream(b) => b.size_hint(),
+            ReqBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ReqBody::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+// === pool ===
 
 /// Idle HTTP/1.1 connections kept per endpoint per worker.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 128;
@@ -40,13 +96,14 @@ pub enum ConnectError {
 
 struct Idle {
     tx: http1::SendRequest<ReqBody>,
+    addr: SocketAddr,
     since: Instant,
 }
 
 #[derive(Default)]
 struct Pool {
     h1: Vec<Vec<Idle>>,
-    h2: Vec<Option<http2::SendRequest<ReqBody>>>,
+    h2: Vec<Option<(SocketAddr, http2::SendRequest<ReqBody>)>>,
 }
 
 thread_local! {
@@ -61,11 +118,11 @@ pub struct H1Conn {
     pub reused: bool,
 }
 
-/// Takes an idle HTTP/1.1 connection to `slot`, if a usable one is pooled.
-pub async fn checkout_h1(slot: usize) -> Option<H1Conn> {
+/// Takes an idle HTTP/1.1 connection to `addr` at `slot`, if a usable one is pooled.
+pub async fn checkout_h1(slot: usize, addr: SocketAddr) -> Option<H1Conn> {
     loop {
         let idle = POOL.with(|p| p.borrow_mut().h1.get_mut(slot).and_then(Vec::pop))?;
-        if idle.tx.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
+        if idle.addr != addr || idle.tx.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
             continue;
         }
         let mut tx = idle.tx;
@@ -76,8 +133,8 @@ pub async fn checkout_h1(slot: usize) -> Option<H1Conn> {
     }
 }
 
-/// Returns an HTTP/1.1 connection whose exchange finished cleanly.
-pub fn checkin_h1(slot: usize, tx: http1::SendRequest<ReqBody>) {
+/// Returns an HTTP/1.1 connection to `addr` whose exchange finished cleanly.
+pub fn checkin_h1(slot: usize, addr: SocketAddr, tx: http1::SendRequest<ReqBody>) {
     if tx.is_closed() {
         return;
     }
@@ -90,8 +147,45 @@ pub fn checkin_h1(slot: usize, tx: http1::SendRequest<ReqBody>) {
         if v.len() < MAX_IDLE_PER_ENDPOINT {
             v.push(Idle {
                 tx,
+                addr,
                 since: Instant::now(),
             });
+        }
+    });
+}
+
+/// Drops this worker's idle connections that are closed or idle longer than
+/// [`IDLE_TIMEOUT`]; returns how many it dropped.
+pub fn sweep() -> usize {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let mut dropped = 0;
+        for v in &mut p.h1 {
+            let before = v.len();
+            v.retain(|i| !i.tx.is_closed() && i.since.elapsed() <= IDLE_TIMEOUT);
+            dropped += before - v.len();
+        }
+        for s in &mut p.h2 {
+            if s.as_ref().is_some_and(|(_, tx)| tx.is_closed()) {
+                *s = None;
+                dropped += 1;
+            }
+        }
+        dropped
+    })
+}
+
+/// Drops this worker's connections in `slots` (endpoints a reload removed).
+pub fn forget(slots: &[usize]) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        for &s in slots {
+            if let Some(v) = p.h1.get_mut(s) {
+                v.clear();
+            }
+            if let Some(h) = p.h2.get_mut(s) {
+                *h = None;
+            }
         }
     });
 }
@@ -134,8 +228,8 @@ pub async fn h2_sender(
     max_head: usize,
 ) -> Result<http2::SendRequest<ReqBody>, ConnectError> {
     let cached = POOL.with(|p| p.borrow().h2.get(slot).cloned().flatten());
-    if let Some(tx) = cached {
-        if !tx.is_closed() {
+    if let Some((a, tx)) = cached {
+        if a == addr && !tx.is_closed() {
             return Ok(tx);
         }
     }
@@ -155,7 +249,7 @@ pub async fn h2_sender(
         if p.h2.len() <= slot {
             p.h2.resize_with(slot + 1, || None);
         }
-        p.h2[slot] = Some(tx.clone());
+        p.h2[slot] = Some((addr, tx.clone()));
     });
     Ok(tx)
 }

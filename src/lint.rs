@@ -74,16 +74,21 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
                     "set timeout: to a bit above the route's slowest healthy answer, e.g. timeout: 2s",
                 );
             }
-            if let Some(rt) = &r.retry {
-                if rt.budget.is_none() {
-                    w.push(
-                        "retry-without-budget",
-                        &format!("{rp}.retry"),
-                        format!("route {rname:?} retries without a budget"),
-                        "without a budget, retries multiply load exactly when the upstream is failing (a retry storm)",
-                        "add budget: 20% (retries may add at most that share of requests)",
-                    );
-                }
+            // Every route retries under a budget (20% by default); one so large that it
+            // stops nothing is the anti-pattern.
+            let budget = r
+                .retry
+                .as_ref()
+                .and_then(|rt| rt.budget.as_ref())
+                .and_then(|b| crate::config::parse_percent(&b.0).ok());
+            if let Some(b) = budget.filter(|b| *b > 50.0) {
+                w.push(
+                    "retry-budget-too-large",
+                    &format!("{rp}.retry"),
+                    format!("route {rname:?} allows retries up to {b}% of its requests"),
+                    "a budget this large does not stop retries from multiplying load exactly when the upstream is failing (a retry storm)",
+                    "keep the default budget: 20%, or set one below 50%",
+                );
             }
             let slo_def = r
                 .slo
@@ -413,9 +418,14 @@ clusters:
         let ws = lint_yaml(&CLEAN.replace(", slo: avail", ""));
         assert_eq!(codes(&ws), ["no-slo"]);
 
-        let ws = lint_yaml(&CLEAN.replace("timeout: 2s,", "timeout: 2s, retry: {attempts: 2},"));
-        assert_eq!(codes(&ws), ["retry-without-budget"]);
+        let ws = lint_yaml(&CLEAN.replace(
+            "timeout: 2s,",
+            "timeout: 2s, retry: {attempts: 2, budget: 100%},",
+        ));
+        assert_eq!(codes(&ws), ["retry-budget-too-large"]);
         assert_eq!(ws[0].path, "listeners[0].routes[0].retry");
+        let ws = lint_yaml(&CLEAN.replace("timeout: 2s,", "timeout: 2s, retry: {attempts: 2},"));
+        assert_eq!(codes(&ws), Vec::<&str>::new(), "the default budget is fine");
         let ws = lint_yaml(&CLEAN.replace(
             "timeout: 2s,",
             "timeout: 2s, retry: {attempts: 2, budget: 20%},",

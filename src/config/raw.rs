@@ -69,6 +69,8 @@ pub struct RawLimits {
     pub max_request_head: Option<Scalar>,
     /// Most header fields in a request head.
     pub max_request_headers: Option<usize>,
+    /// Longest single request header field (name and value).
+    pub max_request_field: Option<Scalar>,
     /// Longest request target (URI).
     pub max_uri: Option<Scalar>,
     /// Largest upstream response head (status line and headers).

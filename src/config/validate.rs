@@ -41,6 +41,9 @@ pub const DEFAULT_MAX_REQUEST_HEAD: usize = 16 * 1024;
 pub const MIN_HEAD_LIMIT: usize = 8 * 1024;
 /// Default most request headers: HAProxy's `tune.http.maxhdr` is 101, hyper's 100.
 pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+/// Default longest request header field: nginx refuses a field line past its 8 KiB
+/// buffer (`large_client_header_buffers 4 8k`), HAProxy past its own.
+pub const DEFAULT_MAX_REQUEST_FIELD: usize = 8 * 1024;
 /// Default longest request target: nginx answers 414 past its 8 KiB buffer.
 pub const DEFAULT_MAX_URI: usize = 8 * 1024;
 /// Default largest upstream response head, the same as a request's.
@@ -95,6 +98,8 @@ pub struct Limits {
     pub max_request_head: usize,
     /// Most request header fields; more gets 431.
     pub max_request_headers: usize,
+    /// Longest request header field (name, `: ` and value); longer gets 431.
+    pub max_request_field: usize,
     /// Longest request target in bytes; longer gets 414.
     pub max_uri: usize,
     /// Largest upstream response head in bytes; larger gets 502 `upstream-error`.
@@ -106,6 +111,7 @@ impl Default for Limits {
         Limits {
             max_request_head: DEFAULT_MAX_REQUEST_HEAD,
             max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            max_request_field: DEFAULT_MAX_REQUEST_FIELD,
             max_uri: DEFAULT_MAX_URI,
             max_response_head: DEFAULT_MAX_RESPONSE_HEAD,
         }
@@ -730,6 +736,12 @@ impl V<'_> {
                 d.max_request_head,
             ),
             max_request_headers,
+            max_request_field: self.size(
+                "limits.max_request_field",
+                l.max_request_field.as_ref(),
+                64,
+                d.max_request_field,
+            ),
             max_uri: self.size("limits.max_uri", l.max_uri.as_ref(), 1, d.max_uri),
             max_response_head: self.size(
                 "limits.max_response_head",

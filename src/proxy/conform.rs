@@ -12,7 +12,8 @@
 //!   RFC 9112 §6.3 allows either refusing or dropping the length);
 //! - `Transfer-Encoding` is exactly `chunked`: another coding gets 501 (nginx), a
 //!   repeated or empty one 400;
-//! - a request target longer than `limits.max_uri` gets 414.
+//! - a request target longer than `limits.max_uri` gets 414, a header field longer than
+//!   `limits.max_request_field` 431.
 //!
 //! Upstream answers ([`check_response`]): two `Content-Length`s or a
 //! `Transfer-Encoding` other than `chunked` are refused (502); `Content-Length` beside
@@ -40,6 +41,15 @@ pub struct ResponseFraming {
 pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> {
     if uri_len(&parts.uri) > limits.max_uri {
         return Err(Failure::UriTooLong);
+    }
+    // One pass over the fields: nginx and HAProxy refuse a field line past their
+    // buffer even when the whole head fits.
+    if parts
+        .headers
+        .iter()
+        .any(|(n, v)| n.as_str().len() + 2 + v.len() > limits.max_request_field)
+    {
+        return Err(Failure::FieldTooLarge);
     }
     host(parts)?;
     if parts.version == Version::HTTP_2 {

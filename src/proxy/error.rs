@@ -35,6 +35,8 @@ pub enum Failure {
     BadBody,
     /// The request target is longer than `limits.max_uri` (414).
     UriTooLong,
+    /// A header field is longer than `limits.max_request_field` (431).
+    FieldTooLarge,
     /// A transfer coding other than `chunked` (501).
     UnsupportedCoding,
 }
@@ -53,6 +55,7 @@ impl Failure {
             Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest | Failure::BadBody => StatusCode::BAD_REQUEST,
             Failure::UriTooLong => StatusCode::URI_TOO_LONG,
+            Failure::FieldTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
@@ -71,6 +74,7 @@ impl Failure {
             Failure::BadRequest => "bad-request",
             Failure::BadBody => "bad-request-body",
             Failure::UriTooLong => "uri-too-long",
+            Failure::FieldTooLarge => "header-too-large",
             Failure::UnsupportedCoding => "unsupported-transfer-coding",
         }
     }
@@ -110,6 +114,9 @@ impl Failure {
             Failure::UriTooLong => {
                 r#"{"status":414,"reason":"uri-too-long","message":"the request target is too long"}"#
             }
+            Failure::FieldTooLarge => {
+                r#"{"status":431,"reason":"header-too-large","message":"a request header field is too large"}"#
+            }
             Failure::UnsupportedCoding => {
                 r#"{"status":501,"reason":"unsupported-transfer-coding","message":"only the chunked transfer coding is supported"}"#
             }
@@ -126,6 +133,7 @@ impl Failure {
                 | Failure::BadRequest
                 | Failure::BadBody
                 | Failure::UriTooLong
+                | Failure::FieldTooLarge
                 | Failure::UnsupportedCoding
         )
     }

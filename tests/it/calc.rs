@@ -197,7 +197,7 @@ listeners:
       - name: pay
         match: {path_prefix: /}
         cluster: pay
-        retry: {attempts: 3}
+        retry: {attempts: 3, budget: 100%}
         slo: five-nines
 slos:
   - {name: five-nines, objective: 99.999%, window: 30d}
@@ -214,7 +214,7 @@ fn check_warns_about_anti_patterns_and_deny_warnings_fails() {
     assert!(out.contains("5 HA warnings"), "{out}");
     for want in [
         "warning[no-timeout]: ninefold.yaml:5:9: listeners[0].routes[0]: route \"pay\" has no timeout",
-        "warning[retry-without-budget]: ninefold.yaml:8:16: listeners[0].routes[0].retry:",
+        "warning[retry-budget-too-large]: ninefold.yaml:8:16: listeners[0].routes[0].retry:",
         "warning[unreachable-objective]: ninefold.yaml:9:14: listeners[0].routes[0].slo:",
         "warning[no-health-check]: ninefold.yaml:13:5: clusters[0]:",
         "warning[single-zone]: ninefold.yaml:15:7: clusters[0].endpoints: cluster \"pay\" has a single endpoint",
@@ -249,14 +249,14 @@ fn check_warns_about_anti_patterns_and_deny_warnings_fails() {
         codes,
         [
             "no-timeout",
-            "retry-without-budget",
+            "retry-budget-too-large",
             "unreachable-objective",
             "no-health-check",
             "single-zone"
         ]
     );
     assert_eq!(j["warnings"][0]["line"], 5);
-    assert_eq!(j["notes"].as_array().unwrap().len(), 1, "{j}"); // retry is not built yet
+    assert_eq!(j["notes"].as_array().unwrap().len(), 0, "{j}"); // every key is served
 
     // Errors in --json too, with exit 2.
     std::fs::write(&path, "workers: 0\n").unwrap();

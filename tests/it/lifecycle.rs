@@ -65,7 +65,7 @@ async fn a_bad_reload_is_refused_and_the_old_config_keeps_serving() {
         "{m}"
     );
     // A setting serve does not run is refused the same way.
-    gw.rewrite(&simple_config(&[&a], "", "        retry: {attempts: 2}"));
+    gw.rewrite(&simple_config(&[&a], "", "        bulkhead: {max_concurrent: 2}"));
     let r = post(&gw.admin_url("/api/v1/reload"), None).await;
     assert_eq!(r.status, 422);
     assert_eq!(who(&gw).await, "a");

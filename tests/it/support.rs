@@ -499,6 +499,17 @@ pub fn body(s: impl Into<Bytes>) -> BoxBody {
     full(s)
 }
 
+/// An address that refuses connections for as long as the returned socket lives: bound
+/// but never listening, so no other process can take the port meanwhile (unlike a port
+/// that was bound and released).
+pub fn refusing_endpoint() -> (socket2::Socket, std::net::SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
+}
+
 /// Free ephemeral port (bound and released): only for configs that must name a port
 /// before the gateway starts, such as a reload adding a listener.
 pub fn free_port() -> u16 {

@@ -906,6 +906,28 @@ fn judge(v: &Vector, nf: &Outcome, anchors: &[Grade]) -> (Vec<String>, Vec<Strin
                 ));
             }
         }
+        Expect::Repaired if backend_empty => {
+            if refusal != Some(400) {
+                fails.push(format!("expected 400 or one repaired forward, got {}", nf.label));
+            }
+        }
+        Expect::Repaired => {
+            let forwarded = match &nf.fwd {
+                Fwd::Complete(m) => m.len(),
+                _ => 0,
+            };
+            let finals = seen
+                .statuses
+                .iter()
+                .filter(|c| **c >= 200)
+                .count();
+            if forwarded != 1 || finals > 1 {
+                fails.push(format!(
+                    "expected one request forwarded with one framing and nothing after it, got {} ({forwarded} forwarded, {finals} answers)",
+                    nf.label
+                ));
+            }
+        }
         Expect::BadGateway => {
             let reason = seen
                 .last

@@ -46,6 +46,12 @@ pub enum Expect {
     BadGateway,
     /// The upstream's final answer reaches the client with this status and decoded body.
     Relay(u16, &'static [u8]),
+    /// Refused with 400 and nothing forwarded, or forwarded exactly once with one framing
+    /// (the duplicate or conflicting length dropped) and nothing after it on that
+    /// connection: RFC 9112 §6.1's minimum and HAProxy's answer. hyper's HTTP/1 reader
+    /// settles these before the gateway sees the head; nginx's 400 comes with ninefold's
+    /// own engine.
+    Repaired,
 }
 
 /// An extra assertion about one vector.
@@ -262,9 +268,9 @@ fn cl_te() -> Vec<Vector> {
     let c = "cl-te";
     let body5 = b"5\r\nhello\r\n0\r\n\r\n";
     vec![
-        v("cl+te", c, h1("POST", "/c", &["Content-Length: 5", "Transfer-Encoding: chunked"], body5), R400),
-        v("te+cl", c, h1("POST", "/c", &["Transfer-Encoding: chunked", "Content-Length: 5"], body5), R400),
-        v("cl twice same", c, h1("POST", "/c", &["Content-Length: 5", "Content-Length: 5"], b"hello"), R400),
+        v("cl+te", c, h1("POST", "/c", &["Content-Length: 5", "Transfer-Encoding: chunked"], body5), Expect::Repaired),
+        v("te+cl", c, h1("POST", "/c", &["Transfer-Encoding: chunked", "Content-Length: 5"], body5), Expect::Repaired),
+        v("cl twice same", c, h1("POST", "/c", &["Content-Length: 5", "Content-Length: 5"], b"hello"), Expect::Repaired),
         v("cl twice differ", c, h1("POST", "/c", &["Content-Length: 5", "Content-Length: 6"], b"hello!"), R400),
         v("cl list same", c, h1("POST", "/c", &["Content-Length: 5, 5"], b"hello"), R400),
         v("cl plus sign", c, h1("POST", "/c", &["Content-Length: +5"], b"hello"), R400),
@@ -711,7 +717,7 @@ fn expect_upgrade_pipeline() -> Vec<Vector> {
         v("upgrade h2c over h1", u, h1("GET", "/up", &["Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"], b""), Expect::Relay(200, b"ok")),
         v("two GETs", p, two, Expect::Forward),
         v("POST then GET", p, post_get, Expect::Forward),
-        v("cl+te then GET", p, smuggle, R400),
+        v("cl+te then GET", p, smuggle, Expect::Repaired),
     ]
 }
 

@@ -22,7 +22,7 @@
 //!   estimate, and `ninefold calc`.
 //! - [`lint`]: the HA anti-pattern warnings of `ninefold check`.
 //! - [`slo`]: SLOs, error budgets, burn-rate alerts, state on disk, Prometheus rules.
-//! - [`metrics`], [`tls`], [`logging`], [`demo`].
+//! - [`metrics`], [`tls`], [`logging`], [`demo`], [`origin`] (a tiny backend for drills).
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -33,6 +33,7 @@ pub mod demo;
 pub mod lint;
 pub mod logging;
 pub mod metrics;
+pub mod origin;
 pub mod proxy;
 pub mod server;
 pub mod slo;

@@ -70,6 +70,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
     },
+    /// A tiny origin server for drills and tests: answers JSON naming itself, `/health`,
+    /// `/status/N`, `/slow/MS`, and logs each request on stdout. Kill it for real
+    /// (SIGKILL, SIGSTOP) to watch the gateway fail over.
+    Origin {
+        /// Name it answers with (header `x-backend`).
+        #[arg(long, default_value = "origin")]
+        name: String,
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -130,6 +141,13 @@ fn main() -> ExitCode {
             }
             run(cfg, ConfigSource::File(config), None)
         }
+        Command::Origin { name, listen } => match ninefold::origin::run(&name, listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Demo { listen, admin } => {
             let backends = match ninefold::demo::start_backends() {
                 Ok(b) => b,

@@ -6,6 +6,7 @@
 //! - `calc`: `ninefold calc` and the HA lint of `check`, decision-table examples.
 //! - `config`: `ninefold check` errors and `serve` refusals.
 //! - `slo`: live SLIs, burn-rate alerts to a real receiver, persistence, promtool.
+//! - `failover`: real origin processes SIGKILLed and SIGSTOPped under load, zones, retry budget.
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
 //! - `tls`: https listeners, ALPN, certificate reload.
@@ -16,6 +17,7 @@ mod admin;
 mod balance;
 mod calc;
 mod config;
+mod failover;
 // Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
 mod conformance;
 mod lifecycle;

@@ -560,3 +560,102 @@ clusters:
 {eps}"
     )
 }
+
+// ---------------------------------------------------------------------------------
+// Origin processes (`ninefold origin`): backends that can be killed for real
+
+/// A `ninefold origin` child process; its stdout (one line per request) is collected.
+pub struct Origin {
+    pub name: String,
+    pub addr: SocketAddr,
+    child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Origin {
+    /// Starts an origin on `listen` (port 0: any) and waits until it listens.
+    pub fn start_on(name: &str, listen: &str) -> Origin {
+        let mut child = Command::new(bin())
+            .args(["origin", "--name", name, "--listen", listen])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Some((_, a)) = line.split_once(" listening on ") {
+                    let _ = tx.send(a.parse::<SocketAddr>().unwrap());
+                } else {
+                    l.lock().unwrap().push(line);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("origin did not start");
+        Origin {
+            name: name.to_owned(),
+            addr,
+            child,
+            log,
+        }
+    }
+
+    pub fn start(name: &str) -> Origin {
+        Self::start_on(name, "127.0.0.1:0")
+    }
+
+    /// Sends a signal (`KILL`, `STOP`, `CONT`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// A handle that can signal the process from another task.
+    pub fn signal_handle(&self) -> Signaller {
+        Signaller(self.child.id())
+    }
+
+    /// Request lines it logged (`origin NAME METHOD PATH BODY`).
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signals a process by pid (see [`Origin::signal_handle`]).
+pub struct Signaller(u32);
+
+impl Signaller {
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.0.to_string()])
+            .status();
+    }
+
+    pub fn kill(&self) {
+        self.signal("KILL");
+    }
+}

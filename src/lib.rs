@@ -23,6 +23,7 @@
 //! - [`lint`]: the HA anti-pattern warnings of `ninefold check`.
 //! - [`slo`]: SLOs, error budgets, burn-rate alerts, state on disk, Prometheus rules.
 //! - [`metrics`], [`tls`], [`logging`], [`demo`].
+//! - [`rlimit`]: the open-files limit raised to the hard limit at start.
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -34,6 +35,7 @@ pub mod lint;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod rlimit;
 pub mod server;
 pub mod slo;
 pub mod snapshot;

@@ -10,12 +10,14 @@
 //! - `admin`: metrics, health, state, token.
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
+//! - `ops`: uncoloured logs on a pipe, the access log's queue, the open-files limit.
 
 mod admin;
 mod balance;
 mod calc;
 mod config;
 mod lifecycle;
+mod ops;
 mod proxy;
 mod slo;
 mod streaming;

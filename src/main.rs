@@ -117,7 +117,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config } => {
-            ninefold::rlimit::raise_nofile_limit();
             let cfg = match ninefold::config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -129,6 +128,8 @@ fn main() -> ExitCode {
                 eprintln!("{e}");
                 return ExitCode::from(2);
             }
+            // After validation, so a refused configuration prints its errors alone.
+            ninefold::rlimit::raise_nofile_limit();
             run(cfg, ConfigSource::File(config), None)
         }
         Command::Demo { listen, admin } => {

@@ -23,6 +23,8 @@
 //! - [`lint`]: the HA anti-pattern warnings of `ninefold check`.
 //! - [`slo`]: SLOs, error budgets, burn-rate alerts, state on disk, Prometheus rules.
 //! - [`metrics`], [`tls`], [`logging`], [`demo`], [`origin`] (a tiny backend for drills).
+//! - [`metrics`], [`tls`], [`logging`], [`demo`].
+//! - [`rlimit`]: the open-files limit raised to the hard limit at start.
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -35,6 +37,7 @@ pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod proxy;
+pub mod rlimit;
 pub mod server;
 pub mod slo;
 pub mod snapshot;

@@ -3,7 +3,22 @@
 //! The access log's format (`off`, `text`, `json`) is read from the running snapshot
 //! per request, so a reload can switch it; both formats have a layer installed here,
 //! each filtered to its own target, and the data path emits to at most one of them.
+//!
+//! Access lines are written off the data path: the layers hand each formatted line to
+//! a bounded in-memory queue (`tracing-appender`'s non-blocking writer) and one thread
+//! writes the queue to stdout. A stalled stdout (a full pipe, a slow log shipper) then
+//! never blocks a worker; when the queue is full, new lines are dropped and counted
+//! (see [`access_log_dropped`], exported as `ninefold_access_log_dropped_total`). The
+//! [`Guard`] that [`init`] returns flushes the queue when it is dropped, at exit.
+//!
+//! Operational logs stay synchronous on stderr (they are rare and we would rather
+//! wait than lose one), coloured only when stderr is a terminal and `NO_COLOR` is not
+//! set, so journald and log files get plain text.
 
+use std::ffi::OsStr;
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -14,16 +29,42 @@ pub const ACCESS_TEXT: &str = "ninefold::access::text";
 /// Target of JSON access-log events.
 pub const ACCESS_JSON: &str = "ninefold::access::json";
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default `info` level of
-/// operational logs.
-pub fn init() {
+/// Access lines the queue holds before new ones are dropped. At a few hundred bytes a
+/// line this is at most about 16 MiB, and it absorbs a stall of stdout of about a
+/// second at 65k requests/s, longer than a log shipper's usual hiccup; beyond that,
+/// dropping lines beats slowing every request down to the speed of the pipe.
+pub const ACCESS_LOG_BUFFER_LINES: usize = 65_536;
+
+/// The drop counter of the access log's queue, set once by [`init`].
+static ACCESS_DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Keeps the access log's writer thread alive; dropping it writes out the lines still
+/// queued (waiting up to about a second), so hold it until the process exits.
+#[must_use = "dropping the guard stops the access log"]
+pub struct Guard {
+    _access: Option<WorkerGuard>,
+}
+
+/// Installs the global subscriber and returns the guard of the access log's writer.
+/// `RUST_LOG` overrides the default `info` level of operational logs.
+pub fn init() -> Guard {
     let ops_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ops = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_filter(ops_filter)
         .with_filter(filter_fn(|m| !m.target().starts_with("ninefold::access")));
+    let (access, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(ACCESS_LOG_BUFFER_LINES)
+        .thread_name("ninefold-access-log")
+        .finish(std::io::stdout());
+    let dropped = access.error_counter();
     let text = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stdout)
+        .with_writer(access.clone())
         .with_target(false)
         .with_level(false)
         .with_ansi(false)
@@ -34,11 +75,53 @@ pub fn init() {
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
-        .with_writer(std::io::stdout)
+        .with_writer(access)
         .with_filter(filter_fn(|m| m.target() == ACCESS_JSON));
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(ops)
         .with(text)
         .with(json)
-        .try_init();
+        .try_init()
+        .is_ok();
+    if !installed {
+        // Another subscriber won (a second call): ours never sees an event.
+        return Guard { _access: None };
+    }
+    let _ = ACCESS_DROPPED.set(dropped);
+    Guard {
+        _access: Some(guard),
+    }
+}
+
+/// Access lines dropped so far because the queue to stdout was full.
+pub fn access_log_dropped() -> u64 {
+    ACCESS_DROPPED
+        .get()
+        .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+}
+
+/// Whether operational logs get ANSI colours: only on a terminal, and never when
+/// `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+fn use_colour(is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    is_terminal && !no_color.is_some_and(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new("1"))));
+    }
+
+    #[test]
+    fn nothing_dropped_before_init() {
+        // Metrics read this at every scrape, also in processes that never log.
+        assert_eq!(access_log_dropped(), 0);
+    }
 }

@@ -85,7 +85,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ninefold::logging::init();
+    // Held to the end of `main`: dropping it writes out queued access-log lines, so
+    // the last requests before a SIGTERM are logged.
+    let _log = ninefold::logging::init();
     match cli.command {
         Command::Check {
             config,
@@ -106,8 +108,7 @@ fn main() -> ExitCode {
                 if json {
                     out_line(&format!("{:#}", serde_json::json!({ "error": e })));
                 }
-                eprintln!("error: {e}");
-                ExitCode::from(2)
+                fail(e, 2)
             }
         },
         Command::Calc { json, command } => match ninefold::calc::run(&command) {
@@ -123,8 +124,7 @@ fn main() -> ExitCode {
                 if json {
                     out_line(&format!("{:#}", serde_json::json!({ "error": e })));
                 }
-                eprintln!("error: {e}");
-                ExitCode::from(2)
+                fail(e, 2)
             }
         },
         Command::Serve { config } => {
@@ -139,6 +139,8 @@ fn main() -> ExitCode {
                 eprintln!("{e}");
                 return ExitCode::from(2);
             }
+            // After validation, so a refused configuration prints its errors alone.
+            ninefold::rlimit::raise_nofile_limit();
             run(cfg, ConfigSource::File(config), None)
         }
         Command::Origin { name, listen } => match ninefold::origin::run(&name, listen) {
@@ -149,20 +151,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { listen, admin } => {
+            ninefold::rlimit::raise_nofile_limit();
             let backends = match ninefold::demo::start_backends() {
                 Ok(b) => b,
-                Err(e) => {
-                    eprintln!("error: cannot start demo backends: {e:#}");
-                    return ExitCode::FAILURE;
-                }
+                Err(e) => return fail(format_args!("cannot start demo backends: {e:#}"), 1),
             };
             let text = ninefold::demo::config_text(listen, admin, &backends);
             let cfg = match ninefold::config::parse("demo.yaml", &text, std::path::Path::new(".")) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(e) => return fail(e, 1),
             };
             let source = ConfigSource::Text {
                 name: "demo.yaml".into(),
@@ -171,6 +168,14 @@ fn main() -> ExitCode {
             run(cfg, source, Some(&backends))
         }
     }
+}
+
+/// Prints an error the one way the binary does (`{:#}` shows an error's whole chain)
+/// and returns the exit code. Configuration diagnostics are the exception: they are
+/// a report of `file:line:col: key: message` lines, printed as they are.
+fn fail(e: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(code)
 }
 
 /// Writes to stdout, ignoring a closed pipe (`ninefold calc ... | head`).
@@ -264,10 +269,7 @@ fn run(
 ) -> ExitCode {
     let gw = match Gateway::start(cfg, source) {
         Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e, 1),
     };
     for (name, addr) in gw.bound() {
         println!("ninefold: listener {name} on {addr}");
@@ -282,10 +284,7 @@ fn run(
     println!("ninefold: ready");
     match gw.run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(e, 1),
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! Metric families live in one registry; the data path never looks a label set up:
 //! each route's counters and histogram are resolved when a snapshot is built and kept
-//! in the route, so recording a request is a few atomic adds.
+//! in the route, so recording a request is a few atomic adds. Counts kept elsewhere
+//! (the access log's dropped lines) are read when the registry is scraped.
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -36,6 +39,14 @@ pub struct Metrics {
     /// `ninefold_slo_alert_firing{slo,severity,long_window,short_window}`: 1 while the
     /// burn-rate alert fires.
     pub slo_alert_firing: IntGaugeVec,
+}
+
+/// A counter whose value is read from a function at each scrape, for counts that
+/// another component already keeps (like `PullingGauge`, but typed as a counter so
+/// `rate()` and `_total` naming are right).
+struct PullingCounter {
+    desc: Desc,
+    read: fn() -> u64,
 }
 
 /// Pre-resolved counters of one route (or of the "no route matched" pseudo route).
@@ -119,8 +130,14 @@ impl Metrics {
             ),
             &["slo", "severity", "long_window", "short_window"],
         )?;
+        let access_log_dropped = PullingCounter::new(
+            "ninefold_access_log_dropped_total",
+            "Access log lines dropped because the queue to stdout was full.",
+            crate::logging::access_log_dropped,
+        )?;
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()) as Box<dyn Collector>,
+            Box::new(access_log_dropped),
             Box::new(slo_alert_firing.clone()),
             Box::new(duration.clone()),
             Box::new(connect_errors.clone()),
@@ -186,6 +203,37 @@ impl Metrics {
     }
 }
 
+// === impl PullingCounter ===
+
+impl PullingCounter {
+    fn new(name: &str, help: &str, read: fn() -> u64) -> Result<Self, prometheus::Error> {
+        Ok(PullingCounter {
+            desc: Desc::new(name.into(), help.into(), Vec::new(), Default::default())?,
+            read,
+        })
+    }
+}
+
+impl Collector for PullingCounter {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut counter = Counter::default();
+        // f64 is exact up to 2^53 lines, far beyond what a process drops.
+        counter.set_value((self.read)() as f64);
+        let mut metric = Metric::default();
+        metric.set_counter(counter);
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::COUNTER);
+        family.set_metric(vec![metric]);
+        vec![family]
+    }
+}
+
 // === impl RouteMetrics ===
 
 impl RouteMetrics {
@@ -196,5 +244,23 @@ impl RouteMetrics {
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
         self.by_class[usize::from(good)][class].inc();
         self.duration.observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_log_dropped_is_exported_as_a_counter() {
+        let text = Metrics::new().unwrap().render();
+        assert!(
+            text.contains("# TYPE ninefold_access_log_dropped_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nninefold_access_log_dropped_total 0\n"),
+            "{text}"
+        );
     }
 }

@@ -3,10 +3,13 @@
 use super::spec::read_file;
 use super::window::fmt_dur;
 use crate::availability::sig3;
+use bytes::Bytes;
 use clap::Subcommand;
+use http_body_util::Full;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// SLO tools.
 #[derive(Debug, Subcommand)]
@@ -91,8 +94,8 @@ pub fn run(cmd: &Slo) -> Result<(String, Value), String> {
         }
         Slo::Status { admin } => {
             let body = fetch(admin)?;
-            let v: Value =
-                serde_json::from_str(&body).map_err(|e| format!("bad answer from {admin}: {e}"))?;
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|e| format!("bad answer from {admin}: {e}"))?;
             Ok((status_table(&v), v))
         }
     }
@@ -200,26 +203,36 @@ fn status_table(v: &Value) -> String {
     t
 }
 
-/// GET http://ADMIN/api/v1/slos with a blocking one-shot HTTP/1.1 request.
-fn fetch(admin: &str) -> Result<String, String> {
-    use std::io::{Read, Write};
+/// How long `slo status` waits for the admin API, connect included: it answers from
+/// memory in microseconds, so this only matters when something is wrong.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// GET http://ADMIN/api/v1/slos on a small current-thread runtime (the CLI is
+/// synchronous); the body of a 200, or an error message.
+fn fetch(admin: &str) -> Result<Bytes, String> {
     let addr = admin.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(addr)
-        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-    write!(
-        s,
-        "GET /api/v1/slos HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
-    let (head, body) = buf.split_once("\r\n\r\n").ok_or("malformed answer")?;
-    if !head.starts_with("HTTP/1.1 200") {
+    let req = http::Request::get("/api/v1/slos")
+        .header(http::header::HOST, addr)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let answer = rt
+        .block_on(super::http::exchange(addr, req, STATUS_TIMEOUT))
+        .map_err(|e| {
+            if e.is_connect() {
+                format!("cannot reach the admin API at {addr}: {e}")
+            } else {
+                e.to_string()
+            }
+        })?;
+    if answer.status != http::StatusCode::OK {
         return Err(format!(
-            "admin API answered {}",
-            head.lines().next().unwrap_or("")
+            "admin API answered {:?} {}",
+            answer.version, answer.status
         ));
     }
-    Ok(body.to_owned())
+    Ok(answer.body)
 }

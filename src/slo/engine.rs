@@ -534,33 +534,28 @@ async fn sender(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<Vec<Value>>
     }
 }
 
+/// How long one alert POST may take, connect included.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// POSTs `body` (JSON) to `url`; the answer's status. The answer's body is read to its
+/// end (chunked or not) so the exchange completes, and then ignored.
 async fn post(url: &str, body: &[u8]) -> Result<u16, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
     let host = uri.host().ok_or("no host")?.to_owned();
     let port = uri.port_u16().unwrap_or(80);
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let fut = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = http::Request::post(path)
-            .header(http::header::HOST, format!("{host}:{port}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
-                body,
-            )))
-            .map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-        Ok(resp.status().as_u16())
-    };
-    tokio::time::timeout(Duration::from_secs(5), fut)
+    let authority = format!("{host}:{port}");
+    let req = http::Request::post(path)
+        .header(http::header::HOST, &authority)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+            body,
+        )))
+        .map_err(|e| e.to_string())?;
+    let answer = super::http::exchange(&authority, req, POST_TIMEOUT)
         .await
-        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    Ok(answer.status.as_u16())
 }
 
 /// Reads the saved state; a file that is not ours is moved aside.

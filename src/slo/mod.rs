@@ -1,11 +1,13 @@
 //! SLOs and error budgets: definitions in three formats ([`spec`]), rolling windows,
 //! budgets, burn rates and multiwindow alerts ([`window`]), the live engine of a
 //! running gateway with persistence and the Alertmanager sender ([`engine`]),
-//! Prometheus rules for fleets ([`rules`]), and the `ninefold slo` subcommands
-//! ([`cli`]).
+//! Prometheus rules for fleets ([`rules`]), the `ninefold slo` subcommands
+//! ([`cli`]), and the small HTTP client both the sender and `slo status` use
+//! ([`http`]).
 
 pub mod cli;
 pub mod engine;
+pub mod http;
 pub mod rules;
 pub mod spec;
 pub mod window;

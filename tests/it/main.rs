@@ -12,6 +12,7 @@
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
+//! - `ops`: uncoloured logs on a pipe, the access log's queue, the open-files limit.
 
 mod admin;
 mod balance;
@@ -21,6 +22,7 @@ mod failover;
 // Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
 mod conformance;
 mod lifecycle;
+mod ops;
 mod proxy;
 mod slo;
 mod streaming;

@@ -668,3 +668,147 @@ async fn a_body_the_upstream_cuts_is_recorded_as_a_failure_not_a_200() {
         .to_owned();
     assert!(line.contains("GET /x 502 "), "{line}");
 }
+
+/// Serves `body` once per connection as a chunked `200` (in three chunks, with pauses,
+/// on a kept-alive connection), like a server that streams its JSON; returns its
+/// address and the request heads it read.
+async fn chunked_server(body: Bytes) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let h = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let (h, body) = (h.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                h.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+                    )
+                    .await;
+                let third = body.len() / 3 + 1;
+                for part in body.chunks(third) {
+                    let _ = s
+                        .write_all(format!("{:x}\r\n", part.len()).as_bytes())
+                        .await;
+                    let _ = s.write_all(part).await;
+                    let _ = s.write_all(b"\r\n").await;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+                // Keep the connection open: the client must end on the last chunk,
+                // not on EOF.
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn slo_status_reads_a_chunked_answer() {
+    // The same JSON a gateway serves at /api/v1/slos, served again chunked.
+    let b = Backend::start("a").await;
+    let gw = Gateway::start(&slo_config(
+        b.addr,
+        "  - {name: api, objective: 99%, window: 30d, indicator: {type: availability, good_status: [2xx]}}",
+        "",
+    ));
+    get_ok_n(&gw.url("web", "/"), 9).await;
+    get(&gw.url("web", "/status/500")).await;
+    wait_total(&gw, 10).await;
+    let json = get(&gw.admin_url("/api/v1/slos")).await.body;
+    let (addr, heads) = chunked_server(json).await;
+    let out = tokio::task::spawn_blocking(move || {
+        ninefold(&["slo", "status", "--admin", &addr.to_string()])
+    })
+    .await
+    .unwrap();
+    let (code, table, err) = out;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("api") && table.contains("99%") && table.contains("90.0000%"),
+        "{table}"
+    );
+    // Cloned, not held: the server task takes this lock on the same thread.
+    let first = heads.lock().unwrap()[0].clone();
+    assert!(
+        first.starts_with("GET /api/v1/slos HTTP/1.1\r\n"),
+        "{first:?}"
+    );
+    // And --json passes the same document through.
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        ninefold(&["slo", "status", "--json", "--admin", &addr.to_string()])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["slos"][0]["total"], 10);
+}
+
+#[tokio::test]
+async fn slo_status_says_when_the_admin_api_is_unreachable() {
+    let port = free_port();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        ninefold(&["slo", "status", "--admin", &format!("127.0.0.1:{port}")])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot reach the admin API at 127.0.0.1:{port}: "
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_alert_sender_reads_a_chunked_answer() {
+    let b = Backend::start("a").await;
+    let (rx_addr, heads) = chunked_server(Bytes::from_static(b"{\"status\":\"success\"}")).await;
+    let slo = format!(
+        "  - name: api
+    objective: 95%
+    indicator: {{type: availability, good_status: [2xx]}}
+    alerts:
+      webhook: http://{rx_addr}/api/v2/alerts
+      min_events: 10
+      windows: [{{severity: page, long: 1h, short: 5m, burn_rate: 14.4}}]"
+    );
+    let gw = Gateway::start(&slo_config(b.addr, &slo, ""));
+    for _ in 0..20 {
+        get(&gw.url("web", "/status/500")).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || !heads
+            .lock()
+            .unwrap()
+            .is_empty())
+        .await,
+        "no alert posted; stderr:\n{}",
+        gw.stderr()
+    );
+    assert!(heads.lock().unwrap()[0].starts_with("POST /api/v2/alerts HTTP/1.1\r\n"));
+    // A couple of ticks more: a misread answer would show as a retry.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let err = gw.stderr();
+    assert!(!err.contains("alert webhook"), "{err}");
+    assert_eq!(heads.lock().unwrap().len(), 1, "{err}");
+}

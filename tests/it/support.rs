@@ -69,15 +69,32 @@ impl Gateway {
     }
 
     pub fn start_file(config: PathBuf, dir: tempfile::TempDir) -> Result<Gateway, String> {
-        let mut child = Command::new(bin())
-            .args(["serve", "-c"])
+        Self::start_file_with(config, dir, |_| {})
+    }
+
+    /// Like `start`, letting `tweak` change the command first (environment, limits).
+    pub fn start_with(yaml: &str, tweak: impl FnOnce(&mut Command)) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ninefold.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Self::start_file_with(config, dir, tweak)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+    }
+
+    pub fn start_file_with(
+        config: PathBuf,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Command),
+    ) -> Result<Gateway, String> {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "-c"])
             .arg(&config)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        tweak(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

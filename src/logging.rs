@@ -103,7 +103,7 @@ pub fn access_log_dropped() -> u64 {
 /// Whether operational logs get ANSI colours: only on a terminal, and never when
 /// `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
 fn use_colour(is_terminal: bool, no_color: Option<&OsStr>) -> bool {
-    is_terminal && !no_color.is_some_and(|v| !v.is_empty())
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]

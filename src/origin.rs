@@ -52,7 +52,11 @@ async fn answer(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let path = parts.uri.path();
     {
         // One line per request, flushed before answering.
@@ -88,7 +92,10 @@ async fn answer(
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert("content-type", http::HeaderValue::from_static("application/json"));
+    h.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = http::HeaderValue::from_str(&name) {
         h.insert("x-backend", v);
     }

@@ -455,6 +455,16 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
     rt.block_on(async move {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
+        // The worker's upstream pool closes idle and dead connections on its own, so
+        // those of endpoints a reload removed go within seconds, whatever the upstream
+        // does with its side.
+        tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                crate::upstream::pool::sweep();
+            }
+        });
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 Cmd::Listen {

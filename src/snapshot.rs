@@ -12,9 +12,9 @@ use crate::config::{
     ClusterConfig, Config, HashKey, HealthCheckConfig, LbKind, ListenerProtocol, MatchConfig,
     OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
 };
-use crate::upstream::retry::{Budget, Cause};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::balance::Balancer;
+use crate::upstream::retry::{Budget, Cause};
 use crate::upstream::select::{EndpointMeta, Selector};
 use crate::upstream::{ClusterLive, EndpointState};
 use std::collections::HashMap;
@@ -24,9 +24,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 
-/// Allocator of pool slots; a slot is never reused, so a stale pooled connection can
-/// never be handed out for a different endpoint.
+/// Allocator of pool slots: the next never-used slot ...
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+/// ... and the slots of endpoints that reloads removed, reused first. Only a snapshot
+/// build touches it (a reload, off the data path). A reused slot cannot hand out a
+/// connection to the old endpoint: pooled connections are checked by address.
+static FREE_SLOTS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+fn take_slot() -> usize {
+    FREE_SLOTS
+        .lock()
+        .ok()
+        .and_then(|mut f| f.pop())
+        .unwrap_or_else(|| NEXT_SLOT.fetch_add(1, Ordering::Relaxed))
+}
 
 /// State every worker and the admin API read.
 pub struct Shared {
@@ -201,12 +212,17 @@ impl Snapshot {
                     slo: route_slo,
                     retry: r.retry,
                     budget: Budget::new(&r.retry),
-                    retries: Cause::LABELS
-                        .map(|reason| metrics.retries.with_label_values(&[&l.name, &r.name, reason])),
+                    retries: Cause::LABELS.map(|reason| {
+                        metrics
+                            .retries
+                            .with_label_values(&[&l.name, &r.name, reason])
+                    }),
                     write_cluster: match &r.writes {
-                        Some(Writes::Cluster(c)) => Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(
-                            || format!("route {:?}: unknown cluster {c:?}", r.name),
-                        )?)),
+                        Some(Writes::Cluster(c)) => {
+                            Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(|| {
+                                format!("route {:?}: unknown cluster {c:?}", r.name)
+                            })?))
+                        }
                         _ => None,
                     },
                     write_zone: match &r.writes {
@@ -223,6 +239,22 @@ impl Snapshot {
                 routes,
                 unmatched: metrics.route(&l.name, "", "", None),
             });
+        }
+        // Slots of endpoints this snapshot drops go back to the allocator.
+        if let Some(prev) = prev {
+            let kept: std::collections::HashSet<usize> = clusters
+                .iter()
+                .flat_map(|c| c.select.endpoints.iter().map(|e| e.slot))
+                .collect();
+            if let Ok(mut free) = FREE_SLOTS.lock() {
+                for c in &prev.clusters {
+                    for e in &c.select.endpoints {
+                        if !kept.contains(&e.slot) && !free.contains(&e.slot) {
+                            free.push(e.slot);
+                        }
+                    }
+                }
+            }
         }
         Ok(Snapshot {
             generation: prev.map_or(1, |p| p.generation + 1),
@@ -255,10 +287,7 @@ impl ClusterSnap {
             .iter()
             .map(|e| match carried.get(&(c.name.as_str(), e.address)) {
                 Some(s) => Arc::clone(s),
-                None => Arc::new(EndpointState::new(
-                    NEXT_SLOT.fetch_add(1, Ordering::Relaxed),
-                    e.address,
-                )),
+                None => Arc::new(EndpointState::new(take_slot(), e.address)),
             })
             .collect();
         let live = live.cloned().unwrap_or_default();

@@ -21,12 +21,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -173,21 +173,6 @@ pub fn sweep() -> usize {
         }
         dropped
     })
-}
-
-/// Drops this worker's connections in `slots` (endpoints a reload removed).
-pub fn forget(slots: &[usize]) {
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        for &s in slots {
-            if let Some(v) = p.h1.get_mut(s) {
-                v.clear();
-            }
-            if let Some(h) = p.h2.get_mut(s) {
-                *h = None;
-            }
-        }
-    });
 }
 
 /// Opens a TCP connection with a timeout and no Nagle delay.

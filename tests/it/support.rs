@@ -521,8 +521,13 @@ pub fn body(s: impl Into<Bytes>) -> BoxBody {
 /// that was bound and released).
 pub fn refusing_endpoint() -> (socket2::Socket, std::net::SocketAddr) {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
-        .unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     (s, addr)
 }

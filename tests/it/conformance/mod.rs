@@ -858,7 +858,7 @@ fn judge(v: &Vector, nf: &Outcome, anchors: &[Grade]) -> (Vec<String>, Vec<Strin
         Expect::Observe => {}
         Expect::Reject(codes) => {
             let refused = if codes.is_empty() {
-                refusal.map_or(true, |c| c >= 400)
+                refusal.is_none_or(|c| c >= 400)
             } else {
                 refusal.is_some_and(|c| codes.contains(&c))
             };
@@ -908,7 +908,10 @@ fn judge(v: &Vector, nf: &Outcome, anchors: &[Grade]) -> (Vec<String>, Vec<Strin
         }
         Expect::Repaired if backend_empty => {
             if refusal != Some(400) {
-                fails.push(format!("expected 400 or one repaired forward, got {}", nf.label));
+                fails.push(format!(
+                    "expected 400 or one repaired forward, got {}",
+                    nf.label
+                ));
             }
         }
         Expect::Repaired => {
@@ -916,11 +919,7 @@ fn judge(v: &Vector, nf: &Outcome, anchors: &[Grade]) -> (Vec<String>, Vec<Strin
                 Fwd::Complete(m) => m.len(),
                 _ => 0,
             };
-            let finals = seen
-                .statuses
-                .iter()
-                .filter(|c| **c >= 200)
-                .count();
+            let finals = seen.statuses.iter().filter(|c| **c >= 200).count();
             if forwarded != 1 || finals > 1 {
                 fails.push(format!(
                     "expected one request forwarded with one framing and nothing after it, got {} ({forwarded} forwarded, {finals} answers)",

@@ -477,6 +477,50 @@ mod tests {
     }
 
     #[test]
+    fn a_fast_failing_endpoint_does_not_look_idle_to_least_request() {
+        let eps: Vec<_> = (0..2)
+            .map(|i| {
+                Arc::new(EndpointState::new(
+                    i,
+                    format!("127.0.0.1:{}", 1 + i).parse().unwrap(),
+                ))
+            })
+            .collect();
+        let meta = (0..2)
+            .map(|_| EndpointMeta {
+                zone: None,
+                weight: 1,
+                priority: 0,
+            })
+            .collect();
+        let s = Selector::new(
+            eps,
+            meta,
+            Balancer::least_request(&[1, 1]),
+            Arc::default(),
+            None,
+            70.0,
+            None,
+        );
+        // Endpoint 0 fails at once (nothing in flight), endpoint 1 is busy.
+        let cfg = crate::config::OutlierConfig {
+            consecutive_failures: 1000,
+            ..Default::default()
+        };
+        for _ in 0..5 {
+            s.endpoints[0].failure(&cfg, &s.live, 2, 1);
+        }
+        s.endpoints[1].in_flight.store(3, Ordering::Relaxed);
+        for _ in 0..50 {
+            let p = s.pick(None, None, &Tried::default(), 1, 0.5).unwrap();
+            assert_eq!(
+                p.index, 1,
+                "five failures in a row weigh more than three in flight"
+            );
+        }
+    }
+
+    #[test]
     fn a_retry_goes_elsewhere() {
         let s = selector(&[("a", 0), ("a", 0), ("a", 0)], None, None);
         for _ in 0..30 {

@@ -357,3 +357,45 @@ async fn retries_stay_within_the_budget_when_everything_fails() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn reads_stay_local_and_writes_go_to_the_primary() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let primary = Backend::start("primary").await;
+    let yaml = format!(
+        "admin: {{bind: \"127.0.0.1:0\"}}
+listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes:
+      - {{name: zoned, match: {{path_prefix: /z}}, cluster: app, writes: {{zone: b}}}}
+      - {{name: split, match: {{path_prefix: /}}, cluster: app, writes: {{cluster: db-primary}}}}
+clusters:
+  - name: app
+    local_zone: a
+    endpoints:
+      - {{address: \"{}\", zone: a}}
+      - {{address: \"{}\", zone: b}}
+  - name: db-primary
+    endpoints: [{{address: \"{}\"}}]
+",
+        a.addr, b.addr, primary.addr
+    );
+    let gw = Gateway::start(&yaml);
+    let who = |r: Answer| r.header("x-backend").unwrap().to_owned();
+    for _ in 0..4 {
+        assert_eq!(
+            who(get(&gw.url("web", "/read")).await),
+            "a",
+            "reads stay in the local zone"
+        );
+        assert_eq!(who(post(&gw.url("web", "/write"), None).await), "primary");
+        assert_eq!(who(get(&gw.url("web", "/z")).await), "a");
+        assert_eq!(
+            who(post(&gw.url("web", "/z"), None).await),
+            "b",
+            "writes go to zone b"
+        );
+    }
+}

@@ -59,7 +59,7 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Listeners.
     pub listeners: Vec<ListenerSnap>,
-    /// Clusters by name.
+    /// Clusters, in config order (a reload looks them up by name once, at build).
     pub clusters: Vec<Arc<ClusterSnap>>,
 }
 

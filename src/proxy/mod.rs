@@ -225,7 +225,8 @@ async fn attempts(
             Ok(resp) => Ok((resp, name.clone())),
             Err(f) => Err((f, Some(name.clone()))),
         };
-        if attempt >= cfg.attempts || !cause.allowed(cfg) {
+        // An upgrade is never retried: its client side was handed to the first attempt.
+        if !may_retry || attempt >= cfg.attempts || !cause.allowed(cfg) {
             return give_up(answer);
         }
         // Rebuild the request: the unsent one, or the kept head and body.

@@ -36,6 +36,10 @@ pub struct Metrics {
     /// `ninefold_slo_alert_firing{slo,severity,long_window,short_window}`: 1 while the
     /// burn-rate alert fires.
     pub slo_alert_firing: IntGaugeVec,
+    /// `ninefold_endpoint_healthy{cluster,endpoint}`: active health of endpoints of
+    /// clusters with a health check; 1 healthy or unknown (not yet decided, so it takes
+    /// traffic), 0 unhealthy. Written by `upstream::health`.
+    pub endpoint_healthy: IntGaugeVec,
 }
 
 /// Pre-resolved counters of one route (or of the "no route matched" pseudo route).
@@ -119,6 +123,13 @@ impl Metrics {
             ),
             &["slo", "severity", "long_window", "short_window"],
         )?;
+        let endpoint_healthy = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_endpoint_healthy",
+                "Active health of an endpoint: 1 healthy or not yet checked (it takes traffic), 0 unhealthy.",
+            ),
+            &["cluster", "endpoint"],
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(slo_alert_firing.clone()),
@@ -128,6 +139,7 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(retries.clone()),
             Box::new(ejections.clone()),
+            Box::new(endpoint_healthy.clone()),
         ] {
             registry.register(c)?;
         }
@@ -144,6 +156,7 @@ impl Metrics {
             retries,
             ejections,
             slo_alert_firing,
+            endpoint_healthy,
         })
     }
 

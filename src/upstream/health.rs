@@ -491,9 +491,9 @@ async fn probe_loop(
             gauge.set(gauge_value(t.to));
             let (from, to) = (label(t.from), label(t.to));
             if t.to == Health::Unhealthy {
-                tracing::warn!(cluster = %cluster, endpoint = %name, from, to, reason = %outcome.reason, "endpoint health changed");
+                tracing::warn!(cluster = %cluster, endpoint = %name, %from, %to, reason = %outcome.reason, "endpoint health changed");
             } else {
-                tracing::info!(cluster = %cluster, endpoint = %name, from, to, reason = %outcome.reason, "endpoint health changed");
+                tracing::info!(cluster = %cluster, endpoint = %name, %from, %to, reason = %outcome.reason, "endpoint health changed");
             }
         }
         // Start to start, so a slow probe does not stretch the interval.

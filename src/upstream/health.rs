@@ -659,6 +659,52 @@ mod tests {
         assert_eq!(judge_body(br#"{"status":"ok","checks":[]}"#, "ok"), shape);
     }
 
+    fn http_cfg(timeout: Duration) -> HealthCheckConfig {
+        HealthCheckConfig {
+            kind: CheckKind::Http {
+                path: "/health".into(),
+                host: None,
+                expect_status: vec![(200, 299)],
+                expect_json_status: Some("ok".into()),
+            },
+            interval: Duration::from_secs(1),
+            timeout,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            jitter: 10.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_gets_no_answer_times_out_with_a_reason() {
+        // Listening but never accepting: the kernel completes the handshake, no answer.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let o = probe(addr, &http_cfg(Duration::from_millis(100))).await;
+        assert_eq!(
+            o,
+            Outcome {
+                pass: false,
+                reason: "timeout after 100ms".into()
+            }
+        );
+        drop(l);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_fails_with_a_reason() {
+        // Bound, not listening: connects are refused, and the port stays ours.
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        let mut cfg = http_cfg(Duration::from_secs(1));
+        cfg.kind = CheckKind::Tcp;
+        let o = probe(addr, &cfg).await;
+        assert!(!o.pass);
+        assert!(o.reason.starts_with("connect: "), "{}", o.reason);
+    }
+
     #[test]
     fn unknown_counts_as_available_on_the_gauge() {
         assert_eq!(gauge_value(Health::Unknown), 1);

@@ -109,6 +109,36 @@ async fn metrics(gw: &Gateway) -> String {
     String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned()
 }
 
+/// Polls `/metrics` until `pred` holds (the gauge is written just after the health
+/// the state API shows); fails after two seconds.
+async fn until_metrics(gw: &Gateway, pred: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let m = metrics(gw).await;
+        if pred(&m) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "metrics never matched:\n{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The gateway's log lines about health transitions, once there are `n` of them
+/// (stderr is read by another thread); fails after two seconds.
+async fn transitions(gw: &Gateway, n: usize) -> Vec<String> {
+    let lines = || -> Vec<String> {
+        strip_ansi(&gw.stderr())
+            .lines()
+            .filter(|l| l.contains("endpoint health changed"))
+            .map(str::to_owned)
+            .collect()
+    };
+    eventually(Duration::from_secs(2), || lines().len() >= n).await;
+    let l = lines();
+    assert_eq!(l.len(), n, "{l:#?}");
+    l
+}
+
 /// The gauge's series of one endpoint, without its value.
 fn series(cluster: &str, endpoint: SocketAddr) -> String {
     format!("ninefold_endpoint_healthy{{cluster=\"{cluster}\",endpoint=\"{endpoint}\"}}")
@@ -128,18 +158,24 @@ async fn http_check_follows_the_json_status_and_a_reload_removing_it_resets_to_u
     let gw = Gateway::start(&config(HTTP_CHECK, &[(a.addr, 0)]));
     let up = Duration::from_secs(3);
 
-    let e = until_endpoint(&gw, a.addr, up, |e| e["health"] == "healthy").await;
-    assert_eq!(e["last_check"]["result"], "ok");
-    assert!(metrics(&gw).await.contains(&gauge("app", a.addr, 1)));
+    // (Health and the last check are two reads in the state API: wait for both.)
+    until_endpoint(&gw, a.addr, up, |e| {
+        e["health"] == "healthy" && e["last_check"]["result"] == "ok"
+    })
+    .await;
+    until_metrics(&gw, |m| m.contains(&gauge("app", a.addr, 1))).await;
 
     // A degraded JSON status takes it out, with the reason in the state API.
     a.set_health(200, r#"{"status":"degraded"}"#);
-    let e = until_endpoint(&gw, a.addr, up, |e| e["health"] == "unhealthy").await;
+    // `available` is read before `out` and `health`, `last_check` before all three.
+    let e = until_endpoint(&gw, a.addr, up, |e| {
+        e["available"] == false && e["last_check"]["failures_in_a_row"].as_u64() >= Some(2)
+    })
+    .await;
+    assert_eq!(e["health"], "unhealthy");
     assert_eq!(e["out"], "unhealthy");
-    assert_eq!(e["available"], false);
     assert_eq!(e["last_check"]["result"], r#"json status "degraded""#);
-    assert!(e["last_check"]["failures_in_a_row"].as_u64().unwrap() >= 2);
-    assert!(metrics(&gw).await.contains(&gauge("app", a.addr, 0)));
+    until_metrics(&gw, |m| m.contains(&gauge("app", a.addr, 0))).await;
     let h = get(&gw.admin_url("/health")).await;
     assert_eq!(h.status, 503);
     assert_eq!(h.json()["status"], "down");
@@ -153,18 +189,16 @@ async fn http_check_follows_the_json_status_and_a_reload_removing_it_resets_to_u
 
     // Back: healthy again after healthy_threshold passes in a row.
     a.set_health(200, HEALTH_OK);
-    let e = until_endpoint(&gw, a.addr, up, |e| e["health"] == "healthy").await;
-    assert!(e["last_check"]["passes_in_a_row"].as_u64().unwrap() >= 2);
+    let e = until_endpoint(&gw, a.addr, up, |e| {
+        e["health"] == "healthy" && e["last_check"]["passes_in_a_row"].as_u64() >= Some(2)
+    })
+    .await;
     assert_eq!(e["out"], Value::Null);
     assert_eq!(get(&gw.url("web", "/")).await.status, 200);
 
     // One log line per transition: unknown → healthy → unhealthy → healthy.
-    let err = strip_ansi(&gw.stderr());
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("endpoint health changed"))
-        .collect();
-    assert_eq!(lines.len(), 3, "{err}");
+    let lines = transitions(&gw, 3).await;
+    let err = lines.join("\n");
     assert!(
         lines[0].contains("INFO") && lines[0].contains("from=unknown to=healthy reason=ok"),
         "{err}"
@@ -186,10 +220,12 @@ async fn http_check_follows_the_json_status_and_a_reload_removing_it_resets_to_u
     gw.rewrite(&config("", &[(a.addr, 0)]));
     let r = post(&gw.admin_url("/api/v1/reload"), None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let e = until_endpoint(&gw, a.addr, up, |e| e["health"] == "unknown").await;
-    assert_eq!(e["last_check"], Value::Null);
+    let e = until_endpoint(&gw, a.addr, up, |e| {
+        e["health"] == "unknown" && e["last_check"].is_null()
+    })
+    .await;
     assert_eq!(e["available"], true);
-    assert!(!metrics(&gw).await.contains("ninefold_endpoint_healthy{"));
+    until_metrics(&gw, |m| !m.contains("ninefold_endpoint_healthy{")).await;
 }
 
 #[tokio::test]
@@ -203,17 +239,12 @@ async fn tcp_check_finds_a_refusing_endpoint_and_health_says_degraded_then_down(
     // The first probe decides: within the initial delay (< interval) plus one probe.
     let t = Instant::now();
     let e = until_endpoint(&gw, d1, Duration::from_secs(3), |e| {
-        e["health"] == "unhealthy"
+        e["health"] == "unhealthy" && !e["last_check"].is_null()
     })
     .await;
     let took = t.elapsed();
-    assert!(
-        e["last_check"]["result"]
-            .as_str()
-            .unwrap()
-            .starts_with("connect: "),
-        "{e}"
-    );
+    let result = e["last_check"]["result"].as_str().unwrap_or_default();
+    assert!(result.starts_with("connect: "), "{e}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
     until_endpoint(&gw, a.addr, Duration::from_secs(3), |e| {
         e["health"] == "healthy"
@@ -225,11 +256,10 @@ async fn tcp_check_finds_a_refusing_endpoint_and_health_says_degraded_then_down(
         h.json(),
         serde_json::json!({"status": "degraded", "checks": {"app": "degraded"}})
     );
-    let m = metrics(&gw).await;
-    assert!(
-        m.contains(&gauge("app", a.addr, 1)) && m.contains(&gauge("app", d1, 0)),
-        "{m}"
-    );
+    until_metrics(&gw, |m| {
+        m.contains(&gauge("app", a.addr, 1)) && m.contains(&gauge("app", d1, 0))
+    })
+    .await;
     // Requests avoid the dead endpoint: no 502.
     for _ in 0..10 {
         assert_eq!(get(&gw.url("web", "/")).await.status, 200);
@@ -250,9 +280,10 @@ async fn tcp_check_finds_a_refusing_endpoint_and_health_says_degraded_then_down(
         h.json(),
         serde_json::json!({"status": "down", "checks": {"app": "down"}})
     );
-    let m = metrics(&gw).await;
-    assert!(!m.contains(&series("app", a.addr)), "{m}");
-    assert!(m.contains(&gauge("app", d2, 0)), "{m}");
+    until_metrics(&gw, |m| {
+        !m.contains(&series("app", a.addr)) && m.contains(&gauge("app", d2, 0))
+    })
+    .await;
 }
 
 /// Sends requests until `n` in a row were answered by one of `by`; returns when the

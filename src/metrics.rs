@@ -39,6 +39,10 @@ pub struct Metrics {
     /// `ninefold_slo_alert_firing{slo,severity,long_window,short_window}`: 1 while the
     /// burn-rate alert fires.
     pub slo_alert_firing: IntGaugeVec,
+    /// `ninefold_endpoint_healthy{cluster,endpoint}`: active health of endpoints of
+    /// clusters with a health check; 1 healthy or unknown (not yet decided, so it takes
+    /// traffic), 0 unhealthy. Written by `upstream::health`.
+    pub endpoint_healthy: IntGaugeVec,
 }
 
 /// A counter whose value is read from a function at each scrape, for counts that
@@ -135,6 +139,13 @@ impl Metrics {
             "Access log lines dropped because the queue to stdout was full.",
             crate::logging::access_log_dropped,
         )?;
+        let endpoint_healthy = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_endpoint_healthy",
+                "Active health of an endpoint: 1 healthy or not yet checked (it takes traffic), 0 unhealthy.",
+            ),
+            &["cluster", "endpoint"],
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn Collector>,
             Box::new(access_log_dropped),
@@ -145,6 +156,7 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(retries.clone()),
             Box::new(ejections.clone()),
+            Box::new(endpoint_healthy.clone()),
         ] {
             registry.register(c)?;
         }
@@ -161,6 +173,7 @@ impl Metrics {
             retries,
             ejections,
             slo_alert_firing,
+            endpoint_healthy,
         })
     }
 

@@ -84,6 +84,8 @@ pub struct Gateway {
     pub admin_addr: SocketAddr,
     slo_stop: watch::Sender<bool>,
     slo_thread: Option<std::thread::JoinHandle<()>>,
+    health_stop: watch::Sender<bool>,
+    health_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Worker {
@@ -161,6 +163,10 @@ impl Gateway {
             .name("ninefold-slo".into())
             .spawn(move || slo.run(slo_stop_rx))
             .context("cannot start the SLO thread")?;
+        // Active health checks, off the data path on their own thread and runtime.
+        let (health_stop, health_stop_rx) = watch::channel(false);
+        let health_thread = crate::upstream::health::spawn(shared.clone(), health_stop_rx)
+            .context("cannot start the health check thread")?;
 
         let mut workers = Vec::new();
         for id in 0..cfg.workers {
@@ -184,6 +190,8 @@ impl Gateway {
             admin_addr,
             slo_stop,
             slo_thread: Some(slo_thread),
+            health_stop,
+            health_thread: Some(health_thread),
         };
         gw.sync_listeners(&cfg).map_err(|e| anyhow!("{e}"))?;
         Ok(gw)
@@ -397,6 +405,12 @@ impl Gateway {
             if let Some(t) = w.thread.take() {
                 let _ = t.join();
             }
+        }
+        // Probes ran until the last request ended, so draining requests kept avoiding
+        // endpoints that failed meanwhile.
+        let _ = self.health_stop.send(true);
+        if let Some(t) = self.health_thread.take() {
+            let _ = t.join();
         }
         // Last: every request is counted; the engine saves its state and stops.
         let _ = self.slo_stop.send(true);

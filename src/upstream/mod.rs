@@ -7,7 +7,7 @@
 
 pub mod balance;
 pub mod endpoint;
-
+pub mod health;
 pub mod pool;
 pub mod retry;
 pub mod select;

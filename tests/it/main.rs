@@ -9,6 +9,7 @@
 //! - `failover`: real origin processes SIGKILLed and SIGSTOPped under load, zones, retry budget.
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
+//! - `health`: active health checks, their state and metric, failover to a backup level.
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
@@ -21,6 +22,8 @@ mod config;
 mod failover;
 // Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
 mod conformance;
+// Active health checks against real backends and refusing ports.
+mod health;
 mod lifecycle;
 mod ops;
 mod proxy;

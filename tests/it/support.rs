@@ -251,14 +251,20 @@ pub fn check(yaml: &str) -> (i32, String, String) {
 /// - `/big/N`: streams N bytes.
 /// - `/status/CODE`: answers CODE.
 /// - `/stall`: sends 10 bytes of a 100-byte body, then nothing.
+/// - `/health`: the answer set by [`Backend::set_health`] (200 and
+///   `{"status":"ok","checks":{"db":"ok"}}` at first); not counted in `hits`.
 /// - POST anything: answers with the byte count of the body (streamed, never held).
 /// - anything else: JSON with the backend's name and the request's headers.
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU64>,
+    health: Arc<Mutex<(u16, String)>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// The body of a passing `/health`, in the seed's shape.
+pub const HEALTH_OK: &str = r#"{"status":"ok","checks":{"db":"ok"}}"#;
 
 impl Backend {
     pub async fn start(name: &str) -> Backend {
@@ -269,8 +275,10 @@ impl Backend {
         let l = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = l.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
+        let health = Arc::new(Mutex::new((200, HEALTH_OK.to_owned())));
         let name_s: Arc<str> = name.into();
         let h = hits.clone();
+        let hl = health.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = l.accept().await else {
@@ -278,11 +286,25 @@ impl Backend {
                 };
                 let name = name_s.clone();
                 let hits = h.clone();
+                let health = hl.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let name = name.clone();
                         let hits = hits.clone();
-                        async move { Ok::<_, Infallible>(backend_answer(&name, &hits, req).await) }
+                        let health = health.clone();
+                        async move {
+                            if req.uri().path() == "/health" {
+                                let (code, body) = health.lock().unwrap().clone();
+                                return Ok::<_, Infallible>(
+                                    Response::builder()
+                                        .status(code)
+                                        .header("content-type", "application/json")
+                                        .body(full(body))
+                                        .unwrap(),
+                                );
+                            }
+                            Ok::<_, Infallible>(backend_answer(&name, &hits, req).await)
+                        }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(s), svc)
@@ -294,8 +316,14 @@ impl Backend {
             name: name.to_owned(),
             addr,
             hits,
+            health,
             task,
         }
+    }
+
+    /// Sets what `/health` answers from now on.
+    pub fn set_health(&self, status: u16, body: &str) {
+        *self.health.lock().unwrap() = (status, body.to_owned());
     }
 
     pub fn hits(&self) -> u64 {

@@ -1,0 +1,714 @@
+//! Active health checks: one probe task per endpoint of every cluster that has a
+//! `health_check`, run off the data path on the `ninefold-health` thread.
+//!
+//! The thread has its own current_thread runtime, so a slow or hung probe never
+//! shares a scheduler with client requests. A reconciler re-reads the snapshot every
+//! [`RECONCILE_EVERY`] and keeps exactly one task per (cluster, endpoint address):
+//! new endpoints get a task, removed endpoints (and endpoints of a cluster whose check
+//! settings changed) have theirs cancelled, and an unchanged endpoint keeps its task,
+//! and its streak of passes or failures, across a reload. A cluster whose
+//! `health_check` a reload removed has its endpoints set back to `unknown`.
+//!
+//! A probe is an HTTP `GET` over a fresh TCP connection (so it also catches what a
+//! pooled connection would hide: a listener that stopped accepting, a full accept
+//! queue), or a bare TCP connect. The whole probe, connect included, runs within the
+//! check's `timeout`.
+//!
+//! # Start state and thresholds
+//!
+//! An endpoint starts `unknown`, which is available, and the *first* probe result of
+//! an `unknown` endpoint decides at once: a pass makes it `healthy`, a failure
+//! `unhealthy`. The thresholds (`healthy_threshold` passes in a row, or
+//! `unhealthy_threshold` failures in a row) apply from then on. Two reasons:
+//!
+//! - A restarted gateway must not black-hole traffic for `interval × healthy_threshold`
+//!   waiting to prove endpoints it knows nothing bad about: starting `unhealthy` would
+//!   make every restart an outage.
+//! - A dead endpoint is still caught fast: the first probe runs within
+//!   `min(interval, 1s)` of start and marks it `unhealthy` at once; meanwhile a refused
+//!   connection is retried on another endpoint and passive outlier detection ejects
+//!   it.
+//!
+//! Once an endpoint has a state, a flapping endpoint (pass, fail, pass, ...) keeps it
+//! as long as both thresholds are at least 2: one lucky probe does not bring it back,
+//! one unlucky probe does not take it out. [`Tracker`] is that state machine, pure and
+//! driven by the caller.
+//!
+//! # Schedule
+//!
+//! The first probe of a task waits a random delay in `[0, min(interval, 1s))` so that
+//! a start or a reload does not probe every endpoint at the same instant; then probes
+//! start every `interval ± jitter%` (uniform), measured start to start. Randomness is
+//! a [`fastrand::Rng`] handed in ([`initial_delay`], [`jittered`]), seeded in tests.
+//!
+//! # What it writes
+//!
+//! After each probe, the endpoint's [`CheckReport`] (for the admin API); on each
+//! transition, [`EndpointState::set_health`], exactly one log line (info when the
+//! endpoint becomes healthy, warn when it becomes unhealthy) and the gauge
+//! `ninefold_endpoint_healthy{cluster,endpoint}`: 1 healthy, 0 unhealthy, and 1 for
+//! unknown, because an unknown endpoint takes traffic. Cancelling a task removes its
+//! label set, so the gauge never reports endpoints that are gone.
+
+use crate::config::{CheckKind, HealthCheckConfig};
+use crate::snapshot::{Shared, Snapshot};
+use crate::upstream::{now_ms, CheckReport, EndpointState, Health};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How often the reconciler looks for a new snapshot: a reload's new endpoints are
+/// probed within this (plus their initial delay), and it costs one atomic load.
+pub const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+
+/// Largest health body read for `expect_json_status`: a health document is small; a
+/// larger body is a misconfigured path, and must not cost memory.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The longest initial delay: spreads the first probes of a start over a second at
+/// most, so a dead endpoint is still caught within about a second.
+pub const MAX_INITIAL_DELAY: Duration = Duration::from_secs(1);
+
+/// `user-agent` of HTTP probes, so backends can tell them from traffic.
+const USER_AGENT: &str = "ninefold-health";
+
+/// The health state machine of one endpoint: the current state and the streak that
+/// may change it. Pure: no clock, no I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracker {
+    state: Health,
+    passes: u32,
+    failures: u32,
+}
+
+/// A change of state, as returned by [`Tracker::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// The state before.
+    pub from: Health,
+    /// The state after.
+    pub to: Health,
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether the probe passed.
+    pub pass: bool,
+    /// `ok`, or what failed, for [`CheckReport::last`] and the log.
+    pub reason: String,
+}
+
+/// The running probe of one endpoint, as the reconciler knows it.
+struct Probe {
+    cfg: HealthCheckConfig,
+    endpoint: Arc<EndpointState>,
+    task: JoinHandle<()>,
+}
+
+/// Keeps one probe task per (cluster, endpoint address) of the current snapshot.
+struct Reconciler {
+    shared: Arc<Shared>,
+    probes: HashMap<(Arc<str>, SocketAddr), Probe>,
+    generation: u64,
+    rng: fastrand::Rng,
+}
+
+// === impl Tracker ===
+
+impl Tracker {
+    /// A tracker starting at `state` (the endpoint's current health, carried over a
+    /// reload), with no streak.
+    pub fn new(state: Health) -> Tracker {
+        Tracker {
+            state,
+            passes: 0,
+            failures: 0,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> Health {
+        self.state
+    }
+
+    /// Passes in a row.
+    pub fn passes(&self) -> u32 {
+        self.passes
+    }
+
+    /// Failures in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Records one probe result; returns the transition it caused, if any. From
+    /// `unknown` the first result decides; otherwise `healthy` (`unhealthy`) takes
+    /// that many passes (failures) in a row.
+    pub fn record(&mut self, pass: bool, healthy: u32, unhealthy: u32) -> Option<Transition> {
+        if pass {
+            self.passes = self.passes.saturating_add(1);
+            self.failures = 0;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.passes = 0;
+        }
+        let to = match (self.state, pass) {
+            (Health::Unknown, true) => Health::Healthy,
+            (Health::Unknown, false) => Health::Unhealthy,
+            (Health::Unhealthy, true) if self.passes >= healthy => Health::Healthy,
+            (Health::Healthy, false) if self.failures >= unhealthy => Health::Unhealthy,
+            (s, _) => s,
+        };
+        if to == self.state {
+            return None;
+        }
+        let from = std::mem::replace(&mut self.state, to);
+        Some(Transition { from, to })
+    }
+}
+
+// === schedule ===
+
+/// The delay before a task's first probe: uniform in `[0, min(interval, 1s))`.
+pub fn initial_delay(interval: Duration, rng: &mut fastrand::Rng) -> Duration {
+    let max = interval.min(MAX_INITIAL_DELAY).as_millis() as u64;
+    if max == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rng.u64(0..max))
+}
+
+/// The time to the next probe: `interval ± jitter%`, uniform (`jitter` in percent).
+pub fn jittered(interval: Duration, jitter: f64, rng: &mut fastrand::Rng) -> Duration {
+    let spread = (jitter.clamp(0.0, 100.0) / 100.0) * (2.0 * rng.f64() - 1.0);
+    interval.mul_f64(1.0 + spread)
+}
+
+// === probes ===
+
+/// Runs one probe of `addr`, within `cfg.timeout`.
+pub async fn probe(addr: SocketAddr, cfg: &HealthCheckConfig) -> Outcome {
+    let run = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        match &cfg.kind {
+            CheckKind::Tcp => Ok(()),
+            CheckKind::Http {
+                path,
+                host,
+                expect_status,
+                expect_json_status,
+            } => {
+                let host = host.clone().unwrap_or_else(|| addr.to_string());
+                http_probe(
+                    stream,
+                    path,
+                    &host,
+                    expect_status,
+                    expect_json_status.as_deref(),
+                )
+                .await
+            }
+        }
+    };
+    match tokio::time::timeout(cfg.timeout, run).await {
+        Ok(Ok(())) => Outcome {
+            pass: true,
+            reason: "ok".into(),
+        },
+        Ok(Err(reason)) => Outcome {
+            pass: false,
+            reason,
+        },
+        Err(_) => Outcome {
+            pass: false,
+            reason: format!("timeout after {:?}", cfg.timeout),
+        },
+    }
+}
+
+async fn http_probe(
+    stream: TcpStream,
+    path: &str,
+    host: &str,
+    expect_status: &[(u16, u16)],
+    expect_json_status: Option<&str>,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    // The connection ends with the probe: dropping `tx` closes it, or the task is
+    // cancelled with the probe's runtime.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::get(path)
+        .header(http::header::HOST, host)
+        .header(http::header::USER_AGENT, USER_AGENT)
+        // One probe, one connection: tell the backend not to keep it.
+        .header(http::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("request: {e}"))?;
+    let resp = tx
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status().as_u16();
+    if !expect_status
+        .iter()
+        .any(|&(lo, hi)| (lo..=hi).contains(&status))
+    {
+        return Err(format!("status {status}"));
+    }
+    let Some(expected) = expect_json_status else {
+        return Ok(());
+    };
+    let body = Limited::new(resp.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                format!("body larger than {} KiB", MAX_BODY / 1024)
+            } else {
+                format!("body: {e}")
+            }
+        })?
+        .to_bytes();
+    judge_body(&body, expected)
+}
+
+/// Whether a health body is `{"status": <expected>, "checks": {...}}` (`checks`
+/// optional); the reason when it is not.
+pub fn judge_body(body: &[u8], expected: &str) -> Result<(), String> {
+    let shape = || String::from(r#"body is not {"status": ...}"#);
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| shape())?;
+    let obj = v.as_object().ok_or_else(shape)?;
+    let status = obj
+        .get("status")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(shape)?;
+    if obj.get("checks").is_some_and(|c| !c.is_object()) {
+        return Err(shape());
+    }
+    if status != expected {
+        return Err(format!("json status {status:?}"));
+    }
+    Ok(())
+}
+
+// === the thread ===
+
+/// Starts the `ninefold-health` thread; it stops when `stop` turns true (or its
+/// sender is dropped).
+pub fn spawn(
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ninefold-health".into())
+        .spawn(move || run(shared, stop))
+}
+
+fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return tracing::error!("health check runtime: {e}"),
+    };
+    rt.block_on(async {
+        let mut r = Reconciler {
+            shared,
+            probes: HashMap::new(),
+            generation: 0,
+            rng: fastrand::Rng::new(),
+        };
+        let mut every = tokio::time::interval(RECONCILE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => r.tick(),
+                res = stop.changed() => {
+                    if res.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        r.stop_all();
+    });
+}
+
+// === impl Reconciler ===
+
+impl Reconciler {
+    fn tick(&mut self) {
+        let snap = self.shared.snapshot.load_full();
+        if snap.generation == self.generation {
+            return;
+        }
+        self.generation = snap.generation;
+        self.reconcile(&snap);
+    }
+
+    fn reconcile(&mut self, snap: &Snapshot) {
+        let mut wanted: HashMap<(Arc<str>, SocketAddr), (&HealthCheckConfig, usize)> =
+            HashMap::new();
+        for c in &snap.clusters {
+            let Some(cfg) = &c.health_check else {
+                self.forget_health(c);
+                continue;
+            };
+            for (i, e) in c.endpoints().iter().enumerate() {
+                wanted.insert((c.name.clone(), e.address), (cfg, i));
+            }
+        }
+        // Cancel what is gone or changed; a task is kept only if it probes the same
+        // live state with the same settings.
+        let by_name: HashMap<&str, _> = snap.clusters.iter().map(|c| (&*c.name, c)).collect();
+        self.probes.retain(|key, p| {
+            let keep = wanted.get(key).is_some_and(|(cfg, i)| {
+                **cfg == p.cfg
+                    && by_name
+                        .get(&*key.0)
+                        .is_some_and(|c| Arc::ptr_eq(&c.endpoints()[*i], &p.endpoint))
+            });
+            if !keep {
+                p.task.abort();
+                let _ = self
+                    .shared
+                    .metrics
+                    .endpoint_healthy
+                    .remove_label_values(&[&*key.0, &key.1.to_string()]);
+            }
+            keep
+        });
+        for (key, (cfg, i)) in wanted {
+            if self.probes.contains_key(&key) {
+                continue;
+            }
+            let Some(c) = by_name.get(&*key.0) else {
+                continue;
+            };
+            let endpoint = Arc::clone(&c.endpoints()[i]);
+            let name = c.endpoint_names[i].clone();
+            let gauge = self
+                .shared
+                .metrics
+                .endpoint_healthy
+                .with_label_values(&[&c.name, &name]);
+            let task = tokio::spawn(probe_loop(
+                c.name.clone(),
+                name,
+                Arc::clone(&endpoint),
+                cfg.clone(),
+                gauge,
+                self.rng.fork(),
+            ));
+            self.probes.insert(
+                key,
+                Probe {
+                    cfg: cfg.clone(),
+                    endpoint,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// A cluster without a health check: its endpoints' health is `unknown` (a reload
+    /// may have removed the check that made them healthy or unhealthy).
+    fn forget_health(&self, c: &crate::snapshot::ClusterSnap) {
+        let now = now_ms();
+        let mut reset = 0;
+        for e in c.endpoints() {
+            if e.set_health(Health::Unknown, now) {
+                reset += 1;
+            }
+            if let Ok(mut r) = e.check.lock() {
+                *r = CheckReport::default();
+            }
+        }
+        if reset > 0 {
+            tracing::info!(cluster = %c.name, endpoints = reset, "health check removed: endpoint health back to unknown");
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for (_, p) in self.probes.drain() {
+            p.task.abort();
+        }
+    }
+}
+
+/// The gauge value of a health state: unknown counts as 1, since it takes traffic.
+fn gauge_value(h: Health) -> i64 {
+    match h {
+        Health::Unhealthy => 0,
+        Health::Healthy | Health::Unknown => 1,
+    }
+}
+
+async fn probe_loop(
+    cluster: Arc<str>,
+    name: Arc<str>,
+    endpoint: Arc<EndpointState>,
+    cfg: HealthCheckConfig,
+    gauge: prometheus::IntGauge,
+    mut rng: fastrand::Rng,
+) {
+    let mut tracker = Tracker::new(endpoint.health());
+    gauge.set(gauge_value(tracker.state()));
+    let mut next = Instant::now() + initial_delay(cfg.interval, &mut rng);
+    loop {
+        tokio::time::sleep_until(next).await;
+        let started = Instant::now();
+        let outcome = probe(endpoint.address, &cfg).await;
+        let now = now_ms();
+        let change = tracker.record(outcome.pass, cfg.healthy_threshold, cfg.unhealthy_threshold);
+        if let Ok(mut r) = endpoint.check.lock() {
+            *r = CheckReport {
+                last: outcome.reason.clone(),
+                at_ms: now,
+                passes: tracker.passes(),
+                failures: tracker.failures(),
+            };
+        }
+        if let Some(t) = change {
+            endpoint.set_health(t.to, now);
+            gauge.set(gauge_value(t.to));
+            let (from, to) = (label(t.from), label(t.to));
+            if t.to == Health::Unhealthy {
+                tracing::warn!(cluster = %cluster, endpoint = %name, %from, %to, reason = %outcome.reason, "endpoint health changed");
+            } else {
+                tracing::info!(cluster = %cluster, endpoint = %name, %from, %to, reason = %outcome.reason, "endpoint health changed");
+            }
+        }
+        // Start to start, so a slow probe does not stretch the interval.
+        next = started + jittered(cfg.interval, cfg.jitter, &mut rng);
+    }
+}
+
+fn label(h: Health) -> &'static str {
+    match h {
+        Health::Unknown => "unknown",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(t: &mut Tracker, results: &[bool], healthy: u32, unhealthy: u32) -> Vec<Transition> {
+        results
+            .iter()
+            .filter_map(|&p| t.record(p, healthy, unhealthy))
+            .collect()
+    }
+
+    #[test]
+    fn the_first_probe_of_an_unknown_endpoint_decides() {
+        let mut t = Tracker::new(Health::Unknown);
+        assert_eq!(
+            t.record(true, 3, 3),
+            Some(Transition {
+                from: Health::Unknown,
+                to: Health::Healthy
+            })
+        );
+        let mut t = Tracker::new(Health::Unknown);
+        assert_eq!(
+            t.record(false, 3, 3),
+            Some(Transition {
+                from: Health::Unknown,
+                to: Health::Unhealthy
+            })
+        );
+    }
+
+    #[test]
+    fn thresholds_apply_once_decided() {
+        let mut t = Tracker::new(Health::Unknown);
+        t.record(true, 2, 3);
+        // Two failures: still healthy; the third takes it out.
+        assert!(run(&mut t, &[false, false], 2, 3).is_empty());
+        assert_eq!(t.failures(), 2);
+        assert_eq!(
+            t.record(false, 2, 3),
+            Some(Transition {
+                from: Health::Healthy,
+                to: Health::Unhealthy
+            })
+        );
+        // One pass is not enough to come back; the second is.
+        assert_eq!(t.record(true, 2, 3), None);
+        assert_eq!(
+            t.record(true, 2, 3),
+            Some(Transition {
+                from: Health::Unhealthy,
+                to: Health::Healthy
+            })
+        );
+        assert_eq!((t.passes(), t.failures()), (2, 0));
+    }
+
+    #[test]
+    fn a_failure_resets_the_pass_streak_and_back() {
+        let mut t = Tracker::new(Health::Unhealthy);
+        assert!(run(&mut t, &[true, true, false, true, true], 3, 3).is_empty());
+        assert_eq!(t.state(), Health::Unhealthy);
+        assert!(t.record(true, 3, 3).is_some());
+    }
+
+    #[test]
+    fn thresholds_of_one_follow_every_probe() {
+        let mut t = Tracker::new(Health::Healthy);
+        let changes = run(&mut t, &[false, true, false], 1, 1);
+        assert_eq!(changes.len(), 3);
+        assert_eq!(t.state(), Health::Unhealthy);
+    }
+
+    #[test]
+    fn a_flapping_endpoint_keeps_its_state() {
+        for start in [true, false] {
+            let mut t = Tracker::new(Health::Unknown);
+            let first = t.record(start, 2, 2);
+            assert!(first.is_some());
+            let decided = t.state();
+            let flaps: Vec<bool> = (0..100).map(|i| (i % 2 == 0) != start).collect();
+            assert!(run(&mut t, &flaps, 2, 2).is_empty(), "start {start}");
+            assert_eq!(t.state(), decided);
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_spreads() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let interval = Duration::from_secs(5);
+        let (mut lo, mut hi) = (Duration::MAX, Duration::ZERO);
+        for _ in 0..10_000 {
+            let d = jittered(interval, 10.0, &mut rng);
+            assert!(
+                d >= Duration::from_millis(4500) && d <= Duration::from_millis(5500),
+                "{d:?}"
+            );
+            lo = lo.min(d);
+            hi = hi.max(d);
+        }
+        // Uniform over the whole band, not stuck at one end.
+        assert!(lo < Duration::from_millis(4550) && hi > Duration::from_millis(5450));
+        assert_eq!(jittered(interval, 0.0, &mut rng), interval);
+    }
+
+    #[test]
+    fn jitter_is_reproducible_with_a_seed() {
+        let a: Vec<Duration> = {
+            let mut r = fastrand::Rng::with_seed(42);
+            (0..5)
+                .map(|_| jittered(Duration::from_secs(1), 20.0, &mut r))
+                .collect()
+        };
+        let mut r = fastrand::Rng::with_seed(42);
+        let b: Vec<Duration> = (0..5)
+            .map(|_| jittered(Duration::from_secs(1), 20.0, &mut r))
+            .collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn initial_delay_is_below_the_interval_and_a_second() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..10_000 {
+            assert!(
+                initial_delay(Duration::from_millis(200), &mut rng) < Duration::from_millis(200)
+            );
+            assert!(initial_delay(Duration::from_secs(30), &mut rng) < Duration::from_secs(1));
+        }
+        assert_eq!(initial_delay(Duration::ZERO, &mut rng), Duration::ZERO);
+    }
+
+    #[test]
+    fn health_bodies_are_judged_by_shape_and_status() {
+        assert_eq!(
+            judge_body(br#"{"status":"ok","checks":{"db":"ok"}}"#, "ok"),
+            Ok(())
+        );
+        assert_eq!(judge_body(br#"{"status":"ok"}"#, "ok"), Ok(()));
+        assert_eq!(
+            judge_body(br#"{"status":"degraded"}"#, "ok"),
+            Err(r#"json status "degraded""#.into())
+        );
+        let shape = Err(r#"body is not {"status": ...}"#.to_string());
+        assert_eq!(judge_body(b"ok", "ok"), shape);
+        assert_eq!(judge_body(br#"["ok"]"#, "ok"), shape);
+        assert_eq!(judge_body(br#"{"status":1}"#, "ok"), shape);
+        assert_eq!(judge_body(br#"{"status":"ok","checks":[]}"#, "ok"), shape);
+    }
+
+    fn http_cfg(timeout: Duration) -> HealthCheckConfig {
+        HealthCheckConfig {
+            kind: CheckKind::Http {
+                path: "/health".into(),
+                host: None,
+                expect_status: vec![(200, 299)],
+                expect_json_status: Some("ok".into()),
+            },
+            interval: Duration::from_secs(1),
+            timeout,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            jitter: 10.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_gets_no_answer_times_out_with_a_reason() {
+        // Listening but never accepting: the kernel completes the handshake, no answer.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let o = probe(addr, &http_cfg(Duration::from_millis(100))).await;
+        assert_eq!(
+            o,
+            Outcome {
+                pass: false,
+                reason: "timeout after 100ms".into()
+            }
+        );
+        drop(l);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_fails_with_a_reason() {
+        // Bound, not listening: connects are refused, and the port stays ours.
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        let mut cfg = http_cfg(Duration::from_secs(1));
+        cfg.kind = CheckKind::Tcp;
+        let o = probe(addr, &cfg).await;
+        assert!(!o.pass);
+        assert!(o.reason.starts_with("connect: "), "{}", o.reason);
+    }
+
+    #[test]
+    fn unknown_counts_as_available_on_the_gauge() {
+        assert_eq!(gauge_value(Health::Unknown), 1);
+        assert_eq!(gauge_value(Health::Healthy), 1);
+        assert_eq!(gauge_value(Health::Unhealthy), 0);
+    }
+}

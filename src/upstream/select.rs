@@ -223,7 +223,7 @@ impl Selector {
             // Spread over every endpoint in scope but the drained ones.
             avail = Set::new(n);
             for (i, (e, m)) in self.endpoints.iter().zip(&self.meta).enumerate() {
-                if zone.map_or(true, |z| m.zone.as_deref() == Some(z)) && !e.drained() {
+                if zone.is_none_or(|z| m.zone.as_deref() == Some(z)) && !e.drained() {
                     avail.insert(i);
                 }
             }

@@ -12,9 +12,9 @@ use crate::config::{
     ClusterConfig, Config, HashKey, HealthCheckConfig, LbKind, ListenerProtocol, MatchConfig,
     OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
 };
-use crate::upstream::retry::{Budget, Cause};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::balance::Balancer;
+use crate::upstream::retry::{Budget, Cause};
 use crate::upstream::select::{EndpointMeta, Selector};
 use crate::upstream::{ClusterLive, EndpointState};
 use std::collections::HashMap;
@@ -201,12 +201,17 @@ impl Snapshot {
                     slo: route_slo,
                     retry: r.retry,
                     budget: Budget::new(&r.retry),
-                    retries: Cause::LABELS
-                        .map(|reason| metrics.retries.with_label_values(&[&l.name, &r.name, reason])),
+                    retries: Cause::LABELS.map(|reason| {
+                        metrics
+                            .retries
+                            .with_label_values(&[&l.name, &r.name, reason])
+                    }),
                     write_cluster: match &r.writes {
-                        Some(Writes::Cluster(c)) => Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(
-                            || format!("route {:?}: unknown cluster {c:?}", r.name),
-                        )?)),
+                        Some(Writes::Cluster(c)) => {
+                            Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(|| {
+                                format!("route {:?}: unknown cluster {c:?}", r.name)
+                            })?))
+                        }
                         _ => None,
                     },
                     write_zone: match &r.writes {

@@ -193,7 +193,11 @@ impl RetryOn {
 // === impl V ===
 
 impl V<'_> {
-    pub(super) fn health_check(&mut self, hp: &str, h: &RawHealthCheck) -> Option<HealthCheckConfig> {
+    pub(super) fn health_check(
+        &mut self,
+        hp: &str,
+        h: &RawHealthCheck,
+    ) -> Option<HealthCheckConfig> {
         let kinds = [h.http.is_some(), h.tcp.is_some(), h.postgres.is_some()]
             .iter()
             .filter(|x| **x)

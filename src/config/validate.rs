@@ -502,7 +502,10 @@ pub fn validate(
             let writes = v.writes(&format!("{rp}.writes"), r.writes.as_ref());
             if let Some(Writes::Cluster(c)) = &writes {
                 if !cluster_names.contains(c) {
-                    v.err(&format!("{rp}.writes.cluster"), format!("unknown cluster {c:?}"));
+                    v.err(
+                        &format!("{rp}.writes.cluster"),
+                        format!("unknown cluster {c:?}"),
+                    );
                 }
             }
             routes.push(RouteConfig {
@@ -832,7 +835,11 @@ impl V<'_> {
             .or_else(|| std::env::var("NINEFOLD_ZONE").ok())
             .filter(|z| !z.is_empty());
         let zone_spill_below = self
-            .percent_upto(&format!("{p}.zone_spill_below"), c.zone_spill_below.as_ref(), 100.0)
+            .percent_upto(
+                &format!("{p}.zone_spill_below"),
+                c.zone_spill_below.as_ref(),
+                100.0,
+            )
             .unwrap_or(DEFAULT_ZONE_SPILL_BELOW);
         let panic_threshold = self.percent_upto(
             &format!("{p}.panic_threshold"),
@@ -889,7 +896,10 @@ impl V<'_> {
             .health_check
             .as_ref()
             .and_then(|h| self.health_check(&format!("{p}.health_check"), h));
-        let outlier = self.outlier(&format!("{p}.outlier_detection"), c.outlier_detection.as_ref());
+        let outlier = self.outlier(
+            &format!("{p}.outlier_detection"),
+            c.outlier_detection.as_ref(),
+        );
         if let Some(b) = &c.circuit_breaker {
             let bp = format!("{p}.circuit_breaker");
             self.opt_percent(&format!("{bp}.failure_rate"), b.failure_rate.as_ref());

@@ -19,11 +19,11 @@
 use super::body::{ReqBody, RespBody};
 use super::conform;
 use super::error::Failure;
-use crate::upstream::retry::Cause;
 use super::ConnCtx;
 use crate::config::UpstreamProtocol;
 use crate::snapshot::ClusterSnap;
 use crate::upstream::pool::{self, ConnectError};
+use crate::upstream::retry::Cause;
 use crate::upstream::EndpointState;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;

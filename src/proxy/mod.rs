@@ -17,8 +17,8 @@ pub mod forward;
 pub mod record;
 pub mod route;
 
-use crate::snapshot::Shared;
 use crate::config::UpstreamProtocol;
+use crate::snapshot::Shared;
 use crate::snapshot::{ClusterSnap, RouteSnap};
 use crate::upstream::retry::{self, Cause};
 use crate::upstream::select::{NoPick, Tried};
@@ -120,7 +120,10 @@ async fn attempts(
     );
     let (cluster, zone) = match (&route.write_cluster, write) {
         (Some(c), true) => (c, None),
-        _ => (&route.cluster, route.write_zone.as_deref().filter(|_| write)),
+        _ => (
+            &route.cluster,
+            route.write_zone.as_deref().filter(|_| write),
+        ),
     };
     let cfg = &route.retry;
     let now = now_ms();
@@ -138,7 +141,9 @@ async fn attempts(
     let sent_causes = cfg.on.reset || cfg.on.timeout || cfg.on.statuses != 0;
     let head_copy = (repeatable && sent_causes).then(|| head_of(&parts));
     let mut body = if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) {
-        keep_for_replay(body, cfg.buffer).await.map_err(|f| (f, None))?
+        keep_for_replay(body, cfg.buffer)
+            .await
+            .map_err(|f| (f, None))?
     } else {
         ReqBody::Stream(body)
     };
@@ -171,13 +176,23 @@ async fn attempts(
         let Some(parts) = next.take() else {
             return Err((Failure::UpstreamError, Some(name.clone())));
         };
-        let send = forward::send(ctx, cluster, ep, parts, body, route.idle_timeout, upgrade.take());
+        let send = forward::send(
+            ctx,
+            cluster,
+            ep,
+            parts,
+            body,
+            route.idle_timeout,
+            upgrade.take(),
+        );
         let outcome = match cfg.per_try_timeout {
-            Some(t) => tokio::time::timeout(t, send).await.unwrap_or(Err(forward::SendError {
-                failure: Failure::Timeout,
-                cause: Some(Cause::Timeout),
-                unsent: None,
-            })),
+            Some(t) => tokio::time::timeout(t, send)
+                .await
+                .unwrap_or(Err(forward::SendError {
+                    failure: Failure::Timeout,
+                    cause: Some(Cause::Timeout),
+                    unsent: None,
+                })),
             None => send.await,
         };
 

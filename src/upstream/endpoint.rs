@@ -268,7 +268,9 @@ impl EndpointState {
         let max = (cluster_size as f64 * cfg.max_ejection_percent / 100.0).floor() as u32;
         if live
             .ejected
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .is_err()
         {
             return Some(Ejection::Capped);

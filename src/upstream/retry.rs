@@ -91,8 +91,13 @@ impl Cause {
     }
 
     /// All labels, for pre-resolving counters.
-    pub const LABELS: [&'static str; 5] =
-        ["connect-failure", "refused-stream", "reset", "timeout", "status"];
+    pub const LABELS: [&'static str; 5] = [
+        "connect-failure",
+        "refused-stream",
+        "reset",
+        "timeout",
+        "status",
+    ];
 
     /// Index of [`Cause::label`] in [`Cause::LABELS`].
     pub fn index(self) -> usize {

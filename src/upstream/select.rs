@@ -157,7 +157,11 @@ impl Selector {
         zone_spill_below: f64,
         panic_threshold: Option<f64>,
     ) -> Self {
-        let levels = meta.iter().map(|m| usize::from(m.priority) + 1).max().unwrap_or(1);
+        let levels = meta
+            .iter()
+            .map(|m| usize::from(m.priority) + 1)
+            .max()
+            .unwrap_or(1);
         Selector {
             endpoints,
             meta,
@@ -275,7 +279,8 @@ impl Selector {
     /// The balancer over `set` minus what was tried; if that is empty, over everything
     /// available minus what was tried; if that is empty too, over `set`.
     fn balance_avoiding(&self, key: Option<u64>, set: &Set, avail: &Set, tried: &Tried) -> usize {
-        let fresh = |s: &Set| (0..self.endpoints.len()).any(|i| s.contains(i) && !tried.contains(i));
+        let fresh =
+            |s: &Set| (0..self.endpoints.len()).any(|i| s.contains(i) && !tried.contains(i));
         if fresh(set) {
             self.balance(key, set, tried)
         } else if fresh(avail) {
@@ -323,7 +328,8 @@ pub fn choose_level(total: &[u32], up: &[u32], roll: f64) -> usize {
     let mut sum = 0.0;
     for l in 0..total.len() {
         if total[l] > 0 {
-            health[l] = (OVERPROVISIONING * f64::from(up[l]) * 100.0 / f64::from(total[l])).min(100.0);
+            health[l] =
+                (OVERPROVISIONING * f64::from(up[l]) * 100.0 / f64::from(total[l])).min(100.0);
         }
         sum += health[l];
     }
@@ -387,7 +393,9 @@ mod tests {
         let mut c = vec![0; s.endpoints.len()];
         for k in 0..n {
             let roll = (k as f64 + 0.5) / n as f64;
-            c[s.pick(None, None, &Tried::default(), 1, roll).unwrap().index] += 1;
+            c[s.pick(None, None, &Tried::default(), 1, roll)
+                .unwrap()
+                .index] += 1;
         }
         c
     }
@@ -428,7 +436,11 @@ mod tests {
 
     #[test]
     fn zone_spill_and_return() {
-        let s = selector(&[("a", 0), ("a", 0), ("a", 0), ("b", 0), ("b", 0)], Some("a"), None);
+        let s = selector(
+            &[("a", 0), ("a", 0), ("a", 0), ("b", 0), ("b", 0)],
+            Some("a"),
+            None,
+        );
         let c = share(&s, 300);
         assert_eq!(c, vec![100, 100, 100, 0, 0]);
         // 2 of 3 local = 66.7% < 71.4%: spill over every zone.

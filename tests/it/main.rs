@@ -8,6 +8,7 @@
 //! - `slo`: live SLIs, burn-rate alerts to a real receiver, persistence, promtool.
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
+//! - `failover_admin`: manual drain/enable, its reload survival, live-state metrics.
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
@@ -18,6 +19,8 @@ mod calc;
 mod config;
 // Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
 mod conformance;
+// Issue 9: drain/enable through the admin API, and the failover metric families.
+mod failover_admin;
 mod lifecycle;
 mod proxy;
 mod slo;

@@ -245,3 +245,123 @@ async fn metrics_export_live_endpoint_cluster_and_budget_state() {
         eprintln!("promtool not installed: skipping the lint of /metrics");
     }
 }
+
+/// `ninefold demo`, started and read until ready: (process, proxy address, admin
+/// address).
+fn start_demo() -> (std::process::Child, String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin())
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            text.push_str(&line);
+            text.push('\n');
+            if line == "ninefold: ready" {
+                let _ = tx.send(text.clone());
+            }
+        }
+    });
+    let text = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("demo ready");
+    assert!(text.contains("/demo/kill/api-a1"), "{text}");
+    let find = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"))
+            .to_owned()
+    };
+    (
+        child,
+        find("ninefold: listener web on "),
+        find("ninefold: admin on "),
+    )
+}
+
+/// The demo's failover walkthrough of the README, as a test: kill a backend through
+/// the gateway, see every request still answered and the state API say why it is out,
+/// revive and enable it, see it serve again.
+#[tokio::test]
+async fn demo_kill_and_revive_keep_traffic_flowing() {
+    let (mut child, web, admin) = start_demo();
+    let api = format!("http://{web}/api/x");
+    let state = || async {
+        let s = get(&format!("http://{admin}/api/v1/state")).await.json();
+        s["clusters"][0]["endpoints"][0].clone()
+    };
+    let a1 = state().await["address"].as_str().unwrap().to_owned();
+
+    let r = post(&format!("http://{web}/demo/kill/api-a1"), None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Every request is answered while api-a1 is dead: retries take the refused
+    // connects and resets elsewhere, and outlier detection ejects it.
+    let c = client();
+    let mut out = serde_json::Value::Null;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let r = send(&c, hyper::Request::get(&api).body(empty()).unwrap()).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        out = state().await;
+        if out["ejected"] == true {
+            break;
+        }
+    }
+    assert_eq!(out["ejected"], true, "{out}");
+    assert!(out["why"].as_str().unwrap().contains("ejected"), "{out}");
+    for _ in 0..12 {
+        let r = send(&c, hyper::Request::get(&api).body(empty()).unwrap()).await;
+        assert_eq!(r.status, 200);
+        assert_ne!(r.header("x-backend"), Some("api-a1"));
+    }
+
+    // The last live backend cannot be killed.
+    assert_eq!(
+        post(&format!("http://{web}/demo/kill/api-a2"), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(&format!("http://{web}/demo/kill/api-b1"), None)
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        post(&format!("http://{web}/demo/revive/api-a2"), None)
+            .await
+            .status,
+        200
+    );
+
+    // Revive, and enable it (the demo admin has no token: loopback only) so the
+    // ejection ends now rather than in 10 s.
+    let r = post(&format!("http://{web}/demo/revive/api-a1"), None).await;
+    assert_eq!(r.status, 200);
+    let r = post(
+        &format!("http://{admin}/api/v1/clusters/api/endpoints/{a1}/enable"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut back = false;
+    for _ in 0..30 {
+        let r = send(&c, hyper::Request::get(&api).body(empty()).unwrap()).await;
+        assert_eq!(r.status, 200);
+        back |= r.header("x-backend") == Some("api-a1");
+        if back {
+            break;
+        }
+    }
+    assert!(back, "api-a1 did not come back");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -210,7 +210,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
 }
 
 async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorize(&s, &headers) {
+    if let Some(denied) = unauthorized(&s, &headers) {
         return denied;
     }
     let (tx, rx) = oneshot::channel();
@@ -240,26 +240,28 @@ async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// Lets a mutation through, or answers 401 with `WWW-Authenticate: Bearer`. Without a
-/// configured token every mutation is allowed: validation keeps such an admin listener
-/// on loopback.
-fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+/// The 401 (with `WWW-Authenticate: Bearer`) a mutation gets without the right token,
+/// or `None` to let it through. Without a configured token every mutation is allowed:
+/// validation keeps such an admin listener on loopback.
+fn unauthorized(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &s.token else {
-        return Ok(());
+        return None;
     };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        return Ok(());
+        return None;
     }
-    Err((
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(json!({"error": "a valid bearer token is required"})),
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "a valid bearer token is required"})),
+        )
+            .into_response(),
     )
-        .into_response())
 }
 
 /// `POST /api/v1/clusters/{cluster}/endpoints/{address}/drain`: the endpoint gets no
@@ -292,7 +294,7 @@ fn set_drained(
     address: &str,
     drained: bool,
 ) -> Response {
-    if let Err(denied) = authorize(s, headers) {
+    if let Some(denied) = unauthorized(s, headers) {
         return denied;
     }
     let snap = s.shared.snapshot.load();

@@ -191,6 +191,21 @@ impl Metrics {
     }
 }
 
+// === impl RouteMetrics ===
+
+impl RouteMetrics {
+    /// Counts one answer with its status; `good` is its SLO result (true without an
+    /// SLO).
+    #[inline]
+    pub fn record(&self, status: u16, good: bool, seconds: f64) {
+        let class = (usize::from(status / 100)).clamp(1, 5) - 1;
+        self.by_class[usize::from(good)][class].inc();
+        self.duration.observe(seconds);
+    }
+}
+
+// === live state at scrape time ===
+
 /// Appends the live-state families, read from `snap` at `now` (ms of
 /// `upstream::now_ms`), to a text exposition.
 pub fn render_live(snap: &crate::snapshot::Snapshot, now: u64, out: &mut String) {
@@ -295,19 +310,6 @@ fn escape_label(out: &mut String, v: &str) {
             '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
-    }
-}
-
-// === impl RouteMetrics ===
-
-impl RouteMetrics {
-    /// Counts one answer with its status; `good` is its SLO result (true without an
-    /// SLO).
-    #[inline]
-    pub fn record(&self, status: u16, good: bool, seconds: f64) {
-        let class = (usize::from(status / 100)).clamp(1, 5) - 1;
-        self.by_class[usize::from(good)][class].inc();
-        self.duration.observe(seconds);
     }
 }
 

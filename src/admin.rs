@@ -366,7 +366,9 @@ fn endpoint_json(c: &ClusterSnap, i: usize, now: u64) -> Value {
             "passes_in_a_row": check.passes,
             "failures_in_a_row": check.failures,
         })),
-        "ejected": out == Some(Out::Ejected),
+        // Ejected whatever else holds (a drained endpoint can be ejected too), as the
+        // `ninefold_endpoint_ejected` gauge says.
+        "ejected": e.ejected_until() > now,
         "ejected_for_ms": e.ejected_until().saturating_sub(now),
         "ejected_since_ms_ago": (e.ejected_until() > now).then(|| now.saturating_sub(e.ejected_since())),
         "ejections_in_a_row": e.ejections(),

@@ -2,12 +2,21 @@
 //!
 //! It runs on its own thread and runtime, never on a data-path worker, and binds to
 //! loopback unless told otherwise (a non-loopback bind needs `admin.token`, which
-//! validation enforces). Reads are open; mutations (`POST /api/v1/reload`) need
-//! `Authorization: Bearer <admin.token>` when a token is configured.
+//! validation enforces). Reads are open; mutations (`POST /api/v1/reload`, and the
+//! manual failover `POST /api/v1/clusters/{cluster}/endpoints/{address}/drain` and
+//! `.../enable`) need `Authorization: Bearer <admin.token>` when a token is configured.
+//! Without a token the listener is loopback-only, so whoever can reach it is local and
+//! mutations are allowed, as for any local admin socket.
+//!
+//! `/api/v1/state` answers "why is this endpoint out?" for each endpoint in one `why`
+//! sentence (drain, failed checks, ejection, panic mode, each with since-when), next to
+//! the structured fields it is made of.
 
 use crate::config::AdminConfig;
 use crate::server::{ControlRequest, Shared};
-use axum::extract::State;
+use crate::snapshot::ClusterSnap;
+use crate::upstream::{EndpointState, Health, Out};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -72,6 +81,14 @@ fn router(
         .route("/api/v1/state", get(state))
         .route("/api/v1/slos", get(slos))
         .route("/api/v1/reload", post(reload))
+        .route(
+            "/api/v1/clusters/{cluster}/endpoints/{address}/drain",
+            post(drain),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/endpoints/{address}/enable",
+            post(enable),
+        )
         .with_state(AdminState {
             shared,
             control,
@@ -80,11 +97,15 @@ fn router(
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.shared.metrics.render(),
-    )
-        .into_response()
+    let mut text = s.shared.metrics.render();
+    // Live-state families are read from the running snapshot at scrape time, so the
+    // data path pays nothing for them.
+    crate::metrics::render_live(
+        &s.shared.snapshot.load(),
+        crate::upstream::now_ms(),
+        &mut text,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// `/health` in the seed's shape: overall status plus one check per cluster.
@@ -140,7 +161,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                 "name": &*l.name,
                 "bind": l.bind.to_string(),
                 "address": addr,
-                "protocol": format!("{:?}", l.protocol).to_lowercase(),
+                "protocol": listener_protocol(l.protocol),
                 "routes": l.routes.iter().map(|r| json!({
                     "name": &*r.name,
                     "match": {
@@ -164,7 +185,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
             json!({
                 "name": &*c.name,
                 "lb": c.lb.as_str(),
-                "protocol": format!("{:?}", c.protocol).to_lowercase(),
+                "protocol": upstream_protocol(c.protocol),
                 "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
                 "health": c.health(),
                 "panic": c.select.live.panic.load(Ordering::Relaxed),
@@ -175,34 +196,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                     "healthy_threshold": h.healthy_threshold,
                     "unhealthy_threshold": h.unhealthy_threshold,
                 })),
-                "endpoints": c.endpoints().iter().zip(&c.select.meta).map(|(e, m)| {
-                    let check = e.check.lock().map(|c| c.clone()).unwrap_or_default();
-                    json!({
-                        "address": e.address.to_string(),
-                        "zone": m.zone.as_deref(),
-                        "weight": m.weight,
-                        "priority": m.priority,
-                        "in_flight": e.in_flight.load(Ordering::Relaxed),
-                        "requests": e.requests.load(Ordering::Relaxed),
-                        "available": e.available(now),
-                        "out": e.out(now),
-                        "health": e.health(),
-                        "health_since_ms_ago": since(e.health_since(), now),
-                        "last_check": (check.at_ms > 0).then(|| json!({
-                            "result": check.last,
-                            "ms_ago": now.saturating_sub(check.at_ms),
-                            "passes_in_a_row": check.passes,
-                            "failures_in_a_row": check.failures,
-                        })),
-                        "ejected": e.out(now) == Some(crate::upstream::Out::Ejected),
-                        "ejected_for_ms": e.ejected_until().saturating_sub(now),
-                        "ejected_since_ms_ago": (e.ejected_until() > now).then(|| now.saturating_sub(e.ejected_since())),
-                        "ejections_in_a_row": e.ejections(),
-                        "failures_in_a_row": e.failures(),
-                        "drained": e.drained(),
-                        "drained_since_ms_ago": e.drained().then(|| now.saturating_sub(e.drained_since())),
-                    })
-                }).collect::<Vec<_>>(),
+                "endpoints": (0..c.endpoints().len()).map(|i| endpoint_json(c, i, now)).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -216,19 +210,8 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
 }
 
 async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &s.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(json!({"error": "a valid bearer token is required"})),
-            )
-                .into_response();
-        }
+    if let Some(denied) = unauthorized(&s, &headers) {
+        return denied;
     }
     let (tx, rx) = oneshot::channel();
     if s.control.send(ControlRequest::Reload(tx)).await.is_err() {
@@ -257,10 +240,289 @@ async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     }
 }
 
+/// The 401 (with `WWW-Authenticate: Bearer`) a mutation gets without the right token,
+/// or `None` to let it through. Without a configured token every mutation is allowed:
+/// validation keeps such an admin listener on loopback.
+fn unauthorized(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &s.token else {
+        return None;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "a valid bearer token is required"})),
+        )
+            .into_response(),
+    )
+}
+
+/// `POST /api/v1/clusters/{cluster}/endpoints/{address}/drain`: the endpoint gets no
+/// new requests; those in flight finish.
+async fn drain(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path((cluster, address)): Path<(String, String)>,
+) -> Response {
+    set_drained(&s, &headers, &cluster, &address, true)
+}
+
+/// `POST /api/v1/clusters/{cluster}/endpoints/{address}/enable`: the endpoint takes
+/// traffic again (if its health allows), and any ejection ends: the operator vouches
+/// for it.
+async fn enable(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path((cluster, address)): Path<(String, String)>,
+) -> Response {
+    set_drained(&s, &headers, &cluster, &address, false)
+}
+
+/// Drains or enables one endpoint of the running snapshot. Its state object is the one
+/// every later snapshot carries by (cluster, address), so the drain survives reloads.
+fn set_drained(
+    s: &AdminState,
+    headers: &HeaderMap,
+    cluster: &str,
+    address: &str,
+    drained: bool,
+) -> Response {
+    if let Some(denied) = unauthorized(s, headers) {
+        return denied;
+    }
+    let snap = s.shared.snapshot.load();
+    let Some(c) = snap.clusters.iter().find(|c| &*c.name == cluster) else {
+        return not_found(format!("no cluster named {cluster:?}"));
+    };
+    // The path segment is already percent-decoded: `[::1]:80` arrives the same whether
+    // the client encoded the brackets and colons or not.
+    let index = address
+        .parse::<SocketAddr>()
+        .ok()
+        .and_then(|a| c.endpoints().iter().position(|e| e.address == a));
+    let Some(i) = index else {
+        return not_found(format!(
+            "cluster {cluster:?} has no endpoint {address:?} (give it as ip:port, [ipv6]:port)"
+        ));
+    };
+    let now = crate::upstream::now_ms();
+    let e = &c.endpoints()[i];
+    let changed = e.set_drained(drained, now);
+    if !drained {
+        e.clear_ejection(&c.select.live);
+    }
+    if changed {
+        let action = if drained { "drained" } else { "enabled" };
+        tracing::info!(
+            cluster = %c.name,
+            endpoint = %e.address,
+            in_flight = e.in_flight.load(Ordering::Relaxed),
+            "endpoint {action} by the admin API"
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({
+            "cluster": &*c.name,
+            "changed": changed,
+            "endpoint": endpoint_json(c, i, now),
+        })),
+    )
+        .into_response()
+}
+
+fn not_found(error: String) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": error }))).into_response()
+}
+
+/// One endpoint of the state API: where it sits, its live state, and `why` it is out.
+fn endpoint_json(c: &ClusterSnap, i: usize, now: u64) -> Value {
+    let e = &c.endpoints()[i];
+    let m = &c.select.meta[i];
+    let check = e.check.lock().map(|c| c.clone()).unwrap_or_default();
+    let out = e.out(now);
+    json!({
+        "address": e.address.to_string(),
+        "zone": m.zone.as_deref(),
+        "weight": m.weight,
+        "priority": m.priority,
+        "in_flight": e.in_flight.load(Ordering::Relaxed),
+        "requests": e.requests.load(Ordering::Relaxed),
+        "available": out.is_none(),
+        "out": out.map(out_name),
+        "why": why(c, e, &check, now),
+        "health": health_name(e.health()),
+        "health_since_ms_ago": since(e.health_since(), now),
+        "last_check": (check.at_ms > 0).then(|| json!({
+            "result": check.last,
+            "ms_ago": now.saturating_sub(check.at_ms),
+            "passes_in_a_row": check.passes,
+            "failures_in_a_row": check.failures,
+        })),
+        // Ejected whatever else holds (a drained endpoint can be ejected too), as the
+        // `ninefold_endpoint_ejected` gauge says.
+        "ejected": e.ejected_until() > now,
+        "ejected_for_ms": e.ejected_until().saturating_sub(now),
+        "ejected_since_ms_ago": (e.ejected_until() > now).then(|| now.saturating_sub(e.ejected_since())),
+        "ejections_in_a_row": e.ejections(),
+        "failures_in_a_row": e.failures(),
+        "drained": e.drained(),
+        "drained_since_ms_ago": e.drained().then(|| now.saturating_sub(e.drained_since())),
+    })
+}
+
+/// "Why is this endpoint out?" in one sentence, or null when it takes traffic. Every
+/// reason that holds is named, most fundamental first, so that enabling a drained
+/// endpoint does not surprise anyone with a failing check behind it.
+fn why(
+    c: &ClusterSnap,
+    e: &EndpointState,
+    check: &crate::upstream::CheckReport,
+    now: u64,
+) -> Option<String> {
+    let mut reasons = Vec::new();
+    if e.drained() {
+        reasons.push(format!(
+            "drained {} ago",
+            human_ms(now.saturating_sub(e.drained_since()))
+        ));
+    }
+    if e.health() == Health::Unhealthy {
+        let mut r = match since(e.health_since(), now) {
+            Some(ms) => format!("failing health checks for {}", human_ms(ms)),
+            None => "failing health checks".to_owned(),
+        };
+        if check.at_ms > 0 {
+            r.push_str(&format!(": {} ({} in a row)", check.last, check.failures));
+        }
+        reasons.push(r);
+    }
+    if e.ejected_until() > now {
+        let times = e.ejections();
+        reasons.push(format!(
+            "ejected {} ago until +{} ({} ejection in a row)",
+            human_ms(now.saturating_sub(e.ejected_since())),
+            human_ms(e.ejected_until() - now),
+            ordinal(times)
+        ));
+    }
+    if reasons.is_empty() {
+        return None;
+    }
+    let mut s = reasons.join("; ");
+    // Panic mode sends traffic to unhealthy and ejected endpoints (never to drained
+    // ones), so "out" is not the whole truth then.
+    if c.select.live.panic.load(Ordering::Relaxed) && !e.drained() {
+        let since_ms = since(c.select.live.panic_since.load(Ordering::Relaxed), now);
+        s.push_str(&format!(
+            "; serving anyway: panic mode for {}",
+            human_ms(since_ms.unwrap_or(0))
+        ));
+    }
+    Some(s)
+}
+
+/// `1234` → `1.2s`, `65000` → `1m5s`: durations a person reads at a glance.
+fn human_ms(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=9_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        10_000..=59_999 => format!("{}s", ms / 1000),
+        60_000..=3_599_999 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+/// `1` → `1st`, `2` → `2nd`, `11` → `11th`.
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// The config's names, spelled out rather than derived from `Debug`, which is free to
+/// change.
+fn listener_protocol(p: crate::config::ListenerProtocol) -> &'static str {
+    use crate::config::ListenerProtocol::*;
+    match p {
+        Http => "http",
+        Https => "https",
+        Tcp => "tcp",
+    }
+}
+
+fn upstream_protocol(p: crate::config::UpstreamProtocol) -> &'static str {
+    use crate::config::UpstreamProtocol::*;
+    match p {
+        Http1 => "http1",
+        Http2 => "http2",
+    }
+}
+
+fn out_name(o: Out) -> &'static str {
+    match o {
+        Out::Drained => "drained",
+        Out::Unhealthy => "unhealthy",
+        Out::Ejected => "ejected",
+    }
+}
+
+fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Unknown => "unknown",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
 /// Compares secrets in time independent of where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(human_ms(850), "850ms");
+        assert_eq!(human_ms(4_200), "4.2s");
+        assert_eq!(human_ms(12_000), "12s");
+        assert_eq!(human_ms(65_000), "1m5s");
+        assert_eq!(human_ms(3_660_000), "1h1m");
+    }
+
+    #[test]
+    fn ordinals() {
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101]
+            .map(ordinal)
+            .into();
+        assert_eq!(
+            got,
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st"]
+        );
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
 }

@@ -4,15 +4,27 @@
 //! in `zone-b`; each answers JSON naming itself. The gateway serves them from a config
 //! written here as YAML text (so the demo goes through the same parser and validator as
 //! any file), and the URLs and a few curl lines to try are printed.
+//!
+//! To show failover without an admin token or a second terminal's `kill`, every
+//! backend also answers `POST /demo/kill/{name}` and `POST /demo/revive/{name}` for any
+//! demo backend, so the calls can go through the gateway itself. A killed backend
+//! closes its listening socket and drops its open connections, as a SIGKILLed process
+//! would: the gateway sees refused connects and resets, retries them on another
+//! endpoint and ejects the dead one. A revived backend binds its old address again.
+//! Killing the last live backend is refused, since nothing would be left to revive it.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// A demo backend: its name, zone and bound address.
 #[derive(Debug, Clone)]
@@ -25,6 +37,17 @@ pub struct Backend {
     pub addr: SocketAddr,
 }
 
+/// The demo backends and their kill switches, shared by all of them.
+struct Fleet {
+    backends: Vec<Backend>,
+    /// `true` while the backend of the same index is alive.
+    alive: Vec<watch::Sender<bool>>,
+}
+
+/// How long a kill waits before it takes effect, so that its own answer leaves first
+/// when a backend is asked to kill itself.
+const KILL_DELAY: Duration = Duration::from_millis(50);
+
 /// Starts the three demo backends on a thread of their own.
 pub fn start_backends() -> anyhow::Result<Vec<Backend>> {
     let specs = [
@@ -33,17 +56,21 @@ pub fn start_backends() -> anyhow::Result<Vec<Backend>> {
         ("api-b1", "zone-b"),
     ];
     let mut listeners = Vec::new();
-    let mut out = Vec::new();
+    let mut backends = Vec::new();
     for (name, zone) in specs {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.set_nonblocking(true)?;
-        out.push(Backend {
+        backends.push(Backend {
             name,
             zone,
             addr: l.local_addr()?,
         });
-        listeners.push((name, zone, l));
+        listeners.push(l);
     }
+    let fleet = Arc::new(Fleet {
+        alive: backends.iter().map(|_| watch::channel(true).0).collect(),
+        backends: backends.clone(),
+    });
     std::thread::Builder::new()
         .name("ninefold-demo-backends".into())
         .spawn(move || {
@@ -54,42 +81,139 @@ pub fn start_backends() -> anyhow::Result<Vec<Backend>> {
                 return;
             };
             rt.block_on(async move {
-                for (name, zone, l) in listeners {
+                for (i, l) in listeners.into_iter().enumerate() {
                     let Ok(l) = tokio::net::TcpListener::from_std(l) else {
                         continue;
                     };
-                    tokio::spawn(serve_backend(name, zone, l));
+                    tokio::spawn(run_backend(fleet.clone(), i, l));
                 }
                 std::future::pending::<()>().await;
             });
         })?;
-    Ok(out)
+    Ok(backends)
 }
 
-async fn serve_backend(name: &'static str, zone: &'static str, l: tokio::net::TcpListener) {
+/// One backend's life: serve until killed, then wait to be revived and bind again.
+async fn run_backend(fleet: Arc<Fleet>, i: usize, listener: tokio::net::TcpListener) {
+    let mut alive = fleet.alive[i].subscribe();
+    let mut listener = Some(listener);
     loop {
-        let Ok((s, _)) = l.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                let body = format!(
-                    "{{\"backend\":\"{name}\",\"zone\":\"{zone}\",\"method\":\"{}\",\"path\":\"{}\"}}\n",
-                    req.method(),
-                    req.uri().path()
+        if let Some(l) = listener.take() {
+            let mut conns = JoinSet::new();
+            loop {
+                let killed = tokio::select! {
+                    accepted = l.accept() => {
+                        if let Ok((s, _)) = accepted {
+                            conns.spawn(serve_connection(fleet.clone(), i, s));
+                        }
+                        false
+                    }
+                    killed = alive.wait_for(|a| !*a) => killed.is_ok(),
+                };
+                if killed {
+                    tokio::time::sleep(KILL_DELAY).await;
+                    break;
+                }
+                while conns.try_join_next().is_some() {}
+            }
+            // Dropping the listener and the connections is the "SIGKILL".
+            conns.abort_all();
+            drop(l);
+        }
+        if alive.wait_for(|a| *a).await.is_err() {
+            return;
+        }
+        let addr = fleet.backends[i].addr;
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => listener = Some(l),
+            Err(e) => {
+                eprintln!(
+                    "demo: cannot revive {} on {addr}: {e}",
+                    fleet.backends[i].name
                 );
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("content-type", "application/json")
-                        .header("x-backend", name)
-                        .body(Full::new(Bytes::from(body)))
-                        .unwrap_or_default(),
-                )
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(s), svc)
-                .await;
-        });
+                fleet.alive[i].send_replace(false);
+            }
+        }
+    }
+}
+
+async fn serve_connection(fleet: Arc<Fleet>, i: usize, s: tokio::net::TcpStream) {
+    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let fleet = fleet.clone();
+        async move { Ok::<_, Infallible>(answer(&fleet, i, &req)) }
+    });
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(s), svc)
+        .await;
+}
+
+/// What backend `i` answers: a kill or revive order, or JSON naming itself.
+fn answer(
+    fleet: &Arc<Fleet>,
+    i: usize,
+    req: &Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let me = &fleet.backends[i];
+    let path = req.uri().path();
+    let order = (req.method() == Method::POST)
+        .then(|| {
+            path.strip_prefix("/demo/kill/")
+                .map(|n| (true, n))
+                .or_else(|| path.strip_prefix("/demo/revive/").map(|n| (false, n)))
+        })
+        .flatten();
+    let (status, body) = match order {
+        Some((kill, target)) => fleet.order(kill, target),
+        None => (
+            StatusCode::OK,
+            format!(
+                "{{\"backend\":\"{}\",\"zone\":\"{}\",\"method\":\"{}\",\"path\":\"{}\"}}\n",
+                me.name,
+                me.zone,
+                req.method(),
+                path
+            ),
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-backend", me.name)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+// === impl Fleet ===
+
+impl Fleet {
+    /// Kills or revives the backend named `target`.
+    fn order(&self, kill: bool, target: &str) -> (StatusCode, String) {
+        let Some(t) = self.backends.iter().position(|b| b.name == target) else {
+            let names: Vec<&str> = self.backends.iter().map(|b| b.name).collect();
+            return (
+                StatusCode::NOT_FOUND,
+                format!("{{\"error\":\"no demo backend {target:?}; there are {names:?}\"}}\n"),
+            );
+        };
+        let alive = self.alive.iter().filter(|a| *a.borrow()).count();
+        let was = *self.alive[t].borrow();
+        if kill && was && alive == 1 {
+            return (
+                StatusCode::CONFLICT,
+                format!("{{\"error\":\"{target} is the last live backend: nothing could revive it\"}}\n"),
+            );
+        }
+        self.alive[t].send_replace(!kill);
+        let (word, now) = if kill {
+            ("killed", false)
+        } else {
+            ("revived", true)
+        };
+        eprintln!("demo: {target} {word}");
+        (
+            StatusCode::OK,
+            format!("{{\"backend\":\"{target}\",\"{word}\":true,\"alive\":{now}}}\n"),
+        )
     }
 }
 
@@ -117,6 +241,7 @@ listeners:
         match: {{path_prefix: /}}
         cluster: api
         timeout: 5s
+        retry: {{attempts: 3, on: [connect-failure, refused-stream, reset, 503], budget: 20%}}
         slo: api-availability
 slos:
   - name: api-availability
@@ -126,6 +251,8 @@ slos:
 clusters:
   - name: api
     lb: round_robin
+    health_check: {{http: {{path: /health}}, interval: 1s, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1}}
+    outlier_detection: {{consecutive_failures: 2, base_ejection: 10s}}
     endpoints:
 {eps}  - name: sticky
     lb: consistent_hash

@@ -310,5 +310,18 @@ fn print_demo(web: SocketAddr, admin: SocketAddr, backends: &[ninefold::demo::Ba
     println!("  ninefold slo status --admin {admin}         # the api route's SLO, live");
     println!("  curl -s http://{admin}/metrics | grep ninefold_requests_total");
     println!();
+    println!("Failover (README: \"Watch traffic continue\"):");
+    println!("  while true; do curl -s -o /dev/null -w '%{{http_code}} ' http://{web}/api; sleep 0.2; done");
+    if let Some(b) = backends.first() {
+        let (name, addr) = (b.name, b.addr);
+        println!(
+            "  curl -s -X POST http://{web}/demo/kill/{name}     # {name} dies; traffic goes on"
+        );
+        println!("  curl -s http://{admin}/api/v1/state | jq '.clusters[0].endpoints[] | {{address, why}}'");
+        println!("  curl -s -X POST http://{web}/demo/revive/{name}   # back in 10 s at most");
+        println!("  curl -s -X POST http://{admin}/api/v1/clusters/api/endpoints/{addr}/drain");
+        println!("  curl -s -X POST http://{admin}/api/v1/clusters/api/endpoints/{addr}/enable");
+    }
+    println!();
     println!("Ctrl-C drains and stops.");
 }

@@ -223,6 +223,7 @@ impl Selector {
             // Spread over every endpoint in scope but the drained ones.
             avail = Set::new(n);
             for (i, (e, m)) in self.endpoints.iter().zip(&self.meta).enumerate() {
+                // `!is_some_and(!=)` rather than `is_none_or`: the MSRV is 1.80.
                 if zone.is_none_or(|z| m.zone.as_deref() == Some(z)) && !e.drained() {
                     avail.insert(i);
                 }

@@ -10,6 +10,7 @@
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
 //! - `health`: active health checks, their state and metric, failover to a backup level.
+//! - `failover_admin`: manual drain/enable, its reload survival, live-state metrics.
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
@@ -24,6 +25,8 @@ mod failover;
 mod conformance;
 // Active health checks against real backends and refusing ports.
 mod health;
+// Issue 9: drain/enable through the admin API, and the failover metric families.
+mod failover_admin;
 mod lifecycle;
 mod ops;
 mod proxy;

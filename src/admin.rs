@@ -188,7 +188,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                 "protocol": upstream_protocol(c.protocol),
                 "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
                 "health": c.health(),
-                "panic": c.select.live.panic.load(Ordering::Relaxed),
+                "panic": c.select.in_panic(now),
                 "panic_since_ms": since(c.select.live.panic_since.load(Ordering::Relaxed), now),
                 "health_check": c.health_check.as_ref().map(|h| json!({
                     "kind": match &h.kind { crate::config::CheckKind::Http { .. } => "http", crate::config::CheckKind::Tcp => "tcp" },

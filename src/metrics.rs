@@ -270,7 +270,6 @@ impl RouteMetrics {
 /// Appends the live-state families, read from `snap` at `now` (ms of
 /// `upstream::now_ms`), to a text exposition.
 pub fn render_live(snap: &crate::snapshot::Snapshot, now: u64, out: &mut String) {
-    use std::sync::atomic::Ordering;
     let endpoint_gauge =
         |out: &mut String,
          name: &str,
@@ -312,7 +311,7 @@ pub fn render_live(snap: &crate::snapshot::Snapshot, now: u64, out: &mut String)
         "1 while the cluster is in panic mode (too few endpoints available: health is ignored).",
     );
     for c in &snap.clusters {
-        let on = c.select.live.panic.load(Ordering::Relaxed);
+        let on = c.select.in_panic(now);
         sample(
             out,
             "ninefold_cluster_panic",

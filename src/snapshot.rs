@@ -311,6 +311,7 @@ impl ClusterSnap {
         ClusterSnap {
             name: c.name.as_str().into(),
             select: Selector::new(
+                c.name.as_str().into(),
                 endpoints,
                 meta,
                 balancer,

@@ -56,6 +56,8 @@ pub struct Selector {
     pub balancer: Balancer,
     /// Cluster-wide live state (ejection count, panic).
     pub live: Arc<ClusterLive>,
+    /// The cluster's name, for log lines.
+    pub name: Arc<str>,
     /// This gateway's zone.
     pub local_zone: Option<Arc<str>>,
     /// Available share (percent) of the local zone below which traffic spills.
@@ -148,7 +150,9 @@ impl Set {
 
 impl Selector {
     /// Builds a selector; `meta` and `endpoints` are in the same order.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        name: Arc<str>,
         endpoints: Vec<Arc<EndpointState>>,
         meta: Vec<EndpointMeta>,
         balancer: Balancer,
@@ -163,6 +167,7 @@ impl Selector {
             .max()
             .unwrap_or(1);
         Selector {
+            name,
             endpoints,
             meta,
             balancer,
@@ -177,6 +182,16 @@ impl Selector {
     /// How many endpoints are available now (for `/health` and the state API).
     pub fn available(&self, now: u64) -> usize {
         self.endpoints.iter().filter(|e| e.available(now)).count()
+    }
+
+    /// Whether a pick now would be in panic mode (for the state API and metrics, which
+    /// must not wait for a request to notice).
+    pub fn in_panic(&self, now: u64) -> bool {
+        let n = self.endpoints.len();
+        n > 0
+            && self
+                .panic_threshold
+                .is_some_and(|t| (self.available(now) as f64) * 100.0 / (n as f64) < t)
     }
 
     /// Picks an endpoint. `key` is the request's hash key (consistent hashing);
@@ -313,11 +328,12 @@ impl Selector {
             if panic {
                 self.live.panic_since.store(now, Ordering::Relaxed);
                 tracing::warn!(
+                    cluster = %self.name,
                     endpoints = self.endpoints.len(),
                     "panic mode: too few endpoints available, spreading over all of them, health ignored"
                 );
             } else {
-                tracing::info!("panic mode over: enough endpoints available again");
+                tracing::info!(cluster = %self.name, "panic mode over: enough endpoints available again");
             }
         }
     }
@@ -380,6 +396,7 @@ mod tests {
             })
             .collect();
         Selector::new(
+            "c".into(),
             eps,
             meta,
             Balancer::round_robin(&vec![1; spec.len()]),
@@ -495,6 +512,7 @@ mod tests {
             })
             .collect();
         let s = Selector::new(
+            "c".into(),
             eps,
             meta,
             Balancer::least_request(&[1, 1]),

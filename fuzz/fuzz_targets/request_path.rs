@@ -12,12 +12,14 @@
 //!   duplicate Content-Length, well-formed chunked bodies. A request cut short is only
 //!   a finding when the client's own bytes were complete requests: when the client's
 //!   body stops early, a streaming proxy has nothing more to send;
-//! - when the gateway closed the client connection, what the client read parses as
-//!   well-framed HTTP/1.1 responses. Refusing an input (a 4xx) is a fine answer.
+//! - what the client read parses as well-framed HTTP/1.1 responses, matched to its
+//!   request methods. An answer cut short is only a finding when the client's bytes
+//!   were complete requests and the gateway closed the connection. Refusing an input
+//!   (a 4xx) is a fine answer. Inputs starting with the HTTP/2 preface are answered in
+//!   h2 frames, so only the upstream side is checked for them.
 #![no_main]
 
 #[path = "../../tests/it/conformance/framing.rs"]
-#[allow(dead_code)]
 mod framing;
 
 use libfuzzer_sys::fuzz_target;
@@ -67,6 +69,15 @@ fn harness() -> &'static Harness {
 }
 
 fn start() -> Harness {
+    // With `#![no_main]` Rust's runtime setup never runs, so SIGPIPE keeps its default
+    // action: a write to a socket the peer has closed (the gateway answering a client
+    // that gave up, or writing a body to a backend that closed) would kill the process
+    // without a word, which libFuzzer's fork mode counts as a crash with no input.
+    // The ninefold binary ignores it as every Rust program does; do the same.
+    // SAFETY: signal(2) with SIG_IGN is process-wide and touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     // A panic in a gateway worker thread would otherwise only end that task or thread;
     // aborting turns it into a crash libFuzzer reports with the input.
     let default = std::panic::take_hook();

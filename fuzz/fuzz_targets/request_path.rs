@@ -279,8 +279,12 @@ fuzz_target!(|data: &[u8]| {
     let client = framing::parse_requests(data);
     let methods = methods(data, client.as_deref().ok());
     let methods: Vec<&str> = methods.iter().map(String::as_str).collect();
-    let expect = client.as_ref().ok().map(Vec::len).filter(|&n| n > 0);
-    let (answer, eof) = exchange(h.listener, data, expect, &methods);
+    let ending = match &client {
+        Ok(msgs) if !msgs.is_empty() => Ending::Answers(msgs.len()),
+        Err(e) if !framing::is_truncation(e) => Ending::QuietThenShutdown,
+        _ => Ending::Shutdown,
+    };
+    let (answer, eof) = exchange(h.listener, data, ending, &methods);
     let upstream = h.backend.collect(Instant::now() + BACKEND_IDLE * 2);
     if h.debug {
         eprintln!("client sent: {:?}", String::from_utf8_lossy(data));
@@ -298,28 +302,42 @@ fuzz_target!(|data: &[u8]| {
     check(data, client.is_ok(), &methods, &answer, eof, &upstream);
 });
 
+/// How the client ends its side of an exchange, from what the checker made of its bytes.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// This many complete requests: keep the write half open until as many final
+    /// answers came. hyper (without half-close support) drops a request whose client
+    /// shut its write side before the answer, which would make the answer a race.
+    Answers(usize),
+    /// Cut short (or empty): shut the write side at once, so the gateway sees the end
+    /// instead of waiting for a timeout.
+    Shutdown,
+    /// Refused by the strict checker, but a more lenient parser may take it whole
+    /// (these are the inputs smuggling hides in): keep the write half open until the
+    /// gateway goes quiet for `CLIENT_QUIET`, then shut it and read to the end, so
+    /// what the gateway does with the whole input is seen.
+    QuietThenShutdown,
+}
+
+/// How long a `QuietThenShutdown` client waits for more of the answer.
+const CLIENT_QUIET: Duration = Duration::from_millis(100);
+
 /// Sends `data` on a fresh connection and reads the answer until the gateway closes
-/// (`eof`), `expect` answers have arrived, or the time is up.
-///
-/// A client whose bytes are `expect` complete requests keeps its write half open:
-/// hyper (without half-close support) drops a request whose client shut its write side
-/// before the answer came, which would make the answer a race. Any other input is
-/// followed by a write shutdown, so that a request cut short ends at once instead of
-/// waiting for a timeout.
-fn exchange(
-    addr: SocketAddr,
-    data: &[u8],
-    expect: Option<usize>,
-    methods: &[&str],
-) -> (Vec<u8>, bool) {
+/// (`eof`), `ending` says it is all there, or the time is up.
+fn exchange(addr: SocketAddr, data: &[u8], ending: Ending, methods: &[&str]) -> (Vec<u8>, bool) {
     let mut s = TcpStream::connect(addr).expect("gateway accepts");
     let _ = s.set_nodelay(true);
-    let _ = s.set_read_timeout(Some(CLIENT_READ));
     // The gateway may answer and close before reading everything: not an error.
     let _ = s.write_all(data);
-    if expect.is_none() {
-        let _ = s.shutdown(Shutdown::Write);
-    }
+    let mut open = match ending {
+        Ending::Shutdown => {
+            let _ = s.shutdown(Shutdown::Write);
+            false
+        }
+        _ => true,
+    };
+    let quiet = matches!(ending, Ending::QuietThenShutdown);
+    let _ = s.set_read_timeout(Some(if quiet { CLIENT_QUIET } else { CLIENT_READ }));
     let start = Instant::now();
     let mut answer = Vec::new();
     let mut buf = [0u8; 16 * 1024];
@@ -330,9 +348,14 @@ fn exchange(
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             // A reset after the answer is also the gateway closing.
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return (answer, true),
+            Err(_) if quiet && open => {
+                let _ = s.shutdown(Shutdown::Write);
+                let _ = s.set_read_timeout(Some(CLIENT_READ));
+                open = false;
+            }
             Err(_) => return (answer, false),
         }
-        if let Some(n) = expect {
+        if let Ending::Answers(n) = ending {
             let finals = framing::parse_responses(&answer, methods, false)
                 .map(|r| r.iter().filter(|m| m.status >= Some(200)).count())
                 .unwrap_or(0);

@@ -52,7 +52,7 @@
 
 use crate::config::{CheckKind, HealthCheckConfig};
 use crate::snapshot::{Shared, Snapshot};
-use crate::upstream::{now_ms, CheckReport, EndpointState, Health};
+use crate::upstream::{now_ms, CheckReport, ClusterLive, EndpointState, Health};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
@@ -413,6 +413,7 @@ impl Reconciler {
                 c.name.clone(),
                 name,
                 Arc::clone(&endpoint),
+                Arc::clone(&c.select.live),
                 cfg.clone(),
                 gauge,
                 self.rng.fork(),
@@ -461,10 +462,12 @@ fn gauge_value(h: Health) -> i64 {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn probe_loop(
     cluster: Arc<str>,
     name: Arc<str>,
     endpoint: Arc<EndpointState>,
+    live: Arc<ClusterLive>,
     cfg: HealthCheckConfig,
     gauge: prometheus::IntGauge,
     mut rng: fastrand::Rng,
@@ -485,6 +488,14 @@ async fn probe_loop(
                 passes: tracker.passes(),
                 failures: tracker.failures(),
             };
+        }
+        // A passing probe ends a passive ejection (Envoy's default,
+        // `successful_active_health_check_uneject_host`): the active check is the
+        // authority on recovery, so a revived endpoint does not sit out the rest of an
+        // ejection earned while it was down.
+        if outcome.pass && endpoint.ejected_until() > 0 {
+            endpoint.clear_ejection(&live);
+            tracing::info!(cluster = %cluster, endpoint = %name, "ejection ended: the health check passes");
         }
         if let Some(t) = change {
             endpoint.set_health(t.to, now);

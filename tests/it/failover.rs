@@ -185,6 +185,14 @@ async fn posts_reach_one_backend_once_when_a_replica_dies() {
         true,
     )
     .await;
+    // Each origin logs a request before answering it; its log reaches us through a pipe
+    // and a reader thread, so wait until every answered POST is in some origin's log.
+    let logged = |id: &String| {
+        let tail = format!(" {id}");
+        o.iter()
+            .any(|x| x.lines().iter().any(|l| l.ends_with(&tail)))
+    };
+    eventually(Duration::from_secs(10), || succeeded.iter().all(logged)).await;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for origin in &o {
         for line in origin.lines() {
@@ -320,7 +328,12 @@ clusters:
         if !by.contains_key("b") {
             break;
         }
-        assert!(Instant::now() < deadline, "never returned: {by:?}");
+        assert!(
+            Instant::now() < deadline,
+            "never returned: {by:?}\nstate: {}\nlog: {}",
+            state_of(&gw, addr).await,
+            gw.stderr()
+        );
     }
 }
 

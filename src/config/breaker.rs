@@ -203,3 +203,67 @@ impl V<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cluster(breaker: &str) -> String {
+        format!(
+            "listeners: [{{name: web, bind: \"127.0.0.1:0\", routes: [{{match: {{path_prefix: /}}, cluster: app}}]}}]
+clusters:
+  - {{name: app, circuit_breaker: {breaker}, endpoints: [{{address: \"127.0.0.1:1\"}}]}}
+"
+        )
+    }
+
+    #[test]
+    fn defaults_and_keys() {
+        let c = crate::config::parse("f.yaml", &cluster("{}"), Path::new(".")).unwrap();
+        assert!(c.unsupported.is_empty(), "{:?}", c.unsupported);
+        assert_eq!(c.clusters[0].breaker, Some(BreakerConfig::default()));
+        let d = BreakerConfig::default();
+        assert!(d.on.connect_failure && d.on.reset && d.on.timeout && d.on.status(500));
+
+        let yaml = cluster(
+            "{consecutive_failures: 3, failure_rate: 50%, window: 20s, min_requests: 8, open_for: 1s, max_open_for: 8s, half_open_probes: 2, on: [connect-failure, 503], scope: both}",
+        );
+        let b = crate::config::parse("f.yaml", &yaml, Path::new("."))
+            .unwrap()
+            .clusters[0]
+            .breaker
+            .unwrap();
+        assert_eq!(b.consecutive_failures, 3);
+        assert_eq!(b.failure_rate, Some(50.0));
+        assert_eq!(
+            (b.window_secs, b.min_requests, b.half_open_probes),
+            (20, 8, 2)
+        );
+        assert_eq!(b.open_for, Duration::from_secs(1));
+        assert_eq!(b.max_open_for, Duration::from_secs(8));
+        assert!(b.on.connect_failure && !b.on.reset && !b.on.timeout);
+        assert!(b.on.status(503) && !b.on.status(500));
+        assert_eq!(b.scope, BreakerScope::Both);
+    }
+
+    #[test]
+    fn bad_values_are_reported_together() {
+        let yaml = cluster(
+            "{consecutive_failures: 0, failure_rate: 150%, window: 90s, open_for: 10s, max_open_for: 5s, on: [teapot], scope: galaxy}",
+        );
+        let e = crate::config::parse("f.yaml", &yaml, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "circuit_breaker.consecutive_failures",
+            "circuit_breaker.failure_rate",
+            "circuit_breaker.window",
+            "circuit_breaker.max_open_for",
+            "circuit_breaker.on[0]",
+            "circuit_breaker.scope",
+        ] {
+            assert!(e.contains(want), "{want} missing from {e}");
+        }
+    }
+}

@@ -590,4 +590,43 @@ mod tests {
         t.add(0);
         assert_eq!(s.pick(None, None, &t, 1, 0.5).unwrap().index, 0);
     }
+
+    #[test]
+    fn breakers_hold_even_in_panic_mode_and_say_circuit_open() {
+        let s = selector(&[("a", 0), ("a", 0)], None, Some(50.0));
+        s.endpoints[0].breaker.force_open(1);
+        for _ in 0..10 {
+            assert_eq!(
+                s.pick(None, None, &Tried::default(), 1, 0.5).unwrap().index,
+                1
+            );
+        }
+        s.endpoints[1].breaker.force_open(1);
+        assert_eq!(
+            s.pick(None, None, &Tried::default(), 1, 0.5),
+            Err(NoPick::CircuitOpen)
+        );
+        // One of them also unhealthy: not only breakers any more.
+        s.endpoints[0].set_health(Health::Unhealthy, 2);
+        assert_eq!(
+            s.pick(None, None, &Tried::default(), 2, 0.5),
+            Err(NoPick::NoneHealthy)
+        );
+    }
+
+    #[test]
+    fn a_skipped_endpoint_is_not_picked_and_counts_as_breaker_out() {
+        let s = selector(&[("a", 0), ("a", 0)], None, None);
+        let mut skip = Tried::default();
+        skip.add(0);
+        for _ in 0..10 {
+            let p = s.pick_with(None, None, &Tried::default(), &skip, 1, 0.5);
+            assert_eq!(p.unwrap().index, 1);
+        }
+        s.endpoints[1].breaker.force_open(1);
+        assert_eq!(
+            s.pick_with(None, None, &Tried::default(), &skip, 1, 0.5),
+            Err(NoPick::CircuitOpen)
+        );
+    }
 }

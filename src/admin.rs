@@ -2,17 +2,18 @@
 //!
 //! It runs on its own thread and runtime, never on a data-path worker, and binds to
 //! loopback unless told otherwise (a non-loopback bind needs `admin.token`, which
-//! validation enforces). Reads are open; mutations (`POST /api/v1/reload`, and the
-//! manual failover `POST /api/v1/clusters/{cluster}/endpoints/{address}/drain` and
-//! `.../enable`, and the breaker calls `.../endpoints/{address}/breaker/{open|close|reset}`
-//! and `/api/v1/clusters/{cluster}/breaker/{open|close|reset}`) need `Authorization: Bearer <admin.token>` when a token is configured.
-//! Without a token the listener is loopback-only, so whoever can reach it is local and
-//! mutations are allowed, as for any local admin socket.
+//! validation enforces). Reads are open; mutations (`POST /api/v1/reload`, the manual
+//! failover `POST /api/v1/clusters/{cluster}/endpoints/{address}/drain` and
+//! `.../enable`, and the breaker calls
+//! `.../endpoints/{address}/breaker/{open|close|reset}` and
+//! `/api/v1/clusters/{cluster}/breaker/{open|close|reset}`) need
+//! `Authorization: Bearer <admin.token>` when a token is configured. Without a token
+//! the listener is loopback-only, so whoever can reach it is local and mutations are
+//! allowed, as for any local admin socket.
 //!
 //! `/api/v1/state` answers "why is this endpoint out?" for each endpoint in one `why`
 //! sentence (drain, failed checks, ejection, open circuit, panic mode, each with
-//! since-when or until-when), next to
-//! the structured fields it is made of.
+//! since-when or until-when), next to the structured fields it is made of.
 
 use crate::config::{AdminConfig, BreakerConfig};
 use crate::server::{ControlRequest, Shared};

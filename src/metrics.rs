@@ -5,10 +5,10 @@
 //! in the route, so recording a request is a few atomic adds. Counts kept elsewhere
 //! (the access log's dropped lines) are read when the registry is scraped.
 //!
-//! Live state (endpoint availability, drains, ejections, panic mode, retry budget
-//! headroom) is not kept in the registry at all: [`render_live`] reads it from the
-//! running snapshot when `/metrics` is scraped, so it costs nothing per request and is
-//! never stale or left behind for an endpoint a reload removed.
+//! Live state (endpoint availability, drains, ejections, circuit breakers, panic mode,
+//! retry budget headroom) is not kept in the registry at all: [`render_live`] reads it
+//! from the running snapshot when `/metrics` is scraped, so it costs nothing per request
+//! and is never stale or left behind for an endpoint a reload removed.
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};

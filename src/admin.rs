@@ -2,19 +2,23 @@
 //!
 //! It runs on its own thread and runtime, never on a data-path worker, and binds to
 //! loopback unless told otherwise (a non-loopback bind needs `admin.token`, which
-//! validation enforces). Reads are open; mutations (`POST /api/v1/reload`, and the
-//! manual failover `POST /api/v1/clusters/{cluster}/endpoints/{address}/drain` and
-//! `.../enable`) need `Authorization: Bearer <admin.token>` when a token is configured.
-//! Without a token the listener is loopback-only, so whoever can reach it is local and
-//! mutations are allowed, as for any local admin socket.
+//! validation enforces). Reads are open; mutations (`POST /api/v1/reload`, the manual
+//! failover `POST /api/v1/clusters/{cluster}/endpoints/{address}/drain` and
+//! `.../enable`, and the breaker calls
+//! `.../endpoints/{address}/breaker/{open|close|reset}` and
+//! `/api/v1/clusters/{cluster}/breaker/{open|close|reset}`) need
+//! `Authorization: Bearer <admin.token>` when a token is configured. Without a token
+//! the listener is loopback-only, so whoever can reach it is local and mutations are
+//! allowed, as for any local admin socket.
 //!
 //! `/api/v1/state` answers "why is this endpoint out?" for each endpoint in one `why`
-//! sentence (drain, failed checks, ejection, panic mode, each with since-when), next to
-//! the structured fields it is made of.
+//! sentence (drain, failed checks, ejection, open circuit, panic mode, each with
+//! since-when or until-when), next to the structured fields it is made of.
 
-use crate::config::AdminConfig;
+use crate::config::{AdminConfig, BreakerConfig};
 use crate::server::{ControlRequest, Shared};
 use crate::snapshot::ClusterSnap;
+use crate::upstream::breaker::Breaker;
 use crate::upstream::{EndpointState, Health, Out};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -88,6 +92,14 @@ fn router(
         .route(
             "/api/v1/clusters/{cluster}/endpoints/{address}/enable",
             post(enable),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/endpoints/{address}/breaker/{action}",
+            post(endpoint_breaker),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/breaker/{action}",
+            post(cluster_breaker),
         )
         .with_state(AdminState {
             shared,
@@ -196,6 +208,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                     "healthy_threshold": h.healthy_threshold,
                     "unhealthy_threshold": h.unhealthy_threshold,
                 })),
+                "breaker": c.breaker.filter(|b| b.scope.cluster()).map(|b| breaker_json(&c.select.live.breaker, &b, now)),
                 "endpoints": (0..c.endpoints().len()).map(|i| endpoint_json(c, i, now)).collect::<Vec<_>>(),
             })
         })
@@ -375,7 +388,124 @@ fn endpoint_json(c: &ClusterSnap, i: usize, now: u64) -> Value {
         "failures_in_a_row": e.failures(),
         "drained": e.drained(),
         "drained_since_ms_ago": e.drained().then(|| now.saturating_sub(e.drained_since())),
+        "breaker": c.breaker.filter(|b| b.scope.endpoint()).map(|b| breaker_json(&e.breaker, &b, now)),
     })
+}
+
+/// A breaker in the state API: its state as traffic sees it, since when, the open time
+/// left, what it has counted, and whether an operator forced it.
+fn breaker_json(b: &Breaker, cfg: &BreakerConfig, now: u64) -> Value {
+    let (requests, failures) = b.window(cfg.window_secs, now);
+    json!({
+        "state": b.state(now).as_str(),
+        "since_ms_ago": since(b.since(), now),
+        "open_for_ms_left": b.open_until().saturating_sub(now),
+        "consecutive_failures": b.consecutive_failures(),
+        "window": {"requests": requests, "failures": failures, "seconds": cfg.window_secs},
+        "forced": b.forced().map(|s| s.as_str()),
+    })
+}
+
+/// `POST /api/v1/clusters/{cluster}/endpoints/{address}/breaker/{open|close|reset}`.
+async fn endpoint_breaker(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path((cluster, address, action)): Path<(String, String, String)>,
+) -> Response {
+    set_breaker(&s, &headers, &cluster, Some(&address), &action)
+}
+
+/// `POST /api/v1/clusters/{cluster}/breaker/{open|close|reset}`.
+async fn cluster_breaker(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path((cluster, action)): Path<(String, String)>,
+) -> Response {
+    set_breaker(&s, &headers, &cluster, None, &action)
+}
+
+/// Forces a breaker open or closed (until reset), or resets it. The breaker lives in
+/// state carried over reloads, so a forced state survives them. Refused (409) for a
+/// cluster whose `circuit_breaker` does not cover that scope: such a breaker would
+/// never be consulted, and the call would look like it did something.
+fn set_breaker(
+    s: &AdminState,
+    headers: &HeaderMap,
+    cluster: &str,
+    address: Option<&str>,
+    action: &str,
+) -> Response {
+    if let Some(denied) = unauthorized(s, headers) {
+        return denied;
+    }
+    if !matches!(action, "open" | "close" | "reset") {
+        return not_found(format!(
+            "no breaker action {action:?} (use open, close or reset)"
+        ));
+    }
+    let snap = s.shared.snapshot.load();
+    let Some(c) = snap.clusters.iter().find(|c| &*c.name == cluster) else {
+        return not_found(format!("no cluster named {cluster:?}"));
+    };
+    let scope_ok = c.breaker.is_some_and(|b| {
+        if address.is_some() {
+            b.scope.endpoint()
+        } else {
+            b.scope.cluster()
+        }
+    });
+    if !scope_ok {
+        let scope = if address.is_some() {
+            "endpoint"
+        } else {
+            "cluster"
+        };
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({"error": format!("cluster {cluster:?} has no {scope} circuit breaker (set circuit_breaker.scope)")})),
+        )
+            .into_response();
+    }
+    let index = match address {
+        None => None,
+        Some(address) => {
+            let i = address
+                .parse::<SocketAddr>()
+                .ok()
+                .and_then(|a| c.endpoints().iter().position(|e| e.address == a));
+            let Some(i) = i else {
+                return not_found(format!(
+                    "cluster {cluster:?} has no endpoint {address:?} (give it as ip:port, [ipv6]:port)"
+                ));
+            };
+            Some(i)
+        }
+    };
+    let b = match index {
+        Some(i) => &c.endpoints()[i].breaker,
+        None => &c.select.live.breaker,
+    };
+    let now = crate::upstream::now_ms();
+    let t = match action {
+        "open" => b.force_open(now),
+        "close" => b.force_closed(now),
+        _ => b.reset(now),
+    };
+    if let Some(t) = &t {
+        let ep = index.map_or("", |i| &*c.endpoint_names[i]);
+        crate::upstream::breaker::log(&c.name, ep, t);
+    }
+    let cfg = c.breaker.unwrap_or_default();
+    (
+        StatusCode::OK,
+        Json(json!({
+            "cluster": &*c.name,
+            "endpoint": index.map(|i| &*c.endpoint_names[i]),
+            "changed": t.is_some(),
+            "breaker": breaker_json(b, &cfg, now),
+        })),
+    )
+        .into_response()
 }
 
 /// "Why is this endpoint out?" in one sentence, or null when it takes traffic. Every
@@ -412,6 +542,14 @@ fn why(
             human_ms(e.ejected_until() - now),
             ordinal(times)
         ));
+    }
+    if !e.breaker.may_pass(now) {
+        let until = e.breaker.open_until();
+        reasons.push(match (e.breaker.forced(), until > now) {
+            (Some(_), _) => "circuit forced open by admin".to_owned(),
+            (None, true) => format!("circuit open until +{}", human_ms(until - now)),
+            (None, false) => "circuit half-open, every probe taken".to_owned(),
+        });
     }
     if reasons.is_empty() {
         return None;
@@ -476,6 +614,7 @@ fn out_name(o: Out) -> &'static str {
         Out::Drained => "drained",
         Out::Unhealthy => "unhealthy",
         Out::Ejected => "ejected",
+        Out::CircuitOpen => "circuit-open",
     }
 }
 

@@ -5,10 +5,10 @@
 //! in the route, so recording a request is a few atomic adds. Counts kept elsewhere
 //! (the access log's dropped lines) are read when the registry is scraped.
 //!
-//! Live state (endpoint availability, drains, ejections, panic mode, retry budget
-//! headroom) is not kept in the registry at all: [`render_live`] reads it from the
-//! running snapshot when `/metrics` is scraped, so it costs nothing per request and is
-//! never stale or left behind for an endpoint a reload removed.
+//! Live state (endpoint availability, drains, ejections, circuit breakers, panic mode,
+//! retry budget headroom) is not kept in the registry at all: [`render_live`] reads it
+//! from the running snapshot when `/metrics` is scraped, so it costs nothing per request
+//! and is never stale or left behind for an endpoint a reload removed.
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
@@ -290,7 +290,7 @@ pub fn render_live(snap: &crate::snapshot::Snapshot, now: u64, out: &mut String)
     endpoint_gauge(
         out,
         "ninefold_endpoint_available",
-        "1 while the endpoint may take new requests: not drained, not failing health checks, not ejected.",
+        "1 while the endpoint may take new requests: not drained, not failing health checks, not ejected, circuit breaker not rejecting.",
         &|e| e.available(now),
     );
     endpoint_gauge(
@@ -318,6 +318,33 @@ pub fn render_live(snap: &crate::snapshot::Snapshot, now: u64, out: &mut String)
             &[("cluster", &c.name)],
             f64::from(u8::from(on)),
         );
+    }
+    family(
+        out,
+        "ninefold_circuit_state",
+        "Circuit breaker state: 0 closed (passing), 1 open (rejecting), 2 half-open (probing); endpoint=\"\" for the cluster's own breaker.",
+    );
+    for c in &snap.clusters {
+        let Some(b) = c.breaker else { continue };
+        if b.scope.cluster() {
+            let v = c.select.live.breaker.state(now).gauge();
+            sample(
+                out,
+                "ninefold_circuit_state",
+                &[("cluster", &c.name), ("endpoint", "")],
+                v,
+            );
+        }
+        if b.scope.endpoint() {
+            for (e, n) in c.endpoints().iter().zip(&c.endpoint_names) {
+                sample(
+                    out,
+                    "ninefold_circuit_state",
+                    &[("cluster", &c.name), ("endpoint", n)],
+                    e.breaker.state(now).gauge(),
+                );
+            }
+        }
     }
     family(
         out,

@@ -9,8 +9,8 @@
 //! once and finishes on it, even if a reload swaps in a new one meanwhile.
 
 use crate::config::{
-    ClusterConfig, Config, HashKey, HealthCheckConfig, LbKind, ListenerProtocol, MatchConfig,
-    OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
+    BreakerConfig, ClusterConfig, Config, HashKey, HealthCheckConfig, LbKind, ListenerProtocol,
+    MatchConfig, OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
 };
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::balance::Balancer;
@@ -136,6 +136,9 @@ pub struct ClusterSnap {
     pub health_check: Option<HealthCheckConfig>,
     /// Passive outlier detection.
     pub outlier: OutlierConfig,
+    /// Circuit breaker settings; the breakers themselves live in the endpoints' and
+    /// the cluster's live state, carried over reloads.
+    pub breaker: Option<BreakerConfig>,
     /// Endpoint addresses as `ip:port`, for logs and the state API.
     pub endpoint_names: Vec<Arc<str>>,
     /// `ninefold_upstream_connect_errors_total{cluster}`.
@@ -291,6 +294,18 @@ impl ClusterSnap {
             })
             .collect();
         let live = live.cloned().unwrap_or_default();
+        // A breaker a reload took away (or moved to the other scope) must not keep
+        // rejecting: nothing would ever record an outcome or probe it again.
+        let now = crate::upstream::now_ms();
+        let scope = c.breaker.map(|b| b.scope);
+        if !scope.is_some_and(|s| s.cluster()) {
+            live.breaker.reset(now);
+        }
+        if !scope.is_some_and(|s| s.endpoint()) {
+            for e in &endpoints {
+                e.breaker.reset(now);
+            }
+        }
         let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight).collect();
         let names: Vec<String> = c.endpoints.iter().map(|e| e.address.to_string()).collect();
         let balancer = match c.lb {
@@ -327,6 +342,7 @@ impl ClusterSnap {
             max_response_head,
             health_check: c.health_check.clone(),
             outlier: c.outlier,
+            breaker: c.breaker,
             ejections: names
                 .iter()
                 .map(|n| metrics.ejections.with_label_values(&[&c.name, n]))

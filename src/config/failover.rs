@@ -417,7 +417,7 @@ impl V<'_> {
         }
     }
 
-    fn at_least_one(&mut self, path: &str, v: Option<u32>, default: u32) -> u32 {
+    pub(super) fn at_least_one(&mut self, path: &str, v: Option<u32>, default: u32) -> u32 {
         match v {
             Some(0) => {
                 self.err(path, "must be at least 1, got 0".into());

@@ -405,8 +405,14 @@ pub struct RawBreaker {
     pub min_requests: Option<u32>,
     /// Time spent open.
     pub open_for: Option<Scalar>,
+    /// Longest open time; each open in a row doubles `open_for` up to it.
+    pub max_open_for: Option<Scalar>,
     /// Probes let through while half-open.
     pub half_open_probes: Option<u32>,
+    /// What counts as a failure (the vocabulary of `retry.on`).
+    pub on: Option<Vec<Scalar>>,
+    /// `endpoint`, `cluster` or `both`.
+    pub scope: Option<String>,
 }
 
 /// `cells[]`.

@@ -6,6 +6,7 @@
 //! accepts them (tools can read any valid file), `ninefold serve` refuses them, so a
 //! setting is never accepted and silently ignored.
 
+use super::breaker::*;
 use super::failover::*;
 use super::raw::*;
 use super::{resolve_path, ConfigError, ConfigErrors, PosIndex};
@@ -270,6 +271,8 @@ pub struct ClusterConfig {
     pub health_check: Option<HealthCheckConfig>,
     /// Passive outlier detection.
     pub outlier: OutlierConfig,
+    /// Circuit breaker; `None`: no breaker.
+    pub breaker: Option<BreakerConfig>,
 }
 
 /// An endpoint.
@@ -912,13 +915,10 @@ impl V<'_> {
             &format!("{p}.outlier_detection"),
             c.outlier_detection.as_ref(),
         );
-        if let Some(b) = &c.circuit_breaker {
-            let bp = format!("{p}.circuit_breaker");
-            self.opt_percent(&format!("{bp}.failure_rate"), b.failure_rate.as_ref());
-            self.opt_duration(&format!("{bp}.window"), b.window.as_ref());
-            self.opt_duration(&format!("{bp}.open_for"), b.open_for.as_ref());
-            self.unsupported(&bp, "circuit breaking");
-        }
+        let breaker = c
+            .circuit_breaker
+            .as_ref()
+            .map(|b| self.breaker(&format!("{p}.circuit_breaker"), b));
         if let Some(b) = &c.bulkhead {
             self.bulkhead(&format!("{p}.bulkhead"), b);
         }
@@ -934,6 +934,7 @@ impl V<'_> {
             panic_threshold,
             health_check,
             outlier,
+            breaker,
         }
     }
 

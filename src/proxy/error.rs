@@ -21,6 +21,9 @@ pub enum Failure {
     NoEndpoint,
     /// Every endpoint is unhealthy, ejected or drained (503).
     NoHealthyEndpoint,
+    /// The circuit breaker rejects: the cluster's, or every endpoint's (503), answered
+    /// without touching an upstream.
+    CircuitOpen,
     /// TCP connect failed: refused, unreachable (502).
     ConnectFailed,
     /// TCP connect did not finish within `connect_timeout` (504).
@@ -48,9 +51,10 @@ impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::ListenerGone | Failure::NoEndpoint | Failure::NoHealthyEndpoint => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Failure::ListenerGone
+            | Failure::NoEndpoint
+            | Failure::NoHealthyEndpoint
+            | Failure::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             Failure::ConnectFailed | Failure::UpstreamError => StatusCode::BAD_GATEWAY,
             Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest | Failure::BadBody => StatusCode::BAD_REQUEST,
@@ -67,6 +71,7 @@ impl Failure {
             Failure::ListenerGone => "listener-removed",
             Failure::NoEndpoint => "no-endpoint",
             Failure::NoHealthyEndpoint => "no-healthy-endpoint",
+            Failure::CircuitOpen => "circuit-open",
             Failure::ConnectFailed => "connect-failed",
             Failure::ConnectTimeout => "connect-timeout",
             Failure::UpstreamError => "upstream-error",
@@ -92,6 +97,9 @@ impl Failure {
             }
             Failure::NoHealthyEndpoint => {
                 r#"{"status":503,"reason":"no-healthy-endpoint","message":"every endpoint of the cluster is unhealthy, ejected or drained"}"#
+            }
+            Failure::CircuitOpen => {
+                r#"{"status":503,"reason":"circuit-open","message":"the circuit breaker is open: the upstream was not called"}"#
             }
             Failure::ConnectFailed => {
                 r#"{"status":502,"reason":"connect-failed","message":"could not connect to the upstream"}"#

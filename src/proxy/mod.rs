@@ -17,9 +17,10 @@ pub mod forward;
 pub mod record;
 pub mod route;
 
-use crate::config::UpstreamProtocol;
+use crate::config::{BreakerConfig, RetryOn, UpstreamProtocol};
 use crate::snapshot::Shared;
 use crate::snapshot::{ClusterSnap, RouteSnap};
+use crate::upstream::breaker::{self, Admit, Breaker, State, Transition};
 use crate::upstream::retry::{self, Cause};
 use crate::upstream::select::{NoPick, Tried};
 use crate::upstream::{now_ms, Ejection, ReqBody};
@@ -127,6 +128,20 @@ async fn attempts(
     };
     let cfg = &route.retry;
     let now = now_ms();
+    // The cluster's breaker, before anything else: open, it answers at once.
+    let bcfg = cluster.breaker.as_ref();
+    let mut cluster_probe = None;
+    if let Some(b) = bcfg.filter(|b| b.scope.cluster()) {
+        let (admit, t) = cluster.select.live.breaker.admit(now);
+        if let Some(t) = t {
+            breaker::log(&cluster.name, "", &t);
+        }
+        match admit {
+            Admit::Reject => return Err((Failure::CircuitOpen, None)),
+            Admit::Probe => cluster_probe = Some(Probe::new(cluster, None, b)),
+            Admit::Pass => {}
+        }
+    }
     route.budget.request(now);
     let key = cluster
         .hash_on
@@ -153,6 +168,9 @@ async fn attempts(
     };
 
     let mut tried = Tried::default();
+    // Endpoints whose breaker refused this request a trial permit after a pick.
+    let mut skip = Tried::default();
+    let mut refused = 0;
     let mut next = Some(parts);
     let mut upgrade = upgrade;
     let mut attempt = 0;
@@ -161,21 +179,48 @@ async fn attempts(
         let now = now_ms();
         let pick = cluster
             .select
-            .pick(key, zone, &tried, now, fastrand::f64())
+            .pick_with(key, zone, &tried, &skip, now, fastrand::f64())
             .map_err(|e| {
                 let f = match e {
                     NoPick::Empty => Failure::NoEndpoint,
                     NoPick::NoneHealthy => Failure::NoHealthyEndpoint,
+                    NoPick::CircuitOpen => Failure::CircuitOpen,
                 };
                 (f, None)
             })?;
         let i = pick.index;
-        tried.add(i);
         let ep = &cluster.select.endpoints[i];
+        // The endpoint's breaker: a half-open one was eligible while it had trials
+        // left, but another request may have taken the last one since; then pick again.
+        let mut ep_probe = None;
+        if let Some(b) = bcfg.filter(|b| b.scope.endpoint()) {
+            let (admit, t) = ep.breaker.admit(now);
+            if let Some(t) = t {
+                breaker::log(&cluster.name, &cluster.endpoint_names[i], &t);
+            }
+            match admit {
+                Admit::Reject => {
+                    skip.add(i);
+                    refused += 1;
+                    // `skip` forgets indices past 256; the bound keeps this finite.
+                    if refused > cluster.select.endpoints.len() {
+                        return Err((Failure::CircuitOpen, None));
+                    }
+                    attempt -= 1;
+                    continue;
+                }
+                Admit::Probe => ep_probe = Some(Probe::new(cluster, Some(i), b)),
+                Admit::Pass => {}
+            }
+        }
+        tried.add(i);
         let name = &cluster.endpoint_names[i];
         let Some(parts) = next.take() else {
             return Err((Failure::UpstreamError, Some(name.clone())));
         };
+        for p in [&mut ep_probe, &mut cluster_probe].into_iter().flatten() {
+            p.sent = true;
+        }
         let send = forward::send(
             ctx,
             cluster,
@@ -196,7 +241,33 @@ async fn attempts(
             None => send.await,
         };
 
-        // Classify: what the endpoint did (outlier detection), and whether to retry.
+        // Classify: what the breakers count, what the endpoint did (outlier
+        // detection), and whether to retry.
+        if let Some(b) = bcfg {
+            let failed = breaker_failure(&b.on, &outcome);
+            if b.scope.endpoint() {
+                match ep_probe.take() {
+                    Some(p) => p.finish(failed, now),
+                    None => {
+                        if let Some(t) = failed.and_then(|f| ep.breaker.record(b, f, false, now)) {
+                            breaker::log(&cluster.name, name, &t);
+                        }
+                    }
+                }
+            }
+            if b.scope.cluster() {
+                // Only the first attempt of a probing request is the probe.
+                match cluster_probe.take() {
+                    Some(p) => p.finish(failed, now),
+                    None => {
+                        let live = &cluster.select.live.breaker;
+                        if let Some(t) = failed.and_then(|f| live.record(b, f, false, now)) {
+                            breaker::log(&cluster.name, "", &t);
+                        }
+                    }
+                }
+            }
+        }
         let (cause, unsent, answer) = match outcome {
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -226,7 +297,12 @@ async fn attempts(
             Err(f) => Err((f, Some(name.clone()))),
         };
         // An upgrade is never retried: its client side was handed to the first attempt.
-        if !may_retry || attempt >= cfg.attempts || !cause.allowed(cfg) {
+        // Nor once the cluster's breaker is not closed: a retry would be traffic the
+        // breaker exists to hold back.
+        let cluster_held = bcfg.is_some_and(|b| {
+            b.scope.cluster() && cluster.select.live.breaker.state(now_ms()) != State::Closed
+        });
+        if !may_retry || attempt >= cfg.attempts || !cause.allowed(cfg) || cluster_held {
             return give_up(answer);
         }
         // Rebuild the request: the unsent one, or the kept head and body.
@@ -278,6 +354,96 @@ fn outlier_failure(cluster: &ClusterSnap, i: usize, now: u64) {
             cluster.outlier.consecutive_failures
         );
         cluster.ejections[i].inc();
+    }
+}
+
+/// Whether an attempt's outcome is a failure for the breaker, per its `on`: `None`
+/// when it counts neither way (the client's own fault, a condition `on` does not
+/// list, an h2 stream refused unprocessed). Any answer is a success unless its status
+/// is listed.
+fn breaker_failure(
+    on: &RetryOn,
+    outcome: &Result<Response<RespBody>, forward::SendError>,
+) -> Option<bool> {
+    let counts = |listed: bool| listed.then_some(true);
+    match outcome {
+        Ok(resp) => Some(on.status(resp.status().as_u16())),
+        Err(e) => match e.cause {
+            Some(Cause::ConnectFailure) => counts(on.connect_failure),
+            Some(Cause::Reset) => counts(on.reset),
+            Some(Cause::Timeout) => counts(on.timeout),
+            Some(Cause::Status(s)) => Some(on.status(s)),
+            Some(Cause::RefusedStream) => None,
+            // An answer the upstream got wrong broke the exchange like a reset.
+            None if e.failure == Failure::UpstreamError => counts(on.reset),
+            None => None,
+        },
+    }
+}
+
+/// A breaker's trial permit held by this request. Its outcome is recorded by
+/// [`Probe::finish`]; dropped unrecorded (the route's timeout fired, the client left,
+/// the request failed before it was sent), the permit is given back if the upstream
+/// never saw the request, and otherwise the trial counts as abandoned, so a half-open
+/// breaker never waits forever for an answer that will not come.
+struct Probe<'a> {
+    cluster: &'a ClusterSnap,
+    /// The endpoint's breaker, or `None` for the cluster's.
+    endpoint: Option<usize>,
+    cfg: &'a BreakerConfig,
+    /// Whether the request was handed to the upstream.
+    sent: bool,
+    done: bool,
+}
+
+impl<'a> Probe<'a> {
+    fn new(cluster: &'a ClusterSnap, endpoint: Option<usize>, cfg: &'a BreakerConfig) -> Self {
+        Probe {
+            cluster,
+            endpoint,
+            cfg,
+            sent: false,
+            done: false,
+        }
+    }
+
+    fn breaker(&self) -> &'a Breaker {
+        match self.endpoint {
+            Some(i) => &self.cluster.select.endpoints[i].breaker,
+            None => &self.cluster.select.live.breaker,
+        }
+    }
+
+    fn log(&self, t: Option<Transition>) {
+        if let Some(t) = t {
+            let ep = self
+                .endpoint
+                .map_or("", |i| &*self.cluster.endpoint_names[i]);
+            breaker::log(&self.cluster.name, ep, &t);
+        }
+    }
+
+    /// Records the trial's outcome (`None`: it counts neither way, so its permit goes
+    /// back for another request).
+    fn finish(mut self, failed: Option<bool>, now: u64) {
+        self.done = true;
+        match failed {
+            Some(f) => self.log(self.breaker().record(self.cfg, f, true, now)),
+            None => self.breaker().release_probe(),
+        }
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if self.sent {
+            self.log(self.breaker().abandon_probe(self.cfg, now_ms()));
+        } else {
+            self.breaker().release_probe();
+        }
     }
 }
 

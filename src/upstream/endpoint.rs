@@ -10,9 +10,10 @@
 //! clock.
 //!
 //! An endpoint is *available* when its active health is not `unhealthy`, it is not
-//! ejected and not drained. Health starts `unknown`, which is available: see
+//! ejected, not drained, and its circuit breaker does not reject. Health starts `unknown`, which is available: see
 //! `docs/failover.md` for why.
 
+use super::breaker::Breaker;
 use crate::config::OutlierConfig;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub enum Out {
     Unhealthy,
     /// Ejected by passive outlier detection.
     Ejected,
+    /// Its circuit breaker rejects: open, or half-open with no trial left.
+    CircuitOpen,
 }
 
 /// The last probe of an endpoint, for "why is this endpoint out?". Written by the
@@ -81,6 +84,9 @@ pub struct EndpointState {
     pub ejections_total: AtomicU64,
     drained: AtomicBool,
     drained_since: AtomicU64,
+    /// The endpoint's circuit breaker (closed, and never consulted, unless the
+    /// cluster's `circuit_breaker.scope` includes endpoints).
+    pub breaker: Breaker,
 }
 
 /// Decrements an endpoint's in-flight count when dropped.
@@ -111,6 +117,8 @@ pub struct ClusterLive {
     pub panic: AtomicBool,
     /// When panic mode began (ms), for the state API.
     pub panic_since: AtomicU64,
+    /// The cluster's own circuit breaker (`circuit_breaker.scope: cluster | both`).
+    pub breaker: Breaker,
 }
 
 // === impl Health ===
@@ -146,6 +154,7 @@ impl EndpointState {
             ejections_total: AtomicU64::new(0),
             drained: AtomicBool::new(false),
             drained_since: AtomicU64::new(0),
+            breaker: Breaker::new(),
         }
     }
 
@@ -189,6 +198,8 @@ impl EndpointState {
             Some(Out::Unhealthy)
         } else if self.ejected_until.load(Ordering::Relaxed) > now {
             Some(Out::Ejected)
+        } else if !self.breaker.may_pass(now) {
+            Some(Out::CircuitOpen)
         } else {
             None
         }

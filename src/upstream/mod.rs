@@ -6,6 +6,7 @@
 //! nothing of routes or of the request pipeline (`crate::proxy`), which calls it.
 
 pub mod balance;
+pub mod breaker;
 pub mod endpoint;
 pub mod health;
 pub mod pool;

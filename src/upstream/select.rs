@@ -1,10 +1,12 @@
 //! The selection step: (cluster, live state, request key, endpoints this request
 //! already tried) → one endpoint. Four stages, each narrowing the set:
 //!
-//! 1. **Eligibility**: endpoints that are available (not unhealthy, ejected or drained)
-//!    and, for a write with a `writes: {zone}` split, in that zone. If the available
+//! 1. **Eligibility**: endpoints that are available (not unhealthy, ejected, drained or
+//!    circuit-open; a half-open breaker only while it has trials left) and, for a write with a `writes: {zone}` split, in that zone. If the available
 //!    share of the cluster is below `panic_threshold`, health is ignored instead
-//!    (drains still hold): panic mode, logged and exported, never silent.
+//!    (drains and breakers still hold): panic mode, logged and exported, never silent.
+//!    When every endpoint is out only because of its breaker, the answer is
+//!    [`NoPick::CircuitOpen`].
 //! 2. **Priority level**: Envoy's overprovisioning rule. Level `p`'s health is
 //!    `min(100, 1.4 × available/total × 100)`; level 0 takes that share of traffic, the
 //!    next level what is left up to its own health, and so on; if all levels together are
@@ -22,7 +24,7 @@
 //! exists. A pick allocates nothing for clusters of up to 256 endpoints.
 
 use super::balance::Balancer;
-use super::endpoint::{ClusterLive, EndpointState};
+use super::endpoint::{ClusterLive, EndpointState, Out};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -75,6 +77,8 @@ pub enum NoPick {
     Empty,
     /// None is usable (all unhealthy, ejected or drained), and no panic mode.
     NoneHealthy,
+    /// None is usable, and only because their circuit breakers reject.
+    CircuitOpen,
 }
 
 /// A pick.
@@ -205,6 +209,21 @@ impl Selector {
         now: u64,
         roll: f64,
     ) -> Result<Pick, NoPick> {
+        self.pick_with(key, zone, tried, &Tried::default(), now, roll)
+    }
+
+    /// [`Selector::pick`], never choosing an endpoint of `skip`: those whose breaker
+    /// refused a trial permit after an earlier pick of this same request (another
+    /// request took the last one), counted as out because of their breaker.
+    pub fn pick_with(
+        &self,
+        key: Option<u64>,
+        zone: Option<&str>,
+        tried: &Tried,
+        skip: &Tried,
+        now: u64,
+        roll: f64,
+    ) -> Result<Pick, NoPick> {
         let n = self.endpoints.len();
         if n == 0 {
             return Err(NoPick::Empty);
@@ -215,6 +234,9 @@ impl Selector {
         let mut up = [0u32; 8];
         let mut all_up = 0;
         let mut in_scope = 0;
+        // Endpoints out only because of their breaker: when that is all of them, the
+        // answer says so (`circuit-open`), not "unhealthy".
+        let mut breaker_out = 0;
         for (i, (e, m)) in self.endpoints.iter().zip(&self.meta).enumerate() {
             if zone.is_some_and(|z| m.zone.as_deref() != Some(z)) {
                 continue;
@@ -222,35 +244,48 @@ impl Selector {
             in_scope += 1;
             let l = usize::from(m.priority);
             total[l] += 1;
-            if e.available(now) {
-                avail.insert(i);
-                up[l] += 1;
-                all_up += 1;
+            match e.out(now) {
+                None if !skip.contains(i) => {
+                    avail.insert(i);
+                    up[l] += 1;
+                    all_up += 1;
+                }
+                None | Some(Out::CircuitOpen) => breaker_out += 1,
+                Some(_) => {}
             }
         }
         if in_scope == 0 {
             return Err(NoPick::NoneHealthy);
         }
+        let none = if breaker_out == in_scope {
+            NoPick::CircuitOpen
+        } else {
+            NoPick::NoneHealthy
+        };
         let share = f64::from(all_up) * 100.0 / f64::from(in_scope);
         let panic = self.panic_threshold.is_some_and(|t| share < t);
         self.note_panic(panic, now);
         if panic {
-            // Spread over every endpoint in scope but the drained ones.
+            // Spread over every endpoint in scope but the drained ones and those whose
+            // breaker rejects: panic mode overrides health, not an explicit stop.
             avail = Set::new(n);
             for (i, (e, m)) in self.endpoints.iter().zip(&self.meta).enumerate() {
-                // `!is_some_and(!=)` rather than `is_none_or`: the MSRV is 1.80.
-                if zone.is_none_or(|z| m.zone.as_deref() == Some(z)) && !e.drained() {
+                if zone.is_none_or(|z| m.zone.as_deref() == Some(z))
+                    && !e.drained()
+                    && e.breaker.may_pass(now)
+                    && !skip.contains(i)
+                {
                     avail.insert(i);
                 }
             }
             if avail.is_empty() {
-                return Err(NoPick::NoneHealthy);
+                return Err(none);
             }
             let index = self.balance(key, &avail, tried);
             return Ok(Pick { index, panic: true });
         }
         if all_up == 0 {
-            return Err(NoPick::NoneHealthy);
+            return Err(none);
         }
 
         // 2. Priority level.
@@ -554,5 +589,44 @@ mod tests {
         let mut t = Tried::default();
         t.add(0);
         assert_eq!(s.pick(None, None, &t, 1, 0.5).unwrap().index, 0);
+    }
+
+    #[test]
+    fn breakers_hold_even_in_panic_mode_and_say_circuit_open() {
+        let s = selector(&[("a", 0), ("a", 0)], None, Some(50.0));
+        s.endpoints[0].breaker.force_open(1);
+        for _ in 0..10 {
+            assert_eq!(
+                s.pick(None, None, &Tried::default(), 1, 0.5).unwrap().index,
+                1
+            );
+        }
+        s.endpoints[1].breaker.force_open(1);
+        assert_eq!(
+            s.pick(None, None, &Tried::default(), 1, 0.5),
+            Err(NoPick::CircuitOpen)
+        );
+        // One of them also unhealthy: not only breakers any more.
+        s.endpoints[0].set_health(Health::Unhealthy, 2);
+        assert_eq!(
+            s.pick(None, None, &Tried::default(), 2, 0.5),
+            Err(NoPick::NoneHealthy)
+        );
+    }
+
+    #[test]
+    fn a_skipped_endpoint_is_not_picked_and_counts_as_breaker_out() {
+        let s = selector(&[("a", 0), ("a", 0)], None, None);
+        let mut skip = Tried::default();
+        skip.add(0);
+        for _ in 0..10 {
+            let p = s.pick_with(None, None, &Tried::default(), &skip, 1, 0.5);
+            assert_eq!(p.unwrap().index, 1);
+        }
+        s.endpoints[1].breaker.force_open(1);
+        assert_eq!(
+            s.pick_with(None, None, &Tried::default(), &skip, 1, 0.5),
+            Err(NoPick::CircuitOpen)
+        );
     }
 }

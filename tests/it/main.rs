@@ -14,10 +14,13 @@
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
+//! - `breaker`: the circuit breaker tripping, probing, closing, forced by the admin API.
 //! - `ops`: uncoloured logs on a pipe, the access log's queue, the open-files limit.
 
 mod admin;
 mod balance;
+// The circuit breaker: trip, probes per open time, recovery, admin calls, state export.
+mod breaker;
 mod calc;
 mod config;
 mod failover;

@@ -10,10 +10,12 @@
 //! Only a validated `Config` can become a running snapshot.
 
 pub mod failover;
+pub mod isolation;
 pub mod raw;
 pub mod validate;
 
 pub use failover::*;
+pub use isolation::*;
 pub use validate::*;
 
 use serde_saphyr::granit_parser::{Event, Parser};

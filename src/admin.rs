@@ -19,17 +19,17 @@
 //! this thread sweeps expired ones out of memory (they stop applying at expiry anyway).
 
 use crate::config::AdminConfig;
-use crate::server::{ControlRequest, Shared};
 use crate::proxy::bulkhead::Bulkhead;
 use crate::proxy::fault::{ActiveFault, FaultRequest};
+use crate::server::{ControlRequest, Shared};
 use crate::snapshot::ClusterSnap;
-use bytes::Bytes;
 use crate::upstream::{EndpointState, Health, Out};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

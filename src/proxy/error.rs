@@ -54,9 +54,7 @@ impl Failure {
             Failure::ListenerGone
             | Failure::NoEndpoint
             | Failure::NoHealthyEndpoint
-            | Failure::BulkheadFull => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | Failure::BulkheadFull => StatusCode::SERVICE_UNAVAILABLE,
             Failure::ConnectFailed | Failure::UpstreamError => StatusCode::BAD_GATEWAY,
             Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest | Failure::BadBody => StatusCode::BAD_REQUEST,

@@ -141,11 +141,8 @@ impl RouteFaults {
                 None => FaultRng::Thread,
             },
             config,
-            injected: ["abort", "delay"].map(|k| {
-                metrics
-                    .faults_injected
-                    .with_label_values(&[name, k])
-            }),
+            injected: ["abort", "delay"]
+                .map(|k| metrics.faults_injected.with_label_values(&[name, k])),
         }
     }
 
@@ -249,8 +246,11 @@ impl RuntimeFaults {
             expires_at: now.saturating_add(f.ttl.as_millis() as u64),
         };
         self.active.rcu(|list| {
-            let mut l: Vec<ActiveFault> =
-                list.iter().filter(|f| f.expires_at > now).cloned().collect();
+            let mut l: Vec<ActiveFault> = list
+                .iter()
+                .filter(|f| f.expires_at > now)
+                .cloned()
+                .collect();
             l.push(fault.clone());
             l
         });
@@ -538,20 +538,27 @@ mod tests {
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.validate(|n| n == "app"))
         };
-        let ok = parse(r#"{"route":"app","abort":{"percent":100,"status":503},"ttl":"30s"}"#)
-            .unwrap();
+        let ok =
+            parse(r#"{"route":"app","abort":{"percent":100,"status":503},"ttl":"30s"}"#).unwrap();
         assert_eq!(ok.ttl, Duration::from_secs(30));
-        assert!(parse(r#"{"route":"app","abort":{"percent":100,"status":503}}"#)
-            .unwrap_err()
-            .contains("ttl"));
-        assert!(parse(r#"{"route":"app","abort":{"percent":100,"status":503},"ttl":"25h"}"#)
-            .is_err());
-        assert!(parse(r#"{"route":"nope","abort":{"percent":1,"status":503},"ttl":"1s"}"#)
-            .unwrap_err()
-            .contains("unknown route"));
-        assert!(parse(r#"{"route":"app","abort":{"percent":101,"status":503},"ttl":"1s"}"#)
-            .unwrap_err()
-            .contains("abort.percent"));
+        assert!(
+            parse(r#"{"route":"app","abort":{"percent":100,"status":503}}"#)
+                .unwrap_err()
+                .contains("ttl")
+        );
+        assert!(
+            parse(r#"{"route":"app","abort":{"percent":100,"status":503},"ttl":"25h"}"#).is_err()
+        );
+        assert!(
+            parse(r#"{"route":"nope","abort":{"percent":1,"status":503},"ttl":"1s"}"#)
+                .unwrap_err()
+                .contains("unknown route")
+        );
+        assert!(
+            parse(r#"{"route":"app","abort":{"percent":101,"status":503},"ttl":"1s"}"#)
+                .unwrap_err()
+                .contains("abort.percent")
+        );
         assert!(parse(r#"{"route":"app","ttl":"1s"}"#).is_err());
         assert!(parse(r#"{"route":"app","ttl":"1s","bogus":1}"#).is_err());
         let d = parse(r#"{"route":"app","delay":{"percent":"50%","duration":"200ms"},"ttl":"1m"}"#)

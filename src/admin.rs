@@ -13,9 +13,17 @@
 //!
 //! `/api/v1/state` answers "why is this endpoint out?" for each endpoint in one `why`
 //! sentence (drain, failed checks, ejection, open circuit, panic mode, each with
-//! since-when or until-when), next to the structured fields it is made of.
+//! since-when or until-when), next to the structured fields it is made of, and shows
+//! each bulkhead's in-flight, queued and shed counts per route and cluster.
+//!
+//! Run-time faults (`POST /api/v1/faults`, `GET /api/v1/faults`,
+//! `DELETE /api/v1/faults/{id}`) are set here, token-checked like every mutation; the
+//! body is validated as the file's `faults:` is, with a `ttl` required. A 1 s tick on
+//! this thread sweeps expired ones out of memory (they stop applying at expiry anyway).
 
 use crate::config::{AdminConfig, BreakerConfig};
+use crate::proxy::bulkhead::Bulkhead;
+use crate::proxy::fault::{ActiveFault, FaultRequest};
 use crate::server::{ControlRequest, Shared};
 use crate::snapshot::ClusterSnap;
 use crate::upstream::breaker::Breaker;
@@ -23,8 +31,9 @@ use crate::upstream::{EndpointState, Health, Out};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -48,6 +57,7 @@ pub fn start(
     let std_listener = std::net::TcpListener::bind(cfg.bind)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
+    let sweeper = shared.clone();
     let app = router(shared, control, cfg.token.as_deref());
     std::thread::Builder::new()
         .name("ninefold-admin".into())
@@ -60,6 +70,15 @@ pub fn start(
                 Err(e) => return tracing::error!("admin runtime: {e}"),
             };
             rt.block_on(async move {
+                // Expired run-time faults stopped applying at their expiry; this only
+                // frees them, off the data path.
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                    loop {
+                        tick.tick().await;
+                        sweeper.faults.sweep(crate::upstream::now_ms());
+                    }
+                });
                 match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => {
                         if let Err(e) = axum::serve(l, app).await {
@@ -85,6 +104,8 @@ fn router(
         .route("/api/v1/state", get(state))
         .route("/api/v1/slos", get(slos))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/faults", post(add_fault).get(list_faults))
+        .route("/api/v1/faults/{id}", delete(remove_fault))
         .route(
             "/api/v1/clusters/{cluster}/endpoints/{address}/drain",
             post(drain),
@@ -186,6 +207,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                     "cluster": &*r.cluster.name,
                     "timeout_ms": r.timeout.as_millis() as u64,
                     "idle_timeout_ms": r.idle_timeout.as_millis() as u64,
+                    "bulkhead": r.bulkhead.as_deref().map(bulkhead_json),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -210,6 +232,7 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                 })),
                 "breaker": c.breaker.filter(|b| b.scope.cluster()).map(|b| breaker_json(&c.select.live.breaker, &b, now)),
                 "endpoints": (0..c.endpoints().len()).map(|i| endpoint_json(c, i, now)).collect::<Vec<_>>(),
+                "bulkhead": c.bulkhead.as_deref().map(bulkhead_json),
             })
         })
         .collect();
@@ -349,6 +372,102 @@ fn set_drained(
         })),
     )
         .into_response()
+}
+
+/// A bulkhead's limits and live counts, for the state API.
+fn bulkhead_json(b: &Bulkhead) -> Value {
+    json!({
+        "max_concurrent": b.config.max_concurrent,
+        "max_queue": b.config.max_queue,
+        "queue_timeout_ms": b.config.queue_timeout.as_millis() as u64,
+        "in_flight": b.in_flight(),
+        "queued": b.queued(),
+        "shed": b.shed(),
+    })
+}
+
+/// A run-time fault as the API shows it.
+fn fault_json(f: &ActiveFault, now: u64) -> Value {
+    json!({
+        "id": f.id,
+        "route": f.route,
+        "abort": f.abort.map(|a| json!({"percent": a.percent, "status": a.status})),
+        "delay": f.delay.map(|d| json!({
+            "percent": d.percent,
+            "duration": format!("{}ms", d.duration.as_millis()),
+        })),
+        "ttl": format!("{}ms", f.expires_at.saturating_sub(f.created_at)),
+        "expires_in_ms": f.expires_at.saturating_sub(now),
+    })
+}
+
+/// `POST /api/v1/faults`: sets a run-time fault; 201 with it and its id.
+async fn add_fault(State(s): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(denied) = unauthorized(&s, &headers) {
+        return denied;
+    }
+    let now = crate::upstream::now_ms();
+    s.shared.faults.sweep(now);
+    let req = match serde_json::from_slice::<FaultRequest>(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("invalid fault: {e}")),
+    };
+    let snap = s.shared.snapshot.load();
+    let exists = |name: &str| {
+        snap.listeners
+            .iter()
+            .any(|l| l.routes.iter().any(|r| &*r.name == name))
+    };
+    match req.validate(exists) {
+        Ok(f) => {
+            let f = s.shared.faults.add(f, now);
+            tracing::warn!(
+                id = f.id,
+                route = %f.route,
+                ttl_ms = f.expires_at - f.created_at,
+                "fault injection set by the admin API"
+            );
+            (StatusCode::CREATED, Json(fault_json(&f, now))).into_response()
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+/// `GET /api/v1/faults`: the run-time faults in force.
+async fn list_faults(State(s): State<AdminState>) -> Json<Value> {
+    let now = crate::upstream::now_ms();
+    s.shared.faults.sweep(now);
+    let list: Vec<Value> = s
+        .shared
+        .faults
+        .live(now)
+        .iter()
+        .map(|f| fault_json(f, now))
+        .collect();
+    Json(json!({ "faults": list }))
+}
+
+/// `DELETE /api/v1/faults/{id}`: ends a run-time fault now; 404 if unknown or over.
+async fn remove_fault(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(denied) = unauthorized(&s, &headers) {
+        return denied;
+    }
+    let now = crate::upstream::now_ms();
+    match id.parse::<u64>() {
+        Ok(n) if s.shared.faults.remove(n, now) => {
+            tracing::info!(id = n, "fault injection removed by the admin API");
+            (StatusCode::OK, Json(json!({"removed": n}))).into_response()
+        }
+        _ => not_found(format!("no active fault with id {id:?}")),
+    }
+}
+
+fn bad_request(error: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
 }
 
 fn not_found(error: String) -> Response {

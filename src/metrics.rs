@@ -48,6 +48,9 @@ pub struct Metrics {
     /// clusters with a health check; 1 healthy or unknown (not yet decided, so it takes
     /// traffic), 0 unhealthy. Written by `upstream::health`.
     pub endpoint_healthy: IntGaugeVec,
+    /// `ninefold_faults_injected_total{route,kind}`: answers with an injected fault,
+    /// `kind` `abort` or `delay`.
+    pub faults_injected: IntCounterVec,
 }
 
 /// A counter whose value is read from a function at each scrape, for counts that
@@ -151,8 +154,16 @@ impl Metrics {
             ),
             &["cluster", "endpoint"],
         )?;
+        let faults_injected = IntCounterVec::new(
+            Opts::new(
+                "ninefold_faults_injected_total",
+                "Requests given an injected fault (abort or delay), by route.",
+            ),
+            &["route", "kind"],
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn Collector>,
+            Box::new(faults_injected.clone()),
             Box::new(access_log_dropped),
             Box::new(slo_alert_firing.clone()),
             Box::new(duration.clone()),
@@ -179,6 +190,7 @@ impl Metrics {
             ejections,
             slo_alert_firing,
             endpoint_healthy,
+            faults_injected,
         })
     }
 
@@ -361,13 +373,61 @@ pub fn render_live(snap: &crate::snapshot::Snapshot, now: u64, out: &mut String)
             );
         }
     }
+    bulkheads(snap, out);
+}
+
+/// The bulkheads' gauges and shed counter, per route and cluster that has one.
+fn bulkheads(snap: &crate::snapshot::Snapshot, out: &mut String) {
+    let all: Vec<&crate::proxy::bulkhead::Bulkhead> = snap
+        .listeners
+        .iter()
+        .flat_map(|l| l.routes.iter().filter_map(|r| r.bulkhead.as_deref()))
+        .chain(snap.clusters.iter().filter_map(|c| c.bulkhead.as_deref()))
+        .collect();
+    type Read = fn(&crate::proxy::bulkhead::Bulkhead) -> f64;
+    let families: [(&str, &str, &str, Read); 3] = [
+        (
+            "ninefold_bulkhead_in_flight",
+            "Requests admitted by the bulkhead and not finished (their body included).",
+            "gauge",
+            |b| f64::from(b.in_flight()),
+        ),
+        (
+            "ninefold_bulkhead_queued",
+            "Requests waiting in the bulkhead's queue.",
+            "gauge",
+            |b| f64::from(b.queued()),
+        ),
+        (
+            "ninefold_bulkhead_shed_total",
+            "Requests shed by the bulkhead with 503 bulkhead-full.",
+            "counter",
+            |b| b.shed() as f64,
+        ),
+    ];
+    for (name, help, kind, read) in families {
+        family_of(out, name, help, kind);
+        for b in &all {
+            sample(
+                out,
+                name,
+                &[("scope", b.scope.as_str()), ("name", &b.name)],
+                read(b),
+            );
+        }
+    }
 }
 
 /// `# HELP` and `# TYPE ... gauge` lines of a family.
 fn family(out: &mut String, name: &str, help: &str) {
+    family_of(out, name, help, "gauge");
+}
+
+/// `# HELP` and `# TYPE` lines of a family of type `kind`.
+fn family_of(out: &mut String, name: &str, help: &str, kind: &str) {
     use std::fmt::Write;
     let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// One sample line, label values escaped per the text format.

@@ -153,6 +153,7 @@ impl Gateway {
             metrics,
             bound: ArcSwap::from_pointee(Vec::new()),
             slo: slo.clone(),
+            faults: Default::default(),
         });
         let (control_tx, control_rx) = mpsc::channel(16);
         let admin_addr = crate::admin::start(shared.clone(), control_tx, &cfg.admin)

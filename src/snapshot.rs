@@ -13,6 +13,8 @@ use crate::config::{
     MatchConfig, OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
 };
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::proxy::bulkhead::{Bulkhead, Scope};
+use crate::proxy::fault::RouteFaults;
 use crate::upstream::balance::Balancer;
 use crate::upstream::retry::{Budget, Cause};
 use crate::upstream::select::{EndpointMeta, Selector};
@@ -49,6 +51,9 @@ pub struct Shared {
     pub bound: arc_swap::ArcSwap<Vec<(String, SocketAddr)>>,
     /// The live SLO engine.
     pub slo: Arc<crate::slo::Engine>,
+    /// Faults set through the admin API: outside the snapshot so that a reload keeps
+    /// them, each ending at its own expiry time.
+    pub faults: crate::proxy::fault::RuntimeFaults,
 }
 
 /// A compiled configuration.
@@ -106,6 +111,11 @@ pub struct RouteSnap {
     pub write_cluster: Option<Arc<ClusterSnap>>,
     /// ... or one zone of the route's cluster.
     pub write_zone: Option<Arc<str>>,
+    /// The route's own concurrency limit (carried across reloads by listener and route
+    /// name while its settings stay the same).
+    pub bulkhead: Option<Arc<Bulkhead>>,
+    /// Fault injection.
+    pub faults: RouteFaults,
 }
 
 /// A route's SLO: how to classify an answer, and where to count it.
@@ -114,6 +124,9 @@ pub struct RouteSlo {
     pub indicator: crate::slo::Indicator,
     /// The SLO's counters (kept across reloads by name).
     pub counters: Arc<crate::slo::Counters>,
+    /// Whether requests with an injected fault count (`count_faults`); when false they
+    /// are left out of the SLO entirely.
+    pub count_faults: bool,
 }
 
 /// A compiled cluster.
@@ -145,6 +158,9 @@ pub struct ClusterSnap {
     pub connect_errors: prometheus::IntCounter,
     /// `ninefold_endpoint_ejections_total{cluster,endpoint}`, by endpoint index.
     pub ejections: Vec<prometheus::IntCounter>,
+    /// The cluster's concurrency limit, shared by every route to it (carried across
+    /// reloads by cluster name while its settings stay the same).
+    pub bulkhead: Option<Arc<Bulkhead>>,
 }
 
 // === impl Snapshot ===
@@ -160,8 +176,20 @@ impl Snapshot {
         let defs = crate::slo::spec::from_config(&config.raw.slos);
         let mut carried: HashMap<(&str, SocketAddr), &Arc<EndpointState>> = HashMap::new();
         let mut lives: HashMap<&str, &Arc<ClusterLive>> = HashMap::new();
+        let mut cluster_bulkheads: HashMap<&str, &Arc<Bulkhead>> = HashMap::new();
+        let mut route_bulkheads: HashMap<(&str, &str), &Arc<Bulkhead>> = HashMap::new();
         if let Some(prev) = prev {
+            for l in &prev.listeners {
+                for r in &l.routes {
+                    if let Some(b) = &r.bulkhead {
+                        route_bulkheads.insert((&l.name, &r.name), b);
+                    }
+                }
+            }
             for c in &prev.clusters {
+                if let Some(b) = &c.bulkhead {
+                    cluster_bulkheads.insert(&c.name, b);
+                }
                 lives.insert(&c.name, &c.select.live);
                 for e in &c.select.endpoints {
                     carried.insert((&c.name, e.address), e);
@@ -172,13 +200,22 @@ impl Snapshot {
             .clusters
             .iter()
             .map(|c| {
-                Arc::new(ClusterSnap::build(
+                let mut snap = ClusterSnap::build(
                     c,
                     &carried,
                     lives.get(c.name.as_str()).copied(),
                     metrics,
                     config.limits.max_response_head,
-                ))
+                );
+                snap.bulkhead = c.bulkhead.map(|b| {
+                    Bulkhead::carry(
+                        Scope::Cluster,
+                        &c.name,
+                        b,
+                        cluster_bulkheads.get(c.name.as_str()).copied(),
+                    )
+                });
+                Arc::new(snap)
             })
             .collect();
         let by_name: HashMap<&str, &Arc<ClusterSnap>> =
@@ -203,6 +240,7 @@ impl Snapshot {
                     Some(RouteSlo {
                         indicator: d.indicator.clone(),
                         counters: slo.counters(name),
+                        count_faults: d.count_faults,
                     })
                 });
                 routes.push(Arc::new(RouteSnap {
@@ -232,6 +270,17 @@ impl Snapshot {
                         Some(Writes::Zone(z)) => Some(z.as_str().into()),
                         _ => None,
                     },
+                    bulkhead: r.bulkhead.map(|b| {
+                        Bulkhead::carry(
+                            Scope::Route,
+                            &r.name,
+                            b,
+                            route_bulkheads
+                                .get(&(l.name.as_str(), r.name.as_str()))
+                                .copied(),
+                        )
+                    }),
+                    faults: RouteFaults::new(r.faults, &r.name, metrics),
                 }));
             }
             listeners.push(ListenerSnap {
@@ -349,6 +398,7 @@ impl ClusterSnap {
                 .collect(),
             endpoint_names: names.into_iter().map(Into::into).collect(),
             connect_errors: metrics.connect_errors.with_label_values(&[&c.name]),
+            bulkhead: None,
         }
     }
 

@@ -11,11 +11,13 @@
 
 pub mod breaker;
 pub mod failover;
+pub mod isolation;
 pub mod raw;
 pub mod validate;
 
 pub use breaker::*;
 pub use failover::*;
+pub use isolation::*;
 pub use validate::*;
 
 use serde_saphyr::granit_parser::{Event, Parser};

@@ -250,6 +250,10 @@ pub struct RawFaults {
     pub abort: Option<RawAbort>,
     /// Delay a share of requests.
     pub delay: Option<RawDelay>,
+    /// Let the `x-ninefold-fault` request header trigger faults.
+    pub allow_header: Option<bool>,
+    /// Seed of the fault RNG, for reproducible drills.
+    pub seed: Option<u64>,
 }
 
 /// `faults.abort`.

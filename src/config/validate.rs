@@ -8,6 +8,7 @@
 
 use super::breaker::*;
 use super::failover::*;
+use super::isolation::*;
 use super::raw::*;
 use super::{resolve_path, ConfigError, ConfigErrors, PosIndex};
 use http::{HeaderName, HeaderValue, Method};
@@ -184,6 +185,10 @@ pub struct RouteConfig {
     pub retry: RetryConfig,
     /// Where writes go, when split from reads.
     pub writes: Option<Writes>,
+    /// Concurrency limit of the route.
+    pub bulkhead: Option<BulkheadConfig>,
+    /// Fault injection.
+    pub faults: Option<FaultsConfig>,
 }
 
 /// What a route matches; every given condition must hold.
@@ -273,6 +278,8 @@ pub struct ClusterConfig {
     pub outlier: OutlierConfig,
     /// Circuit breaker; `None`: no breaker.
     pub breaker: Option<BreakerConfig>,
+    /// Concurrency limit of the cluster.
+    pub bulkhead: Option<BulkheadConfig>,
 }
 
 /// An endpoint.
@@ -498,6 +505,14 @@ pub fn validate(
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT);
             let matcher = v.matcher(&format!("{rp}.match"), &r.matcher);
             v.route_extras(&rp, r, &slo_names);
+            let bulkhead = r
+                .bulkhead
+                .as_ref()
+                .and_then(|b| v.bulkhead(&format!("{rp}.bulkhead"), b));
+            let faults = r
+                .faults
+                .as_ref()
+                .and_then(|f| v.faults(&format!("{rp}.faults"), f));
             let retry = v.retry(&format!("{rp}.retry"), r.retry.as_ref());
             if let Some(t) = retry.per_try_timeout {
                 if t > timeout {
@@ -526,6 +541,8 @@ pub fn validate(
                 slo: r.slo.clone(),
                 retry,
                 writes,
+                bulkhead,
+                faults,
             });
         }
         if protocol == ListenerProtocol::Tcp && !l.routes.is_empty() {
@@ -919,9 +936,10 @@ impl V<'_> {
             .circuit_breaker
             .as_ref()
             .map(|b| self.breaker(&format!("{p}.circuit_breaker"), b));
-        if let Some(b) = &c.bulkhead {
-            self.bulkhead(&format!("{p}.bulkhead"), b);
-        }
+        let bulkhead = c
+            .bulkhead
+            .as_ref()
+            .and_then(|b| self.bulkhead(&format!("{p}.bulkhead"), b));
         ClusterConfig {
             name: c.name.clone(),
             lb,
@@ -935,15 +953,8 @@ impl V<'_> {
             health_check,
             outlier,
             breaker,
+            bulkhead,
         }
-    }
-
-    fn bulkhead(&mut self, p: &str, b: &RawBulkhead) {
-        if b.max_concurrent == Some(0) {
-            self.err(&format!("{p}.max_concurrent"), "must be at least 1".into());
-        }
-        self.opt_duration(&format!("{p}.queue_timeout"), b.queue_timeout.as_ref());
-        self.unsupported(p, "bulkheads");
     }
 
     fn matcher(&mut self, p: &str, m: &RawMatch) -> MatchConfig {
@@ -997,26 +1008,12 @@ impl V<'_> {
     }
 
     fn route_extras(&mut self, rp: &str, r: &RawRoute, slos: &HashSet<&str>) {
-        if let Some(b) = &r.bulkhead {
-            self.bulkhead(&format!("{rp}.bulkhead"), b);
-        }
         if let Some(f) = &r.fallback {
             let p = format!("{rp}.fallback");
             if let Some(s) = &f.stale {
                 self.opt_duration(&format!("{p}.stale.max_age"), s.max_age.as_ref());
             }
             self.unsupported(&p, "fallbacks");
-        }
-        if let Some(f) = &r.faults {
-            let p = format!("{rp}.faults");
-            if let Some(a) = &f.abort {
-                self.opt_percent(&format!("{p}.abort.percent"), a.percent.as_ref());
-            }
-            if let Some(d) = &f.delay {
-                self.opt_percent(&format!("{p}.delay.percent"), d.percent.as_ref());
-                self.opt_duration(&format!("{p}.delay.duration"), d.duration.as_ref());
-            }
-            self.unsupported(&p, "fault injection");
         }
         if let Some(s) = &r.slo {
             if !slos.contains(s.as_str()) {

@@ -4,7 +4,7 @@
 
 use super::body::RespBody;
 use bytes::Bytes;
-use http::header::{HeaderName, CONTENT_TYPE};
+use http::header::{HeaderName, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
 /// The header that says why the gateway answered instead of an upstream.
@@ -42,6 +42,9 @@ pub enum Failure {
     FieldTooLarge,
     /// A transfer coding other than `chunked` (501).
     UnsupportedCoding,
+    /// The route's or the cluster's bulkhead is full and its queue too, or the wait in
+    /// the queue passed `queue_timeout` (503, with `Retry-After: 1`).
+    BulkheadFull,
 }
 
 // === impl Failure ===
@@ -54,7 +57,8 @@ impl Failure {
             Failure::ListenerGone
             | Failure::NoEndpoint
             | Failure::NoHealthyEndpoint
-            | Failure::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            | Failure::CircuitOpen
+            | Failure::BulkheadFull => StatusCode::SERVICE_UNAVAILABLE,
             Failure::ConnectFailed | Failure::UpstreamError => StatusCode::BAD_GATEWAY,
             Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest | Failure::BadBody => StatusCode::BAD_REQUEST,
@@ -81,6 +85,7 @@ impl Failure {
             Failure::UriTooLong => "uri-too-long",
             Failure::FieldTooLarge => "header-too-large",
             Failure::UnsupportedCoding => "unsupported-transfer-coding",
+            Failure::BulkheadFull => "bulkhead-full",
         }
     }
 
@@ -128,6 +133,9 @@ impl Failure {
             Failure::UnsupportedCoding => {
                 r#"{"status":501,"reason":"unsupported-transfer-coding","message":"only the chunked transfer coding is supported"}"#
             }
+            Failure::BulkheadFull => {
+                r#"{"status":503,"reason":"bulkhead-full","message":"too many requests in progress on this route or cluster; retry later"}"#
+            }
         }
     }
 
@@ -155,6 +163,11 @@ impl Failure {
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(REASON.clone(), HeaderValue::from_static(self.reason()));
+        if self == Failure::BulkheadFull {
+            // Shedding is brief by design (the limit frees as requests finish): one
+            // second tells well-behaved clients to back off without giving up.
+            h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         r
     }
 }

@@ -1,18 +1,24 @@
 //! The request pipeline: the whole life of a request, top to bottom, in [`handle`].
 //!
 //! ```text
-//! snapshot → conformance → route match → endpoint pick (balancer) → forward (timeouts) → record
-//!               │ 400/414/501      │ no match: 404            │ failure: 502/503/504 + x-ninefold-reason
+//! snapshot → conformance → route match → faults → route bulkhead → cluster bulkhead → attempts → record
+//!               │ 400/414/501      │ 404       │ abort: its status  │ full: 503 bulkhead-full   │ 502/503/504
 //! ```
 //!
 //! The record (SLI, metrics, access log) is written when the answer has really ended,
-//! which for a streamed body is after `handle` returns (see [`record`]). Later stages
-//! of the design (faults, bulkheads, breakers, retries, fallbacks) slot in between
+//! which for a streamed body is after `handle` returns (see [`record`]); it also holds
+//! the bulkhead permits until then. Faults ([`fault`]) come before the bulkheads so
+//! that an injected abort never takes capacity and an injected delay is not counted
+//! as work in progress; the route's bulkhead ([`bulkhead`]) comes before its
+//! cluster's, so a route over its own limit never takes a slot its cluster's other
+//! routes could use. Later stages of the design (breakers, fallbacks) slot in between
 //! these steps; each is its own module.
 
 pub mod body;
+pub mod bulkhead;
 pub mod conform;
 pub mod error;
+pub mod fault;
 pub mod forward;
 pub mod record;
 pub mod route;
@@ -80,14 +86,52 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     // (the client left: 499) or the body breaks after the head.
     let mut record = Record::new(route.clone(), start, log);
 
-    // 4. Forward: the attempt loop, within the route's timeout.
+    // 4. Faults (drills): a delay holds the request, an abort answers it here; the
+    //    upstream never sees an aborted request.
+    let injected = {
+        let active = ctx.shared.faults.load();
+        let header = parts.headers.get(&fault::FAULT_HEADER);
+        route.faults.decide(&route.name, header, &active, now_ms())
+    };
+    if let Some(d) = injected.delay {
+        route.faults.injected[fault::DELAY].inc();
+        record.fault_injected();
+        tokio::time::sleep(d).await;
+    }
+    if let Some(status) = injected.abort {
+        route.faults.injected[fault::ABORT].inc();
+        record.fault_injected();
+        record.head(status, None);
+        record.finish(status, "fault-abort", true);
+        return fault::abort_response(status);
+    }
+
+    // 5. Bulkheads: the route's, then its cluster's. The permits ride in the record
+    //    until the answer has ended; a full bulkhead sheds with 503 bulkhead-full.
+    let (cluster, _) = target(route, &parts.method);
+    for b in [route.bulkhead.as_ref(), cluster.bulkhead.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        match b.acquire(Instant::now()).await {
+            Ok(permit) => record.hold(permit),
+            Err(bulkhead::Shed) => {
+                let f = Failure::BulkheadFull;
+                record.head(f.status().as_u16(), None);
+                record.finish(f.status().as_u16(), f.reason(), true);
+                return delayed(f.response(), injected);
+            }
+        }
+    }
+
+    // 6. Forward: the attempt loop, within the route's timeout.
     let result = tokio::time::timeout(route.timeout, attempts(ctx, route, parts, body))
         .await
         .unwrap_or(Err((Failure::Timeout, None)));
 
-    // 5. The answer, and its record: now for an answer the gateway made or a body
+    // 7. The answer, and its record: now for an answer the gateway made or a body
     //    that has already ended, else when the body ends.
-    match result {
+    let resp = match result {
         Ok((mut resp, name)) => {
             record.head(resp.status().as_u16(), Some(&name));
             match resp.body_mut() {
@@ -103,6 +147,31 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
             record.finish(f.status().as_u16(), f.reason(), !f.is_client_fault());
             f.response()
         }
+    };
+    delayed(resp, injected)
+}
+
+/// Marks the answer of a request an injected delay held.
+fn delayed(mut resp: Response<RespBody>, injected: fault::Injected) -> Response<RespBody> {
+    if let Some(d) = injected.delay {
+        fault::mark_delay(resp.headers_mut(), d);
+    }
+    resp
+}
+
+/// The cluster a request goes to (writes may go to another cluster or zone), and the
+/// zone it is kept to, if any.
+fn target<'r>(route: &'r RouteSnap, method: &Method) -> (&'r Arc<ClusterSnap>, Option<&'r str>) {
+    let write = !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    match (&route.write_cluster, write) {
+        (Some(c), true) => (c, None),
+        _ => (
+            &route.cluster,
+            route.write_zone.as_deref().filter(|_| write),
+        ),
     }
 }
 
@@ -115,17 +184,7 @@ async fn attempts(
     mut parts: http::request::Parts,
     body: Incoming,
 ) -> Result<(Response<RespBody>, Arc<str>), (Failure, Option<Arc<str>>)> {
-    let write = !matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    );
-    let (cluster, zone) = match (&route.write_cluster, write) {
-        (Some(c), true) => (c, None),
-        _ => (
-            &route.cluster,
-            route.write_zone.as_deref().filter(|_| write),
-        ),
-    };
+    let (cluster, zone) = target(route, &parts.method);
     let cfg = &route.retry;
     let now = now_ms();
     // The cluster's breaker, before anything else: open, it answers at once.

@@ -7,7 +7,13 @@
 //! `RespBody`), and the record is written when the body ends cleanly (the status as
 //! sent), when the upstream breaks the body (502, `upstream-body-cut`: bad for the SLO),
 //! or when the request is dropped unanswered or half-answered (499, `client-gone`).
+//!
+//! The record also holds the request's bulkhead permits, so a request counts as in
+//! progress until its last body byte, and it knows whether a fault was injected: an
+//! SLO with `count_faults: false` leaves such requests out entirely (an injected
+//! abort is otherwise bad, like any answer the gateway makes instead of the upstream).
 
+use super::bulkhead::Permit;
 use super::ConnCtx;
 use crate::config::AccessLog;
 use crate::snapshot::RouteSnap;
@@ -32,6 +38,11 @@ pub struct Record {
     status: u16,
     log: Option<Box<LogLine>>,
     done: bool,
+    /// A fault was injected into this request.
+    fault: bool,
+    /// Bulkhead permits (route, cluster), given back when the record is written or
+    /// dropped, which is when the answer has ended.
+    permits: [Option<Permit>; 2],
 }
 
 /// What the access log needs beyond the route; built only when the log is on.
@@ -56,6 +67,20 @@ impl Record {
             status: 0,
             log,
             done: false,
+            fault: false,
+            permits: [None, None],
+        }
+    }
+
+    /// Notes that a fault was injected (see `count_faults`).
+    pub fn fault_injected(&mut self) {
+        self.fault = true;
+    }
+
+    /// Keeps a bulkhead permit until the answer has ended.
+    pub fn hold(&mut self, permit: Permit) {
+        if let Some(slot) = self.permits.iter_mut().find(|p| p.is_none()) {
+            *slot = Some(permit);
         }
     }
 
@@ -89,6 +114,8 @@ impl Record {
         let route = &*self.route;
         let head_time = self.head_time.unwrap_or_else(|| self.start.elapsed());
         let good = match &route.slo {
+            // Left out of the SLO: the drill is not the service's failure.
+            Some(s) if self.fault && !s.count_faults => true,
             Some(s) => {
                 let good = s.indicator.is_good(status, head_time, gateway_failure);
                 s.counters.record(good);

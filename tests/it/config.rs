@@ -136,18 +136,18 @@ listeners:
     routes:
       - match: {path_prefix: /}
         cluster: api
-        bulkhead: {max_concurrent: 2}
+        fallback: {cluster: api}
 clusters:
   - {name: api, endpoints: [{address: 127.0.0.1:9001}]}
 ";
     // check accepts it (tools read the whole contract) and says what serve will refuse.
     let (code, out, _) = check(yaml);
     assert_eq!(code, 0);
-    assert!(out.contains("listeners[0].routes[0].bulkhead"), "{out}");
+    assert!(out.contains("listeners[0].routes[0].fallback"), "{out}");
     let err = Gateway::try_start(yaml).err().expect("serve must refuse");
     assert!(
         err.contains(":8:")
-            && err.contains("listeners[0].routes[0].bulkhead: bulkheads is not built yet"),
+            && err.contains("listeners[0].routes[0].fallback: fallbacks is not built yet"),
         "{err}"
     );
 }

@@ -68,7 +68,7 @@ async fn a_bad_reload_is_refused_and_the_old_config_keeps_serving() {
     gw.rewrite(&simple_config(
         &[&a],
         "",
-        "        bulkhead: {max_concurrent: 2}",
+        "        fallback: {cluster: app}",
     ));
     let r = post(&gw.admin_url("/api/v1/reload"), None).await;
     assert_eq!(r.status, 422);

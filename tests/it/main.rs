@@ -16,6 +16,7 @@
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
 //! - `breaker`: the circuit breaker tripping, probing, closing, forced by the admin API.
 //! - `ops`: uncoloured logs on a pipe, the access log's queue, the open-files limit.
+//! - `isolation`: bulkheads (a hanging route beside a healthy one) and fault injection.
 
 mod admin;
 mod balance;
@@ -28,6 +29,9 @@ mod failover;
 mod conformance;
 // Active health checks against real backends and refusing ports.
 mod health;
+// Issue parts 2 and 5: bulkheads keep a hanging route from hurting another; faults
+// from the file, the header and the admin API, their ttl, and count_faults.
+mod isolation;
 // Issue 9: drain/enable through the admin API, and the failover metric families.
 mod failover_admin;
 mod lifecycle;

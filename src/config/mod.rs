@@ -9,10 +9,12 @@
 //! from a small index of the YAML document built alongside (key path → line, column).
 //! Only a validated `Config` can become a running snapshot.
 
+pub mod cells;
 pub mod failover;
 pub mod raw;
 pub mod validate;
 
+pub use cells::*;
 pub use failover::*;
 pub use validate::*;
 

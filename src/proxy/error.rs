@@ -39,6 +39,12 @@ pub enum Failure {
     FieldTooLarge,
     /// A transfer coding other than `chunked` (501).
     UnsupportedCoding,
+    /// The route targets a cell set, the request lacks its key, and the set has no
+    /// default cell (400).
+    NoCellKey,
+    /// The request's cell is down and its set fails closed (`on_cell_down: fail`), or
+    /// no cell of the set is live (503).
+    CellDown,
 }
 
 // === impl Failure ===
@@ -48,12 +54,13 @@ impl Failure {
     pub fn status(self) -> StatusCode {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::ListenerGone | Failure::NoEndpoint | Failure::NoHealthyEndpoint => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Failure::ListenerGone
+            | Failure::NoEndpoint
+            | Failure::NoHealthyEndpoint
+            | Failure::CellDown => StatusCode::SERVICE_UNAVAILABLE,
             Failure::ConnectFailed | Failure::UpstreamError => StatusCode::BAD_GATEWAY,
             Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::BadRequest | Failure::BadBody => StatusCode::BAD_REQUEST,
+            Failure::BadRequest | Failure::BadBody | Failure::NoCellKey => StatusCode::BAD_REQUEST,
             Failure::UriTooLong => StatusCode::URI_TOO_LONG,
             Failure::FieldTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
@@ -76,6 +83,8 @@ impl Failure {
             Failure::UriTooLong => "uri-too-long",
             Failure::FieldTooLarge => "header-too-large",
             Failure::UnsupportedCoding => "unsupported-transfer-coding",
+            Failure::NoCellKey => "no-cell-key",
+            Failure::CellDown => "cell-down",
         }
     }
 
@@ -120,6 +129,12 @@ impl Failure {
             Failure::UnsupportedCoding => {
                 r#"{"status":501,"reason":"unsupported-transfer-coding","message":"only the chunked transfer coding is supported"}"#
             }
+            Failure::NoCellKey => {
+                r#"{"status":400,"reason":"no-cell-key","message":"the request lacks the key that picks its cell"}"#
+            }
+            Failure::CellDown => {
+                r#"{"status":503,"reason":"cell-down","message":"the cell serving this request is down"}"#
+            }
         }
     }
 
@@ -135,6 +150,7 @@ impl Failure {
                 | Failure::UriTooLong
                 | Failure::FieldTooLarge
                 | Failure::UnsupportedCoding
+                | Failure::NoCellKey
         )
     }
 

@@ -1,8 +1,8 @@
 //! The request pipeline: the whole life of a request, top to bottom, in [`handle`].
 //!
 //! ```text
-//! snapshot → conformance → route match → endpoint pick (balancer) → forward (timeouts) → record
-//!               │ 400/414/501      │ no match: 404            │ failure: 502/503/504 + x-ninefold-reason
+//! snapshot → conformance → route match → cell → endpoint pick (balancer) → forward (timeouts) → fallback ladder → record
+//!               │ 400/414/501      │ no match: 404   │ 400/503      │ failure: 502/503/504 + x-ninefold-reason
 //! ```
 //!
 //! The record (SLI, metrics, access log) is written when the answer has really ended,
@@ -11,8 +11,10 @@
 //! these steps; each is its own module.
 
 pub mod body;
+pub mod cells;
 pub mod conform;
 pub mod error;
+pub mod fallback;
 pub mod forward;
 pub mod record;
 pub mod route;
@@ -79,19 +81,75 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     // (the client left: 499) or the body breaks after the head.
     let mut record = Record::new(route.clone(), start, log);
 
-    // 4. Forward: the attempt loop, within the route's timeout.
-    let result = tokio::time::timeout(route.timeout, attempts(ctx, route, parts, body))
-        .await
-        .unwrap_or(Err((Failure::Timeout, None)));
+    // 4. Cell: a route to a cell set runs on the cluster of the request's cell.
+    let target = match &route.cells {
+        None => Ok(&route.cluster),
+        Some(set) => pick_cell(set, &parts),
+    };
 
-    // 5. The answer, and its record: now for an answer the gateway made or a body
+    // 5. Forward: the attempt loop, within the route's timeout. What the fallback
+    //    ladder needs is kept first, and only on routes that have one: the head (to ask
+    //    another cluster, and to key the stale cache).
+    let ladder = route.fallback.as_ref().filter(|f| f.serves(&parts.method));
+    let kept = ladder.map(|_| head_of(&parts));
+    let bodiless = http_body::Body::is_end_stream(&body);
+    let result = match target {
+        Ok(cluster) => {
+            let write = !matches!(
+                parts.method,
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+            );
+            let (cluster, zone) = match (&route.write_cluster, write) {
+                (Some(c), true) => (c, None),
+                _ => (cluster, route.write_zone.as_deref().filter(|_| write)),
+            };
+            let run = attempts(ctx, route, cluster, zone, parts, ReqBody::Stream(body));
+            tokio::time::timeout(route.timeout, run)
+                .await
+                .unwrap_or(Err((Failure::Timeout, None)))
+                .map(|(r, n)| (r, Some(n)))
+        }
+        Err(f) => Err((f, None)),
+    };
+
+    // 6. Fallback ladder, when the cluster failed and the route has one.
+    let (result, degraded) = match (ladder, &kept) {
+        (Some(f), Some(head)) if needs_fallback(&result) => {
+            fallback_ladder(ctx, route, f, head, bodiless, result).await
+        }
+        _ => (result, None),
+    };
+
+    // 7. The answer, and its record: now for an answer the gateway made or a body
     //    that has already ended, else when the body ends.
     match result {
         Ok((mut resp, name)) => {
-            record.head(resp.status().as_u16(), Some(&name));
+            let status = resp.status();
+            record.head(status.as_u16(), name.as_ref());
+            // A good answer from an upstream may be kept for the stale rung.
+            let store = match (ladder, &kept, degraded) {
+                (Some(f), Some(h), None | Some(fallback::Kind::Cluster)) => {
+                    f.pending(&h.method, &h.uri, &h.headers, status, resp.headers())
+                }
+                _ => None,
+            };
             match resp.body_mut() {
-                RespBody::Upstream(b) if !b.ended() => b.record = Some(record),
-                _ => record.finish_body(true),
+                RespBody::Upstream(b) if !b.ended() => {
+                    b.store = store;
+                    b.record = Some(record);
+                }
+                RespBody::Upstream(_) => {
+                    if let Some(p) = store {
+                        p.commit(Instant::now());
+                    }
+                    record.finish_body(true);
+                }
+                // A gateway-made answer of the ladder: good for an SLO only if the
+                // SLO counts its status as good (see docs/failover.md).
+                RespBody::Full(_) => match degraded {
+                    Some(k) => record.finish(status.as_u16(), k.reason(), false),
+                    None => record.finish_body(true),
+                },
             }
             resp
         }
@@ -105,26 +163,99 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     }
 }
 
-/// The attempt loop: pick an endpoint → forward within `per_try_timeout` → classify →
-/// retry elsewhere when that is safe, allowed and within budget (see
-/// `upstream::retry`). Returns the answer and the endpoint that gave it.
+/// An answer: the response and the endpoint that gave it (none for one the gateway
+/// made), or the failure and the endpoint that failed.
+type Outcome = Result<(Response<RespBody>, Option<Arc<str>>), (Failure, Option<Arc<str>>)>;
+
+/// The cluster of the request's cell, counting the request against its home cell.
+fn pick_cell<'a>(
+    set: &'a cells::CellSet,
+    parts: &http::request::Parts,
+) -> Result<&'a Arc<ClusterSnap>, Failure> {
+    let key = route::hash_key(&set.key, parts);
+    let now = now_ms();
+    match set.pick(key, |i| set.live(i, now)) {
+        Ok((serve, home, outcome)) => {
+            set.members[home].requests[outcome as usize].inc();
+            Ok(&set.members[serve].cluster)
+        }
+        Err((home, why)) => {
+            if let Some(h) = home {
+                set.members[h].requests[cells::Outcome::CellDown as usize].inc();
+            }
+            Err(match why {
+                cells::NoCell::NoKey => Failure::NoCellKey,
+                cells::NoCell::Down => Failure::CellDown,
+            })
+        }
+    }
+}
+
+/// Whether an outcome calls for the fallback ladder: a gateway failure (not the
+/// client's fault) or an upstream 5xx.
+fn needs_fallback(r: &Outcome) -> bool {
+    match r {
+        Ok((resp, _)) => resp.status().is_server_error(),
+        Err((f, _)) => !f.is_client_fault() && *f != Failure::ListenerGone,
+    }
+}
+
+/// Tries the rungs in order (another cluster, stale, static); the first that answers
+/// wins. Without an answer from any rung, the cluster's own outcome stands.
+async fn fallback_ladder(
+    ctx: &ConnCtx,
+    route: &RouteSnap,
+    f: &fallback::RouteFallback,
+    head: &Head,
+    bodiless: bool,
+    primary: Outcome,
+) -> (Outcome, Option<fallback::Kind>) {
+    use fallback::Kind;
+    // Another cluster: the request again, which needs its body again; a request with
+    // a body skips this rung (the body went to the first cluster).
+    if let (Some(cluster), true) = (&f.cluster, bodiless) {
+        let run = attempts(
+            ctx,
+            route,
+            cluster,
+            None,
+            rebuild(head),
+            ReqBody::Full(None),
+        );
+        if let Ok(Ok((resp, name))) = tokio::time::timeout(route.timeout, run).await {
+            if !resp.status().is_server_error() {
+                f.count(Kind::Cluster);
+                return (
+                    Ok((fallback::degraded(resp, Kind::Cluster), Some(name))),
+                    Some(Kind::Cluster),
+                );
+            }
+        }
+    }
+    if let Some(resp) = f.stale(&head.method, &head.uri, &head.headers, Instant::now()) {
+        f.count(Kind::Stale);
+        return (Ok((resp, None)), Some(Kind::Stale));
+    }
+    if let Some(resp) = f.static_answer() {
+        f.count(Kind::Static);
+        return (Ok((resp, None)), Some(Kind::Static));
+    }
+    (primary, None)
+}
+
+/// The attempt loop on `cluster` (the route's, its cell's, its write cluster or a
+/// fallback cluster; `zone` restricts it to one zone's endpoints): pick an endpoint →
+/// forward within `per_try_timeout` → classify → retry elsewhere when that is safe,
+/// allowed and within budget (see `upstream::retry`). Returns the answer and the
+/// endpoint that gave it.
 async fn attempts(
     ctx: &ConnCtx,
     route: &RouteSnap,
+    cluster: &ClusterSnap,
+    zone: Option<&str>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: ReqBody,
 ) -> Result<(Response<RespBody>, Arc<str>), (Failure, Option<Arc<str>>)> {
-    let write = !matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    );
-    let (cluster, zone) = match (&route.write_cluster, write) {
-        (Some(c), true) => (c, None),
-        _ => (
-            &route.cluster,
-            route.write_zone.as_deref().filter(|_| write),
-        ),
-    };
     let cfg = &route.retry;
     let now = now_ms();
     route.budget.request(now);
@@ -140,12 +271,15 @@ async fn attempts(
     let repeatable = may_retry && retry::repeatable(&parts.method, &parts.headers, cfg);
     let sent_causes = cfg.on.reset || cfg.on.timeout || cfg.on.statuses != 0;
     let head_copy = (repeatable && sent_causes).then(|| head_of(&parts));
-    let mut body = if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) {
-        keep_for_replay(body, cfg.buffer)
-            .await
-            .map_err(|f| (f, None))?
-    } else {
-        ReqBody::Stream(body)
+    let mut body = match body {
+        ReqBody::Stream(b)
+            if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) =>
+        {
+            keep_for_replay(b, cfg.buffer)
+                .await
+                .map_err(|f| (f, None))?
+        }
+        b => b,
     };
     let replay = match &body {
         ReqBody::Full(b) => Some(b.clone()),

@@ -559,8 +559,8 @@ mod tests {
             ..cfg()
         };
         let f = fb(small, "t/bytes");
-        store(&f, "/a", &none, &none, &[b'a'; 40], t0);
-        store(&f, "/b", &none, &none, &[b'b'; 40], t0);
+        store(&f, "/a", &none, &none, &[b'a'; 60], t0);
+        store(&f, "/b", &none, &none, &[b'b'; 60], t0);
         assert!(lookup(&f, "/a", &none, t0).is_none(), "evicted for bytes");
         assert!(lookup(&f, "/b", &none, t0).is_some());
         // Larger than the whole cache: not stored, nothing evicted.

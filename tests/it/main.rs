@@ -15,12 +15,18 @@
 //! - `streaming`: 1 GiB each way with flat memory.
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
 //! - `ops`: uncoloured logs on a pipe, the access log's queue, the open-files limit.
+//! - `cells`: cell routing by key, isolation and evacuation of a dead cell.
+//! - `fallback`: the fallback ladder (another cluster, stale, static) and its privacy rules.
 
 mod admin;
 mod balance;
 mod calc;
+// Cells: four cells on four clusters, one goes down (fail isolates, evacuate re-homes).
+mod cells;
 mod config;
 mod failover;
+// The fallback ladder: cluster, stale (connect failure, 5xx, timeout), static; privacy.
+mod fallback;
 // Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
 mod conformance;
 // Active health checks against real backends and refusing ports.

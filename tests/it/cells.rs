@@ -138,7 +138,9 @@ async fn fail_isolates_a_dead_cell_and_the_others_keep_full_success() {
     }
     assert_eq!(down, per["c3"]);
     assert_eq!(ok + down, USERS);
-    eprintln!("fail: {ok} users on live cells all 200, {down} users of the dead cell 503 cell-down");
+    eprintln!(
+        "fail: {ok} users on live cells all 200, {down} users of the dead cell 503 cell-down"
+    );
 
     let m = get(&gw.admin_url("/metrics")).await;
     let text = String::from_utf8_lossy(&m.body);
@@ -217,5 +219,8 @@ async fn an_unknown_default_cell_is_a_config_error() {
     let backends = four().await;
     let (code, out, err) = check(&config(&backends, "fail", "    default: cell-9\n"));
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("cells[0].default: unknown cell \"cell-9\""), "{err}");
+    assert!(
+        err.contains("cells[0].default: unknown cell \"cell-9\""),
+        "{err}"
+    );
 }

@@ -60,7 +60,9 @@ async fn another_cluster_answers_on_connect_failure_but_not_a_post() {
     let m = get(&gw.admin_url("/metrics")).await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
-        text.contains("ninefold_fallback_total{kind=\"cluster\",listener=\"web\",route=\"main\"} 1"),
+        text.contains(
+            "ninefold_fallback_total{kind=\"cluster\",listener=\"web\",route=\"main\"} 1"
+        ),
         "{text}"
     );
 }
@@ -125,7 +127,10 @@ async fn stale_is_served_on_connect_failure_until_max_age() {
             assert!(fetched.elapsed() >= Duration::from_secs(1));
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "stale served past max_age");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stale served past max_age"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -165,7 +170,8 @@ async fn a_missing_body_file_is_a_config_error_with_its_line() {
     ));
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        err.contains("ninefold.yaml:12:") && err.contains("fallback.static.body_file: cannot read \"nope.html\""),
+        err.contains("ninefold.yaml:12:")
+            && err.contains("fallback.static.body_file: cannot read \"nope.html\""),
         "{err}"
     );
 }

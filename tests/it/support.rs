@@ -377,7 +377,9 @@ impl Backend {
 
     /// Waits `d` before every answer from now on (zero: no wait).
     pub fn delay(&self, d: Duration) {
-        self.ctl.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+        self.ctl
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Sets what `/health` answers from now on.

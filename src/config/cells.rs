@@ -337,3 +337,103 @@ impl V<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(yaml: &str) -> String {
+        match crate::config::parse("f.yaml", yaml, Path::new(".")) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const CLUSTERS: &str = "clusters:
+  - {name: a, endpoints: [{address: \"127.0.0.1:1\"}]}
+  - {name: b, endpoints: [{address: \"127.0.0.1:2\"}]}
+";
+
+    fn route(extra: &str) -> String {
+        format!(
+            "listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes:
+      - {{match: {{path_prefix: /}}, cluster: a, {extra}}}
+{CLUSTERS}"
+        )
+    }
+
+    #[test]
+    fn fallback_is_validated_and_served() {
+        let ok = route("fallback: {cluster: b, stale: {max_age: 30s, max_bytes: 1MiB, private: true}, static: {status: 503, body: down}}");
+        let c = crate::config::parse("f.yaml", &ok, Path::new(".")).unwrap();
+        assert!(c.unsupported.is_empty(), "{:?}", c.unsupported);
+        let f = c.listeners[0].routes[0].fallback.clone().unwrap();
+        assert_eq!(f.methods, vec![Method::GET, Method::HEAD]);
+        let s = f.stale.unwrap();
+        assert_eq!(
+            (s.max_age, s.max_bytes, s.max_entries, s.private),
+            (
+                Duration::from_secs(30),
+                1 << 20,
+                DEFAULT_STALE_MAX_ENTRIES,
+                true
+            )
+        );
+        assert_eq!(&f.static_answer.unwrap().body[..], b"down");
+
+        let e = errors(&route("fallback: {cluster: nope}"));
+        assert!(
+            e.contains("fallback.cluster: unknown cluster \"nope\""),
+            "{e}"
+        );
+        let e = errors(&route("fallback: {}"));
+        assert!(e.contains("an empty fallback does nothing"), "{e}");
+        let e = errors(&route("fallback: {static: {body: x, body_file: y}}"));
+        assert!(e.contains("set either body or body_file, not both"), "{e}");
+        let e = errors(&route(
+            "fallback: {static: {status: 99}, methods: [\"G T\"]}",
+        ));
+        assert!(
+            e.contains("fallback.static.status: must be between 200 and 599"),
+            "{e}"
+        );
+        assert!(e.contains("fallback.methods[0]: invalid method"), "{e}");
+    }
+
+    #[test]
+    fn cell_sets_are_validated_and_served() {
+        let yaml = |set: &str| {
+            format!(
+                "listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes: [{{match: {{path_prefix: /}}, cells: users}}]
+cells:
+  - {set}
+{CLUSTERS}"
+            )
+        };
+        let ok = yaml("{name: users, key: {cookie: uid}, on_cell_down: evacuate, default: b, members: [{name: a, cluster: a}, {name: b, cluster: b}]}");
+        let c = crate::config::parse("f.yaml", &ok, Path::new(".")).unwrap();
+        assert!(c.unsupported.is_empty(), "{:?}", c.unsupported);
+        assert_eq!(c.cells[0].on_cell_down, OnCellDown::Evacuate);
+        assert_eq!(c.cells[0].default, Some(1));
+        assert_eq!(c.listeners[0].routes[0].cells.as_deref(), Some("users"));
+
+        let e = errors(&yaml("{name: users, key: {cookie: uid}, default: z, members: [{name: a, cluster: a}, {name: a, cluster: x}]}"));
+        assert!(e.contains("cells[0].default: unknown cell \"z\""), "{e}");
+        assert!(e.contains("duplicate cell \"a\""), "{e}");
+        assert!(
+            e.contains("cells[0].members[1].cluster: unknown cluster \"x\""),
+            "{e}"
+        );
+        let e = errors(&yaml(
+            "{name: users, on_cell_down: drop, members: [{name: a, cluster: a}]}",
+        ));
+        assert!(e.contains("cells[0].key: required"), "{e}");
+        assert!(e.contains("must be fail or evacuate, got \"drop\""), "{e}");
+    }
+}

@@ -91,7 +91,10 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     //    ladder needs is kept first, and only on routes that have one: the head (to ask
     //    another cluster, and to key the stale cache).
     let ladder = route.fallback.as_ref().filter(|f| f.serves(&parts.method));
-    let kept = ladder.map(|_| head_of(&parts));
+    // Only the cluster and stale rungs read the head: a static-only ladder copies nothing.
+    let kept = ladder
+        .filter(|f| f.cluster.is_some() || f.stale.is_some())
+        .map(|_| head_of(&parts));
     let bodiless = http_body::Body::is_end_stream(&body);
     let result = match target {
         Ok(cluster) => {
@@ -113,9 +116,9 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     };
 
     // 6. Fallback ladder, when the cluster failed and the route has one.
-    let (result, degraded) = match (ladder, &kept) {
-        (Some(f), Some(head)) if needs_fallback(&result) => {
-            fallback_ladder(ctx, route, f, head, bodiless, result).await
+    let (result, degraded) = match ladder {
+        Some(f) if needs_fallback(&result) => {
+            fallback_ladder(ctx, route, f, kept.as_ref(), bodiless, result).await
         }
         _ => (result, None),
     };
@@ -206,14 +209,14 @@ async fn fallback_ladder(
     ctx: &ConnCtx,
     route: &RouteSnap,
     f: &fallback::RouteFallback,
-    head: &Head,
+    head: Option<&Head>,
     bodiless: bool,
     primary: Outcome,
 ) -> (Outcome, Option<fallback::Kind>) {
     use fallback::Kind;
     // Another cluster: the request again, which needs its body again; a request with
     // a body skips this rung (the body went to the first cluster).
-    if let (Some(cluster), true) = (&f.cluster, bodiless) {
+    if let (Some(cluster), Some(head), true) = (&f.cluster, head, bodiless) {
         let run = attempts(
             ctx,
             route,
@@ -232,7 +235,7 @@ async fn fallback_ladder(
             }
         }
     }
-    if let Some(resp) = f.stale(&head.method, &head.uri, &head.headers, Instant::now()) {
+    if let Some(resp) = head.and_then(|h| f.stale(&h.method, &h.uri, &h.headers, Instant::now())) {
         f.count(Kind::Stale);
         return (Ok((resp, None)), Some(Kind::Stale));
     }

@@ -98,6 +98,9 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     let bodiless = http_body::Body::is_end_stream(&body);
     let result = match target {
         Ok(cluster) => {
+            if route.cells.is_some() {
+                record.cluster(&cluster.name);
+            }
             let write = !matches!(
                 parts.method,
                 Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -122,6 +125,11 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
         }
         _ => (result, None),
     };
+    if let (Some(fallback::Kind::Cluster), Some(c)) =
+        (degraded, ladder.and_then(|f| f.cluster.as_ref()))
+    {
+        record.cluster(&c.name);
+    }
 
     // 7. The answer, and its record: now for an answer the gateway made or a body
     //    that has already ended, else when the body ends.

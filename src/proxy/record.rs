@@ -42,6 +42,9 @@ pub struct LogLine {
     method: http::Method,
     uri: http::Uri,
     endpoint: Option<Arc<str>>,
+    /// The cluster that answered when it is not the route's own (a cell's, a fallback
+    /// cluster's).
+    cluster: Option<Arc<str>>,
 }
 
 // === impl Record ===
@@ -65,6 +68,14 @@ impl Record {
         self.head_time = Some(self.start.elapsed());
         if let (Some(log), Some(ep)) = (&mut self.log, endpoint) {
             log.endpoint = Some(ep.clone());
+        }
+    }
+
+    /// Notes the cluster the request runs on, when it is not the route's own (a cell's
+    /// or a fallback cluster's), for the access log.
+    pub fn cluster(&mut self, name: &Arc<str>) {
+        if let Some(log) = &mut self.log {
+            log.cluster = Some(name.clone());
         }
     }
 
@@ -101,7 +112,7 @@ impl Record {
             access_log(
                 log,
                 &route.name,
-                &route.cluster.name,
+                log.cluster.as_deref().unwrap_or(&route.cluster.name),
                 status,
                 self.start,
                 reason,
@@ -138,6 +149,7 @@ impl LogLine {
                 method: method.clone(),
                 uri: uri.clone(),
                 endpoint: None,
+                cluster: None,
             })
         })
     }

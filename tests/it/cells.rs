@@ -208,10 +208,22 @@ async fn a_request_without_the_key_gets_400_unless_a_default_cell() {
     assert_eq!(r.header("x-ninefold-reason"), Some("no-cell-key"));
     drop(gw);
 
-    let gw = Gateway::start(&config(&backends, "fail", "    default: cell-2\n"));
+    let gw = Gateway::start(&format!(
+        "access_log: text\n{}",
+        config(&backends, "fail", "    default: cell-2\n")
+    ));
     let r = get(&gw.url("web", "/")).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("x-backend"), Some("c2"));
+    // The access log names the cell's cluster, not a stand-in.
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .stdout()
+            .contains("cluster=cell-2"))
+        .await,
+        "{}",
+        gw.stdout()
+    );
 }
 
 #[tokio::test]

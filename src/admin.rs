@@ -204,7 +204,14 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
                         "methods": r.matcher.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>()),
                         "headers": r.matcher.headers.iter().map(|(k, v)| (k.as_str().to_owned(), Value::from(v.to_str().unwrap_or("")))).collect::<serde_json::Map<_, _>>(),
                     },
-                    "cluster": &*r.cluster.name,
+                    "cluster": if r.cells.is_some() { Value::Null } else { Value::from(&*r.cluster.name) },
+                    "cells": r.cells.as_ref().map(|c| &*c.name),
+                    "fallback": r.fallback.as_ref().map(|f| json!({
+                        "cluster": f.cluster.as_ref().map(|c| &*c.name),
+                        "stale": f.stale.map(|s| json!({"max_age_ms": s.max_age.as_millis() as u64, "max_entries": s.max_entries, "max_bytes": s.max_bytes, "private": s.private})),
+                        "static": f.static_answer.as_ref().map(|s| s.status),
+                        "methods": f.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                    })),
                     "timeout_ms": r.timeout.as_millis() as u64,
                     "idle_timeout_ms": r.idle_timeout.as_millis() as u64,
                     "bulkhead": r.bulkhead.as_deref().map(bulkhead_json),
@@ -236,12 +243,35 @@ async fn state(State(s): State<AdminState>) -> Json<Value> {
             })
         })
         .collect();
+    let cells: Vec<Value> = snap
+        .cells
+        .iter()
+        .map(|set| {
+            let evacuate = set.on_down == crate::config::OnCellDown::Evacuate;
+            json!({
+                "name": &*set.name,
+                "on_cell_down": set.on_down.as_str(),
+                "default": set.default.map(|i| &*set.members[i].name),
+                "members": set.members.iter().enumerate().map(|(i, m)| {
+                    let up = set.live(i, now);
+                    json!({
+                        "name": &*m.name,
+                        "cluster": &*m.cluster.name,
+                        "state": if up { "up" } else { "down" },
+                        // Its keys are served by the other cells until it recovers.
+                        "evacuated": evacuate && !up,
+                    })
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     Json(json!({
         "generation": snap.generation,
         "source": snap.config.source,
         "workers": snap.config.workers,
         "listeners": listeners,
         "clusters": clusters,
+        "cells": cells,
     }))
 }
 

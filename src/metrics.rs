@@ -51,6 +51,12 @@ pub struct Metrics {
     /// `ninefold_faults_injected_total{route,kind}`: answers with an injected fault,
     /// `kind` `abort` or `delay`.
     pub faults_injected: IntCounterVec,
+    /// `ninefold_cell_requests_total{cells,cell,outcome}`: requests by home cell and
+    /// what happened to them (`home`, `evacuated`, `cell_down`).
+    pub cell_requests: IntCounterVec,
+    /// `ninefold_fallback_total{listener,route,kind}`: answers of the fallback ladder,
+    /// by rung (`cluster`, `stale`, `static`).
+    pub fallbacks: IntCounterVec,
 }
 
 /// A counter whose value is read from a function at each scrape, for counts that
@@ -161,9 +167,25 @@ impl Metrics {
             ),
             &["route", "kind"],
         )?;
+        let cell_requests = IntCounterVec::new(
+            Opts::new(
+                "ninefold_cell_requests_total",
+                "Requests routed by a cell set, by home cell and outcome (home, evacuated, cell_down).",
+            ),
+            &["cells", "cell", "outcome"],
+        )?;
+        let fallbacks = IntCounterVec::new(
+            Opts::new(
+                "ninefold_fallback_total",
+                "Answers served by a route's fallback ladder, by rung (cluster, stale, static).",
+            ),
+            &["listener", "route", "kind"],
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn Collector>,
             Box::new(faults_injected.clone()),
+            Box::new(cell_requests.clone()),
+            Box::new(fallbacks.clone()),
             Box::new(access_log_dropped),
             Box::new(slo_alert_firing.clone()),
             Box::new(duration.clone()),
@@ -191,6 +213,8 @@ impl Metrics {
             slo_alert_firing,
             endpoint_healthy,
             faults_injected,
+            cell_requests,
+            fallbacks,
         })
     }
 
@@ -356,6 +380,21 @@ pub fn render_live(snap: &crate::snapshot::Snapshot, now: u64, out: &mut String)
                     e.breaker.state(now).gauge(),
                 );
             }
+        }
+    }
+    family(
+        out,
+        "ninefold_cell_available",
+        "1 while the cell's cluster has an available endpoint (the cell takes its own keys).",
+    );
+    for set in &snap.cells {
+        for (i, m) in set.members.iter().enumerate() {
+            sample(
+                out,
+                "ninefold_cell_available",
+                &[("cells", &set.name), ("cell", &m.name)],
+                f64::from(u8::from(set.live(i, now))),
+            );
         }
     }
     family(

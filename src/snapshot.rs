@@ -14,6 +14,8 @@ use crate::config::{
 };
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::proxy::bulkhead::{Bulkhead, Scope};
+use crate::proxy::cells::CellSet;
+use crate::proxy::fallback::{RouteFallback, KIND_LABELS};
 use crate::proxy::fault::RouteFaults;
 use crate::upstream::balance::Balancer;
 use crate::upstream::retry::{Budget, Cause};
@@ -66,6 +68,8 @@ pub struct Snapshot {
     pub listeners: Vec<ListenerSnap>,
     /// Clusters, in config order (a reload looks them up by name once, at build).
     pub clusters: Vec<Arc<ClusterSnap>>,
+    /// Cell sets, in config order.
+    pub cells: Vec<Arc<CellSet>>,
 }
 
 /// A compiled listener.
@@ -91,8 +95,13 @@ pub struct RouteSnap {
     pub name: Arc<str>,
     /// Matcher.
     pub matcher: MatchConfig,
-    /// Target cluster.
+    /// Target cluster; for a route to a cell set, the cluster of its default cell (or
+    /// first member), which only names the route's target in logs.
     pub cluster: Arc<ClusterSnap>,
+    /// Target cell set: when set, each request runs on its cell's cluster.
+    pub cells: Option<Arc<CellSet>>,
+    /// The fallback ladder.
+    pub fallback: Option<RouteFallback>,
     /// Timeout until response headers.
     pub timeout: Duration,
     /// Longest silence inside the response body.
@@ -220,6 +229,22 @@ impl Snapshot {
             .collect();
         let by_name: HashMap<&str, &Arc<ClusterSnap>> =
             clusters.iter().map(|c| (&*c.name, c)).collect();
+        let cells = config
+            .cells
+            .iter()
+            .map(|c| {
+                CellSet::build(
+                    c,
+                    |name| by_name.get(name).map(|c| Arc::clone(c)),
+                    |cell, outcome| {
+                        metrics
+                            .cell_requests
+                            .with_label_values(&[&c.name, cell, outcome])
+                    },
+                )
+                .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
 
         let mut listeners = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
@@ -232,9 +257,49 @@ impl Snapshot {
             };
             let mut routes = Vec::new();
             for r in &l.routes {
-                let cluster = by_name.get(r.cluster.as_str()).ok_or_else(|| {
-                    format!("route {:?}: unknown cluster {:?}", r.name, r.cluster)
-                })?;
+                let set = match &r.cells {
+                    Some(name) => Some(
+                        cells
+                            .iter()
+                            .find(|s| &*s.name == name.as_str())
+                            .cloned()
+                            .ok_or_else(|| format!("route {:?}: unknown cells {name:?}", r.name))?,
+                    ),
+                    None => None,
+                };
+                let cluster = match &set {
+                    Some(s) => s
+                        .members
+                        .get(s.default.unwrap_or(0))
+                        .map(|m| &m.cluster)
+                        .ok_or_else(|| format!("cells {:?}: no members", s.name))?,
+                    None => by_name.get(r.cluster.as_str()).copied().ok_or_else(|| {
+                        format!("route {:?}: unknown cluster {:?}", r.name, r.cluster)
+                    })?,
+                };
+                let target_label = match &r.cells {
+                    Some(c) => c.as_str(),
+                    None => r.cluster.as_str(),
+                };
+                let fallback = match &r.fallback {
+                    Some(f) => Some(RouteFallback {
+                        cache_id: format!("{}/{}", l.name, r.name).into(),
+                        cluster: match &f.cluster {
+                            Some(c) => {
+                                Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(|| {
+                                    format!("route {:?}: unknown cluster {c:?}", r.name)
+                                })?))
+                            }
+                            None => None,
+                        },
+                        stale: f.stale,
+                        static_answer: f.static_answer.clone(),
+                        methods: f.methods.clone(),
+                        served: KIND_LABELS
+                            .map(|k| metrics.fallbacks.with_label_values(&[&l.name, &r.name, k])),
+                    }),
+                    None => None,
+                };
                 let route_slo = r.slo.as_deref().and_then(|name| {
                     let d = defs.iter().find(|d| d.name == name)?;
                     Some(RouteSlo {
@@ -247,9 +312,11 @@ impl Snapshot {
                     name: r.name.as_str().into(),
                     matcher: r.matcher.clone(),
                     cluster: Arc::clone(cluster),
+                    cells: set,
+                    fallback,
                     timeout: r.timeout,
                     idle_timeout: r.idle_timeout,
-                    metrics: metrics.route(&l.name, &r.name, &r.cluster, r.slo.as_deref()),
+                    metrics: metrics.route(&l.name, &r.name, target_label, r.slo.as_deref()),
                     slo: route_slo,
                     retry: r.retry,
                     budget: Budget::new(&r.retry),
@@ -313,6 +380,7 @@ impl Snapshot {
             config,
             listeners,
             clusters,
+            cells,
         })
     }
 

@@ -10,12 +10,14 @@
 //! Only a validated `Config` can become a running snapshot.
 
 pub mod breaker;
+pub mod cells;
 pub mod failover;
 pub mod isolation;
 pub mod raw;
 pub mod validate;
 
 pub use breaker::*;
+pub use cells::*;
 pub use failover::*;
 pub use isolation::*;
 pub use validate::*;

@@ -218,6 +218,8 @@ pub struct RawFallback {
     /// A fixed response.
     #[serde(rename = "static")]
     pub static_response: Option<RawStatic>,
+    /// Methods the ladder serves; default GET and HEAD.
+    pub methods: Option<Vec<String>>,
 }
 
 /// `fallback.stale`.
@@ -228,6 +230,10 @@ pub struct RawStale {
     pub max_age: Option<Scalar>,
     /// Cache size.
     pub max_entries: Option<u64>,
+    /// Bytes of answers kept per worker.
+    pub max_bytes: Option<Scalar>,
+    /// Also keep answers to requests with `Authorization` or `Cookie`, keyed by them.
+    pub private: Option<bool>,
 }
 
 /// `fallback.static`.
@@ -240,6 +246,8 @@ pub struct RawStatic {
     pub content_type: Option<String>,
     /// Body text.
     pub body: Option<String>,
+    /// File whose bytes are the body (read when the configuration is loaded).
+    pub body_file: Option<String>,
 }
 
 /// `routes[].faults`.
@@ -432,6 +440,8 @@ pub struct RawCell {
     pub members: Vec<RawCellMember>,
     /// `fail` or `evacuate`.
     pub on_cell_down: Option<String>,
+    /// Member that takes requests without the key (else they get 400).
+    pub default: Option<String>,
 }
 
 /// `cells[].members[]`.

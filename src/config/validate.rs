@@ -7,6 +7,7 @@
 //! setting is never accepted and silently ignored.
 
 use super::breaker::*;
+use super::cells::*;
 use super::failover::*;
 use super::isolation::*;
 use super::raw::*;
@@ -72,6 +73,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Clusters.
     pub clusters: Vec<ClusterConfig>,
+    /// Cell sets.
+    pub cells: Vec<CellSetConfig>,
     /// The file as written: the whole contract, for tools.
     pub raw: RawConfig,
     /// Valid settings whose behaviour is not built yet; `serve` refuses them.
@@ -173,8 +176,12 @@ pub struct RouteConfig {
     pub name: String,
     /// Matcher.
     pub matcher: MatchConfig,
-    /// Target cluster.
+    /// Target cluster; empty when the route targets a cell set.
     pub cluster: String,
+    /// Target cell set, instead of a cluster.
+    pub cells: Option<String>,
+    /// The fallback ladder.
+    pub fallback: Option<FallbackConfig>,
     /// Time until the upstream's response headers.
     pub timeout: Duration,
     /// Longest silence between two frames of the response body.
@@ -485,7 +492,6 @@ pub fn validate(
                     if !cell_names.contains(c.as_str()) {
                         v.err(&format!("{rp}.cells"), format!("unknown cells {c:?}"));
                     }
-                    v.unsupported(&format!("{rp}.cells"), "cell routing");
                     String::new()
                 }
                 (Some(_), Some(_)) => {
@@ -532,10 +538,16 @@ pub fn validate(
                     );
                 }
             }
+            let fallback = r
+                .fallback
+                .as_ref()
+                .map(|f| v.fallback(&format!("{rp}.fallback"), f, &cluster_names, base));
             routes.push(RouteConfig {
                 name,
                 matcher,
                 cluster,
+                cells: r.cells.clone(),
+                fallback,
                 timeout,
                 idle_timeout,
                 slo: r.slo.clone(),
@@ -560,7 +572,7 @@ pub fn validate(
         });
     }
 
-    v.cells(&raw.cells, &cluster_names);
+    let cells = v.cell_sets(&raw.cells, &cluster_names);
     v.slos(&raw.slos);
 
     if v.errors.is_empty() {
@@ -574,6 +586,7 @@ pub fn validate(
             limits,
             listeners,
             clusters,
+            cells,
             raw,
             unsupported: v.unsupported,
             index: index.clone(),
@@ -786,7 +799,7 @@ impl V<'_> {
         }
     }
 
-    fn key(&mut self, path: &str, k: &RawKey) -> Option<HashKey> {
+    pub(super) fn key(&mut self, path: &str, k: &RawKey) -> Option<HashKey> {
         let n = [&k.header, &k.cookie, &k.query]
             .iter()
             .filter(|x| x.is_some())
@@ -1008,52 +1021,10 @@ impl V<'_> {
     }
 
     fn route_extras(&mut self, rp: &str, r: &RawRoute, slos: &HashSet<&str>) {
-        if let Some(f) = &r.fallback {
-            let p = format!("{rp}.fallback");
-            if let Some(s) = &f.stale {
-                self.opt_duration(&format!("{p}.stale.max_age"), s.max_age.as_ref());
-            }
-            self.unsupported(&p, "fallbacks");
-        }
         if let Some(s) = &r.slo {
             if !slos.contains(s.as_str()) {
                 self.err(&format!("{rp}.slo"), format!("unknown slo {s:?}"));
             }
-        }
-    }
-
-    fn cells(&mut self, cells: &[RawCell], clusters: &HashSet<String>) {
-        for (i, c) in cells.iter().enumerate() {
-            let p = format!("cells[{i}]");
-            match &c.key {
-                Some(k) => {
-                    self.key(&format!("{p}.key"), k);
-                }
-                None => self.err(&format!("{p}.key"), "required".into()),
-            }
-            if c.members.is_empty() {
-                self.err(
-                    &format!("{p}.members"),
-                    "must list at least one cell".into(),
-                );
-            }
-            for (j, m) in c.members.iter().enumerate() {
-                if !clusters.contains(&m.cluster) {
-                    self.err(
-                        &format!("{p}.members[{j}].cluster"),
-                        format!("unknown cluster {:?}", m.cluster),
-                    );
-                }
-            }
-            if let Some(o) = &c.on_cell_down {
-                if o != "fail" && o != "evacuate" {
-                    self.err(
-                        &format!("{p}.on_cell_down"),
-                        format!("must be fail or evacuate, got {o:?}"),
-                    );
-                }
-            }
-            self.unsupported(&p, "cells");
         }
     }
 

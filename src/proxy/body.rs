@@ -7,8 +7,11 @@
 //! byte has been relayed. An upstream that stops sending midway is cut after the route's
 //! `idle_timeout` of silence (the idle timer is armed only while a read is actually waiting),
 //! so a stalled body never hangs the client. It also carries the request's
-//! [`Record`], written when the body ends: cleanly, cut by the upstream, or dropped.
+//! [`Record`], written when the body ends: cleanly, cut by the upstream, or dropped,
+//! and, for an answer the route's stale cache may keep, a [`Pending`] copy of the body
+//! that enters the cache only at a clean end (see `proxy::fallback`).
 
+use super::fallback::Pending;
 use super::record::Record;
 pub use crate::upstream::ReqBody;
 use crate::upstream::{pool, InFlight};
@@ -48,6 +51,8 @@ pub struct UpstreamBody {
     armed: bool,
     /// The request's record, written when this body ends (see `proxy::record`).
     pub record: Option<Record>,
+    /// A copy for the stale cache, stored when the body ends cleanly, dropped if not.
+    pub store: Option<Box<Pending>>,
 }
 
 // === impl RespBody ===
@@ -73,6 +78,7 @@ impl RespBody {
             timer: None,
             armed: false,
             record: None,
+            store: None,
         });
         // An empty body (HEAD, 204, 304, Content-Length: 0) has already ended.
         if b.inner.is_end_stream() {
@@ -122,6 +128,11 @@ impl UpstreamBody {
 
     /// The body ended: as the upstream framed it (`ok`), or broken.
     fn end(&mut self, ok: bool) {
+        if let Some(p) = self.store.take() {
+            if ok {
+                p.commit(Instant::now());
+            }
+        }
         if let Some(r) = self.record.take() {
             r.finish_body(ok);
         }
@@ -168,8 +179,11 @@ impl UpstreamBody {
                 self.release();
                 self.end(true);
             }
-            Poll::Ready(Some(Ok(_))) => {
+            Poll::Ready(Some(Ok(f))) => {
                 self.armed = false;
+                if let (Some(p), Some(d)) = (&mut self.store, f.data_ref()) {
+                    p.data(d);
+                }
                 if self.inner.is_end_stream() {
                     self.release();
                     self.end(true);

@@ -45,6 +45,12 @@ pub enum Failure {
     /// The route's or the cluster's bulkhead is full and its queue too, or the wait in
     /// the queue passed `queue_timeout` (503, with `Retry-After: 1`).
     BulkheadFull,
+    /// The route targets a cell set, the request lacks its key, and the set has no
+    /// default cell (400).
+    NoCellKey,
+    /// The request's cell is down and its set fails closed (`on_cell_down: fail`), or
+    /// no cell of the set is live (503).
+    CellDown,
 }
 
 // === impl Failure ===
@@ -58,10 +64,11 @@ impl Failure {
             | Failure::NoEndpoint
             | Failure::NoHealthyEndpoint
             | Failure::CircuitOpen
-            | Failure::BulkheadFull => StatusCode::SERVICE_UNAVAILABLE,
+            | Failure::BulkheadFull
+            | Failure::CellDown => StatusCode::SERVICE_UNAVAILABLE,
             Failure::ConnectFailed | Failure::UpstreamError => StatusCode::BAD_GATEWAY,
             Failure::ConnectTimeout | Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::BadRequest | Failure::BadBody => StatusCode::BAD_REQUEST,
+            Failure::BadRequest | Failure::BadBody | Failure::NoCellKey => StatusCode::BAD_REQUEST,
             Failure::UriTooLong => StatusCode::URI_TOO_LONG,
             Failure::FieldTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
@@ -86,6 +93,8 @@ impl Failure {
             Failure::FieldTooLarge => "header-too-large",
             Failure::UnsupportedCoding => "unsupported-transfer-coding",
             Failure::BulkheadFull => "bulkhead-full",
+            Failure::NoCellKey => "no-cell-key",
+            Failure::CellDown => "cell-down",
         }
     }
 
@@ -136,6 +145,12 @@ impl Failure {
             Failure::BulkheadFull => {
                 r#"{"status":503,"reason":"bulkhead-full","message":"too many requests in progress on this route or cluster; retry later"}"#
             }
+            Failure::NoCellKey => {
+                r#"{"status":400,"reason":"no-cell-key","message":"the request lacks the key that picks its cell"}"#
+            }
+            Failure::CellDown => {
+                r#"{"status":503,"reason":"cell-down","message":"the cell serving this request is down"}"#
+            }
         }
     }
 
@@ -151,6 +166,7 @@ impl Failure {
                 | Failure::UriTooLong
                 | Failure::FieldTooLarge
                 | Failure::UnsupportedCoding
+                | Failure::NoCellKey
         )
     }
 

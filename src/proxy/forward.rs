@@ -61,7 +61,7 @@ pub fn prepare(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
     parts: &mut Parts,
-    body: &Incoming,
+    body: &ReqBody,
 ) -> Result<Option<hyper::upgrade::OnUpgrade>, Failure> {
     let upgrade = is_upgrade(parts);
     let h2 = cluster.protocol == UpstreamProtocol::Http2;

@@ -1,8 +1,8 @@
 //! The request pipeline: the whole life of a request, top to bottom, in [`handle`].
 //!
 //! ```text
-//! snapshot → conformance → route match → faults → route bulkhead → cluster bulkhead → attempts → record
-//!               │ 400/414/501      │ 404       │ abort: its status  │ full: 503 bulkhead-full   │ 502/503/504
+//! snapshot → conformance → route match → cell → faults → bulkheads → attempts → fallback ladder → record
+//!               │ 400/414/501      │ 404     │ 400/503 │ abort    │ 503 full   │ 502/503/504  │ cluster, stale, static
 //! ```
 //!
 //! The record (SLI, metrics, access log) is written when the answer has really ended,
@@ -16,8 +16,10 @@
 
 pub mod body;
 pub mod bulkhead;
+pub mod cells;
 pub mod conform;
 pub mod error;
+pub mod fallback;
 pub mod fault;
 pub mod forward;
 pub mod record;
@@ -86,7 +88,13 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
     // (the client left: 499) or the body breaks after the head.
     let mut record = Record::new(route.clone(), start, log);
 
-    // 4. Faults (drills): a delay holds the request, an abort answers it here; the
+    // 4. Cell: a route to a cell set runs on the cluster of the request's cell.
+    let target = match &route.cells {
+        None => Ok(&route.cluster),
+        Some(set) => pick_cell(set, &parts),
+    };
+
+    // 5. Faults (drills): a delay holds the request, an abort answers it here; the
     //    upstream never sees an aborted request.
     let injected = {
         let active = ctx.shared.faults.load();
@@ -106,37 +114,93 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
         return fault::abort_response(status);
     }
 
-    // 5. Bulkheads: the route's, then its cluster's. The permits ride in the record
-    //    until the answer has ended; a full bulkhead sheds with 503 bulkhead-full.
-    let (cluster, _) = target(route, &parts.method);
-    for b in [route.bulkhead.as_ref(), cluster.bulkhead.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        match b.acquire(Instant::now()).await {
-            Ok(permit) => record.hold(permit),
-            Err(bulkhead::Shed) => {
-                let f = Failure::BulkheadFull;
-                record.head(f.status().as_u16(), None);
-                record.finish(f.status().as_u16(), f.reason(), true);
-                return delayed(f.response(), injected);
+    // 6. What the fallback ladder needs is kept first, and only on routes that have
+    //    one: the head (to ask another cluster, and to key the stale cache).
+    let ladder = route.fallback.as_ref().filter(|f| f.serves(&parts.method));
+    // Only the cluster and stale rungs read the head: a static-only ladder copies nothing.
+    let kept = ladder
+        .filter(|f| f.cluster.is_some() || f.stale.is_some())
+        .map(|_| head_of(&parts));
+    let bodiless = http_body::Body::is_end_stream(&body);
+
+    // 7. Bulkheads (the route's, then its cluster's; the permits ride in the record
+    //    until the answer has ended; a full one sheds with 503 bulkhead-full), then the
+    //    attempt loop, within the route's timeout.
+    let result = match target {
+        Ok(cell_cluster) => {
+            if route.cells.is_some() {
+                record.cluster(&cell_cluster.name);
+            }
+            let (cluster, zone) = split(route, cell_cluster, &parts.method);
+            let mut shed = false;
+            for b in [route.bulkhead.as_ref(), cluster.bulkhead.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                match b.acquire(Instant::now()).await {
+                    Ok(permit) => record.hold(permit),
+                    Err(bulkhead::Shed) => {
+                        shed = true;
+                        break;
+                    }
+                }
+            }
+            if shed {
+                Err((Failure::BulkheadFull, None))
+            } else {
+                let run = attempts(ctx, route, cluster, zone, parts, ReqBody::Stream(body));
+                tokio::time::timeout(route.timeout, run)
+                    .await
+                    .unwrap_or(Err((Failure::Timeout, None)))
+                    .map(|(r, n)| (r, Some(n)))
             }
         }
+        Err(f) => Err((f, None)),
+    };
+
+    // 8. Fallback ladder, when the cluster failed, shed or broke and the route has one.
+    let (result, degraded) = match ladder {
+        Some(f) if needs_fallback(&result) => {
+            fallback_ladder(ctx, route, f, kept.as_ref(), bodiless, result).await
+        }
+        _ => (result, None),
+    };
+    if let (Some(fallback::Kind::Cluster), Some(c)) =
+        (degraded, ladder.and_then(|f| f.cluster.as_ref()))
+    {
+        record.cluster(&c.name);
     }
 
-    // 6. Forward: the attempt loop, within the route's timeout.
-    let result = tokio::time::timeout(route.timeout, attempts(ctx, route, parts, body))
-        .await
-        .unwrap_or(Err((Failure::Timeout, None)));
-
-    // 7. The answer, and its record: now for an answer the gateway made or a body
+    // 9. The answer, and its record: now for an answer the gateway made or a body
     //    that has already ended, else when the body ends.
     let resp = match result {
         Ok((mut resp, name)) => {
-            record.head(resp.status().as_u16(), Some(&name));
+            let status = resp.status();
+            record.head(status.as_u16(), name.as_ref());
+            // A good answer from an upstream may be kept for the stale rung.
+            let store = match (ladder, &kept, degraded) {
+                (Some(f), Some(h), None | Some(fallback::Kind::Cluster)) => {
+                    f.pending(&h.method, &h.uri, &h.headers, status, resp.headers())
+                }
+                _ => None,
+            };
             match resp.body_mut() {
-                RespBody::Upstream(b) if !b.ended() => b.record = Some(record),
-                _ => record.finish_body(true),
+                RespBody::Upstream(b) if !b.ended() => {
+                    b.store = store;
+                    b.record = Some(record);
+                }
+                RespBody::Upstream(_) => {
+                    if let Some(p) = store {
+                        p.commit(Instant::now());
+                    }
+                    record.finish_body(true);
+                }
+                // A gateway-made answer of the ladder: good for an SLO only if the
+                // SLO counts its status as good (see docs/failover.md).
+                RespBody::Full(_) => match degraded {
+                    Some(k) => record.finish(status.as_u16(), k.reason(), false),
+                    None => record.finish_body(true),
+                },
             }
             resp
         }
@@ -159,32 +223,117 @@ fn delayed(mut resp: Response<RespBody>, injected: fault::Injected) -> Response<
     resp
 }
 
-/// The cluster a request goes to (writes may go to another cluster or zone), and the
-/// zone it is kept to, if any.
-fn target<'r>(route: &'r RouteSnap, method: &Method) -> (&'r Arc<ClusterSnap>, Option<&'r str>) {
+/// The read/write split: the cluster a request goes to (writes may go to another
+/// cluster, or to one zone of `base`, the route's or its cell's cluster), and the zone
+/// it is kept to, if any.
+fn split<'r>(
+    route: &'r RouteSnap,
+    base: &'r Arc<ClusterSnap>,
+    method: &Method,
+) -> (&'r Arc<ClusterSnap>, Option<&'r str>) {
     let write = !matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     );
     match (&route.write_cluster, write) {
         (Some(c), true) => (c, None),
-        _ => (
-            &route.cluster,
-            route.write_zone.as_deref().filter(|_| write),
-        ),
+        _ => (base, route.write_zone.as_deref().filter(|_| write)),
     }
 }
 
-/// The attempt loop: pick an endpoint → forward within `per_try_timeout` → classify →
-/// retry elsewhere when that is safe, allowed and within budget (see
-/// `upstream::retry`). Returns the answer and the endpoint that gave it.
+/// An answer: the response and the endpoint that gave it (none for one the gateway
+/// made), or the failure and the endpoint that failed.
+type Outcome = Result<(Response<RespBody>, Option<Arc<str>>), (Failure, Option<Arc<str>>)>;
+
+/// The cluster of the request's cell, counting the request against its home cell.
+fn pick_cell<'a>(
+    set: &'a cells::CellSet,
+    parts: &http::request::Parts,
+) -> Result<&'a Arc<ClusterSnap>, Failure> {
+    let key = route::hash_key(&set.key, parts);
+    let now = now_ms();
+    match set.pick(key, |i| set.live(i, now)) {
+        Ok((serve, home, outcome)) => {
+            set.members[home].requests[outcome as usize].inc();
+            Ok(&set.members[serve].cluster)
+        }
+        Err((home, why)) => {
+            if let Some(h) = home {
+                set.members[h].requests[cells::Outcome::CellDown as usize].inc();
+            }
+            Err(match why {
+                cells::NoCell::NoKey => Failure::NoCellKey,
+                cells::NoCell::Down => Failure::CellDown,
+            })
+        }
+    }
+}
+
+/// Whether an outcome calls for the fallback ladder: a gateway failure (not the
+/// client's fault) or an upstream 5xx.
+fn needs_fallback(r: &Outcome) -> bool {
+    match r {
+        Ok((resp, _)) => resp.status().is_server_error(),
+        Err((f, _)) => !f.is_client_fault() && *f != Failure::ListenerGone,
+    }
+}
+
+/// Tries the rungs in order (another cluster, stale, static); the first that answers
+/// wins. Without an answer from any rung, the cluster's own outcome stands.
+async fn fallback_ladder(
+    ctx: &ConnCtx,
+    route: &RouteSnap,
+    f: &fallback::RouteFallback,
+    head: Option<&Head>,
+    bodiless: bool,
+    primary: Outcome,
+) -> (Outcome, Option<fallback::Kind>) {
+    use fallback::Kind;
+    // Another cluster: the request again, which needs its body again; a request with
+    // a body skips this rung (the body went to the first cluster).
+    if let (Some(cluster), Some(head), true) = (&f.cluster, head, bodiless) {
+        let run = attempts(
+            ctx,
+            route,
+            cluster,
+            None,
+            rebuild(head),
+            ReqBody::Full(None),
+        );
+        if let Ok(Ok((resp, name))) = tokio::time::timeout(route.timeout, run).await {
+            if !resp.status().is_server_error() {
+                f.count(Kind::Cluster);
+                return (
+                    Ok((fallback::degraded(resp, Kind::Cluster), Some(name))),
+                    Some(Kind::Cluster),
+                );
+            }
+        }
+    }
+    if let Some(resp) = head.and_then(|h| f.stale(&h.method, &h.uri, &h.headers, Instant::now())) {
+        f.count(Kind::Stale);
+        return (Ok((resp, None)), Some(Kind::Stale));
+    }
+    if let Some(resp) = f.static_answer() {
+        f.count(Kind::Static);
+        return (Ok((resp, None)), Some(Kind::Static));
+    }
+    (primary, None)
+}
+
+/// The attempt loop on `cluster` (the route's, its cell's, its write cluster or a
+/// fallback cluster; `zone` restricts it to one zone's endpoints): pick an endpoint →
+/// forward within `per_try_timeout` → classify → retry elsewhere when that is safe,
+/// allowed and within budget (see `upstream::retry`). Returns the answer and the
+/// endpoint that gave it.
 async fn attempts(
     ctx: &ConnCtx,
     route: &RouteSnap,
+    cluster: &ClusterSnap,
+    zone: Option<&str>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: ReqBody,
 ) -> Result<(Response<RespBody>, Arc<str>), (Failure, Option<Arc<str>>)> {
-    let (cluster, zone) = target(route, &parts.method);
     let cfg = &route.retry;
     let now = now_ms();
     // The cluster's breaker, before anything else: open, it answers at once.
@@ -214,12 +363,15 @@ async fn attempts(
     let repeatable = may_retry && retry::repeatable(&parts.method, &parts.headers, cfg);
     let sent_causes = cfg.on.reset || cfg.on.timeout || cfg.on.statuses != 0;
     let head_copy = (repeatable && sent_causes).then(|| head_of(&parts));
-    let mut body = if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) {
-        keep_for_replay(body, cfg.buffer)
-            .await
-            .map_err(|f| (f, None))?
-    } else {
-        ReqBody::Stream(body)
+    let mut body = match body {
+        ReqBody::Stream(b)
+            if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) =>
+        {
+            keep_for_replay(b, cfg.buffer)
+                .await
+                .map_err(|f| (f, None))?
+        }
+        b => b,
     };
     let replay = match &body {
         ReqBody::Full(b) => Some(b.clone()),

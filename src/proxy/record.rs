@@ -53,6 +53,9 @@ pub struct LogLine {
     method: http::Method,
     uri: http::Uri,
     endpoint: Option<Arc<str>>,
+    /// The cluster that answered when it is not the route's own (a cell's, a fallback
+    /// cluster's).
+    cluster: Option<Arc<str>>,
 }
 
 // === impl Record ===
@@ -93,6 +96,14 @@ impl Record {
         }
     }
 
+    /// Notes the cluster the request runs on, when it is not the route's own (a cell's
+    /// or a fallback cluster's), for the access log.
+    pub fn cluster(&mut self, name: &Arc<str>) {
+        if let Some(log) = &mut self.log {
+            log.cluster = Some(name.clone());
+        }
+    }
+
     /// Writes the record: the answer ended with `status`; `reason` is empty for an
     /// upstream's own answer, else the gateway's reason. `gateway_failure` marks an
     /// answer the gateway made because the upstream failed: never good for an SLO.
@@ -128,7 +139,7 @@ impl Record {
             access_log(
                 log,
                 &route.name,
-                &route.cluster.name,
+                log.cluster.as_deref().unwrap_or(&route.cluster.name),
                 status,
                 self.start,
                 reason,
@@ -165,6 +176,7 @@ impl LogLine {
                 method: method.clone(),
                 uri: uri.clone(),
                 endpoint: None,
+                cluster: None,
             })
         })
     }

@@ -17,14 +17,20 @@
 //! - `breaker`: the circuit breaker tripping, probing, closing, forced by the admin API.
 //! - `ops`: uncoloured logs on a pipe, the access log's queue, the open-files limit.
 //! - `isolation`: bulkheads (a hanging route beside a healthy one) and fault injection.
+//! - `cells`: cell routing by key, isolation and evacuation of a dead cell.
+//! - `fallback`: the fallback ladder (another cluster, stale, static) and its privacy rules.
 
 mod admin;
 mod balance;
 // The circuit breaker: trip, probes per open time, recovery, admin calls, state export.
 mod breaker;
 mod calc;
+// Cells: four cells on four clusters, one goes down (fail isolates, evacuate re-homes).
+mod cells;
 mod config;
 mod failover;
+// The fallback ladder: cluster, stale (connect failure, 5xx, timeout), static; privacy.
+mod fallback;
 // Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
 mod conformance;
 // Active health checks against real backends and refusing ports.

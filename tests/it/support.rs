@@ -255,12 +255,27 @@ pub fn check(yaml: &str) -> (i32, String, String) {
 ///   `{"status":"ok","checks":{"db":"ok"}}` at first); not counted in `hits`.
 /// - POST anything: answers with the byte count of the body (streamed, never held).
 /// - anything else: JSON with the backend's name and the request's headers.
+/// - a query parameter `h=NAME:VALUE` adds that response header (e.g.
+///   `h=cache-control:private`), on any path.
+///
+/// [`Backend::fail_with`] and [`Backend::delay`] turn a healthy backend into a failing
+/// or slow one for the same URLs (the fallback tests need the same URL to go bad).
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU64>,
     health: Arc<Mutex<(u16, String)>>,
+    ctl: Arc<Ctl>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Misbehaviour switched on at run time.
+#[derive(Default)]
+struct Ctl {
+    /// Status answered to every request but `/health`; 0: behave.
+    fail: std::sync::atomic::AtomicU16,
+    /// Milliseconds to wait before answering; 0: none.
+    delay_ms: AtomicU64,
 }
 
 /// The body of a passing `/health`, in the seed's shape.
@@ -276,9 +291,11 @@ impl Backend {
         let addr = l.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
         let health = Arc::new(Mutex::new((200, HEALTH_OK.to_owned())));
+        let ctl = Arc::new(Ctl::default());
         let name_s: Arc<str> = name.into();
         let h = hits.clone();
         let hl = health.clone();
+        let cl = ctl.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = l.accept().await else {
@@ -287,11 +304,13 @@ impl Backend {
                 let name = name_s.clone();
                 let hits = h.clone();
                 let health = hl.clone();
+                let ctl = cl.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let name = name.clone();
                         let hits = hits.clone();
                         let health = health.clone();
+                        let ctl = ctl.clone();
                         async move {
                             if req.uri().path() == "/health" {
                                 let (code, body) = health.lock().unwrap().clone();
@@ -303,7 +322,36 @@ impl Backend {
                                         .unwrap(),
                                 );
                             }
-                            Ok::<_, Infallible>(backend_answer(&name, &hits, req).await)
+                            let delay = ctl.delay_ms.load(Ordering::Relaxed);
+                            if delay > 0 {
+                                tokio::time::sleep(Duration::from_millis(delay)).await;
+                            }
+                            let fail = ctl.fail.load(Ordering::Relaxed);
+                            if fail > 0 {
+                                hits.fetch_add(1, Ordering::Relaxed);
+                                return Ok(Response::builder()
+                                    .status(fail)
+                                    .header("x-backend", &*name)
+                                    .body(full("failing"))
+                                    .unwrap());
+                            }
+                            let extra: Vec<(String, String)> = req
+                                .uri()
+                                .query()
+                                .unwrap_or("")
+                                .split('&')
+                                .filter_map(|kv| kv.strip_prefix("h="))
+                                .filter_map(|h| h.split_once(':'))
+                                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                                .collect();
+                            let mut resp = backend_answer(&name, &hits, req).await;
+                            for (k, v) in extra {
+                                resp.headers_mut().append(
+                                    hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                    v.parse().unwrap(),
+                                );
+                            }
+                            Ok::<_, Infallible>(resp)
                         }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
@@ -317,8 +365,21 @@ impl Backend {
             addr,
             hits,
             health,
+            ctl,
             task,
         }
+    }
+
+    /// Answers `status` to every request but `/health` from now on (0: behave again).
+    pub fn fail_with(&self, status: u16) {
+        self.ctl.fail.store(status, Ordering::Relaxed);
+    }
+
+    /// Waits `d` before every answer from now on (zero: no wait).
+    pub fn delay(&self, d: Duration) {
+        self.ctl
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Sets what `/health` answers from now on.

@@ -334,7 +334,8 @@ async fn decision_table_examples_pass_deny_warnings_and_say_whether_they_serve()
             let gw =
                 Gateway::try_start(&yaml).unwrap_or_else(|e| panic!("{name} does not serve: {e}"));
             for listener in gw.listeners.keys() {
-                let r = get(&gw.url(listener, "/")).await;
+                // The cell key of the cells example; other examples ignore it.
+                let r = get_with(&gw.url(listener, "/"), &[("x-user-id", "42")]).await;
                 assert_eq!(r.status, 200, "{name}: listener {listener}: {r:?}");
                 assert_eq!(r.header("x-backend"), Some(name));
             }

@@ -136,18 +136,19 @@ listeners:
     routes:
       - match: {path_prefix: /}
         cluster: api
-        fallback: {cluster: api}
 clusters:
-  - {name: api, endpoints: [{address: 127.0.0.1:9001}]}
+  - {name: api, endpoints: [{address: 127.0.0.1:9001}], health_check: {postgres: {role: primary}}}
 ";
     // check accepts it (tools read the whole contract) and says what serve will refuse.
     let (code, out, _) = check(yaml);
     assert_eq!(code, 0);
-    assert!(out.contains("listeners[0].routes[0].fallback"), "{out}");
+    assert!(out.contains("clusters[0].health_check.postgres"), "{out}");
     let err = Gateway::try_start(yaml).err().expect("serve must refuse");
     assert!(
-        err.contains(":8:")
-            && err.contains("listeners[0].routes[0].fallback: fallbacks is not built yet"),
+        err.contains(":9:")
+            && err.contains(
+                "clusters[0].health_check.postgres: PostgreSQL health checks is not built yet"
+            ),
         "{err}"
     );
 }

@@ -67,8 +67,8 @@ async fn a_bad_reload_is_refused_and_the_old_config_keeps_serving() {
     // A setting serve does not run is refused the same way.
     gw.rewrite(&simple_config(
         &[&a],
+        "    health_check: {postgres: {role: primary}}\n",
         "",
-        "        fallback: {cluster: app}",
     ));
     let r = post(&gw.admin_url("/api/v1/reload"), None).await;
     assert_eq!(r.status, 422);

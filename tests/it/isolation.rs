@@ -100,8 +100,10 @@ async fn isolation_a_hanging_route_does_not_hurt_another() {
     let (unloaded, errors) = p99_apart(&b_url, 400).await;
     assert_eq!(errors, 0);
 
-    // 60 clients hammer A. A shed client backs off 100 ms (a tenth of the Retry-After it
-    // was given, to keep the pressure on) and tries again: some 400 sheds a second.
+    // 60 clients hammer A: 20 hold its bulkhead's slots, the others are shed and come
+    // back after the `Retry-After: 1` they are given, as well-behaved clients do (a
+    // tighter loop measures how 2 shared cores schedule the test's own clients, not
+    // the gateway's isolation).
     let shed = Arc::new(AtomicU64::new(0));
     let other = Arc::new(AtomicU64::new(0));
     let a_url = gw.url("web", "/slow/10000");
@@ -125,7 +127,7 @@ async fn isolation_a_hanging_route_does_not_hurt_another() {
                 };
                 let n = if full { &shed } else { &other };
                 n.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }));
     }

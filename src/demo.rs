@@ -12,6 +12,13 @@
 //! would: the gateway sees refused connects and resets, retries them on another
 //! endpoint and ejects the dead one. A revived backend binds its old address again.
 //! Killing the last live backend is refused, since nothing would be left to revive it.
+//!
+//! The same kill shows isolation and degradation: `/users` routes by `x-user-id` to one
+//! of three cells (one per backend), so killing a backend takes exactly its cell down
+//! while the other cells' users keep getting answers; `/catalog` depends on the last
+//! backend alone, behind a circuit breaker, and falls back to the last good answer
+//! (stale) or a static one, marked `x-ninefold-degraded`; the `api` route accepts
+//! header-triggered faults, and run-time faults with a ttl through the admin API.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -223,6 +230,28 @@ pub fn config_text(listen: SocketAddr, admin: SocketAddr, backends: &[Backend]) 
         .iter()
         .map(|b| format!("      - {{address: {}, zone: {}}}\n", b.addr, b.zone))
         .collect();
+    // One cell per backend, each its own cluster with a quick TCP check, so a killed
+    // backend takes exactly its cell down.
+    let cell_clusters: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "  - name: cell{n}\n    health_check: {{tcp: {{}}, interval: 1s, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1}}\n    endpoints: [{{address: {addr}}}]\n",
+                n = i + 1,
+                addr = b.addr
+            )
+        })
+        .collect();
+    let cell_members: String = (1..=backends.len())
+        .map(|n| format!("{{name: cell-{n}, cluster: cell{n}}}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The catalog depends on the last backend alone, behind a breaker, with a stale
+    // and a static rung to fall back on.
+    let catalog = backends
+        .last()
+        .map_or_else(String::new, |b| b.addr.to_string());
     format!(
         "# ninefold demo configuration (generated)
 admin:
@@ -237,17 +266,35 @@ listeners:
         match: {{path_prefix: /sticky}}
         cluster: sticky
         timeout: 5s
+      - name: catalog
+        match: {{path_prefix: /catalog}}
+        cluster: catalog
+        timeout: 2s
+        retry: {{attempts: 1}}
+        fallback:
+          stale: {{max_age: 10m}}
+          static: {{status: 200, content_type: application/json, body: '{{\"items\":[],\"degraded\":true}}'}}
+      - name: users
+        match: {{path_prefix: /users}}
+        cells: users
+        timeout: 2s
       - name: api
         match: {{path_prefix: /}}
         cluster: api
         timeout: 5s
         retry: {{attempts: 3, on: [connect-failure, refused-stream, reset, 503], budget: 20%}}
+        faults: {{allow_header: true}}
         slo: api-availability
 slos:
   - name: api-availability
     objective: 99.9%
     window: 30d
     indicator: {{type: availability, good_status: [2xx, 3xx, 4xx]}}
+cells:
+  - name: users
+    key: {{header: x-user-id}}
+    on_cell_down: fail
+    members: [{cell_members}]
 clusters:
   - name: api
     lb: round_robin
@@ -258,6 +305,9 @@ clusters:
     lb: consistent_hash
     hash_on: {{header: x-user-id}}
     endpoints:
-{eps}"
+{eps}  - name: catalog
+    circuit_breaker: {{consecutive_failures: 3, open_for: 10s, half_open_probes: 1}}
+    endpoints: [{{address: {catalog}}}]
+{cell_clusters}"
     )
 }

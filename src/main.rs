@@ -322,6 +322,22 @@ fn print_demo(web: SocketAddr, admin: SocketAddr, backends: &[ninefold::demo::Ba
         println!("  curl -s -X POST http://{admin}/api/v1/clusters/api/endpoints/{addr}/drain");
         println!("  curl -s -X POST http://{admin}/api/v1/clusters/api/endpoints/{addr}/enable");
     }
+    if let Some(b) = backends.last() {
+        let name = b.name;
+        println!();
+        println!("Isolation and degradation (README: \"Watch a failure stay contained\"):");
+        println!("  curl -s http://{web}/catalog                  # a good answer, kept for the stale rung");
+        println!("  for u in 1 2 3 4 5 6; do curl -s -o /dev/null -w \"user $u: %{{http_code}}\\n\" -H \"x-user-id: $u\" http://{web}/users; done");
+        println!("  curl -s -X POST http://{web}/demo/kill/{name}     # one cell down, the catalog's backend gone");
+        println!("  (the users loop again: one cell's users get 503 cell-down, the others 200)");
+        println!("  curl -si http://{web}/catalog | grep -i 'x-ninefold'   # stale, then the breaker opens");
+        println!("  curl -s http://{admin}/metrics | grep ninefold_circuit_state");
+        println!(
+            "  curl -si -H 'x-ninefold-fault: abort=503' http://{web}/api    # a fault on demand"
+        );
+        println!("  curl -s -X POST -d '{{\"route\":\"api\",\"abort\":{{\"percent\":50,\"status\":503}},\"ttl\":\"30s\"}}' http://{admin}/api/v1/faults");
+        println!("  curl -s -X POST http://{web}/demo/revive/{name}");
+    }
     println!();
     println!("Ctrl-C drains and stops.");
 }

@@ -248,7 +248,17 @@ async fn metrics_export_live_endpoint_cluster_and_budget_state() {
 
 /// `ninefold demo`, started and read until ready: (process, proxy address, admin
 /// address).
-fn start_demo() -> (std::process::Child, String, String) {
+/// A `ninefold demo` process, killed when dropped (also when a test panics).
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_demo() -> (Demo, String, String) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(bin())
         .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
@@ -280,7 +290,7 @@ fn start_demo() -> (std::process::Child, String, String) {
             .to_owned()
     };
     (
-        child,
+        Demo(child),
         find("ninefold: listener web on "),
         find("ninefold: admin on "),
     )
@@ -291,7 +301,7 @@ fn start_demo() -> (std::process::Child, String, String) {
 /// revive and enable it, see it serve again.
 #[tokio::test]
 async fn demo_kill_and_revive_keep_traffic_flowing() {
-    let (mut child, web, admin) = start_demo();
+    let (_demo, web, admin) = start_demo();
     let api = format!("http://{web}/api/x");
     let state = || async {
         let s = get(&format!("http://{admin}/api/v1/state")).await.json();
@@ -362,8 +372,6 @@ async fn demo_kill_and_revive_keep_traffic_flowing() {
         }
     }
     assert!(back, "api-a1 did not come back");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The demo's isolation and degradation walkthrough (README: "Watch a failure stay
@@ -373,7 +381,7 @@ async fn demo_kill_and_revive_keep_traffic_flowing() {
 /// admin API with a ttl.
 #[tokio::test]
 async fn demo_shows_a_failure_contained_and_degraded_answers() {
-    let (mut child, web, admin) = start_demo();
+    let (_demo, web, admin) = start_demo();
     let user = |u: u32| {
         let url = format!("http://{web}/users");
         async move { get_with(&url, &[("x-user-id", &u.to_string())]).await }
@@ -471,6 +479,4 @@ async fn demo_shows_a_failure_contained_and_degraded_answers() {
         Some(1),
         "{list}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }

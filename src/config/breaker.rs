@@ -6,7 +6,7 @@
 //! `max_open_for` shorter than `open_for`, an unknown failure condition. Defaults are
 //! those of `docs/failover.md`, with the reasons there.
 
-use super::failover::RetryOn;
+use super::failover::{RetryOn, ALL_5XX};
 use super::raw::*;
 use super::validate::V;
 use std::time::Duration;
@@ -88,7 +88,6 @@ impl Default for BreakerConfig {
 }
 
 /// Every status 500..=599, one bit each.
-const ALL_5XX: u128 = u128::MAX >> 28;
 
 // === impl BreakerScope ===
 
@@ -135,31 +134,7 @@ impl V<'_> {
         }
         let on = match &b.on {
             None => d.on,
-            Some(list) => {
-                let mut on = RetryOn::default();
-                for (i, c) in list.iter().enumerate() {
-                    match c.0.trim() {
-                        "connect-failure" => on.connect_failure = true,
-                        "reset" => on.reset = true,
-                        "timeout" => on.timeout = true,
-                        "5xx" => on.statuses = ALL_5XX,
-                        "gateway-error" => {
-                            for s in [502, 503, 504] {
-                                on.statuses |= 1 << (s - 500);
-                            }
-                        }
-                        other => match other.parse::<u16>() {
-                            Ok(s) if (500..600).contains(&s) => on.statuses |= 1 << (s - 500),
-                            _ => self.err_hint(
-                                &format!("{p}.on[{i}]"),
-                                format!("unknown failure condition {other:?}"),
-                                "use connect-failure, reset, timeout, 5xx, gateway-error or a 5xx status",
-                            ),
-                        },
-                    }
-                }
-                on
-            }
+            Some(list) => self.conditions(&format!("{p}.on"), list, false),
         };
         let scope = match b.scope.as_deref() {
             None | Some("endpoint") => BreakerScope::Endpoint,

@@ -112,6 +112,9 @@ impl Default for OutlierConfig {
     }
 }
 
+/// Every status 500..=599 as a [`RetryOn::statuses`] bit set.
+pub const ALL_5XX: u128 = u128::MAX >> 28;
+
 /// What allows a retry (`retry.on`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RetryOn {
@@ -336,32 +339,7 @@ impl V<'_> {
         };
         let on = match &r.on {
             None => d.on,
-            Some(list) => {
-                let mut on = RetryOn::default();
-                for (i, c) in list.iter().enumerate() {
-                    match c.0.trim() {
-                        "connect-failure" => on.connect_failure = true,
-                        "refused-stream" => on.refused_stream = true,
-                        "reset" => on.reset = true,
-                        "timeout" => on.timeout = true,
-                        "5xx" => on.statuses = u128::MAX >> 28,
-                        "gateway-error" => {
-                            for s in [502, 503, 504] {
-                                on.statuses |= 1 << (s - 500);
-                            }
-                        }
-                        other => match other.parse::<u16>() {
-                            Ok(s) if (500..600).contains(&s) => on.statuses |= 1 << (s - 500),
-                            _ => self.err_hint(
-                                &format!("{p}.on[{i}]"),
-                                format!("unknown retry condition {other:?}"),
-                                "use connect-failure, refused-stream, reset, timeout, 5xx, gateway-error or a 5xx status",
-                            ),
-                        },
-                    }
-                }
-                on
-            }
+            Some(list) => self.conditions(&format!("{p}.on"), list, true),
         };
         let backoff_base = r
             .backoff
@@ -415,6 +393,41 @@ impl V<'_> {
                 None
             }
         }
+    }
+
+    /// A list of failure conditions (`retry.on`, `circuit_breaker.on`): connect-failure,
+    /// reset, timeout, 5xx, gateway-error, a 5xx status, and refused-stream where
+    /// `refused_stream` allows it (a breaker does not count a stream the upstream
+    /// refused before processing it).
+    pub(super) fn conditions(&mut self, p: &str, list: &[Scalar], refused_stream: bool) -> RetryOn {
+        let mut on = RetryOn::default();
+        for (i, c) in list.iter().enumerate() {
+            match c.0.trim() {
+                "connect-failure" => on.connect_failure = true,
+                "refused-stream" if refused_stream => on.refused_stream = true,
+                "reset" => on.reset = true,
+                "timeout" => on.timeout = true,
+                "5xx" => on.statuses = ALL_5XX,
+                "gateway-error" => {
+                    for s in [502, 503, 504] {
+                        on.statuses |= 1 << (s - 500);
+                    }
+                }
+                other => match other.parse::<u16>() {
+                    Ok(s) if (500..600).contains(&s) => on.statuses |= 1 << (s - 500),
+                    _ => self.err_hint(
+                        &format!("{p}[{i}]"),
+                        format!("unknown condition {other:?}"),
+                        if refused_stream {
+                            "use connect-failure, refused-stream, reset, timeout, 5xx, gateway-error or a 5xx status"
+                        } else {
+                            "use connect-failure, reset, timeout, 5xx, gateway-error or a 5xx status"
+                        },
+                    ),
+                },
+            }
+        }
+        on
     }
 
     pub(super) fn at_least_one(&mut self, path: &str, v: Option<u32>, default: u32) -> u32 {

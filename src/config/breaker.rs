@@ -87,8 +87,6 @@ impl Default for BreakerConfig {
     }
 }
 
-/// Every status 500..=599, one bit each.
-
 // === impl BreakerScope ===
 
 impl BreakerScope {

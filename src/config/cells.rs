@@ -305,22 +305,7 @@ impl V<'_> {
         });
         let methods = match &f.methods {
             None => vec![Method::GET, Method::HEAD],
-            Some(ms) => ms
-                .iter()
-                .enumerate()
-                .filter_map(
-                    |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
-                        Ok(m) => Some(m),
-                        Err(_) => {
-                            self.err(
-                                &format!("{p}.methods[{i}]"),
-                                format!("invalid method {s:?}"),
-                            );
-                            None
-                        }
-                    },
-                )
-                .collect(),
+            Some(ms) => self.methods(&format!("{p}.methods"), ms),
         };
         if f.cluster.is_none() && f.stale.is_none() && f.static_response.is_none() {
             self.err_hint(

@@ -970,6 +970,22 @@ impl V<'_> {
         }
     }
 
+    /// A list of HTTP methods (any case); each invalid one is an error at its index.
+    pub(super) fn methods(&mut self, p: &str, list: &[String]) -> Vec<Method> {
+        list.iter()
+            .enumerate()
+            .filter_map(
+                |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        self.err(&format!("{p}[{i}]"), format!("invalid method {s:?}"));
+                        None
+                    }
+                },
+            )
+            .collect()
+    }
+
     fn matcher(&mut self, p: &str, m: &RawMatch) -> MatchConfig {
         for (key, val) in [("path_prefix", &m.path_prefix), ("path", &m.path)] {
             if let Some(v) = val {
@@ -981,23 +997,10 @@ impl V<'_> {
                 }
             }
         }
-        let methods = m.methods.as_ref().map(|ms| {
-            ms.iter()
-                .enumerate()
-                .filter_map(
-                    |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
-                        Ok(m) => Some(m),
-                        Err(_) => {
-                            self.err(
-                                &format!("{p}.methods[{i}]"),
-                                format!("invalid method {s:?}"),
-                            );
-                            None
-                        }
-                    },
-                )
-                .collect()
-        });
+        let methods = m
+            .methods
+            .as_ref()
+            .map(|ms| self.methods(&format!("{p}.methods"), ms));
         let mut headers = Vec::new();
         for (k, val) in m.headers.iter().flatten() {
             match (

@@ -25,6 +25,7 @@
 //! An operator can force the breaker open or closed (the admin API); a forced state
 //! holds until reset, and outcomes recorded meanwhile change nothing.
 
+use super::ring::SecondRing;
 use crate::config::BreakerConfig;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -126,15 +127,8 @@ pub struct Breaker {
     probes_passed: AtomicU32,
     /// Failures in a row while closed.
     consecutive: AtomicU32,
-    slots: [Slot; SLOTS],
-}
-
-/// One second of history: which second it counts, and (requests << 32 | failures), so
-/// one `fetch_add` counts both.
-#[derive(Debug, Default)]
-struct Slot {
-    second: AtomicU64,
-    counts: AtomicU64,
+    /// Per-second (requests, failures), for the failure rate.
+    history: SecondRing<SLOTS>,
 }
 
 // === impl State ===
@@ -210,7 +204,7 @@ impl Breaker {
             probes_left: AtomicU32::new(0),
             probes_passed: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
-            slots: std::array::from_fn(|_| Slot::default()),
+            history: SecondRing::default(),
         }
     }
 
@@ -436,42 +430,16 @@ impl Breaker {
 
     /// (requests, failures) over the last `window_secs` seconds.
     pub fn window(&self, window_secs: u64, now: u64) -> (u64, u64) {
-        let sec = now / 1000;
-        let (mut total, mut failed) = (0, 0);
-        for s in &self.slots {
-            let at = s.second.load(Ordering::Acquire);
-            if at <= sec && at + window_secs > sec {
-                let c = s.counts.load(Ordering::Relaxed);
-                total += c >> 32;
-                failed += c & 0xffff_ffff;
-            }
-        }
-        (total, failed)
+        self.history.sum(now, window_secs)
     }
 
     fn count(&self, failure: bool, now: u64) {
-        let sec = now / 1000;
-        let slot = &self.slots[(sec % SLOTS as u64) as usize];
-        let seen = slot.second.load(Ordering::Acquire);
-        if seen != sec
-            && slot
-                .second
-                .compare_exchange(seen, sec, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            // Reused for a new second. A count added by a racing request in between
-            // may be lost: the rate is an estimate and errs by a request.
-            slot.counts.store(0, Ordering::Relaxed);
-        }
-        slot.counts
-            .fetch_add((1 << 32) | u64::from(failure), Ordering::Relaxed);
+        self.history.add(now, 1, u32::from(failure));
     }
 
     fn clear_history(&self) {
         self.consecutive.store(0, Ordering::Relaxed);
-        for s in &self.slots {
-            s.counts.store(0, Ordering::Relaxed);
-        }
+        self.history.clear();
     }
 
     /// Closed → Open, for `open_for`.

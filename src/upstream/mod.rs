@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod health;
 pub mod pool;
 pub mod retry;
+pub mod ring;
 pub mod select;
 
 pub use endpoint::*;

@@ -21,9 +21,9 @@
 //! 503's `Retry-After` (in seconds) replaces it when it fits in the time left.
 //! Every function takes `now` (ms) and a random draw, so it is tested without sleeps.
 
+use super::ring::SecondRing;
 use crate::config::RetryConfig;
 use http::{HeaderMap, Method};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Seconds of history the budget looks at.
@@ -44,20 +44,12 @@ pub enum Cause {
     Status(u16),
 }
 
-/// A route's retry budget: per-second slots of (requests, retries), lock-free.
+/// A route's retry budget: per-second (requests, retries), lock-free.
 #[derive(Debug)]
 pub struct Budget {
     percent: f64,
     floor_per_sec: u32,
-    slots: [Slot; WINDOW_SECS as usize],
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    /// The second this slot counts (ms / 1000), so a stale slot is reset when reused.
-    second: AtomicU64,
-    requests: AtomicU64,
-    retries: AtomicU64,
+    history: SecondRing<{ WINDOW_SECS as usize }>,
 }
 
 // === impl Cause ===
@@ -144,51 +136,19 @@ impl Budget {
         Budget {
             percent: cfg.budget,
             floor_per_sec: cfg.min_retries_per_second,
-            slots: Default::default(),
+            history: SecondRing::default(),
         }
-    }
-
-    fn slot(&self, now_ms: u64) -> &Slot {
-        let sec = now_ms / 1000;
-        let slot = &self.slots[(sec % WINDOW_SECS) as usize];
-        let seen = slot.second.load(Ordering::Acquire);
-        if seen != sec
-            && slot
-                .second
-                .compare_exchange(seen, sec, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            // Reused for a new second. A count added by a racing request in between
-            // may be lost; the budget is an estimate and errs by a request.
-            slot.requests.store(0, Ordering::Relaxed);
-            slot.retries.store(0, Ordering::Relaxed);
-        }
-        slot
     }
 
     /// Counts a client request (not its retries).
     #[inline]
     pub fn request(&self, now_ms: u64) {
-        self.slot(now_ms).requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// (requests, retries) over the window.
-    fn window(&self, now_ms: u64) -> (u64, u64) {
-        let sec = now_ms / 1000;
-        let mut totals = (0, 0);
-        for s in &self.slots {
-            let at = s.second.load(Ordering::Acquire);
-            if at + WINDOW_SECS > sec && at <= sec {
-                totals.0 += s.requests.load(Ordering::Relaxed);
-                totals.1 += s.retries.load(Ordering::Relaxed);
-            }
-        }
-        totals
+        self.history.add(now_ms, 1, 0);
     }
 
     /// Retries still allowed now: `budget% × requests + floor × window − retries`.
     pub fn headroom(&self, now_ms: u64) -> f64 {
-        let (requests, retries) = self.window(now_ms);
+        let (requests, retries) = self.history.sum(now_ms, WINDOW_SECS);
         let allowed = requests as f64 * self.percent / 100.0
             + f64::from(self.floor_per_sec) * WINDOW_SECS as f64;
         allowed - retries as f64
@@ -199,7 +159,7 @@ impl Budget {
         if self.headroom(now_ms) < 1.0 {
             return false;
         }
-        self.slot(now_ms).retries.fetch_add(1, Ordering::Relaxed);
+        self.history.add(now_ms, 0, 1);
         true
     }
 }

@@ -26,7 +26,6 @@ use super::error::Failure;
 use crate::config::Limits;
 use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::uri::Authority;
 use http::{StatusCode, Version};
 
 /// What [`check_response`] found out about an upstream answer's framing.
@@ -145,12 +144,7 @@ fn host(parts: &mut Parts) -> Result<(), Failure> {
         return Err(Failure::BadRequest);
     }
     if let Some(v) = given {
-        // An authority without userinfo: `user@host` is no host.
-        let valid = std::str::from_utf8(v.as_bytes())
-            .ok()
-            .filter(|s| !s.contains('@'))
-            .and_then(|s| s.parse::<Authority>().ok())
-            .is_some();
+        let valid = valid_host(v.as_bytes());
         // An empty Host is allowed when the target has no authority (RFC 9112 §3.2).
         let empty_ok = v.is_empty() && parts.uri.authority().is_none();
         if !(valid || empty_ok) {
@@ -178,6 +172,61 @@ fn host(parts: &mut Parts) -> Result<(), Failure> {
         None if given.is_none() && parts.version == Version::HTTP_11 => Err(Failure::BadRequest),
         None => Ok(()),
     }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2): a reg-name of unreserved, pct-encoded and
+/// sub-delim characters, an IPv4 address, or an IP literal in brackets; never
+/// userinfo (`user@host` is no host). Checked by hand, as every request has a Host and
+/// a parse into `http::uri::Authority` would allocate.
+fn valid_host(b: &[u8]) -> bool {
+    let (host, port) = if b.first() == Some(&b'[') {
+        let Some(end) = b.iter().position(|&c| c == b']') else {
+            return false;
+        };
+        let literal = &b[1..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'))
+        {
+            return false;
+        }
+        (&b[..=end], &b[end + 1..])
+    } else {
+        match b.iter().rposition(|&c| c == b':') {
+            Some(i) => (&b[..i], &b[i..]),
+            None => (b, &b[b.len()..]),
+        }
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host.iter().all(|&c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(
+                        c,
+                        b'-' | b'.'
+                            | b'_'
+                            | b'~'
+                            | b'%'
+                            | b'!'
+                            | b'$'
+                            | b'&'
+                            | b'\''
+                            | b'('
+                            | b')'
+                            | b'*'
+                            | b'+'
+                            | b','
+                            | b';'
+                            | b'='
+                    )
+            }));
+    host_ok && port_ok
 }
 
 /// Length of the request target as received.
@@ -239,6 +288,34 @@ mod tests {
         assert!(check(h2, "http://B.example/", &[("host", "b.EXAMPLE")]).is_ok());
         let p = check(h2, "http://b.example/", &[]).unwrap();
         assert_eq!(p.headers[HOST], "b.example");
+    }
+
+    #[test]
+    fn hosts_by_hand() {
+        for ok in [
+            "a.example",
+            "a.example:8080",
+            "[::1]:80",
+            "[::1]",
+            "127.0.0.1",
+            "x_y-z.~",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "u@a.example",
+            "a b",
+            "a/b",
+            "a.example:80x",
+            "[::1",
+            "[]",
+            "a:123456",
+            "a?b",
+            "a#b",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

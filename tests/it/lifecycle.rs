@@ -54,8 +54,12 @@ async fn a_bad_reload_is_refused_and_the_old_config_keeps_serving() {
         "{e}"
     );
     assert_eq!(who(&gw).await, "a");
+    // The log reaches the test through a reader thread: poll it.
     assert!(
-        gw.stderr().contains("reload refused"),
+        eventually(Duration::from_secs(5), || gw
+            .stderr()
+            .contains("reload refused"))
+        .await,
         "the error is logged"
     );
     let m = get(&gw.admin_url("/metrics")).await;

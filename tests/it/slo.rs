@@ -204,12 +204,16 @@ async fn burn_rate_alerts_reach_alertmanager_with_retries_and_resolve() {
     assert_eq!(a["labels"]["team"], "payments");
     assert!(a["annotations"]["time_to_exhaustion"].is_string());
     assert!(a["startsAt"].as_str().unwrap() < a["endsAt"].as_str().unwrap());
+    // The log reaches the test through a reader thread: poll it.
     assert!(
-        gw.stderr().contains("alert webhook failed; retrying"),
+        eventually(Duration::from_secs(5), || {
+            let e = gw.stderr();
+            e.contains("alert webhook failed; retrying") && e.contains("SLO alert firing")
+        })
+        .await,
         "{}",
         gw.stderr()
     );
-    assert!(gw.stderr().contains("SLO alert firing"));
     let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
     assert!(m.contains("ninefold_slo_alert_firing{long_window=\"1h\",severity=\"page\",short_window=\"5m\",slo=\"api\"} 1"), "{m}");
 
@@ -297,7 +301,10 @@ async fn a_sigkill_loses_at_most_one_flush_interval() {
     let total = v["slos"][0]["total"].as_u64().unwrap();
     assert!((30..=35).contains(&total), "restored {total}");
     assert!(
-        gw.stderr().contains("SLO state restored"),
+        eventually(Duration::from_secs(5), || gw
+            .stderr()
+            .contains("SLO state restored"))
+        .await,
         "{}",
         gw.stderr()
     );
@@ -327,7 +334,10 @@ async fn a_corrupt_state_file_is_kept_aside_and_the_gateway_starts_fresh() {
     let gw = Gateway::start_file(config, tempfile::tempdir().unwrap())
         .expect("a corrupt state file must not stop the gateway");
     assert!(
-        gw.stderr().contains("corrupt or not ninefold's"),
+        eventually(Duration::from_secs(5), || gw
+            .stderr()
+            .contains("corrupt or not ninefold's"))
+        .await,
         "{}",
         gw.stderr()
     );

@@ -62,9 +62,21 @@ pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> 
     if lengths.next().is_some() {
         return Err(Failure::BadRequest);
     }
+    let mut canonical = None;
     if let Some(l) = length {
-        if l.is_empty() || !l.as_bytes().iter().all(u8::is_ascii_digit) {
+        let digits = l.as_bytes();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
             return Err(Failure::BadRequest);
+        }
+        // Leading zeros are valid, but a next hop that reads a bounded number of
+        // digits could take `00000000000088947693` for another length: forward the
+        // number as read (found by the request_path fuzz target).
+        if digits.len() > 1 && digits[0] == b'0' {
+            let n = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(Failure::BadRequest)?;
+            canonical = Some(HeaderValue::from(n));
         }
     }
     if h.contains_key(TRANSFER_ENCODING) {
@@ -72,6 +84,9 @@ pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> 
             return Err(Failure::BadRequest);
         }
         transfer_coding(h)?;
+    }
+    if let Some(v) = canonical {
+        parts.headers.insert(CONTENT_LENGTH, v);
     }
     Ok(())
 }
@@ -366,6 +381,28 @@ mod tests {
         );
         assert_eq!(
             check(H11, "/", &[host, ("transfer-encoding", "chunked,")]).unwrap_err(),
+            Failure::BadRequest
+        );
+    }
+
+    #[test]
+    fn a_length_with_leading_zeros_goes_on_as_the_number_read() {
+        let p = check(
+            H11,
+            "/",
+            &[("host", "a"), ("content-length", "00000000000088947693")],
+        )
+        .unwrap();
+        assert_eq!(p.headers[CONTENT_LENGTH], "88947693");
+        let p = check(H11, "/", &[("host", "a"), ("content-length", "0")]).unwrap();
+        assert_eq!(p.headers[CONTENT_LENGTH], "0");
+        assert_eq!(
+            check(
+                H11,
+                "/",
+                &[("host", "a"), ("content-length", "099999999999999999999")]
+            )
+            .unwrap_err(),
             Failure::BadRequest
         );
     }

@@ -10,28 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The support config over origin processes, with a 5 s route timeout.
 fn origins_config(origins: &[&Origin], cluster_extra: &str, route_extra: &str) -> String {
-    let eps: String = origins
-        .iter()
-        .map(|o| format!("      - {{address: \"{}\"}}\n", o.addr))
-        .collect();
-    format!(
-        "admin: {{bind: \"127.0.0.1:0\"}}
-workers: 2
-listeners:
-  - name: web
-    bind: \"127.0.0.1:0\"
-    routes:
-      - name: main
-        match: {{path_prefix: /}}
-        cluster: app
-        timeout: 5s
-{route_extra}
-clusters:
-  - name: app
-{cluster_extra}
-    endpoints:
-{eps}"
+    let addrs: Vec<std::net::SocketAddr> = origins.iter().map(|o| o.addr).collect();
+    config_for(
+        &addrs,
+        cluster_extra,
+        &format!("        timeout: 5s\n{route_extra}"),
     )
 }
 

@@ -649,9 +649,15 @@ clusters:
 /// Config YAML for one listener `web` on an ephemeral port with one route to cluster
 /// `app` over `backends`.
 pub fn simple_config(backends: &[&Backend], extra_cluster: &str, extra_route: &str) -> String {
-    let eps: String = backends
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    config_for(&addrs, extra_cluster, extra_route)
+}
+
+/// [`simple_config`] over endpoint addresses (origin processes, dead endpoints, ...).
+pub fn config_for(addrs: &[SocketAddr], extra_cluster: &str, extra_route: &str) -> String {
+    let eps: String = addrs
         .iter()
-        .map(|b| format!("      - {{address: \"{}\"}}\n", b.addr))
+        .map(|a| format!("      - {{address: \"{a}\"}}\n"))
         .collect();
     format!(
         "admin: {{bind: \"127.0.0.1:0\"}}

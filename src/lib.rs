@@ -6,14 +6,17 @@
 //!
 //! ```text
 //! worker (thread per core, own runtime, SO_REUSEPORT socket)
-//!   └─ server::serve_conn ── hyper (HTTP/1.1 | h2 | upgrades)
+//!   └─ plain HTTP/1.x: h1::server (own engine) │ h2c, TLS: hyper (server::serve_conn)
 //!        └─ proxy::handle: snapshot → route → balancer → forward → record
-//!             └─ upstream::pool (per-worker keep-alive connections)
+//!             └─ HTTP/1.1 upstream: h1::client │ h2: hyper's client
+//!                  └─ upstream::pool (per-worker keep-alive connections)
 //! ```
 //!
 //! Module map:
 //! - [`config`]: YAML → validated `Config`, errors with file:line:col and key path.
 //! - [`snapshot`]: `Config` → immutable compiled `Snapshot` behind an `ArcSwap`.
+//! - [`h1`]: the own HTTP/1.1 engine (heads on httparse, strict framing, pooled
+//!   buffers) for plain client connections and every HTTP/1.1 upstream.
 //! - [`proxy`]: the request pipeline (route, forward, bodies, error responses).
 //! - [`upstream`]: endpoint state (atomics), load balancers, connection pools.
 //! - [`server`]: workers, listeners, reload, graceful shutdown.
@@ -23,7 +26,6 @@
 //! - [`lint`]: the HA anti-pattern warnings of `ninefold check`.
 //! - [`slo`]: SLOs, error budgets, burn-rate alerts, state on disk, Prometheus rules.
 //! - [`metrics`], [`tls`], [`logging`], [`demo`], [`origin`] (a tiny backend for drills).
-//! - [`metrics`], [`tls`], [`logging`], [`demo`].
 //! - [`rlimit`]: the open-files limit raised to the hard limit at start.
 #![deny(missing_docs)]
 
@@ -32,6 +34,7 @@ pub mod availability;
 pub mod calc;
 pub mod config;
 pub mod demo;
+pub mod h1;
 pub mod lint;
 pub mod logging;
 pub mod metrics;

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -562,17 +562,13 @@ async fn accept_loop(
             limits = now;
             builder = conn_builder(&limits);
         }
-        let ctx = Arc::new(ConnCtx {
+        let conn = Conn {
             shared: shared.clone(),
-            listener: name.clone(),
+            name: name.clone(),
             client,
-            client_ip: HeaderValue::from_str(&client.ip().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             tls,
-            open: active.clone(),
-            started: AtomicU64::new(0),
-            responding: AtomicU32::new(0),
-        });
+            active: active.clone(),
+        };
         let builder = builder.clone();
         let shutdown = shutdown.clone();
         let active = active.clone();
@@ -581,6 +577,7 @@ async fn accept_loop(
         gauge.inc();
         tokio::spawn(async move {
             if tls {
+                let ctx = conn.ctx(None);
                 let acceptor = ctx
                     .shared
                     .snapshot
@@ -595,11 +592,81 @@ async fn accept_loop(
                     }
                 }
             } else {
-                serve_conn(TokioIo::new(stream), ctx, builder, shutdown).await;
+                let idle = conn.shared.snapshot.load().config.client_idle_timeout;
+                match h2c_preface(&stream, idle).await {
+                    Some(true) => {
+                        serve_conn(TokioIo::new(stream), conn.ctx(None), builder, shutdown).await;
+                    }
+                    Some(false) => {
+                        let ctx = conn.ctx(Some(stream));
+                        if let Some(io) = &ctx.stream {
+                            crate::h1::server::serve(ctx.clone(), io, shutdown).await;
+                        }
+                    }
+                    None => {}
+                }
             }
             gauge.dec();
             active.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+}
+
+/// What a new connection's context is made of.
+struct Conn {
+    shared: Arc<Shared>,
+    name: Arc<str>,
+    client: SocketAddr,
+    tls: bool,
+    active: Arc<AtomicUsize>,
+}
+
+impl Conn {
+    fn ctx(self, stream: Option<tokio::net::TcpStream>) -> Arc<ConnCtx> {
+        Arc::new(ConnCtx {
+            shared: self.shared,
+            listener: self.name,
+            client: self.client,
+            client_ip: HeaderValue::from_str(&self.client.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            tls: self.tls,
+            open: self.active,
+            started: AtomicU64::new(0),
+            responding: AtomicU32::new(0),
+            stream,
+            interim: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The HTTP/2 connection preface a prior-knowledge h2c client opens with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection speaks h2c (prior knowledge): its first bytes, looked
+/// at without reading them, are the HTTP/2 preface. `None`: it closed, or sent nothing
+/// within `idle`.
+async fn h2c_preface(stream: &tokio::net::TcpStream, idle: Duration) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + idle;
+    let mut b = [0u8; 24];
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut b))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if !H2_PREFACE.starts_with(&b[..n]) {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A preface cut in two writes: look again shortly.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
     }
 }
 
@@ -649,7 +716,7 @@ async fn serve_conn<I>(
         // dropped): the idle check must never cut a slow answer.
         let guard = Responding::new(ctx.clone());
         async move {
-            let resp = proxy::handle(&guard.0, req).await;
+            let resp = proxy::handle(&guard.0, req.map(crate::upstream::ReqBody::Stream)).await;
             Ok::<_, Infallible>(resp.map(|inner| ConnBody {
                 inner,
                 _guard: guard,

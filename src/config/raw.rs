@@ -75,6 +75,8 @@ pub struct RawLimits {
     pub max_uri: Option<Scalar>,
     /// Largest upstream response head (status line and headers).
     pub max_response_head: Option<Scalar>,
+    /// Most bytes of chunk extensions in one chunked body.
+    pub max_chunk_extension: Option<Scalar>,
 }
 
 /// `listeners[]`.

@@ -40,7 +40,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// refuses a header line over 8 KiB, so 16 KiB keeps ninefold as strict as the stricter
 /// of the two on large heads while leaving room for big cookies.
 pub const DEFAULT_MAX_REQUEST_HEAD: usize = 16 * 1024;
-/// Smallest head limit hyper's HTTP/1 reader accepts (its read buffer minimum).
+/// Smallest head limit accepted (a head must fit common cookies; hyper's floor, kept
+/// for the TLS listeners hyper still serves).
 pub const MIN_HEAD_LIMIT: usize = 8 * 1024;
 /// Default most request headers: HAProxy's `tune.http.maxhdr` is 101, hyper's 100.
 pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
@@ -51,6 +52,9 @@ pub const DEFAULT_MAX_REQUEST_FIELD: usize = 8 * 1024;
 pub const DEFAULT_MAX_URI: usize = 8 * 1024;
 /// Default largest upstream response head, the same as a request's.
 pub const DEFAULT_MAX_RESPONSE_HEAD: usize = 16 * 1024;
+/// Default most bytes of chunk extensions per chunked body: hyper's 16 KiB
+/// (hyper#3495: many tiny chunks with extensions cost CPU without carrying data).
+pub const DEFAULT_MAX_CHUNK_EXTENSION: usize = 16 * 1024;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -109,6 +113,9 @@ pub struct Limits {
     pub max_uri: usize,
     /// Largest upstream response head in bytes; larger gets 502 `upstream-error`.
     pub max_response_head: usize,
+    /// Most bytes of chunk extensions in one chunked body (request or response); more
+    /// gets 400 (a request) or 502 (an answer).
+    pub max_chunk_extension: usize,
 }
 
 impl Default for Limits {
@@ -119,6 +126,7 @@ impl Default for Limits {
             max_request_field: DEFAULT_MAX_REQUEST_FIELD,
             max_uri: DEFAULT_MAX_URI,
             max_response_head: DEFAULT_MAX_RESPONSE_HEAD,
+            max_chunk_extension: DEFAULT_MAX_CHUNK_EXTENSION,
         }
     }
 }
@@ -784,6 +792,12 @@ impl V<'_> {
                 l.max_response_head.as_ref(),
                 MIN_HEAD_LIMIT,
                 d.max_response_head,
+            ),
+            max_chunk_extension: self.size(
+                "limits.max_chunk_extension",
+                l.max_chunk_extension.as_ref(),
+                0,
+                d.max_chunk_extension,
             ),
         }
     }

@@ -1,8 +1,9 @@
 //! Body types of the data path: what is sent upstream and what is answered
 //! downstream. Both stream frame by frame; nothing is buffered whole.
 //!
-//! [`RespBody::Upstream`] carries the upstream connection while the body streams and
-//! hands it back to the worker's pool once the body has ended cleanly; it also holds the
+//! [`RespBody::Upstream`] carries the upstream connection while the body streams (an
+//! HTTP/1.1 one goes back to the worker's pool once the body has ended cleanly, see
+//! `h1::client::Reader`); it also holds the
 //! endpoint's in-flight guard, so least-request sees a request as busy until its last
 //! byte has been relayed. An upstream that stops sending midway is cut after the route's
 //! `idle_timeout` of silence (the idle timer is armed only while a read is actually waiting),
@@ -14,11 +15,11 @@
 use super::fallback::Pending;
 use super::record::Record;
 pub use crate::upstream::ReqBody;
-use crate::upstream::{pool, InFlight};
+use crate::h1::client::{Reader, Tunnel};
+use crate::upstream::InFlight;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -35,13 +36,54 @@ pub enum RespBody {
     Upstream(Box<UpstreamBody>),
     /// A body made by the gateway (errors, 404s).
     Full(Option<Bytes>),
+    /// A `101` from an HTTP/1.1 upstream to a client of the own engine: the engine
+    /// relays the tunnel once it has written the head.
+    Tunnel(Box<Tunnel>),
+}
+
+/// Where an upstream body comes from.
+enum Inner {
+    /// hyper's h2 client.
+    H2(Incoming),
+    /// The own HTTP/1.1 engine (see `h1::client`).
+    H1(Reader),
+}
+
+impl Inner {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::H2(b) => b.is_end_stream(),
+            Inner::H1(r) => r.is_done(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inner::H2(b) => b.size_hint(),
+            Inner::H1(r) => r.size_hint(),
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Inner::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Inner::H1(r) => r
+                .poll_data(cx)
+                .map(|o| o.map(|r| r.map(Frame::data).map_err(Into::into))),
+        }
+    }
+
+    /// The connection is not reused (the body broke or stalled).
+    fn discard(&mut self) {
+        if let Inner::H1(r) = self {
+            r.discard();
+        }
+    }
 }
 
 /// An upstream response body plus what must happen when it ends.
 pub struct UpstreamBody {
-    inner: Incoming,
-    /// Connection to give back to the pool at a clean end (HTTP/1.1 only).
-    conn: Option<(usize, std::net::SocketAddr, http1::SendRequest<ReqBody>)>,
+    inner: Inner,
     _in_flight: InFlight,
     /// Longest silence allowed between two frames.
     idle: Duration,
@@ -63,16 +105,19 @@ impl RespBody {
         RespBody::Full(None)
     }
 
-    /// Wraps an upstream body; `idle` bounds the silence between two frames.
-    pub fn upstream(
-        inner: Incoming,
-        conn: Option<(usize, std::net::SocketAddr, http1::SendRequest<ReqBody>)>,
-        in_flight: InFlight,
-        idle: Duration,
-    ) -> Self {
-        let mut b = Box::new(UpstreamBody {
+    /// Wraps an h2 upstream's body; `idle` bounds the silence between two frames.
+    pub fn upstream(inner: Incoming, in_flight: InFlight, idle: Duration) -> Self {
+        Self::wrap(Inner::H2(inner), in_flight, idle)
+    }
+
+    /// Wraps an HTTP/1.1 upstream's body (see `h1::client::Reader`).
+    pub fn upstream_h1(reader: Reader, in_flight: InFlight, idle: Duration) -> Self {
+        Self::wrap(Inner::H1(reader), in_flight, idle)
+    }
+
+    fn wrap(inner: Inner, in_flight: InFlight, idle: Duration) -> Self {
+        let b = Box::new(UpstreamBody {
             inner,
-            conn,
             _in_flight: in_flight,
             idle,
             timer: None,
@@ -80,10 +125,6 @@ impl RespBody {
             record: None,
             store: None,
         });
-        // An empty body (HEAD, 204, 304, Content-Length: 0) has already ended.
-        if b.inner.is_end_stream() {
-            b.release();
-        }
         RespBody::Upstream(b)
     }
 }
@@ -99,6 +140,7 @@ impl Body for RespBody {
         match self.get_mut() {
             RespBody::Upstream(b) => b.poll_upstream(cx),
             RespBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            RespBody::Tunnel(_) => Poll::Ready(None),
         }
     }
 
@@ -106,6 +148,7 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream(b) => b.inner.is_end_stream(),
             RespBody::Full(b) => b.is_none(),
+            RespBody::Tunnel(_) => true,
         }
     }
 
@@ -113,7 +156,7 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream(b) => b.inner.size_hint(),
             RespBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            RespBody::Full(None) => SizeHint::with_exact(0),
+            RespBody::Full(None) | RespBody::Tunnel(_) => SizeHint::with_exact(0),
         }
     }
 }
@@ -138,17 +181,11 @@ impl UpstreamBody {
         }
     }
 
-    fn release(&mut self) {
-        if let Some((slot, addr, tx)) = self.conn.take() {
-            pool::checkin_h1(slot, addr, tx);
-        }
-    }
-
     fn poll_upstream(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        let r = self.inner.poll_frame(cx);
         match &r {
             Poll::Pending => {
                 if !self.armed {
@@ -166,7 +203,7 @@ impl UpstreamBody {
                 if fired {
                     // Silent too long: fail the body so the client sees a broken
                     // response, not a short one; the connection is dropped, not pooled.
-                    self.conn = None;
+                    self.inner.discard();
                     self.end(false);
                     return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -176,7 +213,6 @@ impl UpstreamBody {
             }
             Poll::Ready(None) => {
                 self.armed = false;
-                self.release();
                 self.end(true);
             }
             Poll::Ready(Some(Ok(f))) => {
@@ -185,16 +221,15 @@ impl UpstreamBody {
                     p.data(d);
                 }
                 if self.inner.is_end_stream() {
-                    self.release();
                     self.end(true);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
-                self.conn = None;
+                self.inner.discard();
                 self.end(false);
             }
         }
-        r.map_err(Into::into)
+        r
     }
 }
 

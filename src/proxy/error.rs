@@ -42,6 +42,8 @@ pub enum Failure {
     FieldTooLarge,
     /// A transfer coding other than `chunked` (501).
     UnsupportedCoding,
+    /// CONNECT: the gateway is no forward proxy (405).
+    ConnectRefused,
     /// The route's or the cluster's bulkhead is full and its queue too, or the wait in
     /// the queue passed `queue_timeout` (503, with `Retry-After: 1`).
     BulkheadFull,
@@ -72,6 +74,7 @@ impl Failure {
             Failure::UriTooLong => StatusCode::URI_TOO_LONG,
             Failure::FieldTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
+            Failure::ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -92,6 +95,7 @@ impl Failure {
             Failure::UriTooLong => "uri-too-long",
             Failure::FieldTooLarge => "header-too-large",
             Failure::UnsupportedCoding => "unsupported-transfer-coding",
+            Failure::ConnectRefused => "connect-refused",
             Failure::BulkheadFull => "bulkhead-full",
             Failure::NoCellKey => "no-cell-key",
             Failure::CellDown => "cell-down",
@@ -142,6 +146,9 @@ impl Failure {
             Failure::UnsupportedCoding => {
                 r#"{"status":501,"reason":"unsupported-transfer-coding","message":"only the chunked transfer coding is supported"}"#
             }
+            Failure::ConnectRefused => {
+                r#"{"status":405,"reason":"connect-refused","message":"CONNECT is not supported: the gateway is not a forward proxy"}"#
+            }
             Failure::BulkheadFull => {
                 r#"{"status":503,"reason":"bulkhead-full","message":"too many requests in progress on this route or cluster; retry later"}"#
             }
@@ -166,6 +173,7 @@ impl Failure {
                 | Failure::UriTooLong
                 | Failure::FieldTooLarge
                 | Failure::UnsupportedCoding
+                | Failure::ConnectRefused
                 | Failure::NoCellKey
         )
     }

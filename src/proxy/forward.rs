@@ -1,26 +1,29 @@
 //! Forwarding one request to one endpoint: header rewriting, a pooled or new upstream
 //! connection, the exchange, and HTTP Upgrade (WebSocket) tunnels.
 //!
-//! Retry safety: a request is re-sent only when hyper hands it back unsent (a pooled
-//! connection that the upstream had closed); it then goes once more on a fresh
-//! connection. Nothing that may have reached the upstream is sent twice.
+//! Retry safety: the request's own task writes it (see `h1::client`), so it knows what
+//! left. A pooled connection that fails the head's write had been closed by the
+//! upstream: the request goes once more on a fresh connection. A request whose
+//! connection could not be opened is handed back unsent, for another endpoint. Nothing
+//! that may have reached the upstream is sent twice by this module.
 //!
 //! Framing: the client's body keeps its framing upstream. A body of unknown length
 //! (chunked, or h2 without `content-length`) goes as `Transfer-Encoding: chunked`
-//! whatever the method: hyper would otherwise send a GET's body as nothing. A body
-//! that breaks its own framing (a malformed chunk) is the client's fault: 400, not
-//! 502. The upstream's answer is checked by `conform::check_response`; one it had to
-//! repair, or an unsolicited `101`, never shares its connection with another request.
+//! whatever the method. A body that breaks its own framing (a malformed chunk) is the
+//! client's fault: 400, not 502. The upstream's answer is framed by `h1::head`'s rules;
+//! one it had to repair never shares its connection with another request, and an
+//! unsolicited `101` is refused (502).
 //!
-//! Cancel safety: if the client goes away, hyper drops this future; the upstream
-//! connection is then dropped too (never pooled mid-exchange) and the in-flight guard
+//! Cancel safety: if this future is dropped (a timeout, the client left), the upstream
+//! connection is dropped with it (never pooled mid-exchange) and the in-flight guard
 //! ends the request.
 
 use super::body::{ReqBody, RespBody};
-use super::conform;
 use super::error::Failure;
 use super::ConnCtx;
 use crate::config::UpstreamProtocol;
+use crate::h1::buf::Buf;
+use crate::h1::client;
 use crate::snapshot::ClusterSnap;
 use crate::upstream::pool::{self, ConnectError};
 use crate::upstream::retry::Cause;
@@ -30,7 +33,6 @@ use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,25 +46,33 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// Why an attempt failed: the answer the gateway would give, the cause as retrying
 /// sees it (none: not retryable at all), and the request itself when it provably never
 /// left (so it can go to another endpoint, body and all).
-pub struct SendError {
+pub struct SendError<'a> {
     /// What the client gets if this is the last attempt.
     pub failure: Failure,
     /// The cause, for `retry.on` and outlier detection; `None` for the client's fault.
     pub cause: Option<Cause>,
     /// The request, unsent.
-    pub unsent: Option<(Parts, ReqBody)>,
+    pub unsent: Option<(Parts, ReqBody<'a>)>,
+}
+
+/// The client's side of an Upgrade request.
+pub enum Upgrade {
+    /// A connection hyper serves (TLS): its upgrade handle.
+    Hyper(hyper::upgrade::OnUpgrade),
+    /// A connection of the own engine, which relays the tunnel itself.
+    Own,
 }
 
 /// Prepares a client's request for the upstream, once for all attempts: hop-by-hop
 /// headers out, `x-forwarded-*` in, the URI in the upstream protocol's form, and a
 /// body of unknown length marked chunked for an HTTP/1.1 upstream (see the module
-/// doc). Returns the client's upgrade handle for an Upgrade request.
+/// doc). Returns the client's side of an Upgrade request.
 pub fn prepare(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
     parts: &mut Parts,
-    body: &ReqBody,
-) -> Result<Option<hyper::upgrade::OnUpgrade>, Failure> {
+    body: &ReqBody<'_>,
+) -> Result<Option<Upgrade>, Failure> {
     let upgrade = is_upgrade(parts);
     let h2 = cluster.protocol == UpstreamProtocol::Http2;
     rewrite_request(ctx, parts, upgrade, h2)?;
@@ -72,126 +82,177 @@ pub fn prepare(
             HeaderValue::from_static("chunked"),
         );
     }
-    Ok(upgrade
-        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
-        .flatten())
+    if !upgrade {
+        return Ok(None);
+    }
+    Ok(match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+        Some(u) => Some(Upgrade::Hyper(u)),
+        None if ctx.stream.is_some() => Some(Upgrade::Own),
+        None => None,
+    })
 }
 
 /// Sends a prepared request to endpoint `ep` of `cluster` and returns the upstream's
 /// response, with its body streaming; `idle` bounds the silence between two body
 /// frames; `upgrade` is the client's side of an Upgrade request.
-pub async fn send(
+pub async fn send<'a>(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
     ep: &Arc<EndpointState>,
     parts: Parts,
-    body: ReqBody,
+    body: ReqBody<'a>,
     idle: std::time::Duration,
-    upgrade: Option<hyper::upgrade::OnUpgrade>,
-) -> Result<Response<RespBody>, SendError> {
-    let head = parts.method == http::Method::HEAD;
+    upgrade: Option<Upgrade>,
+) -> Result<Response<RespBody>, SendError<'a>> {
     let in_flight = ep.start();
-
     if cluster.protocol == UpstreamProtocol::Http2 {
-        let mut tx = match pool::h2_sender(
-            ep.slot,
-            ep.address,
-            cluster.connect_timeout,
-            cluster.max_response_head,
-        )
-        .await
-        {
-            Ok(tx) => tx,
-            Err(e) => return Err(connect_failed(cluster, e, parts, body)),
-        };
-        let resp = tx
-            .send_request(Request::from_parts(parts, body))
-            .await
-            .map_err(|e| exchange_failed(cluster, ep, &e))?;
-        let (mut rp, incoming) = resp.into_parts();
-        strip_hop_headers(&mut rp.headers, false);
-        rp.version = Version::HTTP_11;
-        return Ok(Response::from_parts(
-            rp,
-            RespBody::upstream(incoming, None, in_flight, idle),
-        ));
+        return send_h2(cluster, ep, parts, body, idle, in_flight).await;
     }
+    let head_req = parts.method == http::Method::HEAD;
 
     // HTTP/1.1: reuse a pooled connection when there is one. Upgrades take a fresh one,
     // since the connection becomes the tunnel.
-    let mut conn = if upgrade.is_some() {
+    let pooled = if upgrade.is_some() {
         None
     } else {
-        pool::checkout_h1(ep.slot, ep.address).await
+        pool::checkout_h1(ep.slot, ep.address)
     };
-    let mut req = Request::from_parts(parts, body);
-    let resp = loop {
-        let mut c = match conn.take() {
-            Some(c) => c,
-            None => match pool::connect_h1(
-                ep.address,
-                cluster.connect_timeout,
-                cluster.max_response_head,
-            )
-            .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    let (parts, body) = req.into_parts();
-                    return Err(connect_failed(cluster, e, parts, body));
-                }
-            },
-        };
-        match c.tx.try_send_request(req).await {
-            Ok(resp) => break (resp, c.tx),
-            Err(mut e) => match e.take_message() {
-                // The pooled connection was closing; the request never left. Once more
-                // on a fresh connection.
-                Some(r) if c.reused => req = r,
-                // A fresh connection that failed before the request left: unsent.
-                Some(r) => {
-                    let mut err = exchange_failed(cluster, ep, e.error());
-                    err.unsent = Some(r.into_parts());
-                    return Err(err);
-                }
-                None => return Err(exchange_failed(cluster, ep, e.error())),
-            },
-        }
+    let mut body = body;
+    let (stream, reused) = match pooled {
+        Some(s) => (s, true),
+        None => match pool::connect_tcp(ep.address, cluster.connect_timeout).await {
+            Ok(s) => (s, false),
+            Err(e) => return Err(connect_failed(cluster, e, parts, body)),
+        },
     };
-    let (resp, tx) = resp;
-
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return match upgrade {
-            Some(client_upgrade) => Ok(tunnel(ctx, resp, client_upgrade, in_flight)),
-            None => {
-                // The client asked for no upgrade: relaying this would switch a
-                // connection that still carries HTTP for the client.
-                tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answered 101 to a request without Upgrade; answering 502");
-                Err(upstream_fault())
-            }
-        };
-    }
-    let (mut rp, incoming) = resp.into_parts();
-    let framing = match conform::check_response(rp.status, &mut rp.headers, head) {
+    let mut stream = stream;
+    let first = match client::first_piece(&mut body).await {
         Ok(f) => f,
-        Err(_) => {
-            tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, status = rp.status.as_u16(), "upstream answer with ambiguous framing (two Content-Length, or a transfer coding other than chunked); answering 502");
+        Err(e) => return Err(write_failed(e)),
+    };
+    if let Err(e) = client::write_request(&stream, &parts, first.as_ref(), &mut body).await {
+        match e {
+            // The pooled connection was closing; nothing of the request was taken.
+            // Once more on a fresh connection.
+            client::WriteError::Head(_) if reused => {
+                stream = match pool::connect_tcp(ep.address, cluster.connect_timeout).await {
+                    Ok(s) => s,
+                    Err(e) => return Err(connect_failed(cluster, e, parts, body)),
+                };
+                if let Err(e) =
+                    client::write_request(&stream, &parts, first.as_ref(), &mut body).await
+                {
+                    return Err(write_failed(e));
+                }
+            }
+            // The upstream may have answered early and closed: read what it said.
+            client::WriteError::Body(_) => {}
+            e => return Err(write_failed(e)),
+        }
+    }
+    drop(body);
+    let mut rbuf = Buf::new();
+    let head = match client::read_head(ctx, &stream, &mut rbuf, head_req, cluster.max_response_head).await {
+        Ok(h) => h,
+        Err(client::ReadError::Closed) => return Err(reset()),
+        Err(client::ReadError::Invalid(why)) => {
+            tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answer refused: {why}; answering 502");
             return Err(upstream_fault());
         }
     };
+    let mut rp = head.parts;
+    if rp.status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_side) = upgrade else {
+            // The client asked for no upgrade: relaying this would switch a
+            // connection that still carries HTTP for the client.
+            tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answered 101 to a request without Upgrade; answering 502");
+            return Err(upstream_fault());
+        };
+        // Keep Connection/Upgrade: the client needs them to complete its handshake.
+        strip_hop_headers(&mut rp.headers, true);
+        let early = rbuf.data().to_vec();
+        let t = client::Tunnel {
+            upstream: stream,
+            early,
+            in_flight,
+        };
+        return Ok(match client_side {
+            Upgrade::Own => Response::from_parts(rp, RespBody::Tunnel(Box::new(t))),
+            Upgrade::Hyper(u) => {
+                tunnel(ctx, t, u);
+                Response::from_parts(rp, RespBody::empty())
+            }
+        });
+    }
     strip_hop_headers(&mut rp.headers, false);
-    // A repaired answer's connection is not reused: whatever the upstream meant by the
-    // conflicting headers may still be on it.
-    let keep = (!framing.poisoned).then_some((ep.slot, ep.address, tx));
+    let keep = head.keep_alive.then_some((ep.slot, ep.address));
+    let reader = client::Reader::new(stream, rbuf, head.framing, ctx.shared.snapshot.load().config.limits.max_chunk_extension, keep);
     Ok(Response::from_parts(
         rp,
-        RespBody::upstream(incoming, keep, in_flight, idle),
+        RespBody::upstream_h1(reader, in_flight, idle),
+    ))
+}
+
+/// The h2 leg: hyper's h2 client over the worker's connection to the endpoint. A
+/// body the own engine reads from its client is pumped into the h2 stream by this
+/// task while the answer is awaited.
+async fn send_h2<'a>(
+    cluster: &ClusterSnap,
+    ep: &Arc<EndpointState>,
+    parts: Parts,
+    body: ReqBody<'a>,
+    idle: std::time::Duration,
+    in_flight: crate::upstream::InFlight,
+) -> Result<Response<RespBody>, SendError<'a>> {
+    let mut tx = match pool::h2_sender(
+        ep.slot,
+        ep.address,
+        cluster.connect_timeout,
+        cluster.max_response_head,
+    )
+    .await
+    {
+        Ok(tx) => tx,
+        Err(e) => return Err(connect_failed(cluster, e, parts, body)),
+    };
+    let resp = match body.into_owned() {
+        Ok(b) => tx.send_request(Request::from_parts(parts, b)).await,
+        Err(mut inbound) => {
+            let (btx, brx) = tokio::sync::mpsc::channel(4);
+            let send = tx.send_request(Request::from_parts(parts, ReqBody::Bridge(brx)));
+            let pump = async move {
+                use http_body_util::BodyExt as _;
+                while let Some(f) = inbound.frame().await {
+                    let item = match f {
+                        Ok(f) => match f.into_data() {
+                            Ok(d) => Ok(d),
+                            Err(_) => continue,
+                        },
+                        Err(e) => Err(e),
+                    };
+                    let failed = item.is_err();
+                    if btx.send(item).await.is_err() || failed {
+                        break;
+                    }
+                }
+            };
+            let (resp, ()) = tokio::join!(send, pump);
+            resp
+        }
+    };
+    let resp = resp.map_err(|e| exchange_failed(cluster, ep, &e))?;
+    let (mut rp, incoming) = resp.into_parts();
+    strip_hop_headers(&mut rp.headers, false);
+    rp.version = Version::HTTP_11;
+    Ok(Response::from_parts(
+        rp,
+        RespBody::upstream(incoming, in_flight, idle),
     ))
 }
 
 /// An answer the upstream got wrong: 502, counted against the endpoint, not retried
 /// (a retry would likely get the same answer).
-fn upstream_fault() -> SendError {
+fn upstream_fault<'a>() -> SendError<'a> {
     SendError {
         failure: Failure::UpstreamError,
         cause: None,
@@ -199,11 +260,31 @@ fn upstream_fault() -> SendError {
     }
 }
 
-/// Maps a failed exchange: the client's body breaking its own framing is the client's
-/// fault (400); an h2 stream the upstream refused was never processed; anything else
-/// broke the exchange (502), and an answer refused by the parser (too large a head, bad
-/// syntax) is logged with its cause.
-fn exchange_failed(cluster: &ClusterSnap, ep: &EndpointState, e: &hyper::Error) -> SendError {
+/// The upstream closed or broke the exchange after the request (or part of it) left.
+fn reset<'a>() -> SendError<'a> {
+    SendError {
+        failure: Failure::UpstreamError,
+        cause: Some(Cause::Reset),
+        unsent: None,
+    }
+}
+
+fn write_failed<'a>(e: client::WriteError) -> SendError<'a> {
+    match e {
+        // The client's body broke its own framing: the client's fault (400).
+        client::WriteError::ClientBody => SendError {
+            failure: Failure::BadBody,
+            cause: None,
+            unsent: None,
+        },
+        _ => reset(),
+    }
+}
+
+/// Maps a failed h2 exchange: the client's body breaking its own framing is the
+/// client's fault (400); a stream the upstream refused was never processed; anything
+/// else broke the exchange (502), and an answer refused by the parser is logged.
+fn exchange_failed<'a>(cluster: &ClusterSnap, ep: &EndpointState, e: &hyper::Error) -> SendError<'a> {
     if e.is_user() {
         return SendError {
             failure: Failure::BadBody,
@@ -230,12 +311,12 @@ fn exchange_failed(cluster: &ClusterSnap, ep: &EndpointState, e: &hyper::Error) 
     }
 }
 
-fn connect_failed(
+fn connect_failed<'a>(
     cluster: &ClusterSnap,
     e: ConnectError,
     parts: Parts,
-    body: ReqBody,
-) -> SendError {
+    body: ReqBody<'a>,
+) -> SendError<'a> {
     cluster.connect_errors.inc();
     let failure = match e {
         ConnectError::Timeout => Failure::ConnectTimeout,
@@ -249,32 +330,30 @@ fn connect_failed(
     }
 }
 
-/// Answers 101 to the client and relays bytes both ways once both sides upgraded.
-fn tunnel(
-    ctx: &ConnCtx,
-    resp: Response<Incoming>,
-    client: hyper::upgrade::OnUpgrade,
-    in_flight: crate::upstream::InFlight,
-) -> Response<RespBody> {
-    let (mut rp, _) = resp.into_parts();
-    let upstream = rp.extensions.remove::<hyper::upgrade::OnUpgrade>();
-    // Keep Connection/Upgrade: the client needs them to complete its handshake.
-    strip_hop_headers(&mut rp.headers, true);
-    if let Some(upstream) = upstream {
-        // A tunnel counts as an open connection, so a graceful shutdown waits for it
-        // (within the grace period) like for any request.
-        let open = ctx.open.clone();
-        open.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(async move {
-            let _in_flight = in_flight;
-            let _open = OpenGuard(open);
-            let (Ok(c), Ok(u)) = tokio::join!(client, upstream) else {
-                return;
-            };
-            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
-        });
-    }
-    Response::from_parts(rp, RespBody::empty())
+/// Relays a tunnel between a client connection hyper upgraded and the upstream, on
+/// its own task (hyper's connection is done with the client once it has sent the 101).
+fn tunnel(ctx: &ConnCtx, t: client::Tunnel, client: hyper::upgrade::OnUpgrade) {
+    // A tunnel counts as an open connection, so a graceful shutdown waits for it
+    // (within the grace period) like for any request.
+    let open = ctx.open.clone();
+    open.fetch_add(1, Ordering::AcqRel);
+    tokio::spawn(async move {
+        let client::Tunnel {
+            mut upstream,
+            early,
+            in_flight,
+        } = t;
+        let _in_flight = in_flight;
+        let _open = OpenGuard(open);
+        let Ok(c) = client.await else {
+            return;
+        };
+        let mut c = TokioIo::new(c);
+        if !early.is_empty() && tokio::io::AsyncWriteExt::write_all(&mut c, &early).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut c, &mut upstream).await;
+    });
 }
 
 struct OpenGuard(Arc<std::sync::atomic::AtomicUsize>);
@@ -286,7 +365,7 @@ impl Drop for OpenGuard {
 }
 
 /// HTTP/1.1 Upgrade request (WebSocket and friends).
-fn is_upgrade(parts: &Parts) -> bool {
+pub fn is_upgrade(parts: &Parts) -> bool {
     parts.version == Version::HTTP_11
         && parts.headers.contains_key(header::UPGRADE)
         && parts

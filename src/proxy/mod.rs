@@ -35,7 +35,6 @@ use crate::upstream::{now_ms, Ejection, ReqBody};
 use body::RespBody;
 use error::Failure;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use record::{LogLine, Record};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,10 +59,32 @@ pub struct ConnCtx {
     pub started: std::sync::atomic::AtomicU64,
     /// Requests whose answer is not finished yet (handler running or body streaming).
     pub responding: std::sync::atomic::AtomicU32,
+    /// The client connection, when the own HTTP/1.1 engine serves it (see `h1`); `None`
+    /// for connections hyper serves (TLS, h2c).
+    pub stream: Option<tokio::net::TcpStream>,
+    /// Whether the current request's client takes interim (1xx) answers: HTTP/1.1 on
+    /// the own engine.
+    pub interim: std::sync::atomic::AtomicBool,
+}
+
+impl ConnCtx {
+    /// Relays an interim answer (103 Early Hints and the like) to the client, if it
+    /// takes them; a failed write is left for the final answer to find.
+    pub async fn interim(&self, status: StatusCode, headers: &http::HeaderMap) {
+        let Some(io) = &self.stream else { return };
+        if !self.interim.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut out = Vec::with_capacity(128);
+        crate::h1::head::write_status(&mut out, status);
+        crate::h1::head::write_fields(&mut out, headers);
+        out.extend_from_slice(b"\r\n");
+        let _ = crate::h1::io::write_all(io, &out).await;
+    }
 }
 
 /// Handles one request; never fails: every failure is a response.
-pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody> {
+pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBody> {
     let start = Instant::now();
     // 1. One config version for the whole request.
     let snap = ctx.shared.snapshot.load_full();
@@ -148,7 +169,7 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
             if shed {
                 Err((Failure::BulkheadFull, None))
             } else {
-                let run = attempts(ctx, route, cluster, zone, parts, ReqBody::Stream(body));
+                let run = attempts(ctx, route, cluster, zone, parts, body);
                 tokio::time::timeout(route.timeout, run)
                     .await
                     .unwrap_or(Err((Failure::Timeout, None)))
@@ -195,6 +216,8 @@ pub async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<RespBody>
                     }
                     record.finish_body(true);
                 }
+                // A tunnel's record ends with its 101.
+                RespBody::Tunnel(_) => record.finish_body(true),
                 // A gateway-made answer of the ladder: good for an SLO only if the
                 // SLO counts its status as good (see docs/failover.md).
                 RespBody::Full(_) => match degraded {
@@ -332,7 +355,7 @@ async fn attempts(
     cluster: &ClusterSnap,
     zone: Option<&str>,
     mut parts: http::request::Parts,
-    body: ReqBody,
+    body: ReqBody<'_>,
 ) -> Result<(Response<RespBody>, Arc<str>), (Failure, Option<Arc<str>>)> {
     let cfg = &route.retry;
     let now = now_ms();
@@ -364,9 +387,8 @@ async fn attempts(
     let sent_causes = cfg.on.reset || cfg.on.timeout || cfg.on.statuses != 0;
     let head_copy = (repeatable && sent_causes).then(|| head_of(&parts));
     let mut body = match body {
-        ReqBody::Stream(b)
-            if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) =>
-        {
+        ReqBody::Full(b) => ReqBody::Full(b),
+        b if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) => {
             keep_for_replay(b, cfg.buffer)
                 .await
                 .map_err(|f| (f, None))?
@@ -375,7 +397,7 @@ async fn attempts(
     };
     let replay = match &body {
         ReqBody::Full(b) => Some(b.clone()),
-        ReqBody::Stream(_) => None,
+        _ => None,
     };
 
     let mut tried = Tried::default();
@@ -574,7 +596,7 @@ fn outlier_failure(cluster: &ClusterSnap, i: usize, now: u64) {
 /// is listed.
 fn breaker_failure(
     on: &RetryOn,
-    outcome: &Result<Response<RespBody>, forward::SendError>,
+    outcome: &Result<Response<RespBody>, forward::SendError<'_>>,
 ) -> Option<bool> {
     let counts = |listed: bool| listed.then_some(true);
     match outcome {
@@ -687,7 +709,7 @@ fn rebuild(h: &Head) -> http::request::Parts {
 
 /// Reads a body of known size up to `limit` into memory so it can be sent again; a
 /// larger or unsized body streams (and its request is retried only while unsent).
-async fn keep_for_replay(body: Incoming, limit: usize) -> Result<ReqBody, Failure> {
+async fn keep_for_replay(body: ReqBody<'_>, limit: usize) -> Result<ReqBody<'_>, Failure> {
     use http_body::Body as _;
     use http_body_util::BodyExt as _;
     if body.is_end_stream() {
@@ -699,8 +721,18 @@ async fn keep_for_replay(body: Incoming, limit: usize) -> Result<ReqBody, Failur
             // The client's body broke its own framing (or the client left).
             Err(_) => Err(Failure::BadBody),
         },
-        _ => Ok(ReqBody::Stream(body)),
+        _ => Ok(body),
     }
+}
+
+/// Answers and records a request the engine refused before the pipeline (a malformed
+/// or oversized head, CONNECT).
+pub fn refused(ctx: &ConnCtx, f: Failure) -> Response<RespBody> {
+    let snap = ctx.shared.snapshot.load();
+    if let Some(l) = snap.listener(&ctx.listener) {
+        l.unmatched.record(f.status().as_u16(), true, 0.0);
+    }
+    f.response()
 }
 
 /// Answers and records a request refused before any route matched.

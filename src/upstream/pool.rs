@@ -7,7 +7,10 @@
 //! one multiplexed sender per endpoint per worker.
 //!
 //! A connection returns to the pool only after its response body ended cleanly (see
-//! `proxy::body`); a connection whose body was dropped midway is closed by hyper.
+//! `h1::client`); a connection whose body was dropped midway is closed. A pooled
+//! HTTP/1.1 connection is a bare socket: no buffer, no task (the request's own task
+//! checks it out, writes, reads and checks it in), and it is checked for a close or
+//! stray bytes, without waiting, before it is reused.
 //!
 //! Slots are reused: a reload frees the slots of endpoints it removed (see
 //! `snapshot`), and a later endpoint may get one. Each pooled connection remembers the
@@ -20,7 +23,7 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::cell::RefCell;
 use std::io;
@@ -29,30 +32,55 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+/// Error type of request bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body sent upstream: the client's, streamed, or one kept in memory for
 /// replay (see `proxy::retry`).
 #[derive(Debug)]
-pub enum ReqBody {
-    /// The client's body, streamed.
+pub enum ReqBody<'a> {
+    /// The body of a request hyper read (h2, TLS), streamed.
     Stream(Incoming),
+    /// The body of a request the own HTTP/1.1 engine read, streamed from the client
+    /// connection.
+    Client(crate::h1::server::Inbound<'a>),
+    /// Frames pumped from a `Client` body by the request's task, for an h2 upstream
+    /// (whose sender needs a body that owns its data).
+    Bridge(mpsc::Receiver<Result<Bytes, BoxError>>),
     /// A body held whole in memory (kept for replay), or none.
     Full(Option<Bytes>),
 }
 
 // === impl ReqBody ===
 
-impl Body for ReqBody {
+impl<'a> ReqBody<'a> {
+    /// The body as one that owns its data, or the client body that borrows its
+    /// connection.
+    pub fn into_owned(self) -> Result<ReqBody<'static>, crate::h1::server::Inbound<'a>> {
+        match self {
+            ReqBody::Stream(b) => Ok(ReqBody::Stream(b)),
+            ReqBody::Bridge(b) => Ok(ReqBody::Bridge(b)),
+            ReqBody::Full(b) => Ok(ReqBody::Full(b)),
+            ReqBody::Client(b) => Err(b),
+        }
+    }
+}
+
+impl Body for ReqBody<'_> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ReqBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Stream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ReqBody::Client(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Bridge(rx) => rx.poll_recv(cx).map(|f| f.map(|r| r.map(Frame::data))),
             ReqBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -60,6 +88,8 @@ impl Body for ReqBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ReqBody::Stream(b) => b.is_end_stream(),
+            ReqBody::Client(b) => b.is_end_stream(),
+            ReqBody::Bridge(_) => false,
             ReqBody::Full(b) => b.is_none(),
         }
     }
@@ -67,6 +97,8 @@ impl Body for ReqBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ReqBody::Stream(b) => b.size_hint(),
+            ReqBody::Client(b) => b.size_hint(),
+            ReqBody::Bridge(_) => SizeHint::default(),
             ReqBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ReqBody::Full(None) => SizeHint::with_exact(0),
         }
@@ -95,7 +127,7 @@ pub enum ConnectError {
 }
 
 struct Idle {
-    tx: http1::SendRequest<ReqBody>,
+    stream: TcpStream,
     addr: SocketAddr,
     since: Instant,
 }
@@ -103,41 +135,34 @@ struct Idle {
 #[derive(Default)]
 struct Pool {
     h1: Vec<Vec<Idle>>,
-    h2: Vec<Option<(SocketAddr, http2::SendRequest<ReqBody>)>>,
+    h2: Vec<Option<(SocketAddr, http2::SendRequest<ReqBody<'static>>)>>,
 }
 
 thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// An HTTP/1.1 connection checked out of (or freshly added to) the pool.
-pub struct H1Conn {
-    /// The sender.
-    pub tx: http1::SendRequest<ReqBody>,
-    /// Whether it came from the pool (a reused connection can be stale).
-    pub reused: bool,
+/// Whether an idle connection is still open and quiet: the upstream has neither
+/// closed it nor sent anything (bytes before a request are a protocol error).
+fn quiet(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Takes an idle HTTP/1.1 connection to `addr` at `slot`, if a usable one is pooled.
-pub async fn checkout_h1(slot: usize, addr: SocketAddr) -> Option<H1Conn> {
+/// Takes an idle HTTP/1.1 connection to `addr` at `slot`, if a usable one is pooled:
+/// younger than [`IDLE_TIMEOUT`] and, checked without waiting, neither closed nor
+/// holding unexpected bytes.
+pub fn checkout_h1(slot: usize, addr: SocketAddr) -> Option<TcpStream> {
     loop {
         let idle = POOL.with(|p| p.borrow_mut().h1.get_mut(slot).and_then(Vec::pop))?;
-        if idle.addr != addr || idle.tx.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
-            continue;
+        if idle.addr == addr && idle.since.elapsed() <= IDLE_TIMEOUT && quiet(&idle.stream) {
+            return Some(idle.stream);
         }
-        let mut tx = idle.tx;
-        if !tx.is_ready() && tx.ready().await.is_err() {
-            continue;
-        }
-        return Some(H1Conn { tx, reused: true });
     }
 }
 
 /// Returns an HTTP/1.1 connection to `addr` whose exchange finished cleanly.
-pub fn checkin_h1(slot: usize, addr: SocketAddr, tx: http1::SendRequest<ReqBody>) {
-    if tx.is_closed() {
-        return;
-    }
+pub fn checkin_h1(slot: usize, addr: SocketAddr, stream: TcpStream) {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         if p.h1.len() <= slot {
@@ -146,7 +171,7 @@ pub fn checkin_h1(slot: usize, addr: SocketAddr, tx: http1::SendRequest<ReqBody>
         let v = &mut p.h1[slot];
         if v.len() < MAX_IDLE_PER_ENDPOINT {
             v.push(Idle {
-                tx,
+                stream,
                 addr,
                 since: Instant::now(),
             });
@@ -162,7 +187,7 @@ pub fn sweep() -> usize {
         let mut dropped = 0;
         for v in &mut p.h1 {
             let before = v.len();
-            v.retain(|i| !i.tx.is_closed() && i.since.elapsed() <= IDLE_TIMEOUT);
+            v.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT && quiet(&i.stream));
             dropped += before - v.len();
         }
         for s in &mut p.h2 {
@@ -185,25 +210,6 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
     Ok(stream)
 }
 
-/// Opens a new HTTP/1.1 connection; its driver runs as a task on this worker. An
-/// answer whose head is larger than `max_head` bytes fails the exchange.
-pub async fn connect_h1(
-    addr: SocketAddr,
-    timeout: Duration,
-    max_head: usize,
-) -> Result<H1Conn, ConnectError> {
-    let stream = connect_tcp(addr, timeout).await?;
-    let (tx, conn) = http1::Builder::new()
-        .max_header_size(max_head)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(ConnectError::Handshake)?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    Ok(H1Conn { tx, reused: false })
-}
-
 /// The worker's HTTP/2 sender to `slot`, connecting when there is none or it closed;
 /// `max_head` bounds an answer's header list.
 pub async fn h2_sender(
@@ -211,7 +217,7 @@ pub async fn h2_sender(
     addr: SocketAddr,
     timeout: Duration,
     max_head: usize,
-) -> Result<http2::SendRequest<ReqBody>, ConnectError> {
+) -> Result<http2::SendRequest<ReqBody<'static>>, ConnectError> {
     let cached = POOL.with(|p| p.borrow().h2.get(slot).cloned().flatten());
     if let Some((a, tx)) = cached {
         if a == addr && !tx.is_closed() {

@@ -1,0 +1,145 @@
+//! Each worker's I/O buffers: taken when bytes arrive, given back when empty.
+//!
+//! An idle keep-alive connection, client or upstream side, holds no buffer (the cost
+//! hyper#2303 and Pingora's #447 describe): it waits for readability, takes a buffer
+//! from the worker's free list, and gives it back once the request is done and nothing
+//! is pipelined behind it. The free list is thread-local (no lock) and bounded, so a
+//! burst does not keep its memory forever.
+
+use std::cell::RefCell;
+
+/// Size of a pooled buffer.
+pub const SIZE: usize = 16 * 1024;
+
+/// Buffers kept per worker at most (4 MiB).
+const KEEP: usize = 256;
+
+thread_local! {
+    static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer of bytes read but not yet consumed: `data()` is `v[start..]`.
+#[derive(Debug, Default)]
+pub struct Buf {
+    v: Vec<u8>,
+    start: usize,
+}
+
+impl Buf {
+    /// An empty buffer that owns no memory yet.
+    pub const fn new() -> Self {
+        Buf {
+            v: Vec::new(),
+            start: 0,
+        }
+    }
+
+    /// Bytes read and not consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.v[self.start..]
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.v.len()
+    }
+
+    /// Number of bytes waiting.
+    pub fn len(&self) -> usize {
+        self.v.len() - self.start
+    }
+
+    /// Marks `n` bytes consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.v.len());
+        if self.start == self.v.len() {
+            self.v.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Room to read into, at least `want` bytes (bytes already consumed are reclaimed
+    /// first, and a buffer is taken from the pool when there is none); `max` bounds
+    /// the waiting bytes plus the room (at least one byte of room is always given).
+    pub fn spare(&mut self, max: usize) -> &mut Vec<u8> {
+        if self.v.capacity() == 0 {
+            self.v = take();
+        }
+        if self.start > 0 && self.v.capacity() - self.v.len() < 1024 {
+            self.v.drain(..self.start);
+            self.start = 0;
+        }
+        if self.v.len() == self.v.capacity() {
+            let grow = (self.len().max(SIZE)).min(max.saturating_sub(self.len())).max(1);
+            self.v.reserve(grow);
+        }
+        &mut self.v
+    }
+
+    /// Appends bytes (for tests and for writes that gather).
+    pub fn extend(&mut self, b: &[u8]) {
+        if self.v.capacity() == 0 {
+            self.v = take();
+        }
+        self.v.extend_from_slice(b);
+    }
+
+    /// Gives the memory back to the pool if nothing is waiting.
+    pub fn release_if_empty(&mut self) {
+        if self.is_empty() && self.v.capacity() != 0 {
+            give(std::mem::take(&mut self.v));
+            self.start = 0;
+        }
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if self.v.capacity() != 0 {
+            give(std::mem::take(&mut self.v));
+        }
+    }
+}
+
+/// A cleared buffer of at least [`SIZE`] bytes.
+pub fn take() -> Vec<u8> {
+    FREE.with(|f| f.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(SIZE))
+}
+
+/// Returns a buffer to the pool; one that grew past [`SIZE`] is freed instead.
+pub fn give(mut v: Vec<u8>) {
+    if v.capacity() != SIZE {
+        return;
+    }
+    v.clear();
+    FREE.with(|f| {
+        let mut f = f.borrow_mut();
+        if f.len() < KEEP {
+            f.push(v);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_go_back_when_empty() {
+        let mut b = Buf::new();
+        assert_eq!(b.v.capacity(), 0);
+        b.extend(b"hello");
+        assert_eq!(b.data(), b"hello");
+        b.consume(2);
+        assert_eq!(b.data(), b"llo");
+        b.release_if_empty();
+        assert_eq!(b.len(), 3);
+        b.consume(3);
+        b.release_if_empty();
+        assert_eq!(b.v.capacity(), 0);
+        let again = take();
+        assert_eq!(again.capacity(), SIZE);
+    }
+}

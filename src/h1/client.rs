@@ -1,0 +1,347 @@
+//! The upstream side of the engine: the request's own task writes the request on a
+//! pooled (or new) connection, reads the answer's head, and relays the body with
+//! [`Reader`], which checks the connection back into the worker's pool when the body
+//! has ended cleanly. No connection task, no channel: the attempt loop sees exactly
+//! whether the request left.
+//!
+//! Interim answers (`1xx` other than `100` and `101`) are relayed to an HTTP/1.1
+//! client as they come (103 Early Hints); `100 Continue` is the gateway's own business
+//! with its client and is dropped.
+
+use super::buf::{self, Buf};
+use super::chunked::{self, Decoder};
+use super::head::{self, Framing, ResponseHead};
+use super::io;
+use crate::proxy::ConnCtx;
+use crate::upstream::{pool, ReqBody};
+use bytes::Bytes;
+use http_body::{Body, SizeHint};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::net::TcpStream;
+
+/// Why writing a request failed.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The head could not be written: on a pooled connection, the upstream had closed
+    /// it, and the request can go again on a new one.
+    Head(std::io::Error),
+    /// The upstream stopped taking the body.
+    Body(std::io::Error),
+    /// The client's body broke its own framing, or the client left.
+    ClientBody,
+}
+
+/// Takes the first piece of body if it is there already (a replay's whole body, or
+/// what arrived with the client's head), so it can ride in the head's write, and be
+/// written again if a pooled connection turns out to be closed.
+pub async fn first_piece(body: &mut ReqBody<'_>) -> Result<Option<Bytes>, WriteError> {
+    if body.is_end_stream() {
+        return Ok(None);
+    }
+    match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+        Poll::Ready(Some(Ok(f))) => Ok(f.into_data().ok()),
+        Poll::Ready(Some(Err(_))) => Err(WriteError::ClientBody),
+        Poll::Ready(None) | Poll::Pending => Ok(None),
+    }
+}
+
+/// Writes `parts`, then `first` (from [`first_piece`]) in the same write, then the rest
+/// of the body frame by frame, chunked when `parts` says so.
+pub async fn write_request(
+    stream: &TcpStream,
+    parts: &http::request::Parts,
+    first: Option<&Bytes>,
+    body: &mut ReqBody<'_>,
+) -> Result<(), WriteError> {
+    let chunked = parts
+        .headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    let mut out = buf::take();
+    head::write_request(&mut out, parts);
+    let r = match first {
+        Some(d) if !d.is_empty() => {
+            if chunked {
+                chunked::encode_size(&mut out, d.len());
+            }
+            let r = io::write_all2(stream, &out, d).await;
+            out.clear();
+            if chunked {
+                out.extend_from_slice(b"\r\n");
+            }
+            r
+        }
+        _ => {
+            let r = io::write_all(stream, &out).await;
+            out.clear();
+            r
+        }
+    };
+    if let Err(e) = r {
+        buf::give(out);
+        return Err(WriteError::Head(e));
+    }
+    let r = write_body(stream, &mut out, body, chunked).await;
+    buf::give(out);
+    r
+}
+
+async fn write_body(
+    stream: &TcpStream,
+    out: &mut Vec<u8>,
+    body: &mut ReqBody<'_>,
+    chunked: bool,
+) -> Result<(), WriteError> {
+    loop {
+        if body.is_end_stream() {
+            break;
+        }
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    io::write_all(stream, out).await.map_err(WriteError::Body)?;
+                    out.clear();
+                }
+                poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+            }
+        };
+        match frame {
+            None => break,
+            Some(Err(_)) => return Err(WriteError::ClientBody),
+            Some(Ok(f)) => {
+                let Ok(d) = f.into_data() else { continue };
+                if d.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    chunked::encode_size(out, d.len());
+                }
+                io::write_all2(stream, out, &d)
+                    .await
+                    .map_err(WriteError::Body)?;
+                out.clear();
+                if chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+    }
+    if chunked {
+        out.extend_from_slice(chunked::LAST_CHUNK);
+    }
+    if !out.is_empty() {
+        io::write_all(stream, out).await.map_err(WriteError::Body)?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Why reading an answer's head failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The connection closed or failed before a whole head arrived.
+    Closed,
+    /// The head is malformed, ambiguous or too large (the cause, for the log).
+    Invalid(&'static str),
+}
+
+/// Reads the answer's head into `rbuf` (which keeps any body bytes after it),
+/// relaying interim answers to the client (see the module doc).
+pub async fn read_head(
+    ctx: &ConnCtx,
+    stream: &TcpStream,
+    rbuf: &mut Buf,
+    head_req: bool,
+    max_head: usize,
+) -> Result<ResponseHead, ReadError> {
+    loop {
+        if !rbuf.is_empty() {
+            match head::parse_response(rbuf.data(), head_req, max_head) {
+                Ok(Some(h)) => {
+                    let code = h.parts.status.as_u16();
+                    if (100..200).contains(&code) && code != 101 {
+                        rbuf.consume(h.len);
+                        if code != 100 {
+                            let mut parts = h.parts;
+                            crate::proxy::forward::strip_hop_headers(&mut parts.headers, false);
+                            ctx.interim(parts.status, &parts.headers).await;
+                        }
+                        continue;
+                    }
+                    rbuf.consume(h.len);
+                    return Ok(h);
+                }
+                Ok(None) => {}
+                Err(why) => return Err(ReadError::Invalid(why)),
+            }
+        }
+        match io::read(stream, rbuf, max_head.max(buf::SIZE)).await {
+            Ok(0) | Err(_) => return Err(ReadError::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// An answer's body being read from its upstream connection; see the module doc.
+pub struct Reader {
+    stream: Option<TcpStream>,
+    buf: Buf,
+    framing: Framing,
+    decoder: Decoder,
+    done: bool,
+    /// Where the connection goes back at a clean end; `None`: it is closed.
+    keep: Option<(usize, SocketAddr)>,
+}
+
+impl Reader {
+    /// A reader of a body framed by `framing`, with `buf` holding what arrived after the
+    /// head.
+    pub fn new(
+        stream: TcpStream,
+        buf: Buf,
+        framing: Framing,
+        ext_limit: usize,
+        keep: Option<(usize, SocketAddr)>,
+    ) -> Self {
+        let mut r = Reader {
+            stream: Some(stream),
+            buf,
+            framing,
+            decoder: Decoder::new(ext_limit, 64 * 1024),
+            done: false,
+            keep,
+        };
+        if framing == Framing::Empty {
+            r.finish();
+        }
+        r
+    }
+
+    /// Whether the body has ended.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Bytes still to come, when known.
+    pub fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            _ if self.done => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+
+    /// Never pool this connection (the body was cut or timed out).
+    pub fn discard(&mut self) {
+        self.keep = None;
+        self.stream = None;
+    }
+
+    /// The body ended as framed: the connection goes back to the pool if it may be
+    /// reused and nothing follows the body on it.
+    fn finish(&mut self) {
+        self.done = true;
+        let stream = self.stream.take();
+        if let (Some(s), Some((slot, addr)), true) = (stream, self.keep, self.buf.is_empty()) {
+            pool::checkin_h1(slot, addr, s);
+        }
+        self.buf.release_if_empty();
+    }
+
+    /// The next piece of body; `None` at its end.
+    pub fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            if !self.buf.is_empty() {
+                let data = self.buf.data();
+                let chunk = match &mut self.framing {
+                    Framing::Length(left) => {
+                        let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                        let c = Bytes::copy_from_slice(&data[..n]);
+                        *left -= n as u64;
+                        self.buf.consume(n);
+                        if *left == 0 {
+                            self.finish();
+                        }
+                        Some(c)
+                    }
+                    Framing::Close => {
+                        let c = Bytes::copy_from_slice(data);
+                        let n = data.len();
+                        self.buf.consume(n);
+                        Some(c)
+                    }
+                    Framing::Chunked => match self.decoder.decode(data) {
+                        Ok(d) => {
+                            let c = d.data.map(|r| Bytes::copy_from_slice(&data[r]));
+                            self.buf.consume(d.consumed);
+                            if d.done {
+                                self.finish();
+                            }
+                            c
+                        }
+                        Err(_) => {
+                            self.discard();
+                            return Poll::Ready(Some(Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                "malformed chunked body from upstream",
+                            ))));
+                        }
+                    },
+                    Framing::Empty => {
+                        self.finish();
+                        None
+                    }
+                };
+                if let Some(c) = chunk {
+                    return Poll::Ready(Some(Ok(c)));
+                }
+                continue;
+            }
+            let Some(stream) = &self.stream else {
+                return Poll::Ready(Some(Err(std::io::ErrorKind::NotConnected.into())));
+            };
+            match ready!(io::poll_read(stream, cx, &mut self.buf, buf::SIZE)) {
+                Ok(0) if self.framing == Framing::Close => {
+                    self.keep = None;
+                    self.finish();
+                }
+                Ok(0) => {
+                    self.discard();
+                    return Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into())));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.discard();
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+}
+
+/// The upstream side of a tunnel after a `101`: the connection and the bytes that
+/// came after the `101`'s head.
+pub struct Tunnel {
+    /// The upstream connection.
+    pub upstream: TcpStream,
+    /// Bytes the upstream sent after its `101`, for the client first.
+    pub early: Vec<u8>,
+    /// The endpoint counts the tunnel as a request in flight while it lasts.
+    pub in_flight: crate::upstream::InFlight,
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel").finish_non_exhaustive()
+    }
+}

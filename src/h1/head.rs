@@ -1,0 +1,495 @@
+//! Message heads: parsing a request or response head with `httparse` and deciding its
+//! body's framing by RFC 9112's rules, and writing heads back out.
+//!
+//! Framing is where request smuggling lives, so the rules are the strict ones (nginx's
+//! where RFC 9112 lets an implementation choose):
+//! - a request: at most one `Content-Length`, `1*DIGIT` (CVE-2021-32715, an empty one:
+//!   CVE-2023-40225), never beside `Transfer-Encoding` (400, where hyper merged or
+//!   dropped); `Transfer-Encoding` only on HTTP/1.1 and exactly one `chunked`
+//!   (CVE-2021-21299: another coding 501, a repeated or empty one 400); neither header:
+//!   no body, whatever the method or version (CVE-2020-35863, CVE-2026-2835);
+//! - a response: no body for HEAD, 1xx, 204 and 304; two `Content-Length`s or a coding
+//!   other than `chunked` → refused (502); `Content-Length` beside `chunked` is dropped
+//!   and the connection not reused; neither: the body runs to the connection's close.
+//!
+//! The head is copied once into a shared buffer and every field value is a slice of it.
+
+use crate::config::Limits;
+use crate::proxy::error::Failure;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// The chunked coding.
+    Chunked,
+    /// Until the connection closes (responses only).
+    Close,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// Method, target, version and fields, as the pipeline takes them.
+    pub parts: http::request::Parts,
+    /// The body's framing.
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on HTTP/1.1.
+    pub expect_continue: bool,
+    /// Bytes the head took in the buffer.
+    pub len: usize,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// Status, version and fields.
+    pub parts: http::response::Parts,
+    /// The body's framing.
+    pub framing: Framing,
+    /// Whether the upstream connection may carry another request.
+    pub keep_alive: bool,
+    /// Bytes the head took in the buffer.
+    pub len: usize,
+}
+
+/// Headers on the stack per parse; a configured `max_request_headers` above it parses
+/// into the heap.
+const STACK_HEADERS: usize = 100;
+
+/// Parses a request head at the start of `buf`; `Ok(None)` if it is not complete yet.
+/// A head that can no longer fit `limits.max_request_head` is an error (431).
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Failure> {
+    let max = limits.max_request_headers;
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let slots: &mut [httparse::Header<'_>] = if max <= STACK_HEADERS {
+        &mut stack[..max]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; max];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= limits.max_request_head {
+                return Err(too_large(req.path, limits));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(Failure::FieldTooLarge),
+        Err(_) => return Err(Failure::BadRequest),
+    };
+    if len > limits.max_request_head {
+        return Err(too_large(req.path, limits));
+    }
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(Failure::BadRequest);
+    };
+    if path.len() > limits.max_uri {
+        return Err(Failure::UriTooLong);
+    }
+    let http11 = version == 1;
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| Failure::BadRequest)?;
+    let shared = Bytes::copy_from_slice(&buf[..len]);
+    let uri = if path.as_bytes().first() == Some(&b'/') || path.contains("://") {
+        Uri::from_maybe_shared(sub(&shared, buf, path.as_bytes()))
+    } else {
+        path.parse()
+    }
+    .map_err(|_| Failure::BadRequest)?;
+
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
+    let mut lengths = 0;
+    let mut length = None;
+    let mut te = false;
+    let mut close = false;
+    let mut keep = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        if h.name.len() + 2 + h.value.len() > limits.max_request_field {
+            return Err(Failure::FieldTooLarge);
+        }
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Failure::BadRequest)?;
+        let value = HeaderValue::from_maybe_shared(sub(&shared, buf, h.value))
+            .map_err(|_| Failure::BadRequest)?;
+        if name == http::header::CONTENT_LENGTH {
+            lengths += 1;
+            length = Some(content_length(h.value).ok_or(Failure::BadRequest)?);
+        } else if name == http::header::TRANSFER_ENCODING {
+            te = true;
+        } else if name == http::header::CONNECTION {
+            for t in tokens(h.value) {
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name == http::header::EXPECT {
+            expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+        }
+        headers.append(name, value);
+    }
+    if lengths > 1 {
+        return Err(Failure::BadRequest);
+    }
+    let framing = if te {
+        if length.is_some() || !http11 {
+            return Err(Failure::BadRequest);
+        }
+        transfer_coding(&headers)?;
+        Framing::Chunked
+    } else {
+        match length {
+            Some(0) | None => Framing::Empty,
+            Some(n) => Framing::Length(n),
+        }
+    };
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = if http11 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    parts.headers = headers;
+    Ok(Some(RequestHead {
+        parts,
+        framing,
+        keep_alive: if http11 { !close } else { keep && !close },
+        expect_continue: expect_continue && http11,
+        len,
+    }))
+}
+
+/// A head over its limit: 414 when the request line alone is too long (nginx's
+/// answer), else 431.
+fn too_large(path: Option<&str>, limits: &Limits) -> Failure {
+    match path {
+        Some(p) if p.len() > limits.max_uri => Failure::UriTooLong,
+        _ => Failure::FieldTooLarge,
+    }
+}
+
+/// Parses an upstream's response head at the start of `buf`; `Ok(None)` if it is not
+/// complete yet. `head` is whether the request was HEAD. The error is a cause for the
+/// log; the client gets 502.
+pub fn parse_response(
+    buf: &[u8],
+    head: bool,
+    max_head: usize,
+) -> Result<Option<ResponseHead>, &'static str> {
+    let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= max_head {
+                return Err("response head too large");
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err("too many header fields"),
+        Err(_) => return Err("malformed response head"),
+    };
+    if len > max_head {
+        return Err("response head too large");
+    }
+    let (Some(code), Some(version)) = (resp.code, resp.version) else {
+        return Err("malformed response head");
+    };
+    let status = StatusCode::from_u16(code).map_err(|_| "invalid status code")?;
+    let http11 = version == 1;
+    let shared = Bytes::copy_from_slice(&buf[..len]);
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
+    let mut lengths = 0;
+    let mut length = None;
+    let mut te = false;
+    let mut close = false;
+    let mut keep = false;
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "invalid field name")?;
+        let value = HeaderValue::from_maybe_shared(sub(&shared, buf, h.value))
+            .map_err(|_| "invalid field value")?;
+        if name == http::header::CONTENT_LENGTH {
+            lengths += 1;
+            length = Some(content_length(h.value).ok_or("invalid Content-Length")?);
+        } else if name == http::header::TRANSFER_ENCODING {
+            te = true;
+        } else if name == http::header::CONNECTION {
+            for t in tokens(h.value) {
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        headers.append(name, value);
+    }
+    if lengths > 1 {
+        return Err("two Content-Length fields");
+    }
+    let mut keep_alive = if http11 { !close } else { keep && !close };
+    let no_body = head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if te {
+        transfer_coding(&headers).map_err(|_| "a transfer coding other than chunked")?;
+        if length.is_some() {
+            // RFC 9112 §6.3: chunked wins, the length goes, and whatever the upstream
+            // meant by both may still be on the connection.
+            headers.remove(http::header::CONTENT_LENGTH);
+            keep_alive = false;
+        }
+        if no_body {
+            keep_alive &= head;
+            Framing::Empty
+        } else {
+            Framing::Chunked
+        }
+    } else if no_body {
+        // A 204 or 304 announcing a body: the bytes may sit on the connection.
+        if !head && length.is_some_and(|n| n != 0) {
+            keep_alive = false;
+        }
+        Framing::Empty
+    } else {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => {
+                keep_alive = false;
+                Framing::Close
+            }
+        }
+    };
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = if http11 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    parts.headers = headers;
+    Ok(Some(ResponseHead {
+        parts,
+        framing,
+        keep_alive,
+        len,
+    }))
+}
+
+/// The part of `shared` (a copy of `base`) that `part` (a slice of `base`) covers.
+fn sub(shared: &Bytes, base: &[u8], part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= shared.len() => shared.slice(start..end),
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
+/// `1*DIGIT` as a number; `None` for anything else or an overflow.
+pub fn content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// The comma-separated elements of a field value, trimmed.
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// `Transfer-Encoding` must be exactly one `chunked`, in any case; another coding is
+/// 501, a repeated or empty one 400.
+fn transfer_coding(h: &HeaderMap) -> Result<(), Failure> {
+    let mut chunked = 0;
+    for v in h.get_all(http::header::TRANSFER_ENCODING) {
+        for t in tokens(v.as_bytes()) {
+            if t.eq_ignore_ascii_case(b"chunked") {
+                chunked += 1;
+            } else if t.is_empty() {
+                return Err(Failure::BadRequest);
+            } else {
+                return Err(Failure::UnsupportedCoding);
+            }
+        }
+    }
+    if chunked == 1 {
+        Ok(())
+    } else {
+        Err(Failure::BadRequest)
+    }
+}
+
+/// Writes a request head for an upstream: request line with the origin-form target,
+/// then the fields as they are in `parts` (already rewritten by `proxy::forward`).
+pub fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    match parts.uri.path_and_query() {
+        Some(pq) if parts.method != Method::CONNECT => out.extend_from_slice(pq.as_str().as_bytes()),
+        _ => match parts.uri.authority() {
+            Some(a) if parts.method == Method::CONNECT => out.extend_from_slice(a.as_str().as_bytes()),
+            _ => out.push(b'/'),
+        },
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_fields(out, &parts.headers);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `name: value` lines.
+pub fn write_fields(out: &mut Vec<u8>, h: &HeaderMap) {
+    for (name, value) in h {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes a status line (always `HTTP/1.1`, RFC 9110 §6.2: a server sends its own
+/// version) with the status's canonical reason phrase.
+pub fn write_status(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Result<Option<RequestHead>, Failure> {
+        parse_request(s.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn framing_of_requests() {
+        let r = req("GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
+        assert_eq!(r.framing, Framing::Empty);
+        assert!(r.keep_alive);
+        let r = req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.framing, Framing::Length(5));
+        assert_eq!(r.len, 47);
+        let r = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.framing, Framing::Chunked);
+        let r = req("POST / HTTP/1.0\r\nHost: a\r\n\r\nhello").unwrap().unwrap();
+        assert_eq!(r.framing, Framing::Empty);
+        assert!(!r.keep_alive);
+        let r = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(r.keep_alive);
+        assert!(req("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused() {
+        for (head, f) in [
+            ("Content-Length: 5\r\nContent-Length: 5", Failure::BadRequest),
+            ("Content-Length: 5\r\nTransfer-Encoding: chunked", Failure::BadRequest),
+            ("Content-Length: +5", Failure::BadRequest),
+            ("Content-Length: -5", Failure::BadRequest),
+            ("Content-Length: 5,5", Failure::BadRequest),
+            ("Content-Length:", Failure::BadRequest),
+            ("Content-Length: 99999999999999999999", Failure::BadRequest),
+            ("Transfer-Encoding: gzip, chunked", Failure::UnsupportedCoding),
+            ("Transfer-Encoding: chunked, chunked", Failure::BadRequest),
+            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", Failure::BadRequest),
+            ("Transfer-Encoding: ,chunked", Failure::BadRequest),
+            (": x", Failure::BadRequest),
+            ("Host : a", Failure::BadRequest),
+            ("X: a\r\n b", Failure::BadRequest),
+        ] {
+            let r = req(&format!("POST / HTTP/1.1\r\nHost: a\r\n{head}\r\n\r\n"));
+            assert_eq!(r.err(), Some(f), "{head:?}");
+        }
+        let r = req("POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.err(), Some(Failure::BadRequest));
+    }
+
+    #[test]
+    fn limits_answer_414_and_431() {
+        let limits = Limits {
+            max_request_head: 1024,
+            max_uri: 100,
+            ..Limits::default()
+        };
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(200));
+        assert_eq!(
+            parse_request(long.as_bytes(), &limits).err(),
+            Some(Failure::UriTooLong)
+        );
+        let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(2000));
+        assert_eq!(
+            parse_request(big.as_bytes(), &limits).err(),
+            Some(Failure::FieldTooLarge)
+        );
+        let many: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let r = req(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"));
+        assert_eq!(r.err(), Some(Failure::FieldTooLarge));
+    }
+
+    #[test]
+    fn framing_of_responses() {
+        let p = |s: &str, head| parse_response(s.as_bytes(), head, 16384).unwrap().unwrap();
+        let r = p("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
+        assert_eq!((r.framing, r.keep_alive), (Framing::Length(2), true));
+        let r = p("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", true);
+        assert_eq!(r.framing, Framing::Empty);
+        let r = p("HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!((r.framing, r.keep_alive), (Framing::Close, false));
+        let r = p("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false);
+        assert_eq!((r.framing, r.keep_alive), (Framing::Empty, false));
+        let r = p(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!((r.framing, r.keep_alive), (Framing::Chunked, false));
+        assert!(r.parts.headers.get("content-length").is_none());
+        let r = p("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false);
+        assert!(!r.keep_alive);
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0x2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX : 1\r\n\r\n",
+        ] {
+            assert!(parse_response(bad.as_bytes(), false, 16384).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn writes_heads() {
+        let r = req("POST /a?b HTTP/1.1\r\nHost: a\r\nX-Y: z\r\n\r\n").unwrap().unwrap();
+        let mut out = Vec::new();
+        write_request(&mut out, &r.parts);
+        assert_eq!(out, b"POST /a?b HTTP/1.1\r\nhost: a\r\nx-y: z\r\n\r\n");
+        let mut out = Vec::new();
+        write_status(&mut out, StatusCode::NOT_FOUND);
+        assert_eq!(out, b"HTTP/1.1 404 Not Found\r\n");
+    }
+}

@@ -1,0 +1,18 @@
+//! ninefold's own HTTP/1.1 engine: the data path's client connections (plain TCP) and
+//! every HTTP/1.1 upstream connection.
+//!
+//! Why not hyper here: hyper keeps an 8 KiB read buffer, an 8 KiB write buffer and a
+//! header map per connection for the connection's whole life, and hands each upstream
+//! request to a connection task over channels. This engine parses heads with
+//! `httparse` ([`head`]), decodes bodies with its own strict framing ([`chunked`]),
+//! takes buffers from a worker-local pool only while bytes are in flight ([`buf`]),
+//! and runs the whole request, client side and upstream side, in the connection's own
+//! task ([`server`], [`client`]). h2, h2c and TLS client connections stay on hyper,
+//! which hands its requests to the same pipeline.
+
+pub mod buf;
+pub mod chunked;
+pub mod client;
+pub mod head;
+pub mod io;
+pub mod server;

@@ -1,0 +1,571 @@
+//! The client side of the engine: one task per connection reads request heads, runs
+//! each request through the pipeline (`proxy::handle`) in that same task, and writes
+//! the answer, in order (pipelined requests wait in the buffer).
+//!
+//! Between requests the connection holds no buffer (see [`super::buf`]). The request
+//! body is read lazily, from the connection's own buffer and socket, as the pipeline
+//! asks for it ([`Inbound`]): `Expect: 100-continue` is answered when the body is
+//! first wanted, and a body nobody read is drained (up to [`DRAIN_LIMIT`]) or the
+//! connection closed before the next request is read. An upgrade becomes a tunnel only
+//! once the upstream's `101` has arrived (CVE-2026-2833); the bytes after an upgrade
+//! request's head are read as HTTP until then.
+
+use super::buf::{self, Buf};
+use super::chunked::{self, Decoder};
+use super::head::{self, Framing};
+use super::io;
+use crate::proxy::body::{BoxError, RespBody};
+use crate::proxy::error::Failure;
+use crate::proxy::{self, ConnCtx};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, DATE};
+use http::{Method, Request, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// A request body left unread after its answer is read and dropped up to this size;
+/// more, and the connection is closed instead.
+pub const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// Answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Serves one plain-TCP HTTP/1.x connection until it closes, the client idles past
+/// `client_idle_timeout`, or the worker shuts down.
+pub async fn serve(ctx: Arc<ConnCtx>, io: &TcpStream, mut shutdown: watch::Receiver<bool>) {
+    let cfg = ctx.shared.snapshot.load().config.clone();
+    let limits = cfg.limits;
+    let idle = cfg.client_idle_timeout;
+    drop(cfg);
+    let mut rbuf = Buf::new();
+    loop {
+        // 1. Idle: no buffer held; wait for the next request's first bytes.
+        if rbuf.is_empty() {
+            rbuf.release_if_empty();
+            tokio::select! {
+                biased;
+                r = io.readable() => if r.is_err() { return },
+                _ = shutdown.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(idle) => return,
+            }
+        }
+        // 2. The head, within one idle period.
+        let deadline = tokio::time::Instant::now() + idle;
+        let parsed = loop {
+            if !rbuf.is_empty() {
+                match head::parse_request(rbuf.data(), &limits) {
+                    Ok(Some(h)) => break h,
+                    Ok(None) => {}
+                    Err(f) => {
+                        refuse(&ctx, io, f).await;
+                        return;
+                    }
+                }
+            }
+            let max = limits.max_request_head.max(buf::SIZE);
+            match tokio::time::timeout_at(deadline, io::read(io, &mut rbuf, max)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+                Ok(Ok(_)) => {}
+            }
+        };
+        rbuf.consume(parsed.len);
+        if parsed.parts.method == Method::CONNECT {
+            refuse(&ctx, io, Failure::ConnectRefused).await;
+            return;
+        }
+
+        // 3. The request, through the pipeline, in this task.
+        let head_req = parsed.parts.method == Method::HEAD;
+        let v10 = parsed.parts.version == http::Version::HTTP_10;
+        let mut keep_alive = parsed.keep_alive;
+        let mut st = InState::new(parsed.framing, parsed.expect_continue, rbuf, &limits);
+        ctx.interim.store(!v10, Ordering::Relaxed);
+        let req = Request::from_parts(
+            parsed.parts,
+            crate::upstream::ReqBody::Client(Inbound { io, st: &mut st }),
+        );
+        let Some(resp) = watch(io, proxy::handle(&ctx, req)).await else {
+            // The client left: the request was dropped (and recorded as such).
+            return;
+        };
+        let (rp, mut body) = resp.into_parts();
+        if *shutdown.borrow() {
+            keep_alive = false;
+        }
+
+        // 4. A tunnel, once the upstream switched protocols.
+        if let RespBody::Tunnel(t) = body {
+            let mut out = buf::take();
+            head::write_status(&mut out, rp.status);
+            head::write_fields(&mut out, &rp.headers);
+            out.extend_from_slice(b"\r\n");
+            let ok = io::write_all2(io, &out, &t.early).await.is_ok();
+            buf::give(out);
+            if ok {
+                let client_early = std::mem::take(&mut st.buf);
+                tunnel(io, &t.upstream, client_early).await;
+            }
+            return;
+        }
+        // A body the pipeline never read, on a request whose 100-continue was not
+        // sent: the client may or may not send it; and a body that broke its framing:
+        // where the next request starts is unknown. The connection cannot be reused.
+        if (!st.done && st.cont == Continue::Waiting) || st.failed {
+            keep_alive = false;
+        }
+
+        // 5. The answer.
+        let written = write_response(io, &rp, &mut body, head_req, v10, &mut keep_alive).await;
+        drop(body);
+        if written.is_err() || !keep_alive {
+            shut(io);
+            return;
+        }
+        // 6. What is left of the request body, before the next request.
+        if !st.done && !drain(io, &mut st, idle).await {
+            shut(io);
+            return;
+        }
+        rbuf = std::mem::take(&mut st.buf);
+    }
+}
+
+/// Runs a request's handling while watching its client: a client that closes the
+/// connection (or only its sending side: no half-close, like hyper's default) before
+/// its answer is ready drops the request, so the upstream exchange stops, its record
+/// says 499 and bulkhead permits go back. The watch ends at the first byte the client
+/// sends meanwhile (body or a pipelined request), which it leaves for the reader.
+async fn watch<F: std::future::Future>(io: &TcpStream, handling: F) -> Option<F::Output> {
+    tokio::pin!(handling);
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut handling => return Some(r),
+            r = io.readable(), if watching => {
+                if r.is_err() {
+                    return None;
+                }
+                let peek = io.try_io(tokio::io::Interest::READABLE, || {
+                    let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+                    socket2::SockRef::from(io).peek(&mut b)
+                });
+                match peek {
+                    Ok(0) => return None,
+                    Ok(_) => watching = false,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return None,
+                }
+            }
+        }
+    }
+}
+
+/// Relays bytes both ways until either side is done.
+async fn tunnel(client: &TcpStream, upstream: &TcpStream, mut early: Buf) {
+    if !early.is_empty() && io::write_all(upstream, early.data()).await.is_err() {
+        return;
+    }
+    early.consume(early.len());
+    drop(early);
+    let _ = tokio::io::copy_bidirectional(&mut io::Shared(client), &mut io::Shared(upstream)).await;
+}
+
+/// Closes the write side, so the client reads the end of the answer, then the close.
+fn shut(io: &TcpStream) {
+    let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
+}
+
+/// Answers a request refused before the pipeline (bad head, over a limit, CONNECT),
+/// counted like an unrouted request, and closes.
+async fn refuse(ctx: &ConnCtx, io: &TcpStream, f: Failure) {
+    let resp = proxy::refused(ctx, f);
+    let (rp, mut body) = resp.into_parts();
+    let mut keep_alive = false;
+    let _ = write_response(io, &rp, &mut body, false, false, &mut keep_alive).await;
+    shut(io);
+}
+
+/// Reads and drops the rest of a request body the pipeline left unread: up to
+/// [`DRAIN_LIMIT`] bytes within `idle`. False: close the connection instead.
+async fn drain(io: &TcpStream, st: &mut InState, idle: Duration) -> bool {
+    if st.failed || matches!(st.framing, Framing::Length(n) if n > DRAIN_LIMIT) {
+        return false;
+    }
+    let mut budget = DRAIN_LIMIT;
+    let mut body = Inbound { io, st };
+    let run = async {
+        while let Some(f) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            match f {
+                Ok(f) => {
+                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                    if n > budget {
+                        return false;
+                    }
+                    budget -= n;
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    tokio::time::timeout(idle, run).await.unwrap_or(false)
+}
+
+/// How a response body goes on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Out {
+    None,
+    Length,
+    Chunked,
+    Close,
+}
+
+/// Writes an answer: head and body, the body framed by its length when known, else
+/// chunked (HTTP/1.1) or by closing (HTTP/1.0). The head and a small first piece of
+/// body go in one write.
+async fn write_response(
+    io: &TcpStream,
+    rp: &http::response::Parts,
+    body: &mut RespBody,
+    head_req: bool,
+    v10: bool,
+    keep_alive: &mut bool,
+) -> std::io::Result<()> {
+    let status = rp.status;
+    let no_body = head_req
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut out = buf::take();
+    head::write_status(&mut out, status);
+    let exact = body.size_hint().exact();
+    let mode = if no_body {
+        head::write_fields(&mut out, &rp.headers);
+        Out::None
+    } else if let Some(n) = exact {
+        for (name, value) in &rp.headers {
+            if name != CONTENT_LENGTH {
+                field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        let mut b = itoa_buf();
+        field(&mut out, b"content-length", fmt_u64(&mut b, n));
+        Out::Length
+    } else if rp.headers.contains_key(CONTENT_LENGTH) {
+        head::write_fields(&mut out, &rp.headers);
+        Out::Length
+    } else if !v10 {
+        head::write_fields(&mut out, &rp.headers);
+        field(&mut out, b"transfer-encoding", b"chunked");
+        Out::Chunked
+    } else {
+        head::write_fields(&mut out, &rp.headers);
+        *keep_alive = false;
+        Out::Close
+    };
+    if !*keep_alive {
+        field(&mut out, b"connection", b"close");
+    } else if v10 {
+        field(&mut out, b"connection", b"keep-alive");
+    }
+    if !rp.headers.contains_key(DATE) {
+        date(&mut out);
+    }
+    out.extend_from_slice(b"\r\n");
+    let r = write_body(io, &mut out, body, mode).await;
+    buf::give(out);
+    r
+}
+
+async fn write_body(
+    io: &TcpStream,
+    out: &mut Vec<u8>,
+    body: &mut RespBody,
+    mode: Out,
+) -> std::io::Result<()> {
+    if mode == Out::None || body.is_end_stream() {
+        if mode == Out::Chunked {
+            out.extend_from_slice(chunked::LAST_CHUNK);
+        }
+        return io::write_all(io, out).await;
+    }
+    loop {
+        // Poll once; if the body has to wait, send what is gathered first.
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    io::write_all(io, out).await?;
+                    out.clear();
+                }
+                poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+            }
+        };
+        match frame {
+            None => break,
+            Some(Err(_)) => {
+                // The upstream broke the body: the client must see a broken answer,
+                // not a short one that looks complete.
+                if !out.is_empty() {
+                    let _ = io::write_all(io, out).await;
+                }
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            Some(Ok(f)) => {
+                let Ok(data) = f.into_data() else { continue };
+                if data.is_empty() {
+                    continue;
+                }
+                if mode == Out::Chunked {
+                    chunked::encode_size(out, data.len());
+                }
+                if data.len() > 4096 {
+                    io::write_all2(io, out, &data).await?;
+                    out.clear();
+                } else {
+                    out.extend_from_slice(&data);
+                }
+                if mode == Out::Chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+                if out.len() >= buf::SIZE {
+                    io::write_all(io, out).await?;
+                    out.clear();
+                }
+            }
+        }
+        if body.is_end_stream() {
+            break;
+        }
+    }
+    if mode == Out::Chunked {
+        out.extend_from_slice(chunked::LAST_CHUNK);
+    }
+    if !out.is_empty() {
+        io::write_all(io, out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+fn fmt_u64(b: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = b.len();
+    loop {
+        i -= 1;
+        b[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &b[i..]
+}
+
+/// Appends a `date` field, formatted once per second per worker.
+fn date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [0; 29])) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let s = httpdate::fmt_http_date(now);
+            if s.len() == 29 {
+                c.1.copy_from_slice(s.as_bytes());
+                c.0 = secs;
+            }
+        }
+        if c.0 == secs {
+            field(out, b"date", &c.1);
+        }
+    });
+}
+
+/// Where `Expect: 100-continue` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continue {
+    /// Not asked for, or already answered.
+    No,
+    /// Asked for; sent when the body is first read.
+    Waiting,
+    /// Being written; this many bytes went.
+    Sending(usize),
+}
+
+/// A request body's progress, owned by the connection loop and lent to [`Inbound`].
+pub struct InState {
+    /// The connection's read buffer (it may hold the next pipelined request too).
+    buf: Buf,
+    framing: Framing,
+    decoder: Decoder,
+    done: bool,
+    failed: bool,
+    cont: Continue,
+}
+
+impl InState {
+    fn new(framing: Framing, expect: bool, buf: Buf, limits: &crate::config::Limits) -> Self {
+        let done = framing == Framing::Empty;
+        InState {
+            buf,
+            framing,
+            decoder: Decoder::new(limits.max_chunk_extension, limits.max_request_head),
+            done,
+            failed: false,
+            cont: if expect && !done {
+                Continue::Waiting
+            } else {
+                Continue::No
+            },
+        }
+    }
+}
+
+/// The request body as the pipeline reads it: straight from the client connection's
+/// buffer and socket, decoded from its framing (see the module doc).
+pub struct Inbound<'a> {
+    io: &'a TcpStream,
+    st: &'a mut InState,
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub struct BodyError(&'static str);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl Inbound<'_> {
+    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.st.failed = true;
+        self.st.done = true;
+        Poll::Ready(Some(Err(Box::new(BodyError(why)))))
+    }
+}
+
+impl Body for Inbound<'_> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if this.st.done {
+                return Poll::Ready(None);
+            }
+            // The client waits for our go-ahead before it sends the body.
+            // (Sent even when some of the body came early, as nginx does: the client
+            // may be waiting for it to send the rest.)
+            while let Continue::Waiting | Continue::Sending(_) = this.st.cont {
+                let sent = match this.st.cont {
+                    Continue::Sending(n) => n,
+                    _ => 0,
+                };
+                match ready!(io::poll_write(this.io, cx, &CONTINUE[sent..])) {
+                    Ok(n) if sent + n == CONTINUE.len() => this.st.cont = Continue::No,
+                    Ok(n) if n > 0 => this.st.cont = Continue::Sending(sent + n),
+                    _ => return this.fail("client connection closed"),
+                }
+            }
+            if !this.st.buf.is_empty() {
+                let data = this.st.buf.data();
+                match &mut this.st.framing {
+                    Framing::Length(left) => {
+                        let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                        let chunk = Bytes::copy_from_slice(&data[..n]);
+                        this.st.buf.consume(n);
+                        *left -= n as u64;
+                        this.st.done = *left == 0;
+                        return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                    }
+                    Framing::Chunked => match this.st.decoder.decode(data) {
+                        Ok(d) => {
+                            let chunk = d.data.map(|r| Bytes::copy_from_slice(&data[r]));
+                            this.st.buf.consume(d.consumed);
+                            this.st.done = d.done;
+                            if let Some(c) = chunk {
+                                return Poll::Ready(Some(Ok(Frame::data(c))));
+                            }
+                            if d.done {
+                                return Poll::Ready(None);
+                            }
+                        }
+                        Err(_) => return this.fail("malformed chunked body"),
+                    },
+                    Framing::Empty | Framing::Close => {
+                        this.st.done = true;
+                        return Poll::Ready(None);
+                    }
+                }
+            }
+            match ready!(io::poll_read(this.io, cx, &mut this.st.buf, buf::SIZE)) {
+                Ok(0) => return this.fail("client closed the connection inside the body"),
+                Ok(_) => {}
+                Err(_) => return this.fail("client connection failed"),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.st.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.st.framing {
+            _ if self.st.done => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Inbound<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        let mut b = itoa_buf();
+        assert_eq!(fmt_u64(&mut b, 0), b"0");
+        let mut b = itoa_buf();
+        assert_eq!(fmt_u64(&mut b, u64::MAX), b"18446744073709551615");
+    }
+}

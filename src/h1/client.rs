@@ -48,53 +48,49 @@ pub async fn first_piece(body: &mut ReqBody<'_>) -> Result<Option<Bytes>, WriteE
     }
 }
 
-/// Writes `parts`, then `first` (from [`first_piece`]) in the same write, then the rest
-/// of the body frame by frame, chunked when `parts` says so.
-pub async fn write_request(
+/// Writes `parts`, then `first` (from [`first_piece`]) in the same write. The rest
+/// of the body follows with [`write_body`].
+pub async fn write_head(
     stream: &TcpStream,
     parts: &http::request::Parts,
     first: Option<&Bytes>,
-    body: &mut ReqBody<'_>,
 ) -> Result<(), WriteError> {
-    let chunked = parts
-        .headers
-        .get(http::header::TRANSFER_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
     let mut out = buf::take();
     head::write_request(&mut out, parts);
     let r = match first {
         Some(d) if !d.is_empty() => {
-            if chunked {
+            if is_chunked(parts) {
                 chunked::encode_size(&mut out, d.len());
+                match io::write_all2(stream, &out, d).await {
+                    Ok(()) => io::write_all(stream, b"\r\n").await,
+                    e => e,
+                }
+            } else {
+                io::write_all2(stream, &out, d).await
             }
-            let r = io::write_all2(stream, &out, d).await;
-            out.clear();
-            if chunked {
-                out.extend_from_slice(b"\r\n");
-            }
-            r
         }
-        _ => {
-            let r = io::write_all(stream, &out).await;
-            out.clear();
-            r
-        }
+        _ => io::write_all(stream, &out).await,
     };
-    if let Err(e) = r {
-        buf::give(out);
-        return Err(WriteError::Head(e));
-    }
-    let r = write_body(stream, &mut out, body, chunked).await;
     buf::give(out);
-    r
+    r.map_err(WriteError::Head)
 }
 
-async fn write_body(
+/// Whether `parts` frames its body chunked (set by `proxy::forward::prepare`).
+pub fn is_chunked(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Writes the rest of a request body after [`write_head`], frame by frame (chunked
+/// when `chunked`), ending a chunked body with the last chunk.
+pub async fn write_body(
     stream: &TcpStream,
-    out: &mut Vec<u8>,
     body: &mut ReqBody<'_>,
     chunked: bool,
 ) -> Result<(), WriteError> {
+    let mut out = Vec::new();
     loop {
         if body.is_end_stream() {
             break;
@@ -103,7 +99,9 @@ async fn write_body(
             Poll::Ready(f) => f,
             Poll::Pending => {
                 if !out.is_empty() {
-                    io::write_all(stream, out).await.map_err(WriteError::Body)?;
+                    io::write_all(stream, &out)
+                        .await
+                        .map_err(WriteError::Body)?;
                     out.clear();
                 }
                 poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
@@ -118,9 +116,9 @@ async fn write_body(
                     continue;
                 }
                 if chunked {
-                    chunked::encode_size(out, d.len());
+                    chunked::encode_size(&mut out, d.len());
                 }
-                io::write_all2(stream, out, &d)
+                io::write_all2(stream, &out, &d)
                     .await
                     .map_err(WriteError::Body)?;
                 out.clear();
@@ -134,8 +132,9 @@ async fn write_body(
         out.extend_from_slice(chunked::LAST_CHUNK);
     }
     if !out.is_empty() {
-        io::write_all(stream, out).await.map_err(WriteError::Body)?;
-        out.clear();
+        io::write_all(stream, &out)
+            .await
+            .map_err(WriteError::Body)?;
     }
     Ok(())
 }

@@ -117,7 +117,7 @@ pub async fn serve(ctx: Arc<ConnCtx>, io: &TcpStream, mut shutdown: watch::Recei
         // A body the pipeline never read, on a request whose 100-continue was not
         // sent: the client may or may not send it; and a body that broke its framing:
         // where the next request starts is unknown. The connection cannot be reused.
-        if (!st.done && st.cont == Continue::Waiting) || st.failed {
+        if (!st.done && (st.cont == Continue::Waiting || !st.drainable())) || st.failed {
             keep_alive = false;
         }
 
@@ -196,7 +196,7 @@ async fn refuse(ctx: &ConnCtx, io: &TcpStream, f: Failure) {
 /// Reads and drops the rest of a request body the pipeline left unread: up to
 /// [`DRAIN_LIMIT`] bytes within `idle`. False: close the connection instead.
 async fn drain(io: &TcpStream, st: &mut InState, idle: Duration) -> bool {
-    if st.failed || matches!(st.framing, Framing::Length(n) if n > DRAIN_LIMIT) {
+    if st.failed || !st.drainable() {
         return false;
     }
     let mut budget = DRAIN_LIMIT;
@@ -428,6 +428,11 @@ pub struct InState {
 }
 
 impl InState {
+    /// Whether what is left of the body may be read and dropped (see [`drain`]).
+    fn drainable(&self) -> bool {
+        !matches!(self.framing, Framing::Length(n) if n > DRAIN_LIMIT)
+    }
+
     fn new(framing: Framing, expect: bool, buf: Buf, limits: &crate::config::Limits) -> Self {
         let done = framing == Framing::Empty;
         InState {

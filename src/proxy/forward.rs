@@ -85,11 +85,13 @@ pub fn prepare(
     if !upgrade {
         return Ok(None);
     }
-    Ok(match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
-        Some(u) => Some(Upgrade::Hyper(u)),
-        None if ctx.stream.is_some() => Some(Upgrade::Own),
-        None => None,
-    })
+    Ok(
+        match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+            Some(u) => Some(Upgrade::Hyper(u)),
+            None if ctx.stream.is_some() => Some(Upgrade::Own),
+            None => None,
+        },
+    )
 }
 
 /// Sends a prepared request to endpoint `ep` of `cluster` and returns the upstream's
@@ -130,29 +132,47 @@ pub async fn send<'a>(
         Ok(f) => f,
         Err(e) => return Err(write_failed(e)),
     };
-    if let Err(e) = client::write_request(&stream, &parts, first.as_ref(), &mut body).await {
-        match e {
-            // The pooled connection was closing; nothing of the request was taken.
-            // Once more on a fresh connection.
-            client::WriteError::Head(_) if reused => {
-                stream = match pool::connect_tcp(ep.address, cluster.connect_timeout).await {
-                    Ok(s) => s,
-                    Err(e) => return Err(connect_failed(cluster, e, parts, body)),
-                };
-                if let Err(e) =
-                    client::write_request(&stream, &parts, first.as_ref(), &mut body).await
-                {
-                    return Err(write_failed(e));
-                }
-            }
-            // The upstream may have answered early and closed: read what it said.
-            client::WriteError::Body(_) => {}
-            e => return Err(write_failed(e)),
+    if let Err(e) = client::write_head(&stream, &parts, first.as_ref()).await {
+        if !reused {
+            return Err(write_failed(e));
+        }
+        // The pooled connection was closing; nothing of the request was taken. Once
+        // more on a fresh connection.
+        stream = match pool::connect_tcp(ep.address, cluster.connect_timeout).await {
+            Ok(s) => s,
+            Err(e) => return Err(connect_failed(cluster, e, parts, body)),
+        };
+        if let Err(e) = client::write_head(&stream, &parts, first.as_ref()).await {
+            return Err(write_failed(e));
         }
     }
-    drop(body);
+    // The rest of the body goes while the answer is awaited: an upstream may answer
+    // before it has read the whole body (a 413, a 401), and then it is not waited for.
+    let chunked = client::is_chunked(&parts);
     let mut rbuf = Buf::new();
-    let head = match client::read_head(ctx, &stream, &mut rbuf, head_req, cluster.max_response_head).await {
+    let (head, body_sent) = {
+        let write = client::write_body(&stream, &mut body, chunked);
+        let read = client::read_head(ctx, &stream, &mut rbuf, head_req, cluster.max_response_head);
+        tokio::pin!(write, read);
+        let (mut writing, mut complete) = (true, false);
+        loop {
+            tokio::select! {
+                biased;
+                w = &mut write, if writing => {
+                    writing = false;
+                    match w {
+                        Ok(()) => complete = true,
+                        // The upstream stopped reading: it may have answered; read on.
+                        Err(client::WriteError::Body(_)) => {}
+                        Err(e) => return Err(write_failed(e)),
+                    }
+                }
+                h = &mut read => break (h, complete),
+            }
+        }
+    };
+    drop(body);
+    let head = match head {
         Ok(h) => h,
         Err(client::ReadError::Closed) => return Err(reset()),
         Err(client::ReadError::Invalid(why)) => {
@@ -185,8 +205,16 @@ pub async fn send<'a>(
         });
     }
     strip_hop_headers(&mut rp.headers, false);
-    let keep = head.keep_alive.then_some((ep.slot, ep.address));
-    let reader = client::Reader::new(stream, rbuf, head.framing, ctx.shared.snapshot.load().config.limits.max_chunk_extension, keep);
+    // An answer that came before the whole request left shares its connection with
+    // no later request: the rest of that request is not on it.
+    let keep = (head.keep_alive && body_sent).then_some((ep.slot, ep.address));
+    let reader = client::Reader::new(
+        stream,
+        rbuf,
+        head.framing,
+        ctx.shared.snapshot.load().config.limits.max_chunk_extension,
+        keep,
+    );
     Ok(Response::from_parts(
         rp,
         RespBody::upstream_h1(reader, in_flight, idle),
@@ -284,7 +312,11 @@ fn write_failed<'a>(e: client::WriteError) -> SendError<'a> {
 /// Maps a failed h2 exchange: the client's body breaking its own framing is the
 /// client's fault (400); a stream the upstream refused was never processed; anything
 /// else broke the exchange (502), and an answer refused by the parser is logged.
-fn exchange_failed<'a>(cluster: &ClusterSnap, ep: &EndpointState, e: &hyper::Error) -> SendError<'a> {
+fn exchange_failed<'a>(
+    cluster: &ClusterSnap,
+    ep: &EndpointState,
+    e: &hyper::Error,
+) -> SendError<'a> {
     if e.is_user() {
         return SendError {
             failure: Failure::BadBody,
@@ -349,7 +381,11 @@ fn tunnel(ctx: &ConnCtx, t: client::Tunnel, client: hyper::upgrade::OnUpgrade) {
             return;
         };
         let mut c = TokioIo::new(c);
-        if !early.is_empty() && tokio::io::AsyncWriteExt::write_all(&mut c, &early).await.is_err() {
+        if !early.is_empty()
+            && tokio::io::AsyncWriteExt::write_all(&mut c, &early)
+                .await
+                .is_err()
+        {
             return;
         }
         let _ = tokio::io::copy_bidirectional(&mut c, &mut upstream).await;

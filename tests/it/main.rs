@@ -19,6 +19,8 @@
 //! - `isolation`: bulkheads (a hanging route beside a healthy one) and fault injection.
 //! - `cells`: cell routing by key, isolation and evacuation of a dead cell.
 //! - `fallback`: the fallback ladder (another cluster, stale, static) and its privacy rules.
+//! - `engine`: the own HTTP/1.1 engine on raw sockets (limits, pooling, early answers,
+//!   pipelining with bodies, HTTP/1.0 keep-alive).
 
 mod admin;
 mod balance;
@@ -28,6 +30,8 @@ mod calc;
 // Cells: four cells on four clusters, one goes down (fail isolates, evacuate re-homes).
 mod cells;
 mod config;
+// The own HTTP/1.1 engine on raw sockets: limits, pooling, bodies, pipelining.
+mod engine;
 mod failover;
 // The fallback ladder: cluster, stale (connect failure, 5xx, timeout), static; privacy.
 mod fallback;

@@ -706,12 +706,14 @@ async fn cve_2023_40225_empty_content_length() {
     }
 }
 
-/// HAProxy CVE-2021-40346: a header name of more than 255 bytes overflowed into the
-/// value's length in HAProxy's header index, so `Content-Length0aaa…:` (270 bytes) was
-/// forwarded as `Content-Length: 0aaa…`-like bytes and the backend took the body (here a
-/// request) for the next request. The long field must be refused (400) or treated as an
-/// unknown field: forwarded whole or not at all, never as a length; the body goes as the
-/// one `Content-Length` says, and nothing is a second request.
+/// HAProxy CVE-2021-40346: the length of a header name over 255 bytes overflowed into
+/// the value's length in HAProxy's internal header block, so a field named
+/// `Content-Length0aaa…` (270 bytes) came out of it as a `Content-Length` with another
+/// value than the one HAProxy had framed the body with, and the backend took the body
+/// (here a request) for the next request. The long field must be refused (400) or
+/// treated as an unknown field (forwarded whole, or dropped), never as a length or cut
+/// short; the body goes as the one real `Content-Length` says, and nothing becomes a
+/// second request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cve_2021_40346_long_header_name_is_not_a_length() {
     let names = [

@@ -14,6 +14,7 @@
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
+//! - `cves`: one test per published HTTP/1 smuggling CVE (hyper, Pingora, HAProxy, Envoy).
 //! - `breaker`: the circuit breaker tripping, probing, closing, forced by the admin API.
 //! - `ops`: uncoloured logs on a pipe, the access log's queue, the open-files limit.
 //! - `isolation`: bulkheads (a hanging route beside a healthy one) and fault injection.
@@ -37,6 +38,8 @@ mod failover;
 mod fallback;
 // Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
 mod conformance;
+// Known HTTP/1 CVEs, one test each, on the conformance suite's raw sockets and recorder.
+mod cves;
 // Active health checks against real backends and refusing ports.
 mod health;
 // Issue parts 2 and 5: bulkheads keep a hanging route from hurting another; faults

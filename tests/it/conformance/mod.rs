@@ -22,9 +22,9 @@
 //! nginx or HAProxy into a failure instead of a ninefold-only run.
 
 mod anchors;
-mod backend;
-mod framing;
-mod vectors;
+pub(crate) mod backend;
+pub(crate) mod framing;
+pub(crate) mod vectors;
 
 use crate::support::Gateway;
 use anchors::{Anchor, Site};
@@ -51,23 +51,23 @@ const CONCURRENCY: usize = 48;
 
 /// What a client received.
 #[derive(Debug, Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// Every status in order, interim ones included.
-    statuses: Vec<u16>,
+    pub(crate) statuses: Vec<u16>,
     /// The last final answer (or the 101), when it parsed.
-    last: Option<Message>,
+    pub(crate) last: Option<Message>,
     /// The answers parsed completely.
-    complete: bool,
+    pub(crate) complete: bool,
     /// The bytes stopped mid-answer.
-    cut: bool,
+    pub(crate) cut: bool,
     /// The bytes could not be framed (not merely cut short).
-    garbled: Option<String>,
+    pub(crate) garbled: Option<String>,
     /// How the exchange ended: eof, reset, quiet, rst, goaway.
-    end: &'static str,
+    pub(crate) end: &'static str,
     /// Bytes received (h1) or frames (h2), for the verbose dump.
-    raw: Vec<u8>,
+    pub(crate) raw: Vec<u8>,
     /// The h2 stream reset's error code.
-    rst: Option<u32>,
+    pub(crate) rst: Option<u32>,
 }
 
 /// What the backend saw, per the strict checker.
@@ -305,7 +305,7 @@ async fn recorders(vectors: &[Vector]) -> Vec<Arc<Recorder>> {
 
 /// One listener per vector (`v0`, `v1`, ...), each routing everything to its own
 /// cluster; defaults everywhere else, so the suite judges what ships.
-fn ninefold_config(backends: &[Arc<Recorder>]) -> String {
+pub(crate) fn ninefold_config(backends: &[Arc<Recorder>]) -> String {
     let mut s = String::from("admin: {bind: \"127.0.0.1:0\"}\nlisteners:\n");
     for i in 0..backends.len() {
         s.push_str(&format!(
@@ -386,6 +386,17 @@ fn first_word(bytes: &[u8]) -> String {
 /// Writes the bytes, then reads until every answer is complete, the peer closes, or
 /// nothing arrives for `CLIENT_QUIET`.
 async fn exchange_h1(addr: SocketAddr, request: &[u8], methods: &[String]) -> Seen {
+    exchange_h1_with(addr, request, methods, false).await
+}
+
+/// [`exchange_h1`], and with `half_close` the client shuts its write side down after the
+/// bytes (it sends nothing more, and a peer reading to the end sees the end).
+pub(crate) async fn exchange_h1_with(
+    addr: SocketAddr,
+    request: &[u8],
+    methods: &[String],
+    half_close: bool,
+) -> Seen {
     let mut seen = Seen {
         end: "reset",
         ..Seen::default()
@@ -396,6 +407,9 @@ async fn exchange_h1(addr: SocketAddr, request: &[u8], methods: &[String]) -> Se
     let methods: Vec<&str> = methods.iter().map(String::as_str).collect();
     // A proxy may refuse before reading everything; the answer still matters.
     let _ = tokio::time::timeout(CLIENT_TOTAL, sock.write_all(request)).await;
+    if half_close {
+        let _ = sock.shutdown().await;
+    }
     let deadline = Instant::now() + CLIENT_TOTAL;
     let mut buf = vec![0u8; 64 * 1024];
     let mut eof = false;

@@ -85,13 +85,16 @@ pub async fn serve(ctx: Arc<ConnCtx>, io: &TcpStream, mut shutdown: watch::Recei
         let head_req = parsed.parts.method == Method::HEAD;
         let v10 = parsed.parts.version == http::Version::HTTP_10;
         let mut keep_alive = parsed.keep_alive;
+        // A client that already sent more than this head (body, or pipelined
+        // requests) is not watched for leaving: it waits for its answers.
+        let watch_eof = rbuf.is_empty();
         let mut st = InState::new(parsed.framing, parsed.expect_continue, rbuf, &limits);
         ctx.interim.store(!v10, Ordering::Relaxed);
         let req = Request::from_parts(
             parsed.parts,
             crate::upstream::ReqBody::Client(Inbound { io, st: &mut st }),
         );
-        let Some(resp) = watch(io, proxy::handle(&ctx, req)).await else {
+        let Some(resp) = watch(io, watch_eof, proxy::handle(&ctx, req)).await else {
             // The client left: the request was dropped (and recorded as such).
             return;
         };
@@ -140,11 +143,15 @@ pub async fn serve(ctx: Arc<ConnCtx>, io: &TcpStream, mut shutdown: watch::Recei
 /// Runs a request's handling while watching its client: a client that closes the
 /// connection (or only its sending side: no half-close, like hyper's default) before
 /// its answer is ready drops the request, so the upstream exchange stops, its record
-/// says 499 and bulkhead permits go back. The watch ends at the first byte the client
-/// sends meanwhile (body or a pipelined request), which it leaves for the reader.
-async fn watch<F: std::future::Future>(io: &TcpStream, handling: F) -> Option<F::Output> {
+/// says 499 and bulkhead permits go back. Only a client that sent nothing past the
+/// head is watched (`watching`); the watch ends at the first byte it sends meanwhile
+/// (body or a pipelined request), which it leaves for the reader.
+async fn watch<F: std::future::Future>(
+    io: &TcpStream,
+    mut watching: bool,
+    handling: F,
+) -> Option<F::Output> {
     tokio::pin!(handling);
-    let mut watching = true;
     loop {
         tokio::select! {
             biased;

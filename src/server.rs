@@ -539,7 +539,9 @@ async fn accept_loop(
     // The connection settings follow the running snapshot's limits: rebuilt when a
     // reload changed them, for connections accepted after it.
     let mut limits = shared.snapshot.load().config.limits;
-    let mut builder = conn_builder(&limits);
+    // Shared by the worker's connections: a connection's task holds a pointer, not a
+    // copy of hyper's settings for its whole life.
+    let mut builder = Arc::new(conn_builder(&limits));
     let mut shutdown_accept = shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -560,7 +562,7 @@ async fn accept_loop(
         let now = shared.snapshot.load().config.limits;
         if now != limits {
             limits = now;
-            builder = conn_builder(&limits);
+            builder = Arc::new(conn_builder(&limits));
         }
         let conn = Conn {
             shared: shared.clone(),
@@ -575,27 +577,33 @@ async fn accept_loop(
         let gauge = gauge.clone();
         active.fetch_add(1, Ordering::AcqRel);
         gauge.inc();
-        tokio::spawn(async move {
+        let fut = async move {
             if tls {
-                let ctx = conn.ctx(None);
-                let acceptor = ctx
-                    .shared
-                    .snapshot
-                    .load()
-                    .listener(&ctx.listener)
-                    .and_then(|l| l.tls.clone());
-                if let Some(acceptor) = acceptor {
-                    if let Ok(Ok(s)) =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        serve_conn(TokioIo::new(s), ctx, builder, shutdown).await;
+                // Boxed, like every state a connection has only for a while: the
+                // task's size is that of its largest state.
+                Box::pin(async move {
+                    let ctx = conn.ctx(None);
+                    let acceptor = ctx
+                        .shared
+                        .snapshot
+                        .load()
+                        .listener(&ctx.listener)
+                        .and_then(|l| l.tls.clone());
+                    if let Some(acceptor) = acceptor {
+                        let accept = acceptor.accept(stream);
+                        if let Ok(Ok(s)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await
+                        {
+                            serve_conn(TokioIo::new(s), ctx, builder, shutdown).await;
+                        }
                     }
-                }
+                })
+                .await;
             } else {
                 let idle = conn.shared.snapshot.load().config.client_idle_timeout;
-                match h2c_preface(&stream, idle).await {
+                match Box::pin(h2c_preface(&stream, idle)).await {
                     Some(true) => {
-                        serve_conn(TokioIo::new(stream), conn.ctx(None), builder, shutdown).await;
+                        let ctx = conn.ctx(None);
+                        Box::pin(serve_conn(TokioIo::new(stream), ctx, builder, shutdown)).await;
                     }
                     Some(false) => {
                         let ctx = conn.ctx(Some(stream));
@@ -608,7 +616,8 @@ async fn accept_loop(
             }
             gauge.dec();
             active.fetch_sub(1, Ordering::AcqRel);
-        });
+        };
+        tokio::spawn(fut);
     }
 }
 
@@ -697,7 +706,7 @@ fn conn_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> 
 async fn serve_conn<I>(
     io: TokioIo<I>,
     ctx: Arc<ConnCtx>,
-    builder: auto::Builder<TokioExecutor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,

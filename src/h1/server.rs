@@ -56,88 +56,112 @@ pub async fn serve(ctx: Arc<ConnCtx>, io: &TcpStream, mut shutdown: watch::Recei
                 _ = tokio::time::sleep(idle) => return,
             }
         }
-        // 2. The head, within one idle period.
-        let deadline = tokio::time::Instant::now() + idle;
-        let parsed = loop {
-            if !rbuf.is_empty() {
-                match head::parse_request(rbuf.data(), &limits) {
-                    Ok(Some(h)) => break h,
-                    Ok(None) => {}
-                    Err(f) => {
-                        refuse(&ctx, io, f).await;
-                        return;
-                    }
+        // Boxed: an idle connection's task holds only its idle state, not a request's
+        // deepest one (the exchange's state is allocated per request).
+        let again = Box::pin(exchange(&ctx, io, &mut rbuf, &limits, idle, &shutdown)).await;
+        if !again {
+            return;
+        }
+    }
+}
+
+/// One request on the connection: its head, the pipeline, the answer, what is left of
+/// its body. False: the connection is done.
+async fn exchange(
+    ctx: &ConnCtx,
+    io: &TcpStream,
+    rbuf: &mut Buf,
+    limits: &crate::config::Limits,
+    idle: Duration,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
+    // 2. The head, within one idle period.
+    let deadline = tokio::time::Instant::now() + idle;
+    let parsed = loop {
+        if !rbuf.is_empty() {
+            match head::parse_request(rbuf.data(), limits) {
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(f) => {
+                    refuse(ctx, io, f).await;
+                    return false;
                 }
             }
-            let max = limits.max_request_head.max(buf::SIZE);
-            match tokio::time::timeout_at(deadline, io::read(io, &mut rbuf, max)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(_)) => {}
-            }
-        };
-        rbuf.consume(parsed.len);
-        if parsed.parts.method == Method::CONNECT {
-            refuse(&ctx, io, Failure::ConnectRefused).await;
-            return;
         }
-
-        // 3. The request, through the pipeline, in this task.
-        let head_req = parsed.parts.method == Method::HEAD;
-        let v10 = parsed.parts.version == http::Version::HTTP_10;
-        let mut keep_alive = parsed.keep_alive;
-        // A client that already sent more than this head (body, or pipelined
-        // requests) is not watched for leaving: it waits for its answers.
-        let watch_eof = rbuf.is_empty();
-        let mut st = InState::new(parsed.framing, parsed.expect_continue, rbuf, &limits);
-        ctx.interim.store(!v10, Ordering::Relaxed);
-        let req = Request::from_parts(
-            parsed.parts,
-            crate::upstream::ReqBody::Client(Inbound { io, st: &mut st }),
-        );
-        let Some(resp) = watch(io, watch_eof, proxy::handle(&ctx, req)).await else {
-            // The client left: the request was dropped (and recorded as such).
-            return;
-        };
-        let (rp, mut body) = resp.into_parts();
-        if *shutdown.borrow() {
-            keep_alive = false;
+        let max = limits.max_request_head.max(buf::SIZE);
+        match tokio::time::timeout_at(deadline, io::read(io, rbuf, max)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
+            Ok(Ok(_)) => {}
         }
-
-        // 4. A tunnel, once the upstream switched protocols.
-        if let RespBody::Tunnel(t) = body {
-            let mut out = buf::take();
-            head::write_status(&mut out, rp.status);
-            head::write_fields(&mut out, &rp.headers);
-            out.extend_from_slice(b"\r\n");
-            let ok = io::write_all2(io, &out, &t.early).await.is_ok();
-            buf::give(out);
-            if ok {
-                let client_early = std::mem::take(&mut st.buf);
-                tunnel(io, &t.upstream, client_early).await;
-            }
-            return;
-        }
-        // A body the pipeline never read, on a request whose 100-continue was not
-        // sent: the client may or may not send it; and a body that broke its framing:
-        // where the next request starts is unknown. The connection cannot be reused.
-        if (!st.done && (st.cont == Continue::Waiting || !st.drainable())) || st.failed {
-            keep_alive = false;
-        }
-
-        // 5. The answer.
-        let written = write_response(io, &rp, &mut body, head_req, v10, &mut keep_alive).await;
-        drop(body);
-        if written.is_err() || !keep_alive {
-            shut(io);
-            return;
-        }
-        // 6. What is left of the request body, before the next request.
-        if !st.done && !drain(io, &mut st, idle).await {
-            shut(io);
-            return;
-        }
-        rbuf = std::mem::take(&mut st.buf);
+    };
+    rbuf.consume(parsed.len);
+    if parsed.parts.method == Method::CONNECT {
+        refuse(ctx, io, Failure::ConnectRefused).await;
+        return false;
     }
+
+    // 3. The request, through the pipeline, in this task.
+    let head_req = parsed.parts.method == Method::HEAD;
+    let v10 = parsed.parts.version == http::Version::HTTP_10;
+    let mut keep_alive = parsed.keep_alive;
+    // A client that already sent more than this head (body, or pipelined
+    // requests) is not watched for leaving: it waits for its answers.
+    let watch_eof = rbuf.is_empty();
+    let mut st = InState::new(
+        parsed.framing,
+        parsed.expect_continue,
+        std::mem::take(rbuf),
+        limits,
+    );
+    ctx.interim.store(!v10, Ordering::Relaxed);
+    let req = Request::from_parts(
+        parsed.parts,
+        crate::upstream::ReqBody::Client(Inbound { io, st: &mut st }),
+    );
+    let Some(resp) = watch(io, watch_eof, proxy::handle(ctx, req)).await else {
+        // The client left: the request was dropped (and recorded as such).
+        return false;
+    };
+    let (rp, mut body) = resp.into_parts();
+    if *shutdown.borrow() {
+        keep_alive = false;
+    }
+
+    // 4. A tunnel, once the upstream switched protocols.
+    if let RespBody::Tunnel(t) = body {
+        let mut out = buf::take();
+        head::write_status(&mut out, rp.status);
+        head::write_fields(&mut out, &rp.headers);
+        out.extend_from_slice(b"\r\n");
+        let ok = io::write_all2(io, &out, &t.early).await.is_ok();
+        buf::give(out);
+        if ok {
+            let client_early = std::mem::take(&mut st.buf);
+            tunnel(io, &t.upstream, client_early).await;
+        }
+        return false;
+    }
+    // A body the pipeline never read, on a request whose 100-continue was not
+    // sent: the client may or may not send it; and a body that broke its framing:
+    // where the next request starts is unknown. The connection cannot be reused.
+    if (!st.done && (st.cont == Continue::Waiting || !st.drainable())) || st.failed {
+        keep_alive = false;
+    }
+
+    // 5. The answer.
+    let written = write_response(io, &rp, &mut body, head_req, v10, &mut keep_alive).await;
+    drop(body);
+    if written.is_err() || !keep_alive {
+        shut(io);
+        return false;
+    }
+    // 6. What is left of the request body, before the next request.
+    if !st.done && !drain(io, &mut st, idle).await {
+        shut(io);
+        return false;
+    }
+    *rbuf = std::mem::take(&mut st.buf);
+    true
 }
 
 /// Runs a request's handling while watching its client: a client that closes the

@@ -25,11 +25,50 @@ pub fn poll_read(
 ) -> Poll<io::Result<usize>> {
     loop {
         ready!(io.poll_read_ready(cx))?;
-        match io.try_read_buf(buf.spare(max)) {
+        match try_read(io, buf.spare(max)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             r => return Poll::Ready(r),
         }
     }
+}
+
+/// One receive into the spare capacity of `v`. A read that did not fill the room it
+/// had drained the socket, so the stream's readiness is cleared with it, as tokio's
+/// own `AsyncRead` does: the next read waits for the next readiness event instead of
+/// first making a system call that fails with `EAGAIN` (two per request otherwise).
+fn try_read(io: &TcpStream, v: &mut Vec<u8>) -> io::Result<usize> {
+    let mut got = None;
+    let r = io.try_io(tokio::io::Interest::READABLE, || {
+        let spare = v.spare_capacity_mut();
+        let room = spare.len();
+        let n = socket2::SockRef::from(io).recv(spare)?;
+        got = Some(n);
+        if n > 0 && n < room {
+            // Clears the readiness this read was made under (a newer event stays).
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match (r, got) {
+        (_, Some(n)) => {
+            // SAFETY: `recv` initialised the first `n` bytes of the spare capacity.
+            unsafe { v.set_len(v.len() + n) };
+            Ok(n)
+        }
+        (r, None) => r,
+    }
+}
+
+/// Whether the stream has had no readiness event since its last read drained it: an
+/// idle connection that the peer has neither closed nor written to. Costs a system
+/// call only when an event came (then the receive tells what it was).
+pub fn is_quiet(io: &TcpStream) -> bool {
+    if io.try_io(tokio::io::Interest::READABLE, || Ok(())).is_err() {
+        return true;
+    }
+    let mut probe = [0u8; 1];
+    matches!(io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Writes all of `b`.

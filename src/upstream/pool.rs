@@ -142,20 +142,16 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// Whether an idle connection is still open and quiet: the upstream has neither
-/// closed it nor sent anything (bytes before a request are a protocol error).
-fn quiet(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-}
-
 /// Takes an idle HTTP/1.1 connection to `addr` at `slot`, if a usable one is pooled:
 /// younger than [`IDLE_TIMEOUT`] and, checked without waiting, neither closed nor
 /// holding unexpected bytes.
 pub fn checkout_h1(slot: usize, addr: SocketAddr) -> Option<TcpStream> {
     loop {
         let idle = POOL.with(|p| p.borrow_mut().h1.get_mut(slot).and_then(Vec::pop))?;
-        if idle.addr == addr && idle.since.elapsed() <= IDLE_TIMEOUT && quiet(&idle.stream) {
+        if idle.addr == addr
+            && idle.since.elapsed() <= IDLE_TIMEOUT
+            && crate::h1::io::is_quiet(&idle.stream)
+        {
             return Some(idle.stream);
         }
     }
@@ -187,7 +183,7 @@ pub fn sweep() -> usize {
         let mut dropped = 0;
         for v in &mut p.h1 {
             let before = v.len();
-            v.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT && quiet(&i.stream));
+            v.retain(|i| i.since.elapsed() <= IDLE_TIMEOUT && crate::h1::io::is_quiet(&i.stream));
             dropped += before - v.len();
         }
         for s in &mut p.h2 {

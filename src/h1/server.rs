@@ -45,15 +45,28 @@ pub async fn serve(ctx: Arc<ConnCtx>, io: &TcpStream, mut shutdown: watch::Recei
     let idle = cfg.client_idle_timeout;
     drop(cfg);
     let mut rbuf = Buf::new();
+    // One idle timer per connection, armed once and moved on only when it fires (to
+    // the end of the last answer plus `idle`), not re-registered for every request.
+    let mut last = tokio::time::Instant::now();
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
     loop {
         // 1. Idle: no buffer held; wait for the next request's first bytes.
         if rbuf.is_empty() {
             rbuf.release_if_empty();
-            tokio::select! {
-                biased;
-                r = io.readable() => if r.is_err() { return },
-                _ = shutdown.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(idle) => return,
+            loop {
+                tokio::select! {
+                    biased;
+                    r = io.readable() => if r.is_err() { return } else { break },
+                    _ = shutdown.wait_for(|s| *s) => return,
+                    () = &mut timer => {
+                        let due = last + idle;
+                        if due <= tokio::time::Instant::now() {
+                            return;
+                        }
+                        timer.as_mut().reset(due);
+                    }
+                }
             }
         }
         // Boxed: an idle connection's task holds only its idle state, not a request's
@@ -62,6 +75,7 @@ pub async fn serve(ctx: Arc<ConnCtx>, io: &TcpStream, mut shutdown: watch::Recei
         if !again {
             return;
         }
+        last = tokio::time::Instant::now();
     }
 }
 

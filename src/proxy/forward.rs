@@ -51,8 +51,8 @@ pub struct SendError<'a> {
     pub failure: Failure,
     /// The cause, for `retry.on` and outlier detection; `None` for the client's fault.
     pub cause: Option<Cause>,
-    /// The request, unsent.
-    pub unsent: Option<(Parts, ReqBody<'a>)>,
+    /// The request's body, when the request was not sent.
+    pub unsent: Option<ReqBody<'a>>,
 }
 
 /// The client's side of an Upgrade request.
@@ -101,7 +101,7 @@ pub async fn send<'a>(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
     ep: &Arc<EndpointState>,
-    parts: Parts,
+    parts: &Parts,
     body: ReqBody<'a>,
     idle: std::time::Duration,
     upgrade: Option<Upgrade>,
@@ -124,7 +124,7 @@ pub async fn send<'a>(
         Some(s) => (s, true),
         None => match pool::connect_tcp(ep.address, cluster.connect_timeout).await {
             Ok(s) => (s, false),
-            Err(e) => return Err(connect_failed(cluster, e, parts, body)),
+            Err(e) => return Err(connect_failed(cluster, e, body)),
         },
     };
     let mut stream = stream;
@@ -132,7 +132,7 @@ pub async fn send<'a>(
         Ok(f) => f,
         Err(e) => return Err(write_failed(e)),
     };
-    if let Err(e) = client::write_head(&stream, &parts, first.as_ref()).await {
+    if let Err(e) = client::write_head(&stream, parts, first.as_ref()).await {
         if !reused {
             return Err(write_failed(e));
         }
@@ -140,15 +140,15 @@ pub async fn send<'a>(
         // more on a fresh connection.
         stream = match pool::connect_tcp(ep.address, cluster.connect_timeout).await {
             Ok(s) => s,
-            Err(e) => return Err(connect_failed(cluster, e, parts, body)),
+            Err(e) => return Err(connect_failed(cluster, e, body)),
         };
-        if let Err(e) = client::write_head(&stream, &parts, first.as_ref()).await {
+        if let Err(e) = client::write_head(&stream, parts, first.as_ref()).await {
             return Err(write_failed(e));
         }
     }
     // The rest of the body goes while the answer is awaited: an upstream may answer
     // before it has read the whole body (a 413, a 401), and then it is not waited for.
-    let chunked = client::is_chunked(&parts);
+    let chunked = client::is_chunked(parts);
     let mut rbuf = Buf::new();
     let (head, body_sent) = {
         let write = client::write_body(&stream, &mut body, chunked);
@@ -227,7 +227,7 @@ pub async fn send<'a>(
 async fn send_h2<'a>(
     cluster: &ClusterSnap,
     ep: &Arc<EndpointState>,
-    parts: Parts,
+    parts: &Parts,
     body: ReqBody<'a>,
     idle: std::time::Duration,
     in_flight: crate::upstream::InFlight,
@@ -241,7 +241,16 @@ async fn send_h2<'a>(
     .await
     {
         Ok(tx) => tx,
-        Err(e) => return Err(connect_failed(cluster, e, parts, body)),
+        Err(e) => return Err(connect_failed(cluster, e, body)),
+    };
+    // hyper's sender takes the head by value: a copy (h2 is not the HTTP/1.1 fast path).
+    let parts = {
+        let (mut p, ()) = Request::new(()).into_parts();
+        p.method = parts.method.clone();
+        p.uri = parts.uri.clone();
+        p.version = parts.version;
+        p.headers = parts.headers.clone();
+        p
     };
     let resp = match body.into_owned() {
         Ok(b) => tx.send_request(Request::from_parts(parts, b)).await,
@@ -343,12 +352,7 @@ fn exchange_failed<'a>(
     }
 }
 
-fn connect_failed<'a>(
-    cluster: &ClusterSnap,
-    e: ConnectError,
-    parts: Parts,
-    body: ReqBody<'a>,
-) -> SendError<'a> {
+fn connect_failed<'a>(cluster: &ClusterSnap, e: ConnectError, body: ReqBody<'a>) -> SendError<'a> {
     cluster.connect_errors.inc();
     let failure = match e {
         ConnectError::Timeout => Failure::ConnectTimeout,
@@ -358,7 +362,7 @@ fn connect_failed<'a>(
     SendError {
         failure,
         cause: Some(Cause::ConnectFailure),
-        unsent: Some((parts, body)),
+        unsent: Some(body),
     }
 }
 

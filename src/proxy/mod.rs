@@ -384,9 +384,7 @@ async fn attempts(
     // the body again (kept whole when small enough; see `upstream::retry`).
     let may_retry = cfg.attempts > 1 && upgrade.is_none();
     let repeatable = may_retry && retry::repeatable(&parts.method, &parts.headers, cfg);
-    let sent_causes = cfg.on.reset || cfg.on.timeout || cfg.on.statuses != 0;
-    let head_copy = (repeatable && sent_causes).then(|| head_of(&parts));
-    let mut body = match body {
+    let body = match body {
         ReqBody::Full(b) => ReqBody::Full(b),
         b if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) => {
             keep_for_replay(b, cfg.buffer)
@@ -404,7 +402,9 @@ async fn attempts(
     // Endpoints whose breaker refused this request a trial permit after a pick.
     let mut skip = Tried::default();
     let mut refused = 0;
-    let mut next = Some(parts);
+    // The head stays here for every attempt (`forward::send` borrows it); the body is
+    // handed to each attempt and comes back unsent, or again from the replay copy.
+    let mut next = Some(body);
     let mut upgrade = upgrade;
     let mut attempt = 0;
     loop {
@@ -448,7 +448,7 @@ async fn attempts(
         }
         tried.add(i);
         let name = &cluster.endpoint_names[i];
-        let Some(parts) = next.take() else {
+        let Some(body) = next.take() else {
             return Err((Failure::UpstreamError, Some(name.clone())));
         };
         for p in [&mut ep_probe, &mut cluster_probe].into_iter().flatten() {
@@ -458,7 +458,7 @@ async fn attempts(
             ctx,
             cluster,
             ep,
-            parts,
+            &parts,
             body,
             route.idle_timeout,
             upgrade.take(),
@@ -538,16 +538,15 @@ async fn attempts(
         if !may_retry || attempt >= cfg.attempts || !cause.allowed(cfg) || cluster_held {
             return give_up(answer);
         }
-        // Rebuild the request: the unsent one, or the kept head and body.
+        // The body again: the unsent one, or the kept copy.
         let again = match unsent {
-            Some(r) => Some(r),
-            None if cause.unsent() || repeatable => match (&head_copy, &replay) {
-                (Some(h), Some(b)) => Some((rebuild(h), ReqBody::Full(b.clone()))),
-                _ => None,
-            },
+            Some(b) => Some(b),
+            None if cause.unsent() || repeatable => {
+                replay.as_ref().map(|b| ReqBody::Full(b.clone()))
+            }
             None => None,
         };
-        let Some((p, b)) = again else {
+        let Some(b) = again else {
             return give_up(answer);
         };
         // Wait: the upstream's Retry-After on a 503, else a jittered backoff.
@@ -566,8 +565,7 @@ async fn attempts(
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        next = Some(p);
-        body = b;
+        next = Some(b);
     }
 }
 

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -472,12 +472,14 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let active = Arc::new(AtomicUsize::new(0));
         // The worker's upstream pool closes idle and dead connections on its own, so
         // those of endpoints a reload removed go within seconds, whatever the upstream
-        // does with its side.
+        // does with its side; idle client connections past their idle timeout are
+        // woken to close (one timer for all of them).
         tokio::spawn(async {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
-                tick.tick().await;
+                let now = tick.tick().await;
                 crate::upstream::pool::sweep();
+                crate::h1::server::sweep_idle(now);
             }
         });
         while let Some(cmd) = rx.recv().await {
@@ -503,6 +505,7 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                 },
                 Cmd::Shutdown { grace } => {
                     let _ = shutdown_tx.send(true);
+                    crate::h1::server::close_idle();
                     let deadline = tokio::time::Instant::now() + grace;
                     // Poll the count: connections end on their own schedule, and this
                     // runs once per process life.
@@ -573,15 +576,13 @@ async fn accept_loop(
         };
         let builder = builder.clone();
         let shutdown = shutdown.clone();
-        let active = active.clone();
-        let gauge = gauge.clone();
-        active.fetch_add(1, Ordering::AcqRel);
-        gauge.inc();
-        let fut = async move {
+        let open = Open::new(active.clone(), gauge.clone());
+        tokio::spawn(async move {
             if tls {
                 // Boxed, like every state a connection has only for a while: the
                 // task's size is that of its largest state.
                 Box::pin(async move {
+                    let _open = open;
                     let ctx = conn.ctx(None);
                     let acceptor = ctx
                         .shared
@@ -598,26 +599,51 @@ async fn accept_loop(
                     }
                 })
                 .await;
-            } else {
-                let idle = conn.shared.snapshot.load().config.client_idle_timeout;
-                match Box::pin(h2c_preface(&stream, idle)).await {
-                    Some(true) => {
-                        let ctx = conn.ctx(None);
-                        Box::pin(serve_conn(TokioIo::new(stream), ctx, builder, shutdown)).await;
-                    }
-                    Some(false) => {
-                        let ctx = conn.ctx(Some(stream));
-                        if let Some(io) = &ctx.stream {
-                            crate::h1::server::serve(ctx.clone(), io, shutdown).await;
-                        }
-                    }
-                    None => {}
-                }
+                return;
             }
-            gauge.dec();
-            active.fetch_sub(1, Ordering::AcqRel);
-        };
-        tokio::spawn(fut);
+            let idle = conn.shared.snapshot.load().config.client_idle_timeout;
+            match Box::pin(h2c_preface(&stream, idle)).await {
+                Some(true) => {
+                    let _open = open;
+                    let ctx = conn.ctx(None);
+                    Box::pin(serve_conn(TokioIo::new(stream), ctx, builder, shutdown)).await;
+                }
+                Some(false) => {
+                    // The own engine, on a task of its own that holds only what an
+                    // HTTP/1.1 connection needs (this one, and what it captured, ends).
+                    let ctx = conn.ctx(Some(stream));
+                    tokio::spawn(async move {
+                        let _open = open;
+                        if let Some(io) = &ctx.stream {
+                            crate::h1::server::serve(&ctx, io).await;
+                        }
+                    });
+                }
+                None => {}
+            }
+        });
+    }
+}
+
+/// Counts a connection as open (the worker's count that shutdown waits on, and the
+/// listener's gauge) while alive.
+struct Open {
+    active: Arc<AtomicUsize>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Open {
+    fn new(active: Arc<AtomicUsize>, gauge: prometheus::IntGauge) -> Self {
+        active.fetch_add(1, Ordering::AcqRel);
+        gauge.inc();
+        Open { active, gauge }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        self.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -636,16 +662,39 @@ impl Conn {
             shared: self.shared,
             listener: self.name,
             client: self.client,
-            client_ip: HeaderValue::from_str(&self.client.ip().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            client_ip: client_ip(self.client.ip()),
             tls: self.tls,
             open: self.active,
-            started: AtomicU64::new(0),
+            started: AtomicU32::new(0),
             responding: AtomicU32::new(0),
             stream,
             interim: AtomicBool::new(false),
         })
     }
+}
+
+/// The client's address as an `x-forwarded-for` value. Connections from one address
+/// (a load balancer, a NAT) share one value per worker: no formatting and no
+/// allocation per connection for them.
+fn client_ip(ip: std::net::IpAddr) -> HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static SEEN: RefCell<HashMap<std::net::IpAddr, HeaderValue>> = RefCell::new(HashMap::new());
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(v) = seen.get(&ip) {
+            return v.clone();
+        }
+        let v = HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        // Bounded: many distinct clients simply stop being remembered.
+        if seen.len() >= 4096 {
+            seen.clear();
+        }
+        seen.insert(ip, v.clone());
+        v
+    })
 }
 
 /// The HTTP/2 connection preface a prior-knowledge h2c client opens with.

@@ -24,11 +24,9 @@ use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 /// A request body left unread after its answer is read and dropped up to this size;
 /// more, and the connection is closed instead.
@@ -38,44 +36,141 @@ pub const DRAIN_LIMIT: u64 = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Serves one plain-TCP HTTP/1.x connection until it closes, the client idles past
-/// `client_idle_timeout`, or the worker shuts down.
-pub async fn serve(ctx: Arc<ConnCtx>, io: &TcpStream, mut shutdown: watch::Receiver<bool>) {
+/// `client_idle_timeout`, or the worker shuts down ([`close_idle`]).
+pub async fn serve(ctx: &ConnCtx, io: &TcpStream) {
     let cfg = ctx.shared.snapshot.load().config.clone();
-    let limits = cfg.limits;
     let idle = cfg.client_idle_timeout;
-    drop(cfg);
     let mut rbuf = Buf::new();
-    // One idle timer per connection, armed once and moved on only when it fires (to
-    // the end of the last answer plus `idle`), not re-registered for every request.
     let mut last = tokio::time::Instant::now();
-    let timer = tokio::time::sleep(idle);
-    tokio::pin!(timer);
     loop {
-        // 1. Idle: no buffer held; wait for the next request's first bytes.
+        // 1. Idle: no buffer held; wait for the next request's first bytes. The wait
+        //    is a plain poll of the socket's readiness, with the waker and the idle
+        //    deadline left with the worker, which wakes the connection when the
+        //    deadline passes or the worker shuts down ([`sweep_idle`], [`close_idle`]):
+        //    no future and no timer is kept while idle.
         if rbuf.is_empty() {
             rbuf.release_if_empty();
-            loop {
-                tokio::select! {
-                    biased;
-                    r = io.readable() => if r.is_err() { return } else { break },
-                    _ = shutdown.wait_for(|s| *s) => return,
-                    () = &mut timer => {
-                        let due = last + idle;
-                        if due <= tokio::time::Instant::now() {
-                            return;
-                        }
-                        timer.as_mut().reset(due);
-                    }
+            let deadline = last + idle;
+            let mut slot = ParkSlot(None);
+            let woke = poll_fn(|cx| {
+                if closing() || tokio::time::Instant::now() >= deadline {
+                    return Poll::Ready(false);
                 }
+                if let Poll::Ready(r) = io.poll_read_ready(cx) {
+                    return Poll::Ready(r.is_ok());
+                }
+                park(&mut slot.0, cx.waker(), deadline);
+                Poll::Pending
+            })
+            .await;
+            drop(slot);
+            if !woke {
+                return;
             }
         }
         // Boxed: an idle connection's task holds only its idle state, not a request's
         // deepest one (the exchange's state is allocated per request).
-        let again = Box::pin(exchange(&ctx, io, &mut rbuf, &limits, idle, &shutdown)).await;
+        let again = Box::pin(exchange(ctx, io, &mut rbuf, &cfg.limits, idle)).await;
         if !again {
             return;
         }
         last = tokio::time::Instant::now();
+    }
+}
+
+/// The worker's idle connections, woken when their idle deadline passes or the worker
+/// shuts down.
+#[derive(Default)]
+struct Parked {
+    wakers: Vec<Option<(std::task::Waker, tokio::time::Instant)>>,
+    free: Vec<usize>,
+    closing: bool,
+}
+
+thread_local! {
+    static PARKED: std::cell::RefCell<Parked> = std::cell::RefCell::new(Parked::default());
+}
+
+/// Whether this worker is shutting down.
+fn closing() -> bool {
+    PARKED.with(|p| p.borrow().closing)
+}
+
+/// Leaves `waker` and the connection's idle `deadline` with the worker (in `slot`,
+/// taken on first use).
+fn park(slot: &mut Option<usize>, waker: &std::task::Waker, deadline: tokio::time::Instant) {
+    PARKED.with(|p| {
+        let mut p = p.borrow_mut();
+        match *slot {
+            Some(i) => {
+                if !p.wakers[i]
+                    .as_ref()
+                    .is_some_and(|(w, _)| w.will_wake(waker))
+                {
+                    p.wakers[i] = Some((waker.clone(), deadline));
+                }
+            }
+            None => {
+                let w = Some((waker.clone(), deadline));
+                let i = match p.free.pop() {
+                    Some(i) => {
+                        p.wakers[i] = w;
+                        i
+                    }
+                    None => {
+                        p.wakers.push(w);
+                        p.wakers.len() - 1
+                    }
+                };
+                *slot = Some(i);
+            }
+        }
+    });
+}
+
+/// A parked waker's place, given back when the wait ends (or the task is dropped).
+struct ParkSlot(Option<usize>);
+
+impl Drop for ParkSlot {
+    fn drop(&mut self) {
+        if let Some(i) = self.0 {
+            // `try_with`: a task dropped while the thread ends finds no registry.
+            let _ = PARKED.try_with(|p| {
+                let mut p = p.borrow_mut();
+                p.wakers[i] = None;
+                p.free.push(i);
+            });
+        }
+    }
+}
+
+/// Shuts this worker's idle client connections down (a graceful shutdown): each
+/// closes now; one in the middle of a request closes after its answer. Runs on the
+/// worker's thread.
+pub fn close_idle() {
+    let wakers: Vec<_> = PARKED.with(|p| {
+        let mut p = p.borrow_mut();
+        p.closing = true;
+        p.wakers.iter_mut().filter_map(Option::take).collect()
+    });
+    for (w, _) in wakers {
+        w.wake();
+    }
+}
+
+/// Wakes this worker's idle connections whose idle deadline has passed, so they
+/// close; the worker calls it once a second (idle timeouts are as precise as that).
+pub fn sweep_idle(now: tokio::time::Instant) {
+    let due: Vec<_> = PARKED.with(|p| {
+        let mut p = p.borrow_mut();
+        p.wakers
+            .iter_mut()
+            .filter(|e| e.as_ref().is_some_and(|(_, d)| *d <= now))
+            .filter_map(Option::take)
+            .collect()
+    });
+    for (w, _) in due {
+        w.wake();
     }
 }
 
@@ -87,7 +182,6 @@ async fn exchange(
     rbuf: &mut Buf,
     limits: &crate::config::Limits,
     idle: Duration,
-    shutdown: &watch::Receiver<bool>,
 ) -> bool {
     // 2. The head, within one idle period.
     let deadline = tokio::time::Instant::now() + idle;
@@ -137,7 +231,7 @@ async fn exchange(
         return false;
     };
     let (rp, mut body) = resp.into_parts();
-    if *shutdown.borrow() {
+    if closing() {
         keep_alive = false;
     }
 

@@ -56,7 +56,7 @@ pub struct ConnCtx {
     /// The worker's count of open connections and tunnels, which shutdown waits on.
     pub open: Arc<std::sync::atomic::AtomicUsize>,
     /// Requests started on this connection (the idle check reads it).
-    pub started: std::sync::atomic::AtomicU64,
+    pub started: std::sync::atomic::AtomicU32,
     /// Requests whose answer is not finished yet (handler running or body streaming).
     pub responding: std::sync::atomic::AtomicU32,
     /// The client connection, when the own HTTP/1.1 engine serves it (see `h1`); `None`
@@ -749,3 +749,4 @@ fn unrouted(
     }
     f.response()
 }
+

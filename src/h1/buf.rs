@@ -71,7 +71,9 @@ impl Buf {
             self.start = 0;
         }
         if self.v.len() == self.v.capacity() {
-            let grow = (self.len().max(SIZE)).min(max.saturating_sub(self.len())).max(1);
+            let grow = (self.len().max(SIZE))
+                .min(max.saturating_sub(self.len()))
+                .max(1);
             self.v.reserve(grow);
         }
         &mut self.v

@@ -117,7 +117,8 @@ impl Decoder {
             let b = input[i];
             match self.state {
                 State::Data => {
-                    let n = (input.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                    let n = (input.len() - i)
+                        .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                     self.remaining -= n as u64;
                     if self.remaining == 0 {
                         self.state = State::DataCr;
@@ -381,7 +382,11 @@ mod tests {
             b"ffffffffffffffff0\r\n",
         ] {
             assert!(run(bad, 1).is_err(), "{:?}", String::from_utf8_lossy(bad));
-            assert!(run(bad, bad.len()).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                run(bad, bad.len()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

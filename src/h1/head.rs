@@ -343,9 +343,13 @@ pub fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     match parts.uri.path_and_query() {
-        Some(pq) if parts.method != Method::CONNECT => out.extend_from_slice(pq.as_str().as_bytes()),
+        Some(pq) if parts.method != Method::CONNECT => {
+            out.extend_from_slice(pq.as_str().as_bytes())
+        }
         _ => match parts.uri.authority() {
-            Some(a) if parts.method == Method::CONNECT => out.extend_from_slice(a.as_str().as_bytes()),
+            Some(a) if parts.method == Method::CONNECT => {
+                out.extend_from_slice(a.as_str().as_bytes())
+            }
             _ => out.push(b'/'),
         },
     }
@@ -396,7 +400,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.framing, Framing::Chunked);
-        let r = req("POST / HTTP/1.0\r\nHost: a\r\n\r\nhello").unwrap().unwrap();
+        let r = req("POST / HTTP/1.0\r\nHost: a\r\n\r\nhello")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.framing, Framing::Empty);
         assert!(!r.keep_alive);
         let r = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -409,16 +415,28 @@ mod tests {
     #[test]
     fn ambiguous_requests_are_refused() {
         for (head, f) in [
-            ("Content-Length: 5\r\nContent-Length: 5", Failure::BadRequest),
-            ("Content-Length: 5\r\nTransfer-Encoding: chunked", Failure::BadRequest),
+            (
+                "Content-Length: 5\r\nContent-Length: 5",
+                Failure::BadRequest,
+            ),
+            (
+                "Content-Length: 5\r\nTransfer-Encoding: chunked",
+                Failure::BadRequest,
+            ),
             ("Content-Length: +5", Failure::BadRequest),
             ("Content-Length: -5", Failure::BadRequest),
             ("Content-Length: 5,5", Failure::BadRequest),
             ("Content-Length:", Failure::BadRequest),
             ("Content-Length: 99999999999999999999", Failure::BadRequest),
-            ("Transfer-Encoding: gzip, chunked", Failure::UnsupportedCoding),
+            (
+                "Transfer-Encoding: gzip, chunked",
+                Failure::UnsupportedCoding,
+            ),
             ("Transfer-Encoding: chunked, chunked", Failure::BadRequest),
-            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", Failure::BadRequest),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                Failure::BadRequest,
+            ),
             ("Transfer-Encoding: ,chunked", Failure::BadRequest),
             (": x", Failure::BadRequest),
             ("Host : a", Failure::BadRequest),
@@ -462,7 +480,10 @@ mod tests {
         assert_eq!(r.framing, Framing::Empty);
         let r = p("HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!((r.framing, r.keep_alive), (Framing::Close, false));
-        let r = p("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false);
+        let r = p(
+            "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+            false,
+        );
         assert_eq!((r.framing, r.keep_alive), (Framing::Empty, false));
         let r = p(
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -478,13 +499,18 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: 0x2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nX : 1\r\n\r\n",
         ] {
-            assert!(parse_response(bad.as_bytes(), false, 16384).is_err(), "{bad:?}");
+            assert!(
+                parse_response(bad.as_bytes(), false, 16384).is_err(),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn writes_heads() {
-        let r = req("POST /a?b HTTP/1.1\r\nHost: a\r\nX-Y: z\r\n\r\n").unwrap().unwrap();
+        let r = req("POST /a?b HTTP/1.1\r\nHost: a\r\nX-Y: z\r\n\r\n")
+            .unwrap()
+            .unwrap();
         let mut out = Vec::new();
         write_request(&mut out, &r.parts);
         assert_eq!(out, b"POST /a?b HTTP/1.1\r\nhost: a\r\nx-y: z\r\n\r\n");

@@ -14,9 +14,9 @@
 
 use super::fallback::Pending;
 use super::record::Record;
-pub use crate::upstream::ReqBody;
 use crate::h1::client::{Reader, Tunnel};
 use crate::upstream::InFlight;
+pub use crate::upstream::ReqBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;

@@ -85,11 +85,13 @@ pub fn prepare(
     if !upgrade {
         return Ok(None);
     }
-    Ok(match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
-        Some(u) => Some(Upgrade::Hyper(u)),
-        None if ctx.stream.is_some() => Some(Upgrade::Own),
-        None => None,
-    })
+    Ok(
+        match parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+            Some(u) => Some(Upgrade::Hyper(u)),
+            None if ctx.stream.is_some() => Some(Upgrade::Own),
+            None => None,
+        },
+    )
 }
 
 /// Sends a prepared request to endpoint `ep` of `cluster` and returns the upstream's
@@ -152,7 +154,9 @@ pub async fn send<'a>(
     }
     drop(body);
     let mut rbuf = Buf::new();
-    let head = match client::read_head(ctx, &stream, &mut rbuf, head_req, cluster.max_response_head).await {
+    let head = match client::read_head(ctx, &stream, &mut rbuf, head_req, cluster.max_response_head)
+        .await
+    {
         Ok(h) => h,
         Err(client::ReadError::Closed) => return Err(reset()),
         Err(client::ReadError::Invalid(why)) => {
@@ -186,7 +190,13 @@ pub async fn send<'a>(
     }
     strip_hop_headers(&mut rp.headers, false);
     let keep = head.keep_alive.then_some((ep.slot, ep.address));
-    let reader = client::Reader::new(stream, rbuf, head.framing, ctx.shared.snapshot.load().config.limits.max_chunk_extension, keep);
+    let reader = client::Reader::new(
+        stream,
+        rbuf,
+        head.framing,
+        ctx.shared.snapshot.load().config.limits.max_chunk_extension,
+        keep,
+    );
     Ok(Response::from_parts(
         rp,
         RespBody::upstream_h1(reader, in_flight, idle),
@@ -284,7 +294,11 @@ fn write_failed<'a>(e: client::WriteError) -> SendError<'a> {
 /// Maps a failed h2 exchange: the client's body breaking its own framing is the
 /// client's fault (400); a stream the upstream refused was never processed; anything
 /// else broke the exchange (502), and an answer refused by the parser is logged.
-fn exchange_failed<'a>(cluster: &ClusterSnap, ep: &EndpointState, e: &hyper::Error) -> SendError<'a> {
+fn exchange_failed<'a>(
+    cluster: &ClusterSnap,
+    ep: &EndpointState,
+    e: &hyper::Error,
+) -> SendError<'a> {
     if e.is_user() {
         return SendError {
             failure: Failure::BadBody,
@@ -349,7 +363,11 @@ fn tunnel(ctx: &ConnCtx, t: client::Tunnel, client: hyper::upgrade::OnUpgrade) {
             return;
         };
         let mut c = TokioIo::new(c);
-        if !early.is_empty() && tokio::io::AsyncWriteExt::write_all(&mut c, &early).await.is_err() {
+        if !early.is_empty()
+            && tokio::io::AsyncWriteExt::write_all(&mut c, &early)
+                .await
+                .is_err()
+        {
             return;
         }
         let _ = tokio::io::copy_bidirectional(&mut c, &mut upstream).await;

@@ -749,4 +749,3 @@ fn unrouted(
     }
     f.response()
 }
-

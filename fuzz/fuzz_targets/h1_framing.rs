@@ -1,0 +1,896 @@
+//! Fuzz target: the pure parts of ninefold's own HTTP/1.1 engine (`src/h1/head.rs`,
+//! `src/h1/chunked.rs`) on arbitrary bytes, checked against themselves and against
+//! hyper's HTTP/1 parsers. No sockets, no gateway: thousands of inputs a second.
+//!
+//! For each input:
+//! 1. `parse_request` never panics; a head it accepts, written back with
+//!    `write_request`, parses (httparse) to the same method, target and fields, and
+//!    `parse_request` frames the written head as it framed the input;
+//! 2. the same bytes go to hyper's HTTP/1 server (`http1::Builder` over a
+//!    `tokio::io::duplex` whose client side is shut after the input): where both accept
+//!    the head they agree on method, target, version, the field list and the body
+//!    (Content-Length bytes, or the chunked data ninefold's `Decoder` finds after the
+//!    head); where one side refuses what the other takes, the difference must be one of
+//!    ninefold's intended strictnesses, listed at [`request_refusal`] and
+//!    [`chunk_refusal`];
+//! 3. the `Decoder`, fed the input (and, for a chunked request, the body after its
+//!    head) in pieces whose sizes come from the first input bytes, finds the same data
+//!    and the same end or error as fed in one piece;
+//! 4. `parse_response` never panics; the same bytes as the answer to `GET /` on hyper's
+//!    HTTP/1 client: where both accept, status, version, fields and body agree, with
+//!    the intended differences listed at [`response_refusal`].
+//!
+//! A broken rule panics, which libFuzzer reports as a crash with the input. The
+//! message says which rule and what each side did.
+#![no_main]
+
+use bytes::Bytes;
+use http::header::{HeaderMap, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use libfuzzer_sys::fuzz_target;
+use ninefold::config::Limits;
+use ninefold::h1::chunked::{ChunkError, Decoder};
+use ninefold::h1::head::{self, Framing, RequestHead, ResponseHead};
+use ninefold::proxy::error::Failure;
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What the engine's server side gives a request's chunked decoder: extensions up to
+/// `max_chunk_extension`, a trailer section up to `max_request_head`
+/// (`src/h1/server.rs`).
+fn request_decoder(limits: &Limits) -> Decoder {
+    Decoder::new(limits.max_chunk_extension, limits.max_request_head)
+}
+
+/// What the engine's upstream side gives an answer's chunked decoder
+/// (`src/h1/client.rs`, `Reader::new`).
+fn response_decoder(limits: &Limits) -> Decoder {
+    Decoder::new(limits.max_chunk_extension, 64 * 1024)
+}
+
+/// How long one exchange with hyper may take before the harness calls it a hang. Both
+/// sides see the end of the input (the duplex is shut), so an exchange ends in well
+/// under a millisecond; this only turns a hang into a report instead of a stuck run.
+const HYPER_DEADLINE: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// One current-thread runtime for the process: building one per input would cost
+    /// more than the exchange.
+    static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let limits = Limits::default();
+    requests(data, &limits);
+    pieces(data, data, request_decoder(&limits));
+    responses(data, &limits);
+});
+
+// ---------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------
+
+/// Rules 1–3 for `data` read as a request.
+fn requests(data: &[u8], limits: &Limits) {
+    let ours = head::parse_request(data, limits);
+    if let Ok(Some(h)) = &ours {
+        round_trip(h, limits);
+        if h.framing == Framing::Chunked {
+            pieces(data, &data[h.len..], request_decoder(limits));
+        }
+    }
+    let theirs = with_deadline("hyper's server", hyper_server(data));
+    match (&ours, theirs) {
+        (Ok(Some(h)), Some(t)) => same_request(data, h, &t, limits),
+        (Ok(Some(h)), None) if known_length_finding(h.framing).is_some() && !strict() => {}
+        (Ok(Some(h)), None) => panic!(
+            "ninefold accepts a request head hyper refuses: {:?} {} {:?}, framing {:?}",
+            h.parts.method, h.parts.uri, h.parts.version, h.framing
+        ),
+        (Ok(None), Some(t)) => panic!(
+            "ninefold waits for more of a head hyper took whole: {} {}",
+            t.method, t.uri
+        ),
+        (Err(f), Some(t)) => {
+            if request_refusal(data, *f, limits).is_none() {
+                panic!(
+                    "ninefold refuses ({f:?}) a head hyper accepts: {} {} {:?} {}",
+                    t.method,
+                    t.uri,
+                    t.version,
+                    show(&fields(&t.headers))
+                );
+            }
+        }
+        (Ok(None) | Err(_), None) => {}
+    }
+}
+
+/// The head ninefold writes upstream from what it parsed must say the same thing.
+fn round_trip(h: &RequestHead, limits: &Limits) {
+    let parts = &h.parts;
+    let mut out = Vec::new();
+    head::write_request(&mut out, parts);
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_request_headers + 1];
+    let mut req = httparse::Request::new(&mut slots);
+    match req.parse(&out) {
+        Ok(httparse::Status::Complete(n)) => {
+            assert_eq!(n, out.len(), "bytes after the written head")
+        }
+        other => panic!(
+            "write_request wrote a head httparse does not take ({other:?}): {:?}",
+            String::from_utf8_lossy(&out)
+        ),
+    }
+    assert_eq!(req.method, Some(parts.method.as_str()), "method written");
+    assert_eq!(req.version, Some(1), "version written");
+    let target = req.path.unwrap_or_default();
+    if parts.method == Method::CONNECT {
+        // A CONNECT is refused (405) before anything is forwarded, so only the
+        // authority-form one, the only kind `write_request` means to write, is checked.
+        if let Some(a) = parts.uri.authority() {
+            assert_eq!(target, a.as_str(), "CONNECT target written");
+        }
+    } else {
+        let want = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        assert_eq!(target, want, "target written");
+        let origin_form = target.starts_with('/') || target == "*";
+        if !origin_form {
+            if known_target_finding(&parts.uri).is_some() && !strict() {
+                // The written head is what the finding is about; nothing more to learn.
+                return;
+            }
+            panic!(
+                "written target {target:?} is neither origin-form nor `*` (parsed from {})",
+                parts.uri
+            );
+        }
+    }
+    let written: Vec<(String, Vec<u8>)> = req
+        .headers
+        .iter()
+        .map(|f| (f.name.to_owned(), f.value.to_vec()))
+        .collect();
+    same_fields("fields written", &written, &fields(&parts.headers));
+
+    // ninefold reads its own output with the framing it gave the input.
+    match head::parse_request(&out, limits) {
+        Ok(Some(again)) => {
+            assert_eq!(again.framing, h.framing, "framing of the written head");
+            same_fields(
+                "fields re-read",
+                &fields(&again.parts.headers),
+                &fields(&parts.headers),
+            );
+        }
+        other => panic!(
+            "ninefold refuses the head it wrote ({:?}): {:?}",
+            other.map(|o| o.map(|h| h.framing)),
+            String::from_utf8_lossy(&out)
+        ),
+    }
+}
+
+/// Both sides took the head: it and the body must agree.
+fn same_request(data: &[u8], h: &RequestHead, t: &HyperRequest, limits: &Limits) {
+    let p = &h.parts;
+    assert_eq!(p.method, t.method, "method");
+    assert_eq!(p.uri, t.uri, "target");
+    assert_eq!(p.version, t.version, "version");
+    // hyper drops a repeated equal Content-Length and a length beside
+    // Transfer-Encoding; ninefold refuses both heads, so here the lists are whole.
+    same_fields(
+        "request field lines",
+        &fields(&p.headers),
+        &fields(&t.headers),
+    );
+
+    let rest = &data[h.len..];
+    let ours = body(rest, h.framing, request_decoder(limits));
+    match (&ours, &t.body) {
+        (Body::Complete(a), Theirs::Complete(b)) => same_bytes("body data", h.framing, a, b),
+        (Body::Short | Body::Refused(_), Theirs::Failed) => {}
+        (Body::Refused(e), Theirs::Complete(b)) => {
+            if chunk_refusal(rest, request_decoder(limits)).is_none() {
+                panic!(
+                    "ninefold's decoder refuses ({e:?}) a chunked body hyper reads whole ({} bytes)",
+                    b.len()
+                );
+            }
+        }
+        (Body::Complete(a), Theirs::Failed) => {
+            if h.framing != Framing::Chunked
+                || hyper_trailer_limit(rest, request_decoder(limits)).is_none()
+            {
+                panic!(
+                    "ninefold reads a body hyper refuses (framing {:?}, {} bytes)",
+                    h.framing,
+                    a.len()
+                );
+            }
+        }
+        (Body::Short, Theirs::Complete(b)) => panic!(
+            "ninefold waits for more of a body hyper read whole (framing {:?}, {} bytes)",
+            h.framing,
+            b.len()
+        ),
+    }
+}
+
+/// ninefold refused a request head hyper takes: which intended strictness of
+/// `src/h1/head.rs` explains it, if any.
+///
+/// - a repeated `Content-Length`, even with equal values (hyper keeps the first);
+/// - `Content-Length` beside `Transfer-Encoding` (hyper drops the length);
+/// - `Transfer-Encoding` other than exactly one `chunked` (hyper takes any list whose
+///   last coding is `chunked`, such as `gzip, chunked` or `chunked, chunked`);
+/// - ninefold's size limits (`Limits::default()`: 16 KiB head, 8 KiB target, 8 KiB
+///   field line), below hyper's (about 400 KiB of head, a 64 KiB target).
+///
+/// `Transfer-Encoding` on HTTP/1.0 is refused by both, so it needs no entry here.
+fn request_refusal(data: &[u8], f: Failure, limits: &Limits) -> Option<&'static str> {
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_request_headers + 1];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return None,
+    };
+    let raw = Raw::new(req.headers);
+    match f {
+        Failure::UriTooLong => (req.path.unwrap_or_default().len() > limits.max_uri)
+            .then_some("request target over ninefold's limit"),
+        Failure::FieldTooLarge => (len > limits.max_request_head
+            || req
+                .headers
+                .iter()
+                .any(|h| h.name.len() + 2 + h.value.len() > limits.max_request_field))
+        .then_some("head or field line over ninefold's limit"),
+        Failure::BadRequest | Failure::UnsupportedCoding => {
+            if raw.lengths >= 2 {
+                Some("repeated Content-Length")
+            } else if raw.lengths >= 1 && raw.te_lines >= 1 {
+                Some("Content-Length beside Transfer-Encoding")
+            } else if raw.te_lines >= 1 && !raw.te_exactly_chunked {
+                Some("Transfer-Encoding other than exactly one chunked")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The framing fields of a head as httparse read them, before any repair.
+struct Raw {
+    lengths: usize,
+    /// A `Content-Length` value that is not `1*DIGIT` (a list such as `5, 5`).
+    length_list: bool,
+    te_lines: usize,
+    /// The `Transfer-Encoding` lines hold exactly one element, `chunked`.
+    te_exactly_chunked: bool,
+}
+
+impl Raw {
+    fn new(headers: &[httparse::Header<'_>]) -> Raw {
+        let mut raw = Raw {
+            lengths: 0,
+            length_list: false,
+            te_lines: 0,
+            te_exactly_chunked: false,
+        };
+        let mut codings = Vec::new();
+        for h in headers {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                raw.lengths += 1;
+                raw.length_list |= !h.value.iter().all(u8::is_ascii_digit);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                raw.te_lines += 1;
+                codings.extend(h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii));
+            }
+        }
+        raw.te_exactly_chunked = codings.len() == 1 && codings[0].eq_ignore_ascii_case(b"chunked");
+        raw
+    }
+}
+
+/// A request as hyper's HTTP/1 server handed it to its service.
+struct HyperRequest {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    body: Theirs,
+}
+
+/// hyper's server on `data`: the first request it hands to the service, with its
+/// body; `None` when it refused the head (no request reached the service).
+async fn hyper_server(data: &[u8]) -> Option<HyperRequest> {
+    let (mut client, server) = tokio::io::duplex(data.len() + 64 * 1024);
+    client.write_all(data).await.expect("duplex write");
+    // The request ends with the input; half_close lets hyper answer it anyway.
+    client.shutdown().await.expect("duplex shutdown");
+    let seen: Rc<RefCell<Option<HyperRequest>>> = Rc::default();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let done_tx = Rc::new(RefCell::new(Some(done_tx)));
+    let service = {
+        let seen = seen.clone();
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let seen = seen.clone();
+            let done_tx = done_tx.clone();
+            async move {
+                let first = seen.borrow().is_none();
+                if first {
+                    let (parts, body) = req.into_parts();
+                    *seen.borrow_mut() = Some(HyperRequest {
+                        method: parts.method,
+                        uri: parts.uri,
+                        version: parts.version,
+                        headers: parts.headers,
+                        // Until the body is read whole: the connection may end first.
+                        body: Theirs::Failed,
+                    });
+                    let b = read_all(body).await;
+                    if let Some(s) = seen.borrow_mut().as_mut() {
+                        s.body = b;
+                    }
+                    if let Some(tx) = done_tx.borrow_mut().take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+            }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .half_close(true)
+        .serve_connection(TokioIo::new(server), service);
+    tokio::select! {
+        _ = conn => {}
+        _ = done_rx => {}
+    }
+    drop(client);
+    seen.take()
+}
+
+// ---------------------------------------------------------------------------------------
+// Bodies and the chunked decoder
+// ---------------------------------------------------------------------------------------
+
+/// What ninefold makes of the bytes after a head.
+#[derive(Debug, PartialEq, Eq)]
+enum Body {
+    /// The whole body.
+    Complete(Vec<u8>),
+    /// The input ended first.
+    Short,
+    /// The chunked coding is malformed.
+    Refused(ChunkError),
+}
+
+/// What hyper made of a body.
+#[derive(Debug)]
+enum Theirs {
+    Complete(Vec<u8>),
+    /// An error, or the end of the input before the end of the body.
+    Failed,
+}
+
+/// Reads a hyper body to its end.
+async fn read_all(mut body: Incoming) -> Theirs {
+    let mut data = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return Theirs::Complete(data),
+            Some(Ok(frame)) => {
+                if let Ok(d) = frame.into_data() {
+                    data.extend_from_slice(&d);
+                }
+            }
+            Some(Err(_)) => return Theirs::Failed,
+        }
+    }
+}
+
+/// The body ninefold reads from `rest` (the bytes after a head) under `framing`.
+fn body(rest: &[u8], framing: Framing, decoder: Decoder) -> Body {
+    match framing {
+        Framing::Empty => Body::Complete(Vec::new()),
+        Framing::Length(n) => match usize::try_from(n) {
+            Ok(n) if n <= rest.len() => Body::Complete(rest[..n].to_vec()),
+            _ => Body::Short,
+        },
+        Framing::Close => Body::Complete(rest.to_vec()),
+        Framing::Chunked => match decode(rest, decoder, &mut std::iter::repeat(usize::MAX)) {
+            Decoded::Done { data, .. } => Body::Complete(data),
+            Decoded::Short { .. } => Body::Short,
+            Decoded::Refused { err, .. } => Body::Refused(err),
+        },
+    }
+}
+
+/// A whole run of the decoder over some input.
+#[derive(Debug, PartialEq, Eq)]
+enum Decoded {
+    /// The body ended after `used` bytes.
+    Done { data: Vec<u8>, used: usize },
+    /// The input ended inside the body.
+    Short { data: Vec<u8> },
+    /// The coding is malformed; `data` is what came before the error.
+    Refused { data: Vec<u8>, err: ChunkError },
+}
+
+/// Runs `decoder` over `input` handed over in pieces of the sizes `steps` yields (a
+/// size past the end takes the rest), as the engine does with whatever a read brought.
+fn decode(input: &[u8], mut decoder: Decoder, steps: &mut dyn Iterator<Item = usize>) -> Decoded {
+    let mut data = Vec::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let step = steps.next().unwrap_or(usize::MAX).max(1);
+        let end = input.len().min(pos.saturating_add(step));
+        let mut piece = &input[pos..end];
+        while !piece.is_empty() {
+            let r = match decoder.decode(piece) {
+                Ok(r) => r,
+                Err(err) => return Decoded::Refused { data, err },
+            };
+            assert!(
+                r.consumed <= piece.len(),
+                "consumed {} of {}",
+                r.consumed,
+                piece.len()
+            );
+            if let Some(range) = r.data {
+                assert!(
+                    range.end <= r.consumed,
+                    "data {range:?} past consumed {}",
+                    r.consumed
+                );
+                data.extend_from_slice(&piece[range]);
+            }
+            pos += r.consumed;
+            if r.done {
+                assert!(decoder.is_done());
+                return Decoded::Done { data, used: pos };
+            }
+            assert!(
+                r.consumed > 0,
+                "decoder made no progress at {pos} and is not done"
+            );
+            piece = &piece[r.consumed..];
+        }
+    }
+    Decoded::Short { data }
+}
+
+/// Rule 3: `input` in pieces (sizes 1..=16 taken in turn from the first bytes of
+/// `data`, and one byte at a time) decodes as it does whole.
+fn pieces(data: &[u8], input: &[u8], decoder: Decoder) {
+    let whole = decode(input, decoder.clone(), &mut std::iter::repeat(usize::MAX));
+    let sizes: Vec<usize> = data
+        .iter()
+        .take(8)
+        .map(|&b| usize::from(b % 16) + 1)
+        .collect();
+    if !sizes.is_empty() {
+        let cut = decode(input, decoder.clone(), &mut sizes.iter().copied().cycle());
+        same_decoded(&format!("in pieces of {sizes:?}"), &whole, &cut);
+    }
+    let bytes = decode(input, decoder, &mut std::iter::repeat(1));
+    same_decoded("one byte at a time", &whole, &bytes);
+}
+
+/// Panics, readably, unless the decoder's run `how` matches its run in one piece.
+fn same_decoded(how: &str, whole: &Decoded, cut: &Decoded) {
+    if whole != cut {
+        let brief = |d: &Decoded| match d {
+            Decoded::Done { data, used } => {
+                format!("done after {used} bytes, {} of data", data.len())
+            }
+            Decoded::Short { data } => format!("short, {} of data", data.len()),
+            Decoded::Refused { data, err } => {
+                format!("refused ({err:?}) after {} of data", data.len())
+            }
+        };
+        panic!(
+            "the decoder fed {how} disagrees with itself fed whole:\n  whole: {}\n  cut:   {}",
+            brief(whole),
+            brief(cut)
+        );
+    }
+}
+
+/// Where in a chunked body ninefold's decoder stops, and in which state it was: the
+/// input is fed one byte at a time, and the state read from the decoder's `Debug`
+/// form (its states are private; a renamed state makes this return `None`, which
+/// shows up as an unexplained refusal, never as a silent pass).
+fn failure_point(body: &[u8], mut decoder: Decoder) -> Option<(usize, String, ChunkError)> {
+    for (i, &b) in body.iter().enumerate() {
+        let before = decoder.clone();
+        if let Err(e) = decoder.decode(&[b]) {
+            let state = format!("{before:?}");
+            let state = state
+                .split("state: ")
+                .nth(1)?
+                .split([',', ' '])
+                .next()?
+                .to_owned();
+            return Some((i, state, e));
+        }
+        if decoder.is_done() {
+            return None;
+        }
+    }
+    None
+}
+
+/// ninefold's decoder refused a chunked body hyper reads whole: which intended
+/// strictness of `src/h1/chunked.rs` explains it, if any.
+///
+/// - a control character in a chunk extension (hyper skips everything up to CR; ninefold
+///   allows only HTAB and visible bytes, and reads quoted strings, so a CR inside one
+///   is a control character too);
+/// - a bare LF anywhere (hyper takes one in the trailer section, where httparse reads
+///   it as a line end);
+/// - any malformed trailer section (hyper collects the trailer bytes up to the first
+///   CRLF CRLF and has httparse read them, which takes more than a field line, e.g.
+///   an empty line made of a bare LF);
+/// - more than 64 hex digits in a chunk size (leading zeros; hyper takes any number
+///   that does not overflow);
+/// - extensions or trailers over ninefold's byte limits (counted a little differently
+///   from hyper's 16 KiB ones: ninefold counts the `;`, whitespace and line ends too).
+fn chunk_refusal(body: &[u8], decoder: Decoder) -> Option<&'static str> {
+    let (i, state, err) = failure_point(body, decoder)?;
+    let b = body[i];
+    let bare_lf = b == b'\n' && (i == 0 || body[i - 1] != b'\r');
+    let control = (b < 0x20 && b != b'\t') || b == 0x7f;
+    match (err, state.as_str()) {
+        (ChunkError::TooLarge, _) => Some("extensions or trailers over ninefold's limit"),
+        (_, "Ext") if control => Some("control character in a chunk extension"),
+        (_, "TrailerStart" | "Trailer" | "TrailerLf" | "EndLf") => Some("trailer section syntax"),
+        (ChunkError::Size, "Size") => Some("more than 64 digits in a chunk size"),
+        _ if bare_lf => Some("bare LF"),
+        _ => None,
+    }
+}
+
+/// ninefold read a chunked body hyper refused: hyper's trailer limits are the only
+/// intended cause (at most 100 trailer fields and 16 KiB of trailer section, counting
+/// its line ends; ninefold bounds the bytes only, and drops the trailers).
+fn hyper_trailer_limit(body: &[u8], mut decoder: Decoder) -> Option<&'static str> {
+    // Find where the trailer section starts: the decoder's state says so.
+    let mut start = None;
+    let mut end = body.len();
+    for (i, &b) in body.iter().enumerate() {
+        decoder.decode(&[b]).ok()?;
+        if start.is_none() && format!("{decoder:?}").contains("state: TrailerStart") {
+            start = Some(i + 1);
+        }
+        if decoder.is_done() {
+            end = i + 1;
+            break;
+        }
+    }
+    let trailers = &body[start?..end];
+    let lines = trailers
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        .saturating_sub(1);
+    (lines >= 100 || trailers.len() >= 16 * 1024 - 4).then_some("hyper's trailer limits")
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------
+
+/// Rule 4: `data` as the answer to `GET /`.
+fn responses(data: &[u8], limits: &Limits) {
+    let max = limits.max_response_head;
+    // The engine skips interim answers (1xx but 101) and reads the next head, as hyper
+    // does; follow it to the final one.
+    let mut at = 0;
+    let ours = loop {
+        match head::parse_response(&data[at..], false, max) {
+            Ok(Some(h))
+                if h.parts.status.is_informational()
+                    && h.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
+            {
+                assert!(h.len > 0);
+                at += h.len;
+            }
+            other => break other,
+        }
+    };
+    let theirs = with_deadline("hyper's client", hyper_client(data));
+    match (&ours, theirs) {
+        (Ok(Some(h)), Some(t)) => same_response(&data[at..], h, &t, limits),
+        (Ok(Some(h)), None) if known_finding(h).is_some_and(|_| !strict()) => {}
+        (Ok(Some(h)), None) => panic!(
+            "ninefold accepts an answer hyper refuses: {} {:?} {}, framing {:?}",
+            h.parts.status,
+            h.parts.version,
+            show(&fields(&h.parts.headers)),
+            h.framing
+        ),
+        (Ok(None), Some(t)) => panic!(
+            "ninefold waits for more of an answer hyper took: {}",
+            t.status
+        ),
+        (Err(why), Some(t)) => {
+            if response_refusal(&data[at..], why, t.status, max).is_none() {
+                panic!(
+                    "ninefold refuses ({why}) an answer hyper accepts: {} {:?} {}",
+                    t.status,
+                    t.version,
+                    show(&fields(&t.headers))
+                );
+            }
+        }
+        (Ok(None) | Err(_), None) => {}
+    }
+}
+
+/// Both sides took the answer's head: it and the body must agree.
+fn same_response(data: &[u8], h: &ResponseHead, t: &HyperResponse, limits: &Limits) {
+    let p = &h.parts;
+    assert_eq!(p.status, t.status, "status");
+    assert_eq!(p.version, t.version, "version");
+    let mut ours = fields(&p.headers);
+    let mut theirs = fields(&t.headers);
+    // Intended: beside `Transfer-Encoding: chunked`, ninefold removes `Content-Length`
+    // (RFC 9112 §6.3, what an intermediary must do); hyper keeps it. The removal moves
+    // the map's last field into the freed place, so the order of lines with different
+    // names (which carries no meaning, RFC 9110 §5.3) is compared no more.
+    if t.headers.contains_key(TRANSFER_ENCODING)
+        && t.headers.contains_key(CONTENT_LENGTH)
+        && !p.headers.contains_key(CONTENT_LENGTH)
+    {
+        theirs.retain(|(n, _)| n != "content-length");
+        ours.sort_by(|a, b| a.0.cmp(&b.0));
+        theirs.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    same_fields("answer field lines", &ours, &theirs);
+
+    let rest = &data[h.len..];
+    let ours = body(rest, h.framing, response_decoder(limits));
+    match (&ours, &t.body) {
+        (Body::Complete(a), Theirs::Complete(b)) => same_bytes("body data", h.framing, a, b),
+        (Body::Short | Body::Refused(_), Theirs::Failed) => {}
+        (Body::Refused(e), Theirs::Complete(b)) => {
+            if chunk_refusal(rest, response_decoder(limits)).is_none() {
+                panic!(
+                    "ninefold's decoder refuses ({e:?}) a chunked answer hyper reads whole ({} bytes)",
+                    b.len()
+                );
+            }
+        }
+        (Body::Complete(a), Theirs::Failed) => {
+            if h.framing != Framing::Chunked
+                || hyper_trailer_limit(rest, response_decoder(limits)).is_none()
+            {
+                panic!(
+                    "ninefold reads an answer's body hyper refuses (framing {:?}, {} bytes)",
+                    h.framing,
+                    a.len()
+                );
+            }
+        }
+        (Body::Short, Theirs::Complete(b)) => panic!(
+            "ninefold waits for more of an answer's body hyper read whole (framing {:?}, {} bytes)",
+            h.framing,
+            b.len()
+        ),
+    }
+}
+
+/// Open findings of this target in ninefold's engine, reported and waiting for a fix
+/// in `src/` (the answers' list; [`known_target_finding`] and [`known_length_finding`]
+/// hold the requests'): each one is let through here (so that a run goes on finding other things)
+/// unless `NINEFOLD_FUZZ_STRICT=1`. Each has its reproducer in
+/// `fuzz/regressions/h1_framing/`; delete the entry with the fix.
+fn known_finding(h: &ResponseHead) -> Option<&'static str> {
+    // `response-http10-chunked`: an HTTP/1.0 answer with `Transfer-Encoding: chunked`
+    // is read as chunked, and with `Connection: keep-alive` its connection is reused.
+    // RFC 9112 §6.1 says to treat such a message's framing as faulty and close the
+    // connection after it; hyper refuses the answer.
+    if h.parts.version == Version::HTTP_10 && h.parts.headers.contains_key(TRANSFER_ENCODING) {
+        return Some("response-http10-chunked");
+    }
+    known_length_finding(h.framing)
+}
+
+/// The `Content-Length` half of [`known_finding`], for requests and answers.
+fn known_length_finding(framing: Framing) -> Option<&'static str> {
+    // `request-content-length-max`, `response-content-length-max`: a Content-Length of
+    // 2^64-2 or 2^64-1 is taken (it fits a u64) where hyper refuses it (its largest
+    // body is 2^64-3). No desync (no peer can send that much), but not an intended
+    // difference either; nginx stops at 2^63-1.
+    match framing {
+        Framing::Length(n) if n > u64::MAX - 3 => Some("content-length-max"),
+        _ => None,
+    }
+}
+
+/// The request-target half of [`known_finding`].
+fn known_target_finding(uri: &Uri) -> Option<&'static str> {
+    // `absolute-form-query-without-path`: `GET http://a.example?x=1` (absolute-form,
+    // empty path, a query) goes upstream as `GET ?x=1 HTTP/1.1`: the origin-form
+    // `forward::rewrite_request` keeps is the URI's path-and-query, `?x=1`, which
+    // `write_request` writes as it is. RFC 9112 §3.2.1: an empty path is sent as `/`
+    // (`/?x=1`).
+    let pq = uri.path_and_query()?;
+    (uri.authority().is_some() && pq.as_str().starts_with('?'))
+        .then_some("absolute-form-query-without-path")
+}
+
+/// `NINEFOLD_FUZZ_STRICT=1`: [`known_finding`]s fail too.
+fn strict() -> bool {
+    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STRICT.get_or_init(|| std::env::var_os("NINEFOLD_FUZZ_STRICT").is_some_and(|v| v == "1"))
+}
+
+/// ninefold refused an answer hyper takes (`why` is `parse_response`'s cause): which
+/// intended strictness of `src/h1/head.rs` explains it, if any.
+///
+/// - two `Content-Length` fields, even equal (hyper takes equal ones);
+/// - a `Content-Length` that is not `1*DIGIT`: a list such as `5, 5` (hyper takes equal
+///   elements), or any value beside `Transfer-Encoding` or on an answer that has no
+///   body (1xx, 204, 304), where hyper never reads it;
+/// - `Transfer-Encoding` other than exactly one `chunked` (hyper reads the body to the
+///   close when the last coding is not `chunked`, and ignores the field on an answer
+///   without a body);
+/// - a head over ninefold's 16 KiB limit (hyper's is about 400 KiB).
+fn response_refusal(
+    data: &[u8],
+    why: &str,
+    status: StatusCode,
+    max: usize,
+) -> Option<&'static str> {
+    let mut slots = [httparse::EMPTY_HEADER; 101];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return None,
+    };
+    let raw = Raw::new(resp.headers);
+    let no_body = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    match why {
+        "two Content-Length fields" => (raw.lengths >= 2).then_some("repeated Content-Length"),
+        "invalid Content-Length" => (raw.length_list || raw.te_lines > 0 || no_body)
+            .then_some("Content-Length not 1*DIGIT where hyper does not read it as one"),
+        "a transfer coding other than chunked" => {
+            (!raw.te_exactly_chunked).then_some("Transfer-Encoding other than exactly one chunked")
+        }
+        "response head too large" => (len > max).then_some("head over ninefold's limit"),
+        _ => None,
+    }
+}
+
+/// An answer as hyper's HTTP/1 client handed it over.
+struct HyperResponse {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    body: Theirs,
+}
+
+/// hyper's client sends `GET /` and reads `data` as the answer; `None` when it
+/// refused the head.
+async fn hyper_client(data: &[u8]) -> Option<HyperResponse> {
+    let (client, mut server) = tokio::io::duplex(data.len() + 64 * 1024);
+    // The answer goes out once the request is in: hyper's client takes bytes that
+    // arrive before it has sent a request for an unsolicited message and fails.
+    let upstream = async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.ends_with(b"\r\n\r\n") {
+            match server.read(&mut buf).await {
+                Ok(0) | Err(_) => return server,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        server.write_all(data).await.expect("duplex write");
+        server.shutdown().await.expect("duplex shutdown");
+        // Returned, not dropped: hyper may still be writing, and reads to the end.
+        server
+    };
+    let downstream = async move {
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(client))
+                .await
+                .ok()?;
+        let exchange = async move {
+            let req = Request::get("/").body(Empty::new()).expect("request");
+            let resp = send.send_request(req).await.ok()?;
+            let (parts, body) = resp.into_parts();
+            Some(HyperResponse {
+                status: parts.status,
+                version: parts.version,
+                headers: parts.headers,
+                body: read_all(body).await,
+            })
+        };
+        tokio::pin!(conn);
+        tokio::pin!(exchange);
+        tokio::select! {
+            out = &mut exchange => out,
+            _ = &mut conn => exchange.await,
+        }
+        // `conn`, and with it the client half, is dropped here, so a peer still
+        // waiting for a request sees the end.
+    };
+    let (_server, out) = tokio::join!(upstream, downstream);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// The field lines of a header map, in its order: names (lower case) and values.
+fn fields(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    h.iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// Field lines for a panic message: values cut to 40 bytes, non-ASCII escaped, so a
+/// report on a 64 KiB head stays readable.
+fn show(f: &[(String, Vec<u8>)]) -> String {
+    let mut out = format!("{} fields [", f.len());
+    for (n, v) in f {
+        let cut = &v[..v.len().min(40)];
+        let more = if v.len() > 40 {
+            format!("…({} bytes)", v.len())
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("{n}: {}{more}; ", cut.escape_ascii()));
+    }
+    out.push(']');
+    out
+}
+
+/// Panics, readably, unless the two field lists are equal.
+fn same_fields(what: &str, ours: &[(String, Vec<u8>)], theirs: &[(String, Vec<u8>)]) {
+    if ours != theirs {
+        let at = ours.iter().zip(theirs).position(|(a, b)| a != b);
+        panic!(
+            "{what} differ (first at {at:?}):\n  ninefold {}\n  other    {}",
+            show(ours),
+            show(theirs)
+        );
+    }
+}
+
+/// Panics, readably, unless the two bodies are equal.
+fn same_bytes(what: &str, framing: Framing, ours: &[u8], theirs: &[u8]) {
+    if ours != theirs {
+        let at = ours.iter().zip(theirs).position(|(a, b)| a != b);
+        panic!(
+            "{what} differ (framing {framing:?}): ninefold {} bytes, hyper {} bytes, first difference at {at:?}",
+            ours.len(),
+            theirs.len()
+        );
+    }
+}
+
+/// Runs `fut` on the harness's runtime, panicking if it takes longer than
+/// [`HYPER_DEADLINE`].
+fn with_deadline<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    RT.with(|rt| {
+        rt.block_on(async { tokio::time::timeout(HYPER_DEADLINE, fut).await })
+            .unwrap_or_else(|_| panic!("{what} did not finish within {HYPER_DEADLINE:?}"))
+    })
+}

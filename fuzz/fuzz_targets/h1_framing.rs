@@ -91,7 +91,6 @@ fn requests(data: &[u8], limits: &Limits) {
     let theirs = with_deadline("hyper's server", hyper_server(data));
     match (&ours, theirs) {
         (Ok(Some(h)), Some(t)) => same_request(data, h, &t, limits),
-        (Ok(Some(h)), None) if known_length_finding(h.framing).is_some() && !strict() => {}
         (Ok(Some(h)), None) => panic!(
             "ninefold accepts a request head hyper refuses: {:?} {} {:?}, framing {:?}",
             h.parts.method, h.parts.uri, h.parts.version, h.framing
@@ -141,14 +140,16 @@ fn round_trip(h: &RequestHead, limits: &Limits) {
             assert_eq!(target, a.as_str(), "CONNECT target written");
         }
     } else {
-        let want = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        // An empty path is written as `/` (RFC 9112 §3.2.1), before a query too.
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let want = if pq.starts_with('?') {
+            format!("/{pq}")
+        } else {
+            pq.to_owned()
+        };
         assert_eq!(target, want, "target written");
         let origin_form = target.starts_with('/') || target == "*";
         if !origin_form {
-            if known_target_finding(&parts.uri).is_some() && !strict() {
-                // The written head is what the finding is about; nothing more to learn.
-                return;
-            }
             panic!(
                 "written target {target:?} is neither origin-form nor `*` (parsed from {})",
                 parts.uri
@@ -613,7 +614,6 @@ fn responses(data: &[u8], limits: &Limits) {
     let theirs = with_deadline("hyper's client", hyper_client(data));
     match (&ours, theirs) {
         (Ok(Some(h)), Some(t)) => same_response(&data[at..], h, &t, limits),
-        (Ok(Some(h)), None) if known_finding(h).is_some_and(|_| !strict()) => {}
         (Ok(Some(h)), None) => panic!(
             "ninefold accepts an answer hyper refuses: {} {:?} {}, framing {:?}",
             h.parts.status,
@@ -690,52 +690,6 @@ fn same_response(data: &[u8], h: &ResponseHead, t: &HyperResponse, limits: &Limi
             b.len()
         ),
     }
-}
-
-/// Open findings of this target in ninefold's engine, reported and waiting for a fix
-/// in `src/` (the answers' list; [`known_target_finding`] and [`known_length_finding`]
-/// hold the requests'): each one is let through here (so that a run goes on finding other things)
-/// unless `NINEFOLD_FUZZ_STRICT=1`. Each has its reproducer in
-/// `fuzz/regressions/h1_framing/`; delete the entry with the fix.
-fn known_finding(h: &ResponseHead) -> Option<&'static str> {
-    // `response-http10-chunked`: an HTTP/1.0 answer with `Transfer-Encoding: chunked`
-    // is read as chunked, and with `Connection: keep-alive` its connection is reused.
-    // RFC 9112 §6.1 says to treat such a message's framing as faulty and close the
-    // connection after it; hyper refuses the answer.
-    if h.parts.version == Version::HTTP_10 && h.parts.headers.contains_key(TRANSFER_ENCODING) {
-        return Some("response-http10-chunked");
-    }
-    known_length_finding(h.framing)
-}
-
-/// The `Content-Length` half of [`known_finding`], for requests and answers.
-fn known_length_finding(framing: Framing) -> Option<&'static str> {
-    // `request-content-length-max`, `response-content-length-max`: a Content-Length of
-    // 2^64-2 or 2^64-1 is taken (it fits a u64) where hyper refuses it (its largest
-    // body is 2^64-3). No desync (no peer can send that much), but not an intended
-    // difference either; nginx stops at 2^63-1.
-    match framing {
-        Framing::Length(n) if n > u64::MAX - 3 => Some("content-length-max"),
-        _ => None,
-    }
-}
-
-/// The request-target half of [`known_finding`].
-fn known_target_finding(uri: &Uri) -> Option<&'static str> {
-    // `absolute-form-query-without-path`: `GET http://a.example?x=1` (absolute-form,
-    // empty path, a query) goes upstream as `GET ?x=1 HTTP/1.1`: the origin-form
-    // `forward::rewrite_request` keeps is the URI's path-and-query, `?x=1`, which
-    // `write_request` writes as it is. RFC 9112 §3.2.1: an empty path is sent as `/`
-    // (`/?x=1`).
-    let pq = uri.path_and_query()?;
-    (uri.authority().is_some() && pq.as_str().starts_with('?'))
-        .then_some("absolute-form-query-without-path")
-}
-
-/// `NINEFOLD_FUZZ_STRICT=1`: [`known_finding`]s fail too.
-fn strict() -> bool {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("NINEFOLD_FUZZ_STRICT").is_some_and(|v| v == "1"))
 }
 
 /// ninefold refused an answer hyper takes (`why` is `parse_response`'s cause): which

@@ -241,6 +241,11 @@ pub fn parse_response(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let framing = if te {
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing (hyper
+        // refuses it too).
+        if !http11 {
+            return Err("Transfer-Encoding in an HTTP/1.0 answer");
+        }
         transfer_coding(&headers).map_err(|_| "a transfer coding other than chunked")?;
         if length.is_some() {
             // RFC 9112 §6.3: chunked wins, the length goes, and whatever the upstream
@@ -295,7 +300,11 @@ fn sub(shared: &Bytes, base: &[u8], part: &[u8]) -> Bytes {
     }
 }
 
-/// `1*DIGIT` as a number; `None` for anything else or an overflow.
+/// The largest `Content-Length` taken (hyper's bound; nginx stops at 2^63-1): no peer
+/// sends more, and the values above it are what a parser may use as markers.
+pub const MAX_CONTENT_LENGTH: u64 = u64::MAX - 3;
+
+/// `1*DIGIT` as a number up to [`MAX_CONTENT_LENGTH`]; `None` for anything else.
 pub fn content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() {
         return None;
@@ -307,7 +316,7 @@ pub fn content_length(v: &[u8]) -> Option<u64> {
         }
         n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
-    Some(n)
+    (n <= MAX_CONTENT_LENGTH).then_some(n)
 }
 
 /// The comma-separated elements of a field value, trimmed.
@@ -344,7 +353,11 @@ pub fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts) {
     out.push(b' ');
     match parts.uri.path_and_query() {
         Some(pq) if parts.method != Method::CONNECT => {
-            out.extend_from_slice(pq.as_str().as_bytes())
+            // An empty path goes as `/`, before a query too (RFC 9112 §3.2.1).
+            if !pq.as_str().starts_with('/') && pq.as_str() != "*" {
+                out.push(b'/');
+            }
+            out.extend_from_slice(pq.as_str().as_bytes());
         }
         _ => match parts.uri.authority() {
             Some(a) if parts.method == Method::CONNECT => {
@@ -498,6 +511,8 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 0x2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nX : 1\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n",
         ] {
             assert!(
                 parse_response(bad.as_bytes(), false, 16384).is_err(),
@@ -514,6 +529,12 @@ mod tests {
         let mut out = Vec::new();
         write_request(&mut out, &r.parts);
         assert_eq!(out, b"POST /a?b HTTP/1.1\r\nhost: a\r\nx-y: z\r\n\r\n");
+        let r = req("GET http://a.example?x=1 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        write_request(&mut out, &r.parts);
+        assert!(out.starts_with(b"GET /?x=1 HTTP/1.1\r\n"), "{out:?}");
         let mut out = Vec::new();
         write_status(&mut out, StatusCode::NOT_FOUND);
         assert_eq!(out, b"HTTP/1.1 404 Not Found\r\n");

@@ -475,18 +475,25 @@ fn rewrite_request(
         if up.authority.is_none() {
             return Err(Failure::BadRequest);
         }
-        if up.path_and_query.is_none() {
-            up.path_and_query = Some(PathAndQuery::from_static("/"));
-        }
+        up.path_and_query = match up.path_and_query.take() {
+            Some(pq) if pq.as_str().starts_with('?') => {
+                Some(PathAndQuery::try_from(format!("/{pq}")).map_err(|_| Failure::BadRequest)?)
+            }
+            None => Some(PathAndQuery::from_static("/")),
+            pq => pq,
+        };
         parts.uri = Uri::from_parts(up).map_err(|_| Failure::BadRequest)?;
         parts.version = Version::HTTP_2;
     } else {
         if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-            let pq = parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            let pq = match parts.uri.path_and_query() {
+                // An empty path is `/`, before a query too (RFC 9112 §3.2.1).
+                Some(pq) if pq.as_str().starts_with('?') => {
+                    PathAndQuery::try_from(format!("/{pq}")).map_err(|_| Failure::BadRequest)?
+                }
+                Some(pq) => pq.clone(),
+                None => PathAndQuery::from_static("/"),
+            };
             parts.uri = Uri::from(pq);
         }
         parts.version = Version::HTTP_11;

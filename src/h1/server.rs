@@ -191,7 +191,9 @@ async fn exchange(
                 Ok(Some(h)) => break h,
                 Ok(None) => {}
                 Err(f) => {
-                    refuse(ctx, io, f).await;
+                    // A head that starts as a HEAD request gets no body, even refused.
+                    let head_req = rbuf.data().starts_with(b"HEAD ");
+                    refuse(ctx, io, f, head_req).await;
                     return false;
                 }
             }
@@ -204,7 +206,7 @@ async fn exchange(
     };
     rbuf.consume(parsed.len);
     if parsed.parts.method == Method::CONNECT {
-        refuse(ctx, io, Failure::ConnectRefused).await;
+        refuse(ctx, io, Failure::ConnectRefused, false).await;
         return false;
     }
 
@@ -324,11 +326,11 @@ fn shut(io: &TcpStream) {
 
 /// Answers a request refused before the pipeline (bad head, over a limit, CONNECT),
 /// counted like an unrouted request, and closes.
-async fn refuse(ctx: &ConnCtx, io: &TcpStream, f: Failure) {
+async fn refuse(ctx: &ConnCtx, io: &TcpStream, f: Failure, head_req: bool) {
     let resp = proxy::refused(ctx, f);
     let (rp, mut body) = resp.into_parts();
     let mut keep_alive = false;
-    let _ = write_response(io, &rp, &mut body, false, false, &mut keep_alive).await;
+    let _ = write_response(io, &rp, &mut body, head_req, false, &mut keep_alive).await;
     shut(io);
 }
 
@@ -436,6 +438,8 @@ async fn write_body(
         }
         return io::write_all(io, out).await;
     }
+    // Whether any of the answer has gone out (until then the head is in `out`).
+    let mut sent = false;
     loop {
         // Poll once; if the body has to wait, send what is gathered first.
         let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
@@ -444,12 +448,31 @@ async fn write_body(
                 if !out.is_empty() {
                     io::write_all(io, out).await?;
                     out.clear();
+                    sent = true;
                 }
                 poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
             }
         };
         match frame {
             None => break,
+            Some(Err(_)) if !sent => {
+                // The upstream broke the body before any of the answer left: the
+                // client gets the 502 its record says (`upstream-body-cut`), and the
+                // connection closes.
+                out.clear();
+                let (rp, _) = Failure::UpstreamError.response().into_parts();
+                head::write_status(out, rp.status);
+                head::write_fields(out, &rp.headers);
+                let body = Failure::UpstreamError.body();
+                let mut b = itoa_buf();
+                field(out, b"content-length", fmt_u64(&mut b, body.len() as u64));
+                field(out, b"connection", b"close");
+                date(out);
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(body.as_bytes());
+                let _ = io::write_all(io, out).await;
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
             Some(Err(_)) => {
                 // The upstream broke the body: the client must see a broken answer,
                 // not a short one that looks complete.
@@ -469,6 +492,7 @@ async fn write_body(
                 if data.len() > 4096 {
                     io::write_all2(io, out, &data).await?;
                     out.clear();
+                    sent = true;
                 } else {
                     out.extend_from_slice(&data);
                 }
@@ -478,6 +502,7 @@ async fn write_body(
                 if out.len() >= buf::SIZE {
                     io::write_all(io, out).await?;
                     out.clear();
+                    sent = true;
                 }
             }
         }

@@ -102,7 +102,8 @@ impl Failure {
         }
     }
 
-    fn body(self) -> &'static str {
+    /// The JSON body of the gateway's answer.
+    pub fn body(self) -> &'static str {
         match self {
             Failure::NoRoute => {
                 r#"{"status":404,"reason":"no-route","message":"no route matches this request"}"#

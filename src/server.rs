@@ -470,6 +470,7 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
     rt.block_on(async move {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));
+        WORKER_OPEN.with(|w| *w.borrow_mut() = Some(active.clone()));
         // The worker's upstream pool closes idle and dead connections on its own, so
         // those of endpoints a reload removed go within seconds, whatever the upstream
         // does with its side; idle client connections past their idle timeout are
@@ -572,7 +573,6 @@ async fn accept_loop(
             name: name.clone(),
             client,
             tls,
-            active: active.clone(),
         };
         let builder = builder.clone();
         let shutdown = shutdown.clone();
@@ -647,13 +647,38 @@ impl Drop for Open {
     }
 }
 
+thread_local! {
+    /// The worker's count of open connections and tunnels, which its shutdown waits on.
+    static WORKER_OPEN: std::cell::RefCell<Option<Arc<AtomicUsize>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Counts a tunnel on this worker's open connections while the returned guard lives
+/// (a graceful shutdown waits for it, within the grace period).
+pub fn open_tunnel() -> Option<OpenTunnel> {
+    WORKER_OPEN.with(|w| {
+        w.borrow().clone().map(|open| {
+            open.fetch_add(1, Ordering::AcqRel);
+            OpenTunnel(open)
+        })
+    })
+}
+
+/// See [`open_tunnel`].
+pub struct OpenTunnel(Arc<AtomicUsize>);
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What a new connection's context is made of.
 struct Conn {
     shared: Arc<Shared>,
     name: Arc<str>,
     client: SocketAddr,
     tls: bool,
-    active: Arc<AtomicUsize>,
 }
 
 impl Conn {
@@ -664,9 +689,6 @@ impl Conn {
             client: self.client,
             client_ip: client_ip(self.client.ip()),
             tls: self.tls,
-            open: self.active,
-            started: AtomicU32::new(0),
-            responding: AtomicU32::new(0),
             stream,
             interim: AtomicBool::new(false),
         })
@@ -767,14 +789,15 @@ async fn serve_conn<I>(
     // connection, re-armed once per period, instead of hyper's per-request header
     // timer, which cost a timer and an allocation on every request.
     let idle_period = ctx.shared.snapshot.load().config.client_idle_timeout;
-    let watched = ctx.clone();
+    let watched = Arc::new(Activity::default());
+    let activity = watched.clone();
     let svc = service_fn(move |req| {
-        ctx.started.fetch_add(1, Ordering::Relaxed);
+        activity.started.fetch_add(1, Ordering::Relaxed);
         // Counts the request as answering until its body is done (or the request is
         // dropped): the idle check must never cut a slow answer.
-        let guard = Responding::new(ctx.clone());
+        let guard = Responding::new(ctx.clone(), activity.clone());
         async move {
-            let resp = proxy::handle(&guard.0, req.map(crate::upstream::ReqBody::Stream)).await;
+            let resp = proxy::handle(&guard.ctx, req.map(crate::upstream::ReqBody::Stream)).await;
             Ok::<_, Infallible>(resp.map(|inner| ConnBody {
                 inner,
                 _guard: guard,
@@ -821,19 +844,31 @@ async fn serve_conn<I>(
     }
 }
 
-/// Marks a request as answering while alive (see `ConnCtx::responding`).
-struct Responding(Arc<ConnCtx>);
+/// What the idle check of a connection hyper serves reads.
+#[derive(Default)]
+struct Activity {
+    /// Requests started on this connection.
+    started: AtomicU32,
+    /// Requests whose answer is not finished yet (handler running or body streaming).
+    responding: AtomicU32,
+}
+
+/// Marks a request as answering while alive (see `Activity::responding`).
+struct Responding {
+    ctx: Arc<ConnCtx>,
+    activity: Arc<Activity>,
+}
 
 impl Responding {
-    fn new(ctx: Arc<ConnCtx>) -> Self {
-        ctx.responding.fetch_add(1, Ordering::Relaxed);
-        Responding(ctx)
+    fn new(ctx: Arc<ConnCtx>, activity: Arc<Activity>) -> Self {
+        activity.responding.fetch_add(1, Ordering::Relaxed);
+        Responding { ctx, activity }
     }
 }
 
 impl Drop for Responding {
     fn drop(&mut self) {
-        self.0.responding.fetch_sub(1, Ordering::Relaxed);
+        self.activity.responding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -34,7 +34,6 @@ use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper_util::rt::TokioIo;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -199,7 +198,7 @@ pub async fn send<'a>(
         return Ok(match client_side {
             Upgrade::Own => Response::from_parts(rp, RespBody::Tunnel(Box::new(t))),
             Upgrade::Hyper(u) => {
-                tunnel(ctx, t, u);
+                tunnel(t, u);
                 Response::from_parts(rp, RespBody::empty())
             }
         });
@@ -368,11 +367,10 @@ fn connect_failed<'a>(cluster: &ClusterSnap, e: ConnectError, body: ReqBody<'a>)
 
 /// Relays a tunnel between a client connection hyper upgraded and the upstream, on
 /// its own task (hyper's connection is done with the client once it has sent the 101).
-fn tunnel(ctx: &ConnCtx, t: client::Tunnel, client: hyper::upgrade::OnUpgrade) {
+fn tunnel(t: client::Tunnel, client: hyper::upgrade::OnUpgrade) {
     // A tunnel counts as an open connection, so a graceful shutdown waits for it
     // (within the grace period) like for any request.
-    let open = ctx.open.clone();
-    open.fetch_add(1, Ordering::AcqRel);
+    let open = crate::server::open_tunnel();
     tokio::spawn(async move {
         let client::Tunnel {
             mut upstream,
@@ -380,7 +378,7 @@ fn tunnel(ctx: &ConnCtx, t: client::Tunnel, client: hyper::upgrade::OnUpgrade) {
             in_flight,
         } = t;
         let _in_flight = in_flight;
-        let _open = OpenGuard(open);
+        let _open = open;
         let Ok(c) = client.await else {
             return;
         };
@@ -394,14 +392,6 @@ fn tunnel(ctx: &ConnCtx, t: client::Tunnel, client: hyper::upgrade::OnUpgrade) {
         }
         let _ = tokio::io::copy_bidirectional(&mut c, &mut upstream).await;
     });
-}
-
-struct OpenGuard(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// HTTP/1.1 Upgrade request (WebSocket and friends).

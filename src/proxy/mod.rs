@@ -53,12 +53,6 @@ pub struct ConnCtx {
     pub client_ip: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
-    /// The worker's count of open connections and tunnels, which shutdown waits on.
-    pub open: Arc<std::sync::atomic::AtomicUsize>,
-    /// Requests started on this connection (the idle check reads it).
-    pub started: std::sync::atomic::AtomicU32,
-    /// Requests whose answer is not finished yet (handler running or body streaming).
-    pub responding: std::sync::atomic::AtomicU32,
     /// The client connection, when the own HTTP/1.1 engine serves it (see `h1`); `None`
     /// for connections hyper serves (TLS, h2c).
     pub stream: Option<tokio::net::TcpStream>,

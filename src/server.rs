@@ -539,7 +539,10 @@ async fn accept_loop(
     shutdown: watch::Receiver<bool>,
     active: Arc<AtomicUsize>,
 ) {
-    let gauge = shared.metrics.open_connections.with_label_values(&[&name]);
+    let counts = Arc::new(OpenCounts {
+        active: active.clone(),
+        gauge: shared.metrics.open_connections.with_label_values(&[&name]),
+    });
     // The connection settings follow the running snapshot's limits: rebuilt when a
     // reload changed them, for connections accepted after it.
     let mut limits = shared.snapshot.load().config.limits;
@@ -576,7 +579,7 @@ async fn accept_loop(
         };
         let builder = builder.clone();
         let shutdown = shutdown.clone();
-        let open = Open::new(active.clone(), gauge.clone());
+        let open = Open::new(&counts);
         tokio::spawn(async move {
             if tls {
                 // Boxed, like every state a connection has only for a while: the
@@ -612,12 +615,7 @@ async fn accept_loop(
                     // The own engine, on a task of its own that holds only what an
                     // HTTP/1.1 connection needs (this one, and what it captured, ends).
                     let ctx = conn.ctx(Some(stream));
-                    tokio::spawn(async move {
-                        let _open = open;
-                        if let Some(io) = &ctx.stream {
-                            crate::h1::server::serve(&ctx, io).await;
-                        }
-                    });
+                    tokio::spawn(crate::h1::server::serve(ctx, open));
                 }
                 None => {}
             }
@@ -625,25 +623,28 @@ async fn accept_loop(
     }
 }
 
-/// Counts a connection as open (the worker's count that shutdown waits on, and the
-/// listener's gauge) while alive.
-struct Open {
+/// What counts a listener's connections on a worker: the worker's count that
+/// shutdown waits on, and the listener's gauge.
+struct OpenCounts {
     active: Arc<AtomicUsize>,
     gauge: prometheus::IntGauge,
 }
 
+/// Counts a connection as open while alive (one pointer per connection).
+struct Open(Arc<OpenCounts>);
+
 impl Open {
-    fn new(active: Arc<AtomicUsize>, gauge: prometheus::IntGauge) -> Self {
-        active.fetch_add(1, Ordering::AcqRel);
-        gauge.inc();
-        Open { active, gauge }
+    fn new(counts: &Arc<OpenCounts>) -> Self {
+        counts.active.fetch_add(1, Ordering::AcqRel);
+        counts.gauge.inc();
+        Open(counts.clone())
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.gauge.dec();
-        self.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.gauge.dec();
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

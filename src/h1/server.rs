@@ -24,6 +24,7 @@ use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -37,11 +38,15 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Serves one plain-TCP HTTP/1.x connection until it closes, the client idles past
 /// `client_idle_timeout`, or the worker shuts down ([`close_idle`]).
-pub async fn serve(ctx: &ConnCtx, io: &TcpStream) {
+pub async fn serve<G>(ctx: Arc<ConnCtx>, guard: G) {
+    // What an idle connection's task holds is kept to a few words (issue 11's memory per
+    // idle connection): the context, the guard, the configuration, the (empty) buffer,
+    // the idle deadline and the parked waker's place. The socket is reached through the
+    // context each time rather than held as a second reference.
+    let _guard = guard;
     let cfg = ctx.shared.snapshot.load().config.clone();
-    let idle = cfg.client_idle_timeout;
     let mut rbuf = Buf::new();
-    let mut last = tokio::time::Instant::now();
+    let mut deadline = tokio::time::Instant::now() + cfg.client_idle_timeout;
     loop {
         // 1. Idle: no buffer held; wait for the next request's first bytes. The wait
         //    is a plain poll of the socket's readiness, with the waker and the idle
@@ -50,12 +55,14 @@ pub async fn serve(ctx: &ConnCtx, io: &TcpStream) {
         //    no future and no timer is kept while idle.
         if rbuf.is_empty() {
             rbuf.release_if_empty();
-            let deadline = last + idle;
-            let mut slot = ParkSlot(None);
+            let mut slot = ParkSlot(usize::MAX);
             let woke = poll_fn(|cx| {
                 if closing() || tokio::time::Instant::now() >= deadline {
                     return Poll::Ready(false);
                 }
+                let Some(io) = &ctx.stream else {
+                    return Poll::Ready(false);
+                };
                 if let Poll::Ready(r) = io.poll_read_ready(cx) {
                     return Poll::Ready(r.is_ok());
                 }
@@ -68,13 +75,15 @@ pub async fn serve(ctx: &ConnCtx, io: &TcpStream) {
                 return;
             }
         }
+        let Some(io) = &ctx.stream else { return };
+        let idle = cfg.client_idle_timeout;
         // Boxed: an idle connection's task holds only its idle state, not a request's
         // deepest one (the exchange's state is allocated per request).
-        let again = Box::pin(exchange(ctx, io, &mut rbuf, &cfg.limits, idle)).await;
+        let again = Box::pin(exchange(&ctx, io, &mut rbuf, &cfg.limits, idle)).await;
         if !again {
             return;
         }
-        last = tokio::time::Instant::now();
+        deadline = tokio::time::Instant::now() + idle;
     }
 }
 
@@ -97,12 +106,12 @@ fn closing() -> bool {
 }
 
 /// Leaves `waker` and the connection's idle `deadline` with the worker (in `slot`,
-/// taken on first use).
-fn park(slot: &mut Option<usize>, waker: &std::task::Waker, deadline: tokio::time::Instant) {
+/// taken on first use; `usize::MAX` is none yet).
+fn park(slot: &mut usize, waker: &std::task::Waker, deadline: tokio::time::Instant) {
     PARKED.with(|p| {
         let mut p = p.borrow_mut();
         match *slot {
-            Some(i) => {
+            i if i != usize::MAX => {
                 if !p.wakers[i]
                     .as_ref()
                     .is_some_and(|(w, _)| w.will_wake(waker))
@@ -110,7 +119,7 @@ fn park(slot: &mut Option<usize>, waker: &std::task::Waker, deadline: tokio::tim
                     p.wakers[i] = Some((waker.clone(), deadline));
                 }
             }
-            None => {
+            _ => {
                 let w = Some((waker.clone(), deadline));
                 let i = match p.free.pop() {
                     Some(i) => {
@@ -122,18 +131,20 @@ fn park(slot: &mut Option<usize>, waker: &std::task::Waker, deadline: tokio::tim
                         p.wakers.len() - 1
                     }
                 };
-                *slot = Some(i);
+                *slot = i;
             }
         }
     });
 }
 
-/// A parked waker's place, given back when the wait ends (or the task is dropped).
-struct ParkSlot(Option<usize>);
+/// A parked waker's place (`usize::MAX`: none), given back when the wait ends (or the
+/// task is dropped).
+struct ParkSlot(usize);
 
 impl Drop for ParkSlot {
     fn drop(&mut self) {
-        if let Some(i) = self.0 {
+        let i = self.0;
+        if i != usize::MAX {
             // `try_with`: a task dropped while the thread ends finds no registry.
             let _ = PARKED.try_with(|p| {
                 let mut p = p.borrow_mut();

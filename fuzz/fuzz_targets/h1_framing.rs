@@ -235,7 +235,9 @@ fn same_request(data: &[u8], h: &RequestHead, t: &HyperRequest, limits: &Limits)
 /// - `Transfer-Encoding` other than exactly one `chunked` (hyper takes any list whose
 ///   last coding is `chunked`, such as `gzip, chunked` or `chunked, chunked`);
 /// - ninefold's size limits (`Limits::default()`: 16 KiB head, 8 KiB target, 8 KiB
-///   field line), below hyper's (about 400 KiB of head, a 64 KiB target).
+///   field line), below hyper's (about 400 KiB of head, a 64 KiB target);
+/// - a `Content-Length` above `head::MAX_CONTENT_LENGTH` (18 digits; hyper takes up to
+///   2^64-3).
 ///
 /// `Transfer-Encoding` on HTTP/1.0 is refused by both, so it needs no entry here.
 fn request_refusal(data: &[u8], f: Failure, limits: &Limits) -> Option<&'static str> {
@@ -262,6 +264,8 @@ fn request_refusal(data: &[u8], f: Failure, limits: &Limits) -> Option<&'static 
                 Some("Content-Length beside Transfer-Encoding")
             } else if raw.te_lines >= 1 && !raw.te_exactly_chunked {
                 Some("Transfer-Encoding other than exactly one chunked")
+            } else if raw.length_big {
+                Some("Content-Length above ninefold's bound (18 digits)")
             } else {
                 None
             }
@@ -275,6 +279,8 @@ struct Raw {
     lengths: usize,
     /// A `Content-Length` value that is not `1*DIGIT` (a list such as `5, 5`).
     length_list: bool,
+    /// A `1*DIGIT` `Content-Length` above ninefold's `head::MAX_CONTENT_LENGTH`.
+    length_big: bool,
     te_lines: usize,
     /// The `Transfer-Encoding` lines hold exactly one element, `chunked`.
     te_exactly_chunked: bool,
@@ -285,6 +291,7 @@ impl Raw {
         let mut raw = Raw {
             lengths: 0,
             length_list: false,
+            length_big: false,
             te_lines: 0,
             te_exactly_chunked: false,
         };
@@ -292,7 +299,14 @@ impl Raw {
         for h in headers {
             if h.name.eq_ignore_ascii_case("content-length") {
                 raw.lengths += 1;
-                raw.length_list |= !h.value.iter().all(u8::is_ascii_digit);
+                let digits = h.value.iter().all(u8::is_ascii_digit);
+                raw.length_list |= !digits;
+                raw.length_big |= digits
+                    && !h.value.is_empty()
+                    && std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.parse::<u128>().ok())
+                        .is_none_or(|n| n > u128::from(ninefold::h1::head::MAX_CONTENT_LENGTH));
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 raw.te_lines += 1;
                 codings.extend(h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii));
@@ -721,7 +735,7 @@ fn response_refusal(
         || status == StatusCode::NOT_MODIFIED;
     match why {
         "two Content-Length fields" => (raw.lengths >= 2).then_some("repeated Content-Length"),
-        "invalid Content-Length" => (raw.length_list || raw.te_lines > 0 || no_body)
+        "invalid Content-Length" => (raw.length_list || raw.length_big || raw.te_lines > 0 || no_body)
             .then_some("Content-Length not 1*DIGIT where hyper does not read it as one"),
         "a transfer coding other than chunked" => {
             (!raw.te_exactly_chunked).then_some("Transfer-Encoding other than exactly one chunked")

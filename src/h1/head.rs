@@ -144,7 +144,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
         if length.is_some() || !http11 {
             return Err(Failure::BadRequest);
         }
-        transfer_coding(&headers)?;
+        crate::proxy::conform::transfer_coding(&headers)?;
         Framing::Chunked
     } else {
         match length {
@@ -246,7 +246,8 @@ pub fn parse_response(
         if !http11 {
             return Err("Transfer-Encoding in an HTTP/1.0 answer");
         }
-        transfer_coding(&headers).map_err(|_| "a transfer coding other than chunked")?;
+        crate::proxy::conform::transfer_coding(&headers)
+            .map_err(|_| "a transfer coding other than chunked")?;
         if length.is_some() {
             // RFC 9112 §6.3: chunked wins, the length goes, and whatever the upstream
             // meant by both may still be on the connection.
@@ -324,28 +325,6 @@ pub fn content_length(v: &[u8]) -> Option<u64> {
 /// The comma-separated elements of a field value, trimmed.
 fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',').map(<[u8]>::trim_ascii)
-}
-
-/// `Transfer-Encoding` must be exactly one `chunked`, in any case; another coding is
-/// 501, a repeated or empty one 400.
-fn transfer_coding(h: &HeaderMap) -> Result<(), Failure> {
-    let mut chunked = 0;
-    for v in h.get_all(http::header::TRANSFER_ENCODING) {
-        for t in tokens(v.as_bytes()) {
-            if t.eq_ignore_ascii_case(b"chunked") {
-                chunked += 1;
-            } else if t.is_empty() {
-                return Err(Failure::BadRequest);
-            } else {
-                return Err(Failure::UnsupportedCoding);
-            }
-        }
-    }
-    if chunked == 1 {
-        Ok(())
-    } else {
-        Err(Failure::BadRequest)
-    }
 }
 
 /// Writes a request head for an upstream: request line with the origin-form target,

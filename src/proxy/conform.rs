@@ -129,8 +129,10 @@ pub fn check_response(
     Ok(framing)
 }
 
-/// `Transfer-Encoding` must be exactly one `chunked`, in any case.
-fn transfer_coding(h: &HeaderMap) -> Result<(), Failure> {
+/// `Transfer-Encoding` must be exactly one `chunked`, in any case: another coding is
+/// 501 (`UnsupportedCoding`), a repeated or empty one 400. The own HTTP/1.1 engine's
+/// head parser (`h1::head`) applies the same rule.
+pub(crate) fn transfer_coding(h: &HeaderMap) -> Result<(), Failure> {
     let mut chunked = 0;
     for v in h.get_all(TRANSFER_ENCODING) {
         for t in v.as_bytes().split(|&b| b == b',') {

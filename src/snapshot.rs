@@ -154,6 +154,9 @@ pub struct ClusterSnap {
     pub connect_timeout: Duration,
     /// Largest upstream answer head (`limits.max_response_head`).
     pub max_response_head: usize,
+    /// Most chunk-extension bytes in an upstream answer's chunked body
+    /// (`limits.max_chunk_extension`).
+    pub max_chunk_extension: usize,
     /// Active health checks.
     pub health_check: Option<HealthCheckConfig>,
     /// Passive outlier detection.
@@ -214,7 +217,7 @@ impl Snapshot {
                     &carried,
                     lives.get(c.name.as_str()).copied(),
                     metrics,
-                    config.limits.max_response_head,
+                    &config.limits,
                 );
                 snap.bulkhead = c.bulkhead.map(|b| {
                     Bulkhead::carry(
@@ -398,7 +401,7 @@ impl ClusterSnap {
         carried: &HashMap<(&str, SocketAddr), &Arc<EndpointState>>,
         live: Option<&Arc<ClusterLive>>,
         metrics: &Metrics,
-        max_response_head: usize,
+        limits: &crate::config::Limits,
     ) -> ClusterSnap {
         // Live state is carried by (cluster, address) whatever else changed: a weight,
         // zone or priority edit must not reset an ejection, a failed check or a drain.
@@ -456,7 +459,8 @@ impl ClusterSnap {
             lb: c.lb,
             protocol: c.protocol,
             connect_timeout: c.connect_timeout,
-            max_response_head,
+            max_response_head: limits.max_response_head,
+            max_chunk_extension: limits.max_chunk_extension,
             health_check: c.health_check.clone(),
             outlier: c.outlier,
             breaker: c.breaker,

@@ -108,35 +108,19 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
     }
     .map_err(|_| Failure::BadRequest)?;
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
-    let mut lengths = 0;
-    let mut length = None;
-    let mut te = false;
-    let mut close = false;
-    let mut keep = false;
-    let mut expect_continue = false;
-    for h in req.headers.iter() {
-        if h.name.len() + 2 + h.value.len() > limits.max_request_field {
-            return Err(Failure::FieldTooLarge);
-        }
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Failure::BadRequest)?;
-        let value = HeaderValue::from_maybe_shared(sub(&shared, buf, h.value))
-            .map_err(|_| Failure::BadRequest)?;
-        if name == http::header::CONTENT_LENGTH {
-            lengths += 1;
-            length = Some(content_length(h.value).ok_or(Failure::BadRequest)?);
-        } else if name == http::header::TRANSFER_ENCODING {
-            te = true;
-        } else if name == http::header::CONNECTION {
-            for t in tokens(h.value) {
-                close |= t.eq_ignore_ascii_case(b"close");
-                keep |= t.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name == http::header::EXPECT {
-            expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
-        }
-        headers.append(name, value);
-    }
+    let (headers, f) =
+        fields(req.headers, buf, &shared, limits.max_request_field, 3).map_err(|e| match e {
+            FieldError::TooLarge => Failure::FieldTooLarge,
+            FieldError::Invalid(_) => Failure::BadRequest,
+        })?;
+    let Fields {
+        lengths,
+        length,
+        te,
+        close,
+        keep,
+        expect_continue,
+    } = f;
     if lengths > 1 {
         return Err(Failure::BadRequest);
     }
@@ -209,29 +193,19 @@ pub fn parse_response(
     let status = StatusCode::from_u16(code).map_err(|_| "invalid status code")?;
     let http11 = version == 1;
     let shared = Bytes::copy_from_slice(&buf[..len]);
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
-    let mut lengths = 0;
-    let mut length = None;
-    let mut te = false;
-    let mut close = false;
-    let mut keep = false;
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "invalid field name")?;
-        let value = HeaderValue::from_maybe_shared(sub(&shared, buf, h.value))
-            .map_err(|_| "invalid field value")?;
-        if name == http::header::CONTENT_LENGTH {
-            lengths += 1;
-            length = Some(content_length(h.value).ok_or("invalid Content-Length")?);
-        } else if name == http::header::TRANSFER_ENCODING {
-            te = true;
-        } else if name == http::header::CONNECTION {
-            for t in tokens(h.value) {
-                close |= t.eq_ignore_ascii_case(b"close");
-                keep |= t.eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
-        headers.append(name, value);
-    }
+    let (mut headers, f) =
+        fields(resp.headers, buf, &shared, usize::MAX, 1).map_err(|e| match e {
+            FieldError::TooLarge => "response head too large",
+            FieldError::Invalid(why) => why,
+        })?;
+    let Fields {
+        lengths,
+        length,
+        te,
+        close,
+        keep,
+        ..
+    } = f;
     if lengths > 1 {
         return Err("two Content-Length fields");
     }
@@ -290,6 +264,76 @@ pub fn parse_response(
         keep_alive,
         len,
     }))
+}
+
+/// What a head's fields say about its framing and its connection.
+struct Fields {
+    /// `Content-Length` fields seen.
+    lengths: usize,
+    /// The (last) `Content-Length` value.
+    length: Option<u64>,
+    /// A `Transfer-Encoding` field is there.
+    te: bool,
+    /// `Connection` names `close`.
+    close: bool,
+    /// `Connection` names `keep-alive`.
+    keep: bool,
+    /// `Expect: 100-continue`.
+    expect_continue: bool,
+}
+
+/// Why a field line is refused.
+enum FieldError {
+    /// Longer than the field limit.
+    TooLarge,
+    /// Not a valid field, or an invalid `Content-Length` (the cause, for the log).
+    Invalid(&'static str),
+}
+
+/// Builds a head's header map (each value a slice of `shared`, the copy of `buf`, with
+/// room for `extra` more fields) and reads its framing fields on the way, for requests
+/// and answers alike.
+fn fields(
+    raw: &[httparse::Header<'_>],
+    buf: &[u8],
+    shared: &Bytes,
+    field_max: usize,
+    extra: usize,
+) -> Result<(HeaderMap, Fields), FieldError> {
+    let mut headers = HeaderMap::with_capacity(raw.len() + extra);
+    let mut f = Fields {
+        lengths: 0,
+        length: None,
+        te: false,
+        close: false,
+        keep: false,
+        expect_continue: false,
+    };
+    for h in raw {
+        if h.name.len() + 2 + h.value.len() > field_max {
+            return Err(FieldError::TooLarge);
+        }
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| FieldError::Invalid("invalid field name"))?;
+        let value = HeaderValue::from_maybe_shared(sub(shared, buf, h.value))
+            .map_err(|_| FieldError::Invalid("invalid field value"))?;
+        if name == http::header::CONTENT_LENGTH {
+            f.lengths += 1;
+            f.length =
+                Some(content_length(h.value).ok_or(FieldError::Invalid("invalid Content-Length"))?);
+        } else if name == http::header::TRANSFER_ENCODING {
+            f.te = true;
+        } else if name == http::header::CONNECTION {
+            for t in tokens(h.value) {
+                f.close |= t.eq_ignore_ascii_case(b"close");
+                f.keep |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name == http::header::EXPECT {
+            f.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+        }
+        headers.append(name, value);
+    }
+    Ok((headers, f))
 }
 
 /// The part of `shared` (a copy of `base`) that `part` (a slice of `base`) covers.
@@ -472,7 +516,7 @@ mod tests {
         let r = p("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
         assert_eq!((r.framing, r.keep_alive), (Framing::Length(2), true));
         let r = p("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", true);
-        assert_eq!(r.framing, Framing::Empty);
+        assert_eq!((r.framing, r.keep_alive), (Framing::Empty, true));
         let r = p("HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!((r.framing, r.keep_alive), (Framing::Close, false));
         let r = p(

@@ -15,10 +15,11 @@
 //! - a request target longer than `limits.max_uri` gets 414, a header field longer than
 //!   `limits.max_request_field` 431.
 //!
-//! Upstream answers ([`check_response`]): two `Content-Length`s or a
-//! `Transfer-Encoding` other than `chunked` are refused (502); `Content-Length` beside
-//! `Transfer-Encoding: chunked` is removed, as RFC 9112 §6.3 requires of an
-//! intermediary, and such a connection is not reused.
+//! Upstream answers are framed by the HTTP/1.1 engine's own rules
+//! (`h1::head::parse_response`): two `Content-Length`s or a `Transfer-Encoding` other
+//! than `chunked` are refused (502); `Content-Length` beside `Transfer-Encoding:
+//! chunked` is removed, as RFC 9112 §6.3 requires of an intermediary, and such a
+//! connection is not reused.
 //!
 //! Nothing here allocates unless it rewrites `Host`.
 
@@ -26,15 +27,7 @@ use super::error::Failure;
 use crate::config::Limits;
 use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{StatusCode, Version};
-
-/// What [`check_response`] found out about an upstream answer's framing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ResponseFraming {
-    /// The answer must not share its connection with a later request: its framing was
-    /// repaired, or it announced a body where none may be.
-    pub poisoned: bool,
-}
+use http::Version;
 
 /// Checks a request and puts its host where routing and the upstream read it.
 pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> {
@@ -89,44 +82,6 @@ pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> 
         parts.headers.insert(CONTENT_LENGTH, v);
     }
     Ok(())
-}
-
-/// Checks an upstream answer's framing headers and repairs what RFC 9112 says an
-/// intermediary repairs. `head` is whether the request was HEAD.
-pub fn check_response(
-    status: StatusCode,
-    headers: &mut HeaderMap,
-    head: bool,
-) -> Result<ResponseFraming, Failure> {
-    let mut framing = ResponseFraming::default();
-    let lengths = headers.get_all(CONTENT_LENGTH).iter().count();
-    if lengths > 1 {
-        return Err(Failure::UpstreamError);
-    }
-    let no_body = head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if headers.contains_key(TRANSFER_ENCODING) {
-        // hyper decoded the body as chunked (or refused it); anything but plain
-        // `chunked` would leave a coding the client is never told about.
-        transfer_coding(headers).map_err(|_| Failure::UpstreamError)?;
-        if lengths == 1 {
-            headers.remove(CONTENT_LENGTH);
-            framing.poisoned = true;
-        }
-        if no_body && !head {
-            framing.poisoned = true;
-        }
-    } else if no_body && !head {
-        // A 204 or 304 that announces a body: the bytes may sit on the connection and
-        // be read as the next answer.
-        let announced = headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-        framing.poisoned |= announced;
-    }
-    Ok(framing)
 }
 
 /// `Transfer-Encoding` must be exactly one `chunked`, in any case: another coding is
@@ -419,36 +374,4 @@ mod tests {
         assert!(check(H11, &long[..DEFAULT_URI], &[("host", "a")]).is_ok());
     }
     const DEFAULT_URI: usize = crate::config::DEFAULT_MAX_URI;
-
-    #[test]
-    fn response_framing() {
-        let mut h = HeaderMap::new();
-        h.insert(CONTENT_LENGTH, HeaderValue::from_static("4"));
-        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        let f = check_response(StatusCode::OK, &mut h, false).unwrap();
-        assert!(f.poisoned);
-        assert!(!h.contains_key(CONTENT_LENGTH));
-
-        let mut h = HeaderMap::new();
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("4"));
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("4"));
-        assert!(check_response(StatusCode::OK, &mut h, false).is_err());
-
-        let mut h = HeaderMap::new();
-        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
-        assert!(check_response(StatusCode::OK, &mut h, false).is_err());
-
-        let mut h = HeaderMap::new();
-        h.insert(CONTENT_LENGTH, HeaderValue::from_static("10"));
-        assert!(
-            check_response(StatusCode::NO_CONTENT, &mut h, false)
-                .unwrap()
-                .poisoned
-        );
-        assert!(
-            !check_response(StatusCode::OK, &mut h, true)
-                .unwrap()
-                .poisoned
-        );
-    }
 }

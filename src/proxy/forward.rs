@@ -211,7 +211,7 @@ pub async fn send<'a>(
         stream,
         rbuf,
         head.framing,
-        ctx.shared.snapshot.load().config.limits.max_chunk_extension,
+        cluster.max_chunk_extension,
         keep,
     );
     Ok(Response::from_parts(

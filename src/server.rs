@@ -585,20 +585,27 @@ async fn accept_loop(
                 // Boxed, like every state a connection has only for a while: the
                 // task's size is that of its largest state.
                 Box::pin(async move {
-                    let _open = open;
-                    let ctx = conn.ctx(None);
-                    let acceptor = ctx
+                    let acceptor = conn
                         .shared
                         .snapshot
                         .load()
-                        .listener(&ctx.listener)
+                        .listener(&conn.name)
                         .and_then(|l| l.tls.clone());
-                    if let Some(acceptor) = acceptor {
-                        let accept = acceptor.accept(stream);
-                        if let Ok(Ok(s)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await
-                        {
-                            serve_conn(TokioIo::new(s), ctx, builder, shutdown).await;
-                        }
+                    let Some(acceptor) = acceptor else { return };
+                    let accept = acceptor.accept(stream);
+                    let Ok(Ok(s)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await
+                    else {
+                        return;
+                    };
+                    // The engine choice after ALPN: h2 goes to hyper, HTTP/1.1 (or no
+                    // ALPN) to the own engine, as on plain listeners.
+                    if s.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        let _open = open;
+                        let ctx = conn.ctx(None);
+                        serve_conn(TokioIo::new(s), ctx, builder, shutdown).await;
+                    } else {
+                        let io = crate::h1::io::Client::Tls(Box::new(std::sync::Mutex::new(s)));
+                        crate::h1::server::serve(conn.ctx(Some(io)), open).await;
                     }
                 })
                 .await;
@@ -614,7 +621,7 @@ async fn accept_loop(
                 Some(false) => {
                     // The own engine, on a task of its own that holds only what an
                     // HTTP/1.1 connection needs (this one, and what it captured, ends).
-                    let ctx = conn.ctx(Some(stream));
+                    let ctx = conn.ctx(Some(crate::h1::io::Client::Tcp(stream)));
                     tokio::spawn(crate::h1::server::serve(ctx, open));
                 }
                 None => {}
@@ -683,7 +690,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn ctx(self, stream: Option<tokio::net::TcpStream>) -> Arc<ConnCtx> {
+    fn ctx(self, stream: Option<crate::h1::io::Client>) -> Arc<ConnCtx> {
         Arc::new(ConnCtx {
             shared: self.shared,
             listener: self.name,

@@ -11,7 +11,7 @@
 use super::buf::{self, Buf};
 use super::chunked::{self, Decoder};
 use super::head::{self, Framing, ResponseHead};
-use super::io;
+use super::io::{self, Stream};
 use crate::proxy::ConnCtx;
 use crate::upstream::{pool, ReqBody};
 use bytes::Bytes;
@@ -309,7 +309,7 @@ impl Reader {
             let Some(stream) = &self.stream else {
                 return Poll::Ready(Some(Err(std::io::ErrorKind::NotConnected.into())));
             };
-            match ready!(io::poll_read(stream, cx, &mut self.buf, buf::SIZE)) {
+            match ready!(stream.poll_read_into(cx, &mut self.buf, buf::SIZE)) {
                 Ok(0) if self.framing == Framing::Close => {
                     self.keep = None;
                     self.finish();

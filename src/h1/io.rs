@@ -1,35 +1,224 @@
-//! Readiness-based I/O on a shared `&TcpStream`: the engine never holds a stream
-//! mutably, so a request's body reader, its interim-answer writer and the connection
-//! loop can all use the one socket, and reads go straight into pooled buffers.
+//! The engine's I/O, on streams used through shared references: the engine never
+//! holds a stream mutably, so a request's body reader, its interim-answer writer and
+//! the connection loop can all use the one connection, and reads go straight into
+//! pooled buffers.
+//!
+//! Two kinds of stream carry HTTP/1.x: a plain `TcpStream` (client and upstream
+//! sides), read and written by readiness, and a client's TLS session ([`Client::Tls`]),
+//! which rustls decrypts into the same buffers. Both are [`Stream`]s, so the server
+//! side of the engine is one code for `http` and `https` listeners.
 
 use super::buf::Buf;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Reads what is available into `buf` (waiting for readability); `Ok(0)` at the end of
-/// the stream. `max` bounds the bytes waiting in `buf`.
-pub async fn read(io: &TcpStream, buf: &mut Buf, max: usize) -> io::Result<usize> {
-    poll_fn(|cx| poll_read(io, cx, buf, max)).await
+/// A client's TLS session. Behind a lock only because the engine shares the stream
+/// between a request's parts; they all run in the connection's one task, so the lock
+/// is never contended.
+pub type TlsStream = Mutex<tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// What the engine reads and writes: polled through a shared reference.
+pub trait Stream {
+    /// Polls a read into the spare room of `buf` (at most `max` bytes waiting in it
+    /// after the read); `Ok(0)` at the end of the stream.
+    fn poll_read_into(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Buf,
+        max: usize,
+    ) -> Poll<io::Result<usize>>;
+
+    /// Polls a read into `buf`, for byte relays.
+    fn poll_read_buf(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>>;
+
+    /// Polls one write of (a prefix of) `a` then `b`; the count is of bytes taken.
+    fn poll_write2(&self, cx: &mut Context<'_>, a: &[u8], b: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Polls until what was written has gone to the socket.
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Polls the end of the sending side (for TLS, after a `close_notify`).
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Polls one write of `b`.
+    fn poll_write(&self, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write2(cx, b, &[])
+    }
 }
 
-/// Polls a read into `buf`; see [`read`].
-pub fn poll_read(
-    io: &TcpStream,
-    cx: &mut Context<'_>,
-    buf: &mut Buf,
-    max: usize,
-) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(io.poll_read_ready(cx))?;
-        match try_read(io, buf.spare(max)) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return Poll::Ready(r),
+impl Stream for TcpStream {
+    fn poll_read_into(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Buf,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.poll_read_ready(cx))?;
+            match try_read(self, buf.spare(max)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
         }
     }
+
+    fn poll_read_buf(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.poll_read_ready(cx))?;
+            match self.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_write2(&self, cx: &mut Context<'_>, a: &[u8], b: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.poll_write_ready(cx))?;
+            let r = if b.is_empty() {
+                self.try_write(a)
+            } else {
+                self.try_write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_flush(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// A client connection the engine serves: plain, or TLS that negotiated HTTP/1.1.
+pub enum Client {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS (boxed: a plain connection does not pay for a TLS session's size).
+    Tls(Box<TlsStream>),
+}
+
+impl Client {
+    fn tls(s: &TlsStream) -> std::sync::MutexGuard<'_, tokio_rustls::server::TlsStream<TcpStream>> {
+        s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Polls for the first bytes of a request on an idle connection: `true` when
+    /// there is something to read (or the end of the stream), `false` when it failed.
+    /// A plain connection only waits for readability, holding no buffer; a TLS one
+    /// decrypts into `buf`, which is given back while nothing came.
+    pub fn poll_request(&self, cx: &mut Context<'_>, buf: &mut Buf) -> Poll<bool> {
+        match self {
+            Client::Tcp(s) => s.poll_read_ready(cx).map(|r| r.is_ok()),
+            Client::Tls(_) => match self.poll_read_into(cx, buf, super::buf::SIZE) {
+                Poll::Ready(r) => Poll::Ready(r.is_ok()),
+                Poll::Pending => {
+                    buf.release_if_empty();
+                    Poll::Pending
+                }
+            },
+        }
+    }
+
+    /// Polls whether the client went away while its answer is being made: `true` when
+    /// its connection closed (or failed), `false` when it sent something (which is left
+    /// for the reader). Looks at the socket itself, under any TLS.
+    pub fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        match self {
+            Client::Tcp(s) => poll_gone(s, cx),
+            Client::Tls(t) => poll_gone(Self::tls(t).get_ref().0, cx),
+        }
+    }
+}
+
+fn poll_gone(s: &TcpStream, cx: &mut Context<'_>) -> Poll<bool> {
+    loop {
+        if ready!(s.poll_read_ready(cx)).is_err() {
+            return Poll::Ready(true);
+        }
+        let peek = s.try_io(tokio::io::Interest::READABLE, || {
+            let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            socket2::SockRef::from(s).peek(&mut b)
+        });
+        match peek {
+            Ok(0) => return Poll::Ready(true),
+            Ok(_) => return Poll::Ready(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Poll::Ready(true),
+        }
+    }
+}
+
+impl Stream for Client {
+    fn poll_read_into(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Buf,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Client::Tcp(s) => s.poll_read_into(cx, buf, max),
+            Client::Tls(t) => {
+                let v = buf.spare(max);
+                let mut rb = ReadBuf::uninit(v.spare_capacity_mut());
+                ready!(Pin::new(&mut *Self::tls(t)).poll_read(cx, &mut rb))?;
+                let n = rb.filled().len();
+                // SAFETY: the read initialised the first `n` bytes of the spare room.
+                unsafe { v.set_len(v.len() + n) };
+                Poll::Ready(Ok(n))
+            }
+        }
+    }
+
+    fn poll_read_buf(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Client::Tcp(s) => s.poll_read_buf(cx, buf),
+            Client::Tls(t) => Pin::new(&mut *Self::tls(t)).poll_read(cx, buf),
+        }
+    }
+
+    fn poll_write2(&self, cx: &mut Context<'_>, a: &[u8], b: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Client::Tcp(s) => s.poll_write2(cx, a, b),
+            Client::Tls(t) => Pin::new(&mut *Self::tls(t))
+                .poll_write_vectored(cx, &[IoSlice::new(a), IoSlice::new(b)]),
+        }
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Client::Tcp(_) => Poll::Ready(Ok(())),
+            Client::Tls(t) => Pin::new(&mut *Self::tls(t)).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Client::Tcp(s) => s.poll_shutdown(cx),
+            Client::Tls(t) => Pin::new(&mut *Self::tls(t)).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Reads what is available into `buf` (waiting for readability); `Ok(0)` at the end of
+/// the stream. `max` bounds the bytes waiting in `buf`.
+pub async fn read<S: Stream + ?Sized>(io: &S, buf: &mut Buf, max: usize) -> io::Result<usize> {
+    poll_fn(|cx| io.poll_read_into(cx, buf, max)).await
 }
 
 /// One receive into the spare capacity of `v`. A read that did not fill the room it
@@ -71,89 +260,66 @@ pub fn is_quiet(io: &TcpStream) -> bool {
     matches!(io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Writes all of `b`.
-pub async fn write_all(io: &TcpStream, mut b: &[u8]) -> io::Result<()> {
-    while !b.is_empty() {
-        let n = poll_fn(|cx| poll_write(io, cx, b)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        b = &b[n..];
-    }
-    Ok(())
+/// Writes all of `b`, and flushes.
+pub async fn write_all<S: Stream + ?Sized>(io: &S, b: &[u8]) -> io::Result<()> {
+    write_all2(io, b, &[]).await
 }
 
-/// Writes all of `a` then all of `b`, in one system call when the socket takes them.
-pub async fn write_all2(io: &TcpStream, mut a: &[u8], mut b: &[u8]) -> io::Result<()> {
-    while !a.is_empty() && !b.is_empty() {
-        let n = poll_fn(|cx| loop {
-            ready!(io.poll_write_ready(cx))?;
-            match io.try_write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
-        })
-        .await?;
+/// Writes all of `a` then all of `b`, in one system call when the socket takes them,
+/// and flushes.
+pub async fn write_all2<S: Stream + ?Sized>(io: &S, mut a: &[u8], mut b: &[u8]) -> io::Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let (x, y) = if a.is_empty() { (b, &[][..]) } else { (a, b) };
+        let n = poll_fn(|cx| io.poll_write2(cx, x, y)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        if n < a.len() {
+        if a.is_empty() {
+            b = &b[n..];
+        } else if n < a.len() {
             a = &a[n..];
         } else {
             b = &b[n - a.len()..];
             a = &[];
         }
     }
-    write_all(io, a).await?;
-    write_all(io, b).await
+    poll_fn(|cx| io.poll_flush(cx)).await
 }
 
-/// Polls one write of `b`.
-pub fn poll_write(io: &TcpStream, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(io.poll_write_ready(cx))?;
-        match io.try_write(b) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return Poll::Ready(r),
-        }
-    }
+/// Ends the sending side (for TLS, with a `close_notify` first), so the peer reads the
+/// end of the answer and then the close; bounded, as a peer that reads nothing could
+/// hold a TLS shutdown forever.
+pub async fn shutdown<S: Stream + ?Sized>(io: &S) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        poll_fn(|cx| io.poll_shutdown(cx)),
+    )
+    .await;
 }
 
 /// A shared stream as `AsyncRead + AsyncWrite`, for tunnels.
-pub struct Shared<'a>(pub &'a TcpStream);
+pub struct Shared<'a, S: ?Sized>(pub &'a S);
 
-impl AsyncRead for Shared<'_> {
+impl<S: Stream + ?Sized> AsyncRead for Shared<'_, S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match self.0.try_read(unfilled) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.0.poll_read_buf(cx, buf)
     }
 }
 
-impl AsyncWrite for Shared<'_> {
+impl<S: Stream + ?Sized> AsyncWrite for Shared<'_, S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        poll_write(self.0, cx, b)
+        self.0.poll_write(cx, b)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let sock = socket2::SockRef::from(self.0);
-        Poll::Ready(sock.shutdown(std::net::Shutdown::Write))
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_shutdown(cx)
     }
 }

@@ -1,5 +1,6 @@
-//! ninefold's own HTTP/1.1 engine: the data path's client connections (plain TCP) and
-//! every HTTP/1.1 upstream connection.
+//! ninefold's own HTTP/1.1 engine: the data path's HTTP/1.x client connections (plain
+//! TCP, and TLS that negotiated HTTP/1.1 or nothing by ALPN) and every HTTP/1.1
+//! upstream connection.
 //!
 //! Why not hyper here: hyper keeps an 8 KiB read buffer, an 8 KiB write buffer and a
 //! header map per connection for the connection's whole life, and hands each upstream
@@ -7,8 +8,9 @@
 //! `httparse` ([`head`]), decodes bodies with its own strict framing ([`chunked`]),
 //! takes buffers from a worker-local pool only while bytes are in flight ([`buf`]),
 //! and runs the whole request, client side and upstream side, in the connection's own
-//! task ([`server`], [`client`]). h2, h2c and TLS client connections stay on hyper,
-//! which hands its requests to the same pipeline.
+//! task ([`server`], [`client`]). h2 and h2c client connections stay on hyper, which
+//! hands its requests to the same pipeline; the choice is made per connection, after
+//! ALPN or by the h2c preface.
 
 pub mod buf;
 pub mod chunked;

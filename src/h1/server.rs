@@ -13,7 +13,7 @@
 use super::buf::{self, Buf};
 use super::chunked::{self, Decoder};
 use super::head::{self, Framing};
-use super::io;
+use super::io::{self, Client, Stream};
 use crate::proxy::body::{BoxError, RespBody};
 use crate::proxy::error::Failure;
 use crate::proxy::{self, ConnCtx};
@@ -36,7 +36,7 @@ pub const DRAIN_LIMIT: u64 = 64 * 1024;
 /// Answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Serves one plain-TCP HTTP/1.x connection until it closes, the client idles past
+/// Serves one HTTP/1.x connection (plain, or TLS that chose HTTP/1.1) until it closes, the client idles past
 /// `client_idle_timeout`, or the worker shuts down ([`close_idle`]).
 pub async fn serve<G>(ctx: Arc<ConnCtx>, guard: G) {
     // What an idle connection's task holds is kept to a few words (issue 11's memory per
@@ -63,8 +63,8 @@ pub async fn serve<G>(ctx: Arc<ConnCtx>, guard: G) {
                 let Some(io) = &ctx.stream else {
                     return Poll::Ready(false);
                 };
-                if let Poll::Ready(r) = io.poll_read_ready(cx) {
-                    return Poll::Ready(r.is_ok());
+                if let Poll::Ready(ok) = io.poll_request(cx, &mut rbuf) {
+                    return Poll::Ready(ok);
                 }
                 park(&mut slot.0, cx.waker(), deadline);
                 Poll::Pending
@@ -189,7 +189,7 @@ pub fn sweep_idle(now: tokio::time::Instant) {
 /// its body. False: the connection is done.
 async fn exchange(
     ctx: &ConnCtx,
-    io: &TcpStream,
+    io: &Client,
     rbuf: &mut Buf,
     limits: &crate::config::Limits,
     idle: Duration,
@@ -273,12 +273,12 @@ async fn exchange(
     let written = write_response(io, &rp, &mut body, head_req, v10, &mut keep_alive).await;
     drop(body);
     if written.is_err() || !keep_alive {
-        shut(io);
+        shut(io).await;
         return false;
     }
     // 6. What is left of the request body, before the next request.
     if !st.done && !drain(io, &mut st, idle).await {
-        shut(io);
+        shut(io).await;
         return false;
     }
     *rbuf = std::mem::take(&mut st.buf);
@@ -292,36 +292,29 @@ async fn exchange(
 /// head is watched (`watching`); the watch ends at the first byte it sends meanwhile
 /// (body or a pipelined request), which it leaves for the reader.
 async fn watch<F: std::future::Future>(
-    io: &TcpStream,
+    io: &Client,
     mut watching: bool,
     handling: F,
 ) -> Option<F::Output> {
-    tokio::pin!(handling);
-    loop {
-        tokio::select! {
-            biased;
-            r = &mut handling => return Some(r),
-            r = io.readable(), if watching => {
-                if r.is_err() {
-                    return None;
-                }
-                let peek = io.try_io(tokio::io::Interest::READABLE, || {
-                    let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-                    socket2::SockRef::from(io).peek(&mut b)
-                });
-                match peek {
-                    Ok(0) => return None,
-                    Ok(_) => watching = false,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return None,
-                }
+    let mut handling = std::pin::pin!(handling);
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = handling.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        if watching {
+            match io.poll_gone(cx) {
+                Poll::Ready(true) => return Poll::Ready(None),
+                Poll::Ready(false) => watching = false,
+                Poll::Pending => {}
             }
         }
-    }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Relays bytes both ways until either side is done.
-async fn tunnel(client: &TcpStream, upstream: &TcpStream, mut early: Buf) {
+async fn tunnel(client: &Client, upstream: &TcpStream, mut early: Buf) {
     if !early.is_empty() && io::write_all(upstream, early.data()).await.is_err() {
         return;
     }
@@ -331,23 +324,23 @@ async fn tunnel(client: &TcpStream, upstream: &TcpStream, mut early: Buf) {
 }
 
 /// Closes the write side, so the client reads the end of the answer, then the close.
-fn shut(io: &TcpStream) {
-    let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
+async fn shut(io: &Client) {
+    io::shutdown(io).await;
 }
 
 /// Answers a request refused before the pipeline (bad head, over a limit, CONNECT),
 /// counted like an unrouted request, and closes.
-async fn refuse(ctx: &ConnCtx, io: &TcpStream, f: Failure, head_req: bool) {
+async fn refuse(ctx: &ConnCtx, io: &Client, f: Failure, head_req: bool) {
     let resp = proxy::refused(ctx, f);
     let (rp, mut body) = resp.into_parts();
     let mut keep_alive = false;
     let _ = write_response(io, &rp, &mut body, head_req, false, &mut keep_alive).await;
-    shut(io);
+    shut(io).await;
 }
 
 /// Reads and drops the rest of a request body the pipeline left unread: up to
 /// [`DRAIN_LIMIT`] bytes within `idle`. False: close the connection instead.
-async fn drain(io: &TcpStream, st: &mut InState, idle: Duration) -> bool {
+async fn drain(io: &Client, st: &mut InState, idle: Duration) -> bool {
     if st.failed || !st.drainable() {
         return false;
     }
@@ -384,7 +377,7 @@ enum Out {
 /// chunked (HTTP/1.1) or by closing (HTTP/1.0). The head and a small first piece of
 /// body go in one write.
 async fn write_response(
-    io: &TcpStream,
+    io: &Client,
     rp: &http::response::Parts,
     body: &mut RespBody,
     head_req: bool,
@@ -438,7 +431,7 @@ async fn write_response(
 }
 
 async fn write_body(
-    io: &TcpStream,
+    io: &Client,
     out: &mut Vec<u8>,
     body: &mut RespBody,
     mode: Out,
@@ -587,7 +580,7 @@ enum Continue {
     No,
     /// Asked for; sent when the body is first read.
     Waiting,
-    /// Being written; this many bytes went.
+    /// Being written; this many bytes went (all of them: being flushed).
     Sending(usize),
 }
 
@@ -628,7 +621,7 @@ impl InState {
 /// The request body as the pipeline reads it: straight from the client connection's
 /// buffer and socket, decoded from its framing (see the module doc).
 pub struct Inbound<'a> {
-    io: &'a TcpStream,
+    io: &'a Client,
     st: &'a mut InState,
 }
 
@@ -673,8 +666,14 @@ impl Body for Inbound<'_> {
                     Continue::Sending(n) => n,
                     _ => 0,
                 };
-                match ready!(io::poll_write(this.io, cx, &CONTINUE[sent..])) {
-                    Ok(n) if sent + n == CONTINUE.len() => this.st.cont = Continue::No,
+                if sent == CONTINUE.len() {
+                    match ready!(this.io.poll_flush(cx)) {
+                        Ok(()) => this.st.cont = Continue::No,
+                        Err(_) => return this.fail("client connection closed"),
+                    }
+                    continue;
+                }
+                match ready!(this.io.poll_write(cx, &CONTINUE[sent..])) {
                     Ok(n) if n > 0 => this.st.cont = Continue::Sending(sent + n),
                     _ => return this.fail("client connection closed"),
                 }
@@ -710,7 +709,7 @@ impl Body for Inbound<'_> {
                     }
                 }
             }
-            match ready!(io::poll_read(this.io, cx, &mut this.st.buf, buf::SIZE)) {
+            match ready!(this.io.poll_read_into(cx, &mut this.st.buf, buf::SIZE)) {
                 Ok(0) => return this.fail("client closed the connection inside the body"),
                 Ok(_) => {}
                 Err(_) => return this.fail("client connection failed"),

@@ -54,8 +54,8 @@ pub struct ConnCtx {
     /// Whether the connection is TLS.
     pub tls: bool,
     /// The client connection, when the own HTTP/1.1 engine serves it (see `h1`); `None`
-    /// for connections hyper serves (TLS, h2c).
-    pub stream: Option<tokio::net::TcpStream>,
+    /// for connections hyper serves (h2 and h2c).
+    pub stream: Option<crate::h1::io::Client>,
     /// Whether the current request's client takes interim (1xx) answers: HTTP/1.1 on
     /// the own engine.
     pub interim: std::sync::atomic::AtomicBool,

@@ -24,6 +24,7 @@
 mod anchors;
 pub(crate) mod backend;
 pub(crate) mod framing;
+mod tls;
 pub(crate) mod vectors;
 
 use crate::support::Gateway;
@@ -324,6 +325,16 @@ pub(crate) fn ninefold_config(backends: &[Arc<Recorder>]) -> String {
 
 /// Sends one vector through one proxy and collects both sides.
 async fn run_one(addr: SocketAddr, v: &Vector, backend: &Recorder) -> Outcome {
+    run_one_via(addr, v, backend, None).await
+}
+
+/// [`run_one`], over TLS when a connector is given (HTTP/1 vectors only).
+async fn run_one_via(
+    addr: SocketAddr,
+    v: &Vector,
+    backend: &Recorder,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Outcome {
     let client_reqs = client_requests(v);
     let seen = if v.h2 {
         exchange_h2(addr, &v.request).await
@@ -332,7 +343,10 @@ async fn run_one(addr: SocketAddr, v: &Vector, backend: &Recorder) -> Outcome {
             Some(r) => r.iter().map(|m| m.method().to_owned()).collect(),
             None => vec![first_word(&v.request)],
         };
-        exchange_h1(addr, &v.request, &methods).await
+        match tls {
+            None => exchange_h1(addr, &v.request, &methods).await,
+            Some(c) => tls::exchange_h1(c, addr, &v.request, &methods).await,
+        }
     };
     backend
         .settle(Duration::from_millis(250), Duration::from_secs(3))
@@ -397,13 +411,24 @@ pub(crate) async fn exchange_h1_with(
     methods: &[String],
     half_close: bool,
 ) -> Seen {
-    let mut seen = Seen {
+    let seen = Seen {
         end: "reset",
         ..Seen::default()
     };
-    let Ok(mut sock) = TcpStream::connect(addr).await else {
+    let Ok(sock) = TcpStream::connect(addr).await else {
         return seen;
     };
+    exchange_h1_on(sock, seen, request, methods, half_close).await
+}
+
+/// [`exchange_h1_with`] on a connected stream (plain or TLS).
+async fn exchange_h1_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut sock: S,
+    mut seen: Seen,
+    request: &[u8],
+    methods: &[String],
+    half_close: bool,
+) -> Seen {
     let methods: Vec<&str> = methods.iter().map(String::as_str).collect();
     // A proxy may refuse before reading everything; the answer still matters.
     let _ = tokio::time::timeout(CLIENT_TOTAL, sock.write_all(request)).await;

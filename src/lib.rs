@@ -44,6 +44,7 @@ pub mod rlimit;
 pub mod server;
 pub mod slo;
 pub mod snapshot;
+pub mod timer;
 pub mod tls;
 pub mod topology;
 pub mod upstream;

@@ -475,6 +475,8 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         // those of endpoints a reload removed go within seconds, whatever the upstream
         // does with its side; idle client connections past their idle timeout are
         // woken to close (one timer for all of them).
+        // Requests' route and per-try deadlines run on the worker's own timer.
+        tokio::spawn(crate::timer::drive());
         tokio::spawn(async {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {

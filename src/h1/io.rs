@@ -221,6 +221,23 @@ pub async fn read<S: Stream + ?Sized>(io: &S, buf: &mut Buf, max: usize) -> io::
     poll_fn(|cx| io.poll_read_into(cx, buf, max)).await
 }
 
+/// Reads like [`read`], waiting at most until `deadline` (set to `idle` from now when
+/// the read first has to wait, so a read that finds bytes waiting costs no clock read
+/// and no timer): `None` when the deadline passed.
+pub async fn read_within<S: Stream + ?Sized>(
+    io: &S,
+    buf: &mut Buf,
+    max: usize,
+    deadline: &mut Option<tokio::time::Instant>,
+    idle: std::time::Duration,
+) -> Option<io::Result<usize>> {
+    if let Poll::Ready(r) = poll_fn(|cx| Poll::Ready(io.poll_read_into(cx, buf, max))).await {
+        return Some(r);
+    }
+    let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + idle);
+    tokio::time::timeout_at(at, read(io, buf, max)).await.ok()
+}
+
 /// One receive into the spare capacity of `v`. A read that did not fill the room it
 /// had drained the socket, so the stream's readiness is cleared with it, as tokio's
 /// own `AsyncRead` does: the next read waits for the next readiness event instead of

@@ -57,7 +57,7 @@ pub async fn serve<G>(ctx: Arc<ConnCtx>, guard: G) {
             rbuf.release_if_empty();
             let mut slot = ParkSlot(usize::MAX);
             let woke = poll_fn(|cx| {
-                if closing() || tokio::time::Instant::now() >= deadline {
+                if closing() {
                     return Poll::Ready(false);
                 }
                 let Some(io) = &ctx.stream else {
@@ -65,6 +65,11 @@ pub async fn serve<G>(ctx: Arc<ConnCtx>, guard: G) {
                 };
                 if let Poll::Ready(ok) = io.poll_request(cx, &mut rbuf) {
                     return Poll::Ready(ok);
+                }
+                // Woken with nothing to read: by the worker, if the deadline passed.
+                // (The first poll, just after the deadline was set, reads no clock.)
+                if slot.0 != usize::MAX && tokio::time::Instant::now() >= deadline {
+                    return Poll::Ready(false);
                 }
                 park(&mut slot.0, cx.waker(), deadline);
                 Poll::Pending
@@ -78,13 +83,25 @@ pub async fn serve<G>(ctx: Arc<ConnCtx>, guard: G) {
         let Some(io) = &ctx.stream else { return };
         let idle = cfg.client_idle_timeout;
         // Boxed: an idle connection's task holds only its idle state, not a request's
-        // deepest one (the exchange's state is allocated per request).
-        let again = Box::pin(exchange(&ctx, io, &mut rbuf, &cfg.limits, idle)).await;
+        // deepest one (the exchange's state is allocated per request), and made in its
+        // box (a state of several KiB is not built on the stack and copied over).
+        let again = boxed(|| exchange(&ctx, io, &mut rbuf, &cfg.limits, idle)).await;
         if !again {
             return;
         }
         deadline = tokio::time::Instant::now() + idle;
     }
+}
+
+/// A future made directly in its heap allocation: `Box::pin(f())` builds the future on
+/// the stack and copies all of its type's bytes into the box (several KiB for a
+/// request's state, whatever the state holds yet); writing the call's result into an
+/// allocation made first lets it be built in place.
+fn boxed<F: std::future::Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    let mut b = Box::<F>::new_uninit();
+    b.write(make());
+    // SAFETY: just written.
+    Box::into_pin(unsafe { b.assume_init() })
 }
 
 /// The worker's idle connections, woken when their idle deadline passes or the worker
@@ -194,8 +211,8 @@ async fn exchange(
     limits: &crate::config::Limits,
     idle: Duration,
 ) -> bool {
-    // 2. The head, within one idle period.
-    let deadline = tokio::time::Instant::now() + idle;
+    // 2. The head, within one idle period (from the first time it has to wait).
+    let mut deadline = None;
     let parsed = loop {
         if !rbuf.is_empty() {
             match head::parse_request(rbuf.data(), limits) {
@@ -210,9 +227,9 @@ async fn exchange(
             }
         }
         let max = limits.max_request_head.max(buf::SIZE);
-        match tokio::time::timeout_at(deadline, io::read(io, rbuf, max)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
-            Ok(Ok(_)) => {}
+        match io::read_within(io, rbuf, max, &mut deadline, idle).await {
+            Some(Ok(0)) | Some(Err(_)) | None => return false,
+            Some(Ok(_)) => {}
         }
     };
     rbuf.consume(parsed.len);
@@ -291,26 +308,42 @@ async fn exchange(
 /// says 499 and bulkhead permits go back. Only a client that sent nothing past the
 /// head is watched (`watching`); the watch ends at the first byte it sends meanwhile
 /// (body or a pipelined request), which it leaves for the reader.
-async fn watch<F: std::future::Future>(
-    io: &Client,
-    mut watching: bool,
+fn watch<F: std::future::Future>(io: &Client, watching: bool, handling: F) -> Watch<'_, F> {
+    Watch {
+        io,
+        watching,
+        handling,
+    }
+}
+
+/// See [`watch`]. A struct rather than an `async fn`, which would keep the handling
+/// future twice in its state (as argument and as pinned local: several KiB each).
+struct Watch<'a, F> {
+    io: &'a Client,
+    watching: bool,
     handling: F,
-) -> Option<F::Output> {
-    let mut handling = std::pin::pin!(handling);
-    poll_fn(|cx| {
-        if let Poll::Ready(r) = handling.as_mut().poll(cx) {
+}
+
+impl<F: std::future::Future> std::future::Future for Watch<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `handling` is pinned with the struct: it is never moved out of it,
+        // and the struct has no `Drop` that could move it.
+        let this = unsafe { self.get_unchecked_mut() };
+        let handling = unsafe { Pin::new_unchecked(&mut this.handling) };
+        if let Poll::Ready(r) = handling.poll(cx) {
             return Poll::Ready(Some(r));
         }
-        if watching {
-            match io.poll_gone(cx) {
+        if this.watching {
+            match this.io.poll_gone(cx) {
                 Poll::Ready(true) => return Poll::Ready(None),
-                Poll::Ready(false) => watching = false,
+                Poll::Ready(false) => this.watching = false,
                 Poll::Pending => {}
             }
         }
         Poll::Pending
-    })
-    .await
+    }
 }
 
 /// Relays bytes both ways until either side is done.

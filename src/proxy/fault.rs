@@ -146,19 +146,21 @@ impl RouteFaults {
         }
     }
 
-    /// Decides the faults of one request to route `route` at `now` (`now_ms` time):
-    /// `header` is its `x-ninefold-fault`, `active` the run-time faults.
+    /// Decides the faults of one request to route `route` at the time `now` gives
+    /// (`now_ms` time, read only when a fault could apply): `header` is its
+    /// `x-ninefold-fault`, `active` the run-time faults.
     pub fn decide(
         &self,
         route: &str,
         header: Option<&HeaderValue>,
         active: &[ActiveFault],
-        now: u64,
+        now: impl FnOnce() -> u64,
     ) -> Injected {
         let c = &self.config;
         if c.abort.is_none() && c.delay.is_none() && !c.allow_header && active.is_empty() {
             return Injected::default();
         }
+        let now = now();
         let asked = match header {
             Some(h) if c.allow_header => parse_header(h),
             _ => Injected::default(),
@@ -411,7 +413,7 @@ mod tests {
             let n = 10_000;
             let (mut aborts, mut delays) = (0, 0);
             for _ in 0..n {
-                let d = f.decide("app", None, &[], 1);
+                let d = f.decide("app", None, &[], || 1);
                 aborts += usize::from(d.abort.is_some());
                 delays += usize::from(d.delay.is_some());
             }
@@ -433,7 +435,7 @@ mod tests {
         let run = |seed| {
             let f = faults(Some(50.0), None, seed);
             (0..64)
-                .map(|_| f.decide("app", None, &[], 1).abort.is_some())
+                .map(|_| f.decide("app", None, &[], || 1).abort.is_some())
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(9), run(9));
@@ -444,7 +446,7 @@ mod tests {
     fn zero_and_hundred_percent_are_exact() {
         let f = faults(Some(100.0), Some(0.0), 3);
         for _ in 0..1000 {
-            let d = f.decide("app", None, &[], 1);
+            let d = f.decide("app", None, &[], || 1);
             assert_eq!(d.abort, Some(503));
             assert_eq!(d.delay, None);
         }
@@ -454,10 +456,10 @@ mod tests {
     fn header_faults_only_with_allow_header() {
         let h = HeaderValue::from_static("abort=502, delay=150ms");
         let mut f = faults(None, None, 1);
-        assert_eq!(f.decide("app", Some(&h), &[], 1), Injected::default());
+        assert_eq!(f.decide("app", Some(&h), &[], || 1), Injected::default());
         f.config.allow_header = true;
         assert_eq!(
-            f.decide("app", Some(&h), &[], 1),
+            f.decide("app", Some(&h), &[], || 1),
             Injected {
                 delay: Some(Duration::from_millis(150)),
                 abort: Some(502)
@@ -497,11 +499,11 @@ mod tests {
         let f = faults(None, None, 1);
         let a = rt.add(new_fault(Duration::from_secs(1)), 1_000);
         assert_eq!(a.expires_at, 2_000);
-        let at = |now| f.decide("app", None, &rt.load(), now).abort;
+        let at = |now| f.decide("app", None, &rt.load(), || now).abort;
         assert_eq!(at(1_000), Some(503));
         assert_eq!(at(1_999), Some(503));
         assert_eq!(at(2_000), None);
-        assert_eq!(f.decide("other", None, &rt.load(), 1_500).abort, None);
+        assert_eq!(f.decide("other", None, &rt.load(), || 1_500).abort, None);
         assert_eq!(rt.live(1_500).len(), 1);
         assert_eq!(rt.live(2_000).len(), 0);
         // Listed until swept, but never applied after expiry.
@@ -526,9 +528,9 @@ mod tests {
     fn runtime_faults_override_the_file() {
         let rt = RuntimeFaults::default();
         let f = faults(Some(0.0), None, 1);
-        assert_eq!(f.decide("app", None, &rt.load(), 0).abort, None);
+        assert_eq!(f.decide("app", None, &rt.load(), || 0).abort, None);
         rt.add(new_fault(Duration::from_secs(1)), 0);
-        assert_eq!(f.decide("app", None, &rt.load(), 0).abort, Some(503));
+        assert_eq!(f.decide("app", None, &rt.load(), || 0).abort, Some(503));
     }
 
     #[test]

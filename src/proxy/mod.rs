@@ -114,7 +114,7 @@ pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBo
     let injected = {
         let active = ctx.shared.faults.load();
         let header = parts.headers.get(&fault::FAULT_HEADER);
-        route.faults.decide(&route.name, header, &active, now_ms())
+        route.faults.decide(&route.name, header, &active, now_ms)
     };
     if let Some(d) = injected.delay {
         route.faults.injected[fault::DELAY].inc();
@@ -164,7 +164,7 @@ pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBo
                 Err((Failure::BulkheadFull, None))
             } else {
                 let run = attempts(ctx, route, cluster, zone, parts, body);
-                tokio::time::timeout(route.timeout, run)
+                crate::timer::timeout(route.timeout, run)
                     .await
                     .unwrap_or(Err((Failure::Timeout, None)))
                     .map(|(r, n)| (r, Some(n)))
@@ -317,7 +317,7 @@ async fn fallback_ladder(
             rebuild(head),
             ReqBody::Full(None),
         );
-        if let Ok(Ok((resp, name))) = tokio::time::timeout(route.timeout, run).await {
+        if let Ok(Ok((resp, name))) = crate::timer::timeout(route.timeout, run).await {
             if !resp.status().is_server_error() {
                 f.count(Kind::Cluster);
                 return (
@@ -458,7 +458,7 @@ async fn attempts(
             upgrade.take(),
         );
         let outcome = match cfg.per_try_timeout {
-            Some(t) => tokio::time::timeout(t, send)
+            Some(t) => crate::timer::timeout(t, send)
                 .await
                 .unwrap_or(Err(forward::SendError {
                     failure: Failure::Timeout,

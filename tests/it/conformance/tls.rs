@@ -31,7 +31,8 @@ pub(crate) async fn exchange_h1(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_listeners_end_every_vector_as_plain_ones_do() {
-    let vectors: Arc<Vec<Vector>> = Arc::new(vectors::all().into_iter().filter(|v| !v.h2).collect());
+    let vectors: Arc<Vec<Vector>> =
+        Arc::new(vectors::all().into_iter().filter(|v| !v.h2).collect());
     let plain = recorders(&vectors).await;
     let secure = recorders(&vectors).await;
 
@@ -93,9 +94,21 @@ async fn https_listeners_end_every_vector_as_plain_ones_do() {
             println!("{:40} plain {:20} https {}", v.name, p.label, t.label);
         }
         if p.label != t.label {
-            differ.push(format!("{}: plain {:?}, https {:?}", v.name, p.label, t.label));
+            differ.push(format!(
+                "{}: plain {:?}, https {:?}",
+                v.name, p.label, t.label
+            ));
         }
     }
-    println!("{} HTTP/1 vectors over plain and https listeners; {} differ", vectors.len(), differ.len());
-    assert!(differ.is_empty(), "{} vectors end differently over TLS:\n  {}", differ.len(), differ.join("\n  "));
+    println!(
+        "{} HTTP/1 vectors over plain and https listeners; {} differ",
+        vectors.len(),
+        differ.len()
+    );
+    assert!(
+        differ.is_empty(),
+        "{} vectors end differently over TLS:\n  {}",
+        differ.len(),
+        differ.join("\n  ")
+    );
 }

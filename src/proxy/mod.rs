@@ -378,9 +378,12 @@ async fn attempts(
     // the body again (kept whole when small enough; see `upstream::retry`).
     let may_retry = cfg.attempts > 1 && upgrade.is_none();
     let repeatable = may_retry && retry::repeatable(&parts.method, &parts.headers, cfg);
+    // The clock read above serves the first pick too, unless reading the body waited.
+    let mut first_now = Some(now);
     let body = match body {
         ReqBody::Full(b) => ReqBody::Full(b),
         b if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) => {
+            first_now = None;
             keep_for_replay(b, cfg.buffer)
                 .await
                 .map_err(|f| (f, None))?
@@ -403,7 +406,7 @@ async fn attempts(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let now = now_ms();
+        let now = first_now.take().unwrap_or_else(now_ms);
         let pick = cluster
             .select
             .pick_with(key, zone, &tried, &skip, now, fastrand::f64())

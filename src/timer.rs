@@ -112,8 +112,9 @@ impl Timers {
         }
     }
 
-    /// Fires what is due at `now`; returns the next deadline.
-    fn fire(&mut self, now: Instant) -> Option<Instant> {
+    /// Fires what is due at `now` (the wakers go to `due`, woken once the registry is
+    /// no longer borrowed); returns the next deadline.
+    fn fire(&mut self, now: Instant, due: &mut Vec<Waker>) -> Option<Instant> {
         while let Some(&Reverse((at, slot, gen))) = self.heap.peek() {
             if !Self::live(&self.slots, slot, gen) {
                 self.heap.pop();
@@ -126,9 +127,7 @@ impl Timers {
             self.heap.pop();
             let s = &mut self.slots[slot as usize];
             s.state = State::Fired;
-            if let Some(w) = s.waker.take() {
-                w.wake();
-            }
+            due.extend(s.waker.take());
         }
         None
     }
@@ -160,16 +159,20 @@ pub async fn drive() {
     TIMERS.with(|t| t.borrow_mut().running = true);
     let _running = Running;
     let mut sleep = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
+    let mut due = Vec::new();
     std::future::poll_fn(|cx| loop {
         let next = TIMERS.with(|t| {
             let mut t = t.borrow_mut();
             if !t.driver.as_ref().is_some_and(|d| d.will_wake(cx.waker())) {
                 t.driver = Some(cx.waker().clone());
             }
-            let next = t.fire(Instant::now());
+            let next = t.fire(Instant::now(), &mut due);
             t.armed = next;
             next
         });
+        // Woken outside the borrow: a wake may drop a task, and with it a deadline
+        // that gives its slot back.
+        due.drain(..).for_each(Waker::wake);
         let Some(at) = next else {
             return Poll::Pending;
         };

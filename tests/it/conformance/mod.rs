@@ -98,6 +98,11 @@ struct Outcome {
     grade: Grade,
 }
 
+/// Held while the anchors run: they are given ports picked by binding and releasing
+/// them, so another test of this suite that binds hundreds of ports meanwhile (the TLS
+/// twin, `tls`) could take one of them, or be given one of its own.
+pub(crate) static ANCHOR_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A proxy under test: its per-vector listeners and backends.
 struct Proxy {
     name: &'static str,
@@ -110,6 +115,7 @@ async fn conformance() {
     let started = Instant::now();
     let vectors = Arc::new(vectors::all());
     let require = std::env::var("NINEFOLD_REQUIRE_ANCHORS").is_ok_and(|v| v == "1");
+    let ports = ANCHOR_PORTS.lock().await;
 
     let nf_backends = recorders(&vectors).await;
     let gw = Gateway::start(&ninefold_config(&nf_backends));
@@ -283,6 +289,7 @@ async fn conformance() {
         std::fs::write(&path, markdown(&rows, &summary)).unwrap();
     }
     drop(anchors);
+    drop(ports);
     assert!(
         failures.is_empty(),
         "{} conformance vectors fail:\n  {}",

@@ -31,6 +31,7 @@ pub(crate) async fn exchange_h1(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_listeners_end_every_vector_as_plain_ones_do() {
+    let _ports = ANCHOR_PORTS.lock().await;
     let vectors: Arc<Vec<Vector>> =
         Arc::new(vectors::all().into_iter().filter(|v| !v.h2).collect());
     let plain = recorders(&vectors).await;

@@ -60,16 +60,7 @@ async fn https_listeners_end_every_vector_as_plain_ones_do() {
     std::fs::write(&config, yaml).unwrap();
     let gw = Gateway::start_file(config, dir).unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let connector = crate::support::tls_connector(cert.cert.der(), &[b"http/1.1"]);
 
     let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = Vec::new();

@@ -17,8 +17,12 @@
 //!    head) in pieces whose sizes come from the first input bytes, finds the same data
 //!    and the same end or error as fed in one piece;
 //! 4. `parse_response` never panics; the same bytes as the answer to `GET /` on hyper's
-//!    HTTP/1 client: where both accept, status, version, fields and body agree, with
-//!    the intended differences listed at [`response_refusal`].
+//!    HTTP/1 client: where both accept, status, version and body agree, with the
+//!    intended differences listed at [`response_refusal`]; and the field lines ninefold
+//!    keeps raw for its client (`head::RawFields`: hop-by-hop ones cut while copying,
+//!    no header map) are hyper's fields after the gateway's map-based rewrite
+//!    (`proxy::forward::strip_hop_headers`): a differential check of the answer's head
+//!    rewrite.
 //!
 //! A broken rule panics, which libFuzzer reports as a crash with the input. The
 //! message says which rule and what each side did.
@@ -35,6 +39,7 @@ use ninefold::config::Limits;
 use ninefold::h1::chunked::{ChunkError, Decoder};
 use ninefold::h1::head::{self, Framing, RequestHead, ResponseHead};
 use ninefold::proxy::error::Failure;
+use ninefold::proxy::forward::strip_hop_headers;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -616,8 +621,7 @@ fn responses(data: &[u8], limits: &Limits) {
     let ours = loop {
         match head::parse_response(&data[at..], false, max) {
             Ok(Some(h))
-                if h.parts.status.is_informational()
-                    && h.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
+                if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS =>
             {
                 assert!(h.len > 0);
                 at += h.len;
@@ -630,9 +634,9 @@ fn responses(data: &[u8], limits: &Limits) {
         (Ok(Some(h)), Some(t)) => same_response(&data[at..], h, &t, limits),
         (Ok(Some(h)), None) => panic!(
             "ninefold accepts an answer hyper refuses: {} {:?} {}, framing {:?}",
-            h.parts.status,
-            h.parts.version,
-            show(&fields(&h.parts.headers)),
+            h.status,
+            h.version,
+            show(&raw_fields(&h.fields)),
             h.framing
         ),
         (Ok(None), Some(t)) => panic!(
@@ -655,23 +659,33 @@ fn responses(data: &[u8], limits: &Limits) {
 
 /// Both sides took the answer's head: it and the body must agree.
 fn same_response(data: &[u8], h: &ResponseHead, t: &HyperResponse, limits: &Limits) {
-    let p = &h.parts;
-    assert_eq!(p.status, t.status, "status");
-    assert_eq!(p.version, t.version, "version");
-    let mut ours = fields(&p.headers);
-    let mut theirs = fields(&t.headers);
-    // Intended: beside `Transfer-Encoding: chunked`, ninefold removes `Content-Length`
-    // (RFC 9112 §6.3, what an intermediary must do); hyper keeps it. The removal moves
-    // the map's last field into the freed place, so the order of lines with different
-    // names (which carries no meaning, RFC 9110 §5.3) is compared no more.
-    if t.headers.contains_key(TRANSFER_ENCODING)
-        && t.headers.contains_key(CONTENT_LENGTH)
-        && !p.headers.contains_key(CONTENT_LENGTH)
-    {
-        theirs.retain(|(n, _)| n != "content-length");
-        ours.sort_by(|a, b| a.0.cmp(&b.0));
-        theirs.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(h.status, t.status, "status");
+    assert_eq!(h.version, t.version, "version");
+    let mut ours = raw_fields(&h.fields);
+    if let Some(n) = h.fields.length {
+        ours.push(("content-length".to_owned(), n.to_string().into_bytes()));
     }
+    let mut map = t.headers.clone();
+    // Intended: beside `Transfer-Encoding: chunked`, ninefold removes `Content-Length`
+    // (RFC 9112 §6.3, what an intermediary must do); hyper keeps it.
+    if map.contains_key(TRANSFER_ENCODING) && h.fields.length.is_none() {
+        map.remove(CONTENT_LENGTH);
+    }
+    strip_hop_headers(&mut map, h.status == StatusCode::SWITCHING_PROTOCOLS);
+    let mut theirs = fields(&map);
+    // Intended: the length goes out as a number (`00128` as `128`).
+    for (n, v) in &mut theirs {
+        if n == "content-length" {
+            if let Some(l) = head::content_length(v) {
+                *v = l.to_string().into_bytes();
+            }
+        }
+    }
+    // The raw lines keep the wire's order; a map groups each name's lines at its first
+    // place. The order of lines with different names carries no meaning (RFC 9110
+    // §5.3), that of one name's lines does: a stable sort by name keeps the latter.
+    ours.sort_by(|a, b| a.0.cmp(&b.0));
+    theirs.sort_by(|a, b| a.0.cmp(&b.0));
     same_fields("answer field lines", &ours, &theirs);
 
     let rest = &data[h.len..];
@@ -716,7 +730,9 @@ fn same_response(data: &[u8], h: &ResponseHead, t: &HyperResponse, limits: &Limi
 /// - `Transfer-Encoding` other than exactly one `chunked` (hyper reads the body to the
 ///   close when the last coding is not `chunked`, and ignores the field on an answer
 ///   without a body);
-/// - a head over ninefold's 16 KiB limit (hyper's is about 400 KiB).
+/// - a head over ninefold's 16 KiB limit (hyper's is about 400 KiB);
+/// - `Transfer-Encoding` on an HTTP/1.0 answer without a body (RFC 9112 §6.1: faulty
+///   framing; hyper reads no framing field there).
 fn response_refusal(
     data: &[u8],
     why: &str,
@@ -741,6 +757,10 @@ fn response_refusal(
             (!raw.te_exactly_chunked).then_some("Transfer-Encoding other than exactly one chunked")
         }
         "response head too large" => (len > max).then_some("head over ninefold's limit"),
+        // hyper reads no framing field of an answer without a body (a 101 too).
+        "Transfer-Encoding in an HTTP/1.0 answer" => {
+            no_body.then_some("Transfer-Encoding on an HTTP/1.0 answer hyper reads no body of")
+        }
         _ => None,
     }
 }
@@ -810,6 +830,13 @@ async fn hyper_client(data: &[u8]) -> Option<HyperResponse> {
 fn fields(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
     h.iter()
         .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// The raw field lines ninefold keeps for its client: names in lower case, values.
+fn raw_fields(f: &head::RawFields) -> Vec<(String, Vec<u8>)> {
+    f.iter()
+        .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
         .collect()
 }
 

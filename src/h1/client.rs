@@ -161,13 +161,11 @@ pub async fn read_head(
         if !rbuf.is_empty() {
             match head::parse_response(rbuf.data(), head_req, max_head) {
                 Ok(Some(h)) => {
-                    let code = h.parts.status.as_u16();
+                    let code = h.status.as_u16();
                     if (100..200).contains(&code) && code != 101 {
                         rbuf.consume(h.len);
                         if code != 100 {
-                            let mut parts = h.parts;
-                            crate::proxy::forward::strip_hop_headers(&mut parts.headers, false);
-                            ctx.interim(parts.status, &parts.headers).await;
+                            ctx.interim(h.status, &h.fields).await;
                         }
                         continue;
                     }

@@ -51,14 +51,97 @@ pub struct RequestHead {
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
-    /// Status, version and fields.
-    pub parts: http::response::Parts,
+    /// The status.
+    pub status: StatusCode,
+    /// The upstream's version (`HTTP/1.1` or `HTTP/1.0`).
+    pub version: Version,
+    /// The end-to-end fields, as they go to the client (see [`RawFields`]).
+    pub fields: RawFields,
     /// The body's framing.
     pub framing: Framing,
     /// Whether the upstream connection may carry another request.
     pub keep_alive: bool,
     /// Bytes the head took in the buffer.
     pub len: usize,
+}
+
+/// An answer's end-to-end fields, ready for an HTTP/1.x client: `name: value` lines
+/// in the upstream's order and spelling, each ended by CRLF, with the hop-by-hop
+/// fields cut (RFC 9110 §7.6.1: `Connection`, what it names, `Keep-Alive`,
+/// `Proxy-Connection`, `Transfer-Encoding`, `Upgrade` but on a `101`, `TE` but
+/// `trailers`) and `Content-Length` kept aside, since the writer frames the body.
+///
+/// No header map is built for an answer on the HTTP/1.1 path: the lines are copied
+/// once, from the upstream's read buffer into a pooled one, and written out from
+/// there. What needs a map (an h2 client, the stale cache, `Retry-After`) makes one
+/// with [`RawFields::into_map`].
+pub struct RawFields {
+    lines: Vec<u8>,
+    /// The upstream's `Content-Length`, if it sent one that stands.
+    pub length: Option<u64>,
+    /// Whether a `Date` line is among the lines.
+    pub date: bool,
+}
+
+impl RawFields {
+    /// The field lines.
+    pub fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// Each line's name and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let l = l.strip_suffix(b"\r").unwrap_or(l);
+                let colon = l.iter().position(|&b| b == b':').unwrap_or(l.len());
+                let value = l.get(colon + 2..).unwrap_or_default();
+                (&l[..colon], value)
+            })
+    }
+
+    /// The first value of field `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// The fields as a header map, `Content-Length` included, each appended after what
+    /// `into` holds already unless `into` has that name (the pipeline's own fields win).
+    pub fn into_map(self, into: &mut HeaderMap) {
+        let had: Vec<HeaderName> = into.keys().cloned().collect();
+        for (n, v) in self.iter() {
+            let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n), HeaderValue::from_bytes(v)) else {
+                continue;
+            };
+            if !had.contains(&n) {
+                into.append(n, v);
+            }
+        }
+        if let Some(n) = self.length {
+            if !had.contains(&http::header::CONTENT_LENGTH) {
+                into.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+        }
+    }
+}
+
+impl Drop for RawFields {
+    fn drop(&mut self) {
+        super::buf::give(std::mem::take(&mut self.lines));
+    }
+}
+
+impl std::fmt::Debug for RawFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawFields")
+            .field("lines", &String::from_utf8_lossy(&self.lines))
+            .field("length", &self.length)
+            .finish()
+    }
 }
 
 /// Headers on the stack per parse; a configured `max_request_headers` above it parses
@@ -111,7 +194,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
     let (headers, f) =
         fields(req.headers, buf, &shared, limits.max_request_field, 3).map_err(|e| match e {
             FieldError::TooLarge => Failure::FieldTooLarge,
-            FieldError::Invalid(_) => Failure::BadRequest,
+            FieldError::Invalid => Failure::BadRequest,
         })?;
     let Fields {
         lengths,
@@ -192,40 +275,56 @@ pub fn parse_response(
     };
     let status = StatusCode::from_u16(code).map_err(|_| "invalid status code")?;
     let http11 = version == 1;
-    let shared = Bytes::copy_from_slice(&buf[..len]);
-    let (mut headers, f) =
-        fields(resp.headers, buf, &shared, usize::MAX, 1).map_err(|e| match e {
-            FieldError::TooLarge => "response head too large",
-            FieldError::Invalid(why) => why,
-        })?;
-    let Fields {
-        lengths,
-        length,
-        te,
-        close,
-        keep,
-        ..
-    } = f;
-    if lengths > 1 {
+    let raw = resp.headers;
+    let mut f = Fields {
+        lengths: 0,
+        length: None,
+        te: false,
+        close: false,
+        keep: false,
+        expect_continue: false,
+    };
+    for h in raw.iter() {
+        match Name::of(h.name.as_bytes()) {
+            Name::ContentLength => {
+                f.lengths += 1;
+                f.length = Some(content_length(h.value).ok_or("invalid Content-Length")?);
+            }
+            Name::TransferEncoding => f.te = true,
+            Name::Connection => {
+                for t in tokens(h.value) {
+                    f.close |= t.eq_ignore_ascii_case(b"close");
+                    f.keep |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            _ => {}
+        }
+    }
+    if f.lengths > 1 {
         return Err("two Content-Length fields");
     }
-    let mut keep_alive = if http11 { !close } else { keep && !close };
+    let mut keep_alive = if http11 { !f.close } else { f.keep && !f.close };
     let no_body = head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let framing = if te {
+    let mut length = f.length;
+    let framing = if f.te {
         // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing (hyper
         // refuses it too).
         if !http11 {
             return Err("Transfer-Encoding in an HTTP/1.0 answer");
         }
-        crate::proxy::conform::transfer_coding(&headers)
-            .map_err(|_| "a transfer coding other than chunked")?;
+        crate::proxy::conform::transfer_codings(
+            raw.iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+                .map(|h| h.value),
+        )
+        .map_err(|_| "a transfer coding other than chunked")?;
         if length.is_some() {
             // RFC 9112 §6.3: chunked wins, the length goes, and whatever the upstream
             // meant by both may still be on the connection.
-            headers.remove(http::header::CONTENT_LENGTH);
+            length = None;
             keep_alive = false;
         }
         if no_body {
@@ -250,20 +349,122 @@ pub fn parse_response(
             }
         }
     };
-    let (mut parts, ()) = http::Response::new(()).into_parts();
-    parts.status = status;
-    parts.version = if http11 {
-        Version::HTTP_11
-    } else {
-        Version::HTTP_10
-    };
-    parts.headers = headers;
+    let mut fields = end_to_end(raw, code == 101);
+    fields.length = length;
     Ok(Some(ResponseHead {
-        parts,
+        status,
+        version: if http11 {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        },
+        fields,
         framing,
         keep_alive,
         len,
     }))
+}
+
+/// The field names the engine acts on, told apart by length first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Name {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    ProxyConnection,
+    Upgrade,
+    Te,
+    Date,
+    Other,
+}
+
+impl Name {
+    fn of(n: &[u8]) -> Name {
+        let is = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
+        match n.len() {
+            2 if is("te") => Name::Te,
+            4 if is("date") => Name::Date,
+            7 if is("upgrade") => Name::Upgrade,
+            10 if is("connection") => Name::Connection,
+            10 if is("keep-alive") => Name::KeepAlive,
+            14 if is("content-length") => Name::ContentLength,
+            16 if is("proxy-connection") => Name::ProxyConnection,
+            17 if is("transfer-encoding") => Name::TransferEncoding,
+            _ => Name::Other,
+        }
+    }
+}
+
+/// An answer's end-to-end fields (see [`RawFields`]); `upgrade`: a `101`, whose
+/// `Connection` and `Upgrade` the client needs to complete its handshake.
+fn end_to_end(raw: &[httparse::Header<'_>], upgrade: bool) -> RawFields {
+    // The Connection fields' values (a few on the stack; the rare answer with more
+    // is scanned whole for each name).
+    let mut conn: [&[u8]; 4] = [&[]; 4];
+    let mut n_conn = 0;
+    for h in raw {
+        if Name::of(h.name.as_bytes()) == Name::Connection {
+            if let Some(slot) = conn.get_mut(n_conn) {
+                *slot = h.value;
+            }
+            n_conn += 1;
+        }
+    }
+    // Whether a Connection field names `name`, but for what routing and framing rest
+    // on (the same exceptions as `proxy::forward::strip_hop_headers`).
+    let named = |name: &[u8]| {
+        if name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"close")
+            || (upgrade && name.eq_ignore_ascii_case(b"upgrade"))
+        {
+            return false;
+        }
+        let listed = |v: &[u8]| tokens(v).any(|t| t.eq_ignore_ascii_case(name));
+        if n_conn <= conn.len() {
+            conn[..n_conn].iter().any(|v| listed(v))
+        } else {
+            raw.iter()
+                .filter(|h| Name::of(h.name.as_bytes()) == Name::Connection)
+                .any(|h| listed(h.value))
+        }
+    };
+    let has_connection = n_conn > 0;
+    let mut out = RawFields {
+        lines: super::buf::take(),
+        length: None,
+        date: false,
+    };
+    for h in raw {
+        let name = h.name.as_bytes();
+        let value = match Name::of(name) {
+            Name::ContentLength
+            | Name::TransferEncoding
+            | Name::KeepAlive
+            | Name::ProxyConnection => continue,
+            Name::Connection | Name::Upgrade if !upgrade => continue,
+            Name::Te => {
+                if !tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
+                    continue;
+                }
+                &b"trailers"[..]
+            }
+            Name::Date => {
+                out.date = true;
+                h.value
+            }
+            _ => h.value,
+        };
+        if has_connection && named(name) {
+            continue;
+        }
+        let l = &mut out.lines;
+        l.extend_from_slice(name);
+        l.extend_from_slice(b": ");
+        l.extend_from_slice(value);
+        l.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// What a head's fields say about its framing and its connection.
@@ -286,13 +487,12 @@ struct Fields {
 enum FieldError {
     /// Longer than the field limit.
     TooLarge,
-    /// Not a valid field, or an invalid `Content-Length` (the cause, for the log).
-    Invalid(&'static str),
+    /// Not a valid field, or an invalid `Content-Length`.
+    Invalid,
 }
 
-/// Builds a head's header map (each value a slice of `shared`, the copy of `buf`, with
-/// room for `extra` more fields) and reads its framing fields on the way, for requests
-/// and answers alike.
+/// Builds a request head's header map (each value a slice of `shared`, the copy of
+/// `buf`, with room for `extra` more fields) and reads its framing fields on the way.
 fn fields(
     raw: &[httparse::Header<'_>],
     buf: &[u8],
@@ -313,14 +513,12 @@ fn fields(
         if h.name.len() + 2 + h.value.len() > field_max {
             return Err(FieldError::TooLarge);
         }
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| FieldError::Invalid("invalid field name"))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| FieldError::Invalid)?;
         let value = HeaderValue::from_maybe_shared(sub(shared, buf, h.value))
-            .map_err(|_| FieldError::Invalid("invalid field value"))?;
+            .map_err(|_| FieldError::Invalid)?;
         if name == http::header::CONTENT_LENGTH {
             f.lengths += 1;
-            f.length =
-                Some(content_length(h.value).ok_or(FieldError::Invalid("invalid Content-Length"))?);
+            f.length = Some(content_length(h.value).ok_or(FieldError::Invalid)?);
         } else if name == http::header::TRANSFER_ENCODING {
             f.te = true;
         } else if name == http::header::CONNECTION {
@@ -529,7 +727,8 @@ mod tests {
             false,
         );
         assert_eq!((r.framing, r.keep_alive), (Framing::Chunked, false));
-        assert!(r.parts.headers.get("content-length").is_none());
+        assert_eq!(r.fields.length, None);
+        assert!(r.fields.get("content-length").is_none());
         let r = p("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false);
         assert!(!r.keep_alive);
         for bad in [
@@ -546,6 +745,45 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn answers_keep_their_end_to_end_fields_raw() {
+        let p = |s: &str| parse_response(s.as_bytes(), false, 16384).unwrap().unwrap();
+        let r = p("HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive, X-Secret\r\n\
+                   x-secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\
+                   Proxy-Connection: close\r\nUpgrade: h2c\r\nTE: trailers, deflate\r\n\
+                   Set-Cookie: a=1\r\nDATE:Sat, 11 May 2024 10:21:09 GMT\r\nset-cookie: b=2\r\n\r\nok");
+        assert_eq!(
+            String::from_utf8_lossy(r.fields.lines()),
+            "Server: x\r\nTE: trailers\r\nSet-Cookie: a=1\r\n\
+             DATE: Sat, 11 May 2024 10:21:09 GMT\r\nset-cookie: b=2\r\n"
+        );
+        assert_eq!((r.fields.length, r.fields.date), (Some(2), true));
+        assert_eq!(r.fields.get("set-cookie"), Some(&b"a=1"[..]));
+        assert_eq!(
+            r.fields.get("date"),
+            Some(&b"Sat, 11 May 2024 10:21:09 GMT"[..])
+        );
+        let mut map = HeaderMap::new();
+        map.insert("server", HeaderValue::from_static("ours"));
+        r.fields.into_map(&mut map);
+        assert_eq!(map["server"], "ours");
+        assert_eq!(map.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(map["content-length"], "2");
+        assert!(map.get("x-secret").is_none());
+
+        // A 101 keeps what the client needs to finish its handshake; Connection may not
+        // take away Host or Content-Length.
+        let r = p(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, host\r\n\
+                   Upgrade: websocket\r\nHost: a\r\n\r\n",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(r.fields.lines()),
+            "Connection: Upgrade, host\r\nUpgrade: websocket\r\nHost: a\r\n"
+        );
+        assert!(!r.fields.date);
     }
 
     #[test]

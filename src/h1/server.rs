@@ -424,28 +424,56 @@ async fn write_response(
         || status == StatusCode::NOT_MODIFIED;
     let mut out = buf::take();
     head::write_status(&mut out, status);
+    let map = &rp.headers;
+    // An HTTP/1.1 upstream's fields go as they came (see `h1::head::RawFields`); those
+    // the pipeline set (a fault's mark, the ladder's) replace any of the same name.
+    let raw = body.take_fields();
+    let mut length = None;
+    let mut dated = map.contains_key(DATE);
+    if let Some(r) = &raw {
+        if map.is_empty() {
+            out.extend_from_slice(r.lines());
+        } else {
+            for (n, v) in r.iter() {
+                if !std::str::from_utf8(n).is_ok_and(|n| map.contains_key(n)) {
+                    field(&mut out, n, v);
+                }
+            }
+        }
+        if !map.contains_key(CONTENT_LENGTH) {
+            length = r.length;
+        }
+        dated |= r.date;
+    }
+    drop(raw);
+    let mut b = itoa_buf();
     let exact = body.size_hint().exact();
     let mode = if no_body {
-        head::write_fields(&mut out, &rp.headers);
+        head::write_fields(&mut out, map);
+        if let Some(n) = length {
+            field(&mut out, b"content-length", fmt_u64(&mut b, n));
+        }
         Out::None
     } else if let Some(n) = exact {
-        for (name, value) in &rp.headers {
+        for (name, value) in map {
             if name != CONTENT_LENGTH {
                 field(&mut out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
-        let mut b = itoa_buf();
         field(&mut out, b"content-length", fmt_u64(&mut b, n));
         Out::Length
-    } else if rp.headers.contains_key(CONTENT_LENGTH) {
-        head::write_fields(&mut out, &rp.headers);
+    } else if length.is_some() || map.contains_key(CONTENT_LENGTH) {
+        head::write_fields(&mut out, map);
+        if let Some(n) = length {
+            field(&mut out, b"content-length", fmt_u64(&mut b, n));
+        }
         Out::Length
     } else if !v10 {
-        head::write_fields(&mut out, &rp.headers);
+        head::write_fields(&mut out, map);
         field(&mut out, b"transfer-encoding", b"chunked");
         Out::Chunked
     } else {
-        head::write_fields(&mut out, &rp.headers);
+        head::write_fields(&mut out, map);
         *keep_alive = false;
         Out::Close
     };
@@ -454,7 +482,7 @@ async fn write_response(
     } else if v10 {
         field(&mut out, b"connection", b"keep-alive");
     }
-    if !rp.headers.contains_key(DATE) {
+    if !dated {
         date(&mut out);
     }
     out.extend_from_slice(b"\r\n");

@@ -15,9 +15,11 @@
 use super::fallback::Pending;
 use super::record::Record;
 use crate::h1::client::{Reader, Tunnel};
+use crate::h1::head::RawFields;
 use crate::upstream::InFlight;
 pub use crate::upstream::ReqBody;
 use bytes::Bytes;
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
@@ -91,6 +93,8 @@ pub struct UpstreamBody {
     /// re-armed each time a read starts waiting.
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// The answer's field lines while they are raw (HTTP/1.1 upstreams).
+    fields: Option<RawFields>,
     /// The request's record, written when this body ends (see `proxy::record`).
     pub record: Option<Record>,
     /// A copy for the stale cache, stored when the body ends cleanly, dropped if not.
@@ -110,9 +114,19 @@ impl RespBody {
         Self::wrap(Inner::H2(inner), in_flight, idle)
     }
 
-    /// Wraps an HTTP/1.1 upstream's body (see `h1::client::Reader`).
-    pub fn upstream_h1(reader: Reader, in_flight: InFlight, idle: Duration) -> Self {
-        Self::wrap(Inner::H1(reader), in_flight, idle)
+    /// Wraps an HTTP/1.1 upstream's body (see `h1::client::Reader`) and its answer's
+    /// field lines, which stay raw until written or [`materialize`]d.
+    pub fn upstream_h1(
+        reader: Reader,
+        fields: RawFields,
+        in_flight: InFlight,
+        idle: Duration,
+    ) -> Self {
+        let mut b = Self::wrap(Inner::H1(reader), in_flight, idle);
+        if let RespBody::Upstream(u) = &mut b {
+            u.fields = Some(fields);
+        }
+        b
     }
 
     fn wrap(inner: Inner, in_flight: InFlight, idle: Duration) -> Self {
@@ -122,10 +136,29 @@ impl RespBody {
             idle,
             timer: None,
             armed: false,
+            fields: None,
             record: None,
             store: None,
         });
         RespBody::Upstream(b)
+    }
+
+    /// Takes the answer's raw field lines, if they have not been made a map (see
+    /// [`materialize`]).
+    pub fn take_fields(&mut self) -> Option<RawFields> {
+        match self {
+            RespBody::Upstream(b) => b.fields.take(),
+            _ => None,
+        }
+    }
+}
+
+/// Moves an answer's raw field lines (an HTTP/1.1 upstream's, see `h1::head::RawFields`)
+/// into its header map, for whatever reads the answer's fields as a map: an h2 client's
+/// connection, the stale cache, `Retry-After`. Fields the pipeline set already win.
+pub fn materialize(resp: &mut Response<RespBody>) {
+    if let Some(f) = resp.body_mut().take_fields() {
+        f.into_map(resp.headers_mut());
     }
 }
 

@@ -88,9 +88,18 @@ pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> 
 /// 501 (`UnsupportedCoding`), a repeated or empty one 400. The own HTTP/1.1 engine's
 /// head parser (`h1::head`) applies the same rule.
 pub(crate) fn transfer_coding(h: &HeaderMap) -> Result<(), Failure> {
+    transfer_codings(
+        h.get_all(TRANSFER_ENCODING)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+}
+
+/// [`transfer_coding`]'s rule over the `Transfer-Encoding` field values themselves.
+pub(crate) fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(), Failure> {
     let mut chunked = 0;
-    for v in h.get_all(TRANSFER_ENCODING) {
-        for t in v.as_bytes().split(|&b| b == b',') {
+    for v in values {
+        for t in v.split(|&b| b == b',') {
             let t = t.trim_ascii();
             if t.eq_ignore_ascii_case(b"chunked") {
                 chunked += 1;

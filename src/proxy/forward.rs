@@ -179,31 +179,30 @@ pub async fn send<'a>(
             return Err(upstream_fault());
         }
     };
-    let mut rp = head.parts;
-    if rp.status == StatusCode::SWITCHING_PROTOCOLS {
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_side) = upgrade else {
             // The client asked for no upgrade: relaying this would switch a
             // connection that still carries HTTP for the client.
             tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answered 101 to a request without Upgrade; answering 502");
             return Err(upstream_fault());
         };
-        // Keep Connection/Upgrade: the client needs them to complete its handshake.
-        strip_hop_headers(&mut rp.headers, true);
+        // The fields keep Connection/Upgrade: the client needs them to complete its
+        // handshake (see `h1::head::RawFields`).
+        let mut resp = Response::new(RespBody::empty());
+        *resp.status_mut() = head.status;
+        head.fields.into_map(resp.headers_mut());
         let early = rbuf.data().to_vec();
         let t = client::Tunnel {
             upstream: stream,
             early,
             in_flight,
         };
-        return Ok(match client_side {
-            Upgrade::Own => Response::from_parts(rp, RespBody::Tunnel(Box::new(t))),
-            Upgrade::Hyper(u) => {
-                tunnel(t, u);
-                Response::from_parts(rp, RespBody::empty())
-            }
-        });
+        match client_side {
+            Upgrade::Own => *resp.body_mut() = RespBody::Tunnel(Box::new(t)),
+            Upgrade::Hyper(u) => tunnel(t, u),
+        }
+        return Ok(resp);
     }
-    strip_hop_headers(&mut rp.headers, false);
     // An answer that came before the whole request left shares its connection with
     // no later request: the rest of that request is not on it.
     let keep = (head.keep_alive && body_sent).then_some((ep.slot, ep.address));
@@ -214,10 +213,12 @@ pub async fn send<'a>(
         cluster.max_chunk_extension,
         keep,
     );
-    Ok(Response::from_parts(
-        rp,
-        RespBody::upstream_h1(reader, in_flight, idle),
-    ))
+    // The answer's fields stay raw (no header map) until something needs them as a
+    // map: the HTTP/1.1 writer copies the lines as they are.
+    let mut resp = Response::new(RespBody::upstream_h1(reader, head.fields, in_flight, idle));
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = head.version;
+    Ok(resp)
 }
 
 /// The h2 leg: hyper's h2 client over the worker's connection to the endpoint. A

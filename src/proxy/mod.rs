@@ -64,14 +64,14 @@ pub struct ConnCtx {
 impl ConnCtx {
     /// Relays an interim answer (103 Early Hints and the like) to the client, if it
     /// takes them; a failed write is left for the final answer to find.
-    pub async fn interim(&self, status: StatusCode, headers: &http::HeaderMap) {
+    pub async fn interim(&self, status: StatusCode, fields: &crate::h1::head::RawFields) {
         let Some(io) = &self.stream else { return };
         if !self.interim.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
         let mut out = Vec::with_capacity(128);
         crate::h1::head::write_status(&mut out, status);
-        crate::h1::head::write_fields(&mut out, headers);
+        out.extend_from_slice(fields.lines());
         out.extend_from_slice(b"\r\n");
         let _ = crate::h1::io::write_all(io, &out).await;
     }
@@ -194,7 +194,8 @@ pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBo
             record.head(status.as_u16(), name.as_ref());
             // A good answer from an upstream may be kept for the stale rung.
             let store = match (ladder, &kept, degraded) {
-                (Some(f), Some(h), None | Some(fallback::Kind::Cluster)) => {
+                (Some(f), Some(h), None | Some(fallback::Kind::Cluster)) if f.stale.is_some() => {
+                    body::materialize(&mut resp);
                     f.pending(&h.method, &h.uri, &h.headers, status, resp.headers())
                 }
                 _ => None,
@@ -547,8 +548,10 @@ async fn attempts(
             return give_up(answer);
         };
         // Wait: the upstream's Retry-After on a 503, else a jittered backoff.
-        let wait = match &answer {
+        let mut answer = answer;
+        let wait = match &mut answer {
             Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                body::materialize(resp);
                 retry::retry_after(resp.headers())
             }
             _ => None,

@@ -807,8 +807,10 @@ async fn serve_conn<I>(
         // dropped): the idle check must never cut a slow answer.
         let guard = Responding::new(ctx.clone(), activity.clone());
         async move {
-            let mut resp =
-                proxy::handle(&guard.ctx, req.map(crate::upstream::ReqBody::Stream)).await;
+            let (parts, body) = req.into_parts();
+            let head = proxy::head::Head::new(parts);
+            let body = crate::upstream::ReqBody::Stream(body);
+            let mut resp = proxy::handle(&guard.ctx, head, body).await;
             // hyper writes the answer from its header map.
             proxy::body::materialize(&mut resp);
             Ok::<_, Infallible>(resp.map(|inner| ConnBody {

@@ -4,8 +4,12 @@
 //!
 //! For each input:
 //! 1. `parse_request` never panics; a head it accepts, written back with
-//!    `write_request`, parses (httparse) to the same method, target and fields, and
-//!    `parse_request` frames the written head as it framed the input;
+//!    `write_request` (which rewrites the raw lines for the upstream as it writes
+//!    them: hop-by-hop fields cut, `x-forwarded-*` added), parses (httparse) to the
+//!    same method and target, and to the fields the map's rewrite
+//!    (`proxy::forward::rewrite_fields`, hyper's h2 path) makes of the same head: a
+//!    differential check of the request's head rewrite; and `parse_request` frames
+//!    the written head as it framed the input;
 //! 2. the same bytes go to hyper's HTTP/1 server (`http1::Builder` over a
 //!    `tokio::io::duplex` whose client side is shut after the input): where both accept
 //!    the head they agree on method, target, version, the field list and the body
@@ -29,7 +33,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use http::header::{HeaderMap, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -39,7 +43,7 @@ use ninefold::config::Limits;
 use ninefold::h1::chunked::{ChunkError, Decoder};
 use ninefold::h1::head::{self, Framing, RequestHead, ResponseHead};
 use ninefold::proxy::error::Failure;
-use ninefold::proxy::forward::strip_hop_headers;
+use ninefold::proxy::forward::{rewrite_fields, strip_hop_headers};
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -58,6 +62,13 @@ fn request_decoder(limits: &Limits) -> Decoder {
 fn response_decoder(limits: &Limits) -> Decoder {
     Decoder::new(limits.max_chunk_extension, 64 * 1024)
 }
+
+/// The client address the rewritten heads name.
+const CLIENT_IP: &str = "192.0.2.1";
+
+/// Field lines the rewrite may add: `x-forwarded-for`, `-proto`, `-host`,
+/// `content-length` or `transfer-encoding`.
+const ADDED: usize = 4;
 
 /// How long one exchange with hyper may take before the harness calls it a hang. Both
 /// sides see the end of the input (the duplex is shut), so an exchange ends in well
@@ -86,8 +97,8 @@ fuzz_target!(|data: &[u8]| {
 
 /// Rules 1–3 for `data` read as a request.
 fn requests(data: &[u8], limits: &Limits) {
-    let ours = head::parse_request(data, limits);
-    if let Ok(Some(h)) = &ours {
+    let mut ours = head::parse_request(data, limits);
+    if let Ok(Some(h)) = &mut ours {
         round_trip(h, limits);
         if h.framing == Framing::Chunked {
             pieces(data, &data[h.len..], request_decoder(limits));
@@ -120,11 +131,20 @@ fn requests(data: &[u8], limits: &Limits) {
 }
 
 /// The head ninefold writes upstream from what it parsed must say the same thing.
-fn round_trip(h: &RequestHead, limits: &Limits) {
+fn round_trip(h: &mut RequestHead, limits: &Limits) {
+    // What `proxy::forward::prepare` decides for an HTTP/1.1 upstream: a chunked body
+    // goes chunked.
+    let chunked = h.framing == Framing::Chunked;
+    h.fields.chunked = chunked;
+    let h = &*h;
     let parts = &h.parts;
     let mut out = Vec::new();
-    head::write_request(&mut out, parts);
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_request_headers + 1];
+    let fwd = head::Forwarding {
+        client_ip: CLIENT_IP.as_bytes(),
+        tls: false,
+    };
+    head::write_request(&mut out, parts, Some(&h.fields), fwd);
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_request_headers + ADDED];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(&out) {
         Ok(httparse::Status::Complete(n)) => {
@@ -164,19 +184,33 @@ fn round_trip(h: &RequestHead, limits: &Limits) {
     let written: Vec<(String, Vec<u8>)> = req
         .headers
         .iter()
-        .map(|f| (f.name.to_owned(), f.value.to_vec()))
+        .map(|f| (f.name.to_ascii_lowercase(), f.value.to_vec()))
         .collect();
-    same_fields("fields written", &written, &fields(&parts.headers));
+    // The map's way, on the same head.
+    let mut map = h.fields.to_map();
+    rewrite_fields(&mut map, &HeaderValue::from_static(CLIENT_IP), false, false)
+        .expect("joined x-forwarded-for values are valid");
+    if let Some(n) = h.fields.length {
+        // `conform::check_request` writes a length with leading zeros as the number.
+        map.insert(CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    if chunked {
+        map.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
+    same_fields("fields written", &by_name(written.clone()), &by_name(fields(&map)));
 
     // ninefold reads its own output with the framing it gave the input.
-    match head::parse_request(&out, limits) {
+    // The written head carries the forwarding fields on top of the client's.
+    let room = Limits {
+        max_request_headers: limits.max_request_headers + ADDED,
+        max_request_head: limits.max_request_head + 1024,
+        max_request_field: limits.max_request_field.max(limits.max_request_head),
+        ..*limits
+    };
+    match head::parse_request(&out, &room) {
         Ok(Some(again)) => {
             assert_eq!(again.framing, h.framing, "framing of the written head");
-            same_fields(
-                "fields re-read",
-                &fields(&again.parts.headers),
-                &fields(&parts.headers),
-            );
+            same_fields("fields re-read", &raw_request(&again.fields), &written);
         }
         other => panic!(
             "ninefold refuses the head it wrote ({:?}): {:?}",
@@ -196,8 +230,8 @@ fn same_request(data: &[u8], h: &RequestHead, t: &HyperRequest, limits: &Limits)
     // Transfer-Encoding; ninefold refuses both heads, so here the lists are whole.
     same_fields(
         "request field lines",
-        &fields(&p.headers),
-        &fields(&t.headers),
+        &by_name(raw_request(&h.fields)),
+        &by_name(fields(&t.headers)),
     );
 
     let rest = &data[h.len..];
@@ -681,11 +715,7 @@ fn same_response(data: &[u8], h: &ResponseHead, t: &HyperResponse, limits: &Limi
             }
         }
     }
-    // The raw lines keep the wire's order; a map groups each name's lines at its first
-    // place. The order of lines with different names carries no meaning (RFC 9110
-    // §5.3), that of one name's lines does: a stable sort by name keeps the latter.
-    ours.sort_by(|a, b| a.0.cmp(&b.0));
-    theirs.sort_by(|a, b| a.0.cmp(&b.0));
+    let (ours, theirs) = (by_name(ours), by_name(theirs));
     same_fields("answer field lines", &ours, &theirs);
 
     let rest = &data[h.len..];
@@ -835,9 +865,27 @@ fn fields(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
 
 /// The raw field lines ninefold keeps for its client: names in lower case, values.
 fn raw_fields(f: &head::RawFields) -> Vec<(String, Vec<u8>)> {
-    f.iter()
+    lower(f.iter())
+}
+
+/// A request's raw field lines as ninefold read them: names in lower case, values.
+fn raw_request(f: &head::RawRequest) -> Vec<(String, Vec<u8>)> {
+    lower(f.iter())
+}
+
+fn lower<'a>(lines: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<(String, Vec<u8>)> {
+    lines
         .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
         .collect()
+}
+
+/// Field lines sorted by name, each name's lines in their order. Raw lines keep the
+/// wire's order; a map groups each name's lines at its first place. The order of lines
+/// with different names carries no meaning (RFC 9110 §5.3), that of one name's lines
+/// does, and a stable sort keeps it.
+fn by_name(mut f: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    f.sort_by(|a, b| a.0.cmp(&b.0));
+    f
 }
 
 /// Field lines for a panic message: values cut to 40 bytes, non-ASCII escaped, so a

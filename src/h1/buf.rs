@@ -5,6 +5,11 @@
 //! from the worker's free list, and gives it back once the request is done and nothing
 //! is pipelined behind it. The free list is thread-local (no lock) and bounded, so a
 //! burst does not keep its memory forever.
+//!
+//! A second, smaller class ([`take_head`]) holds a request's or an answer's field lines
+//! while the request is in flight (see `head::RawRequest`, `head::RawFields`): a head
+//! rarely needs more than a few hundred bytes, and a full I/O buffer for each would
+//! triple what a request in flight holds.
 
 use std::cell::RefCell;
 
@@ -14,8 +19,12 @@ pub const SIZE: usize = 16 * 1024;
 /// Buffers kept per worker at most (4 MiB).
 const KEEP: usize = 256;
 
+/// Size of a pooled head buffer.
+pub const HEAD_SIZE: usize = 2048;
+
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static FREE_HEADS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A buffer of bytes read but not yet consumed: `data()` is `v[start..]`.
@@ -110,13 +119,26 @@ pub fn take() -> Vec<u8> {
         .unwrap_or_else(|| Vec::with_capacity(SIZE))
 }
 
-/// Returns a buffer to the pool; one that grew past [`SIZE`] is freed instead.
-pub fn give(mut v: Vec<u8>) {
-    if v.capacity() != SIZE {
-        return;
+/// A cleared buffer for about `len` bytes of field lines: a pooled one of
+/// [`HEAD_SIZE`] when they fit, else one of their size.
+pub fn take_head(len: usize) -> Vec<u8> {
+    if len > HEAD_SIZE {
+        return Vec::with_capacity(len);
     }
+    FREE_HEADS
+        .with(|f| f.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(HEAD_SIZE))
+}
+
+/// Returns a buffer to its pool; one of neither size (it grew) is freed instead.
+pub fn give(mut v: Vec<u8>) {
+    let pool = match v.capacity() {
+        SIZE => &FREE,
+        HEAD_SIZE => &FREE_HEADS,
+        _ => return,
+    };
     v.clear();
-    FREE.with(|f| {
+    pool.with(|f| {
         let mut f = f.borrow_mut();
         if f.len() < KEEP {
             f.push(v);

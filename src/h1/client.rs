@@ -10,8 +10,9 @@
 
 use super::buf::{self, Buf};
 use super::chunked::{self, Decoder};
-use super::head::{self, Framing, ResponseHead};
+use super::head::{self, Forwarding, Framing, ResponseHead};
 use super::io::{self, Stream};
+use crate::proxy::head::Head;
 use crate::proxy::ConnCtx;
 use crate::upstream::{pool, ReqBody};
 use bytes::Bytes;
@@ -48,18 +49,20 @@ pub async fn first_piece(body: &mut ReqBody<'_>) -> Result<Option<Bytes>, WriteE
     }
 }
 
-/// Writes `parts`, then `first` (from [`first_piece`]) in the same write. The rest
-/// of the body follows with [`write_body`].
+/// Writes the request's head (see `head::write_request`; `fwd` is what the forwarding
+/// fields say of the client), then `first` (from [`first_piece`]) in the same write.
+/// The rest of the body follows with [`write_body`].
 pub async fn write_head(
     stream: &TcpStream,
-    parts: &http::request::Parts,
+    req: &Head,
+    fwd: Forwarding<'_>,
     first: Option<&Bytes>,
 ) -> Result<(), WriteError> {
     let mut out = buf::take();
-    head::write_request(&mut out, parts);
+    head::write_request(&mut out, &req.parts, req.raw(), fwd);
     let r = match first {
         Some(d) if !d.is_empty() => {
-            if is_chunked(parts) {
+            if is_chunked(req) {
                 chunked::encode_size(&mut out, d.len());
                 match io::write_all2(stream, &out, d).await {
                     Ok(()) => io::write_all(stream, b"\r\n").await,
@@ -75,12 +78,16 @@ pub async fn write_head(
     r.map_err(WriteError::Head)
 }
 
-/// Whether `parts` frames its body chunked (set by `proxy::forward::prepare`).
-pub fn is_chunked(parts: &http::request::Parts) -> bool {
-    parts
-        .headers
-        .get(http::header::TRANSFER_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+/// Whether the request's body goes chunked (decided by `proxy::forward::prepare`).
+pub fn is_chunked(req: &Head) -> bool {
+    match req.raw() {
+        Some(r) => r.chunked,
+        None => req
+            .parts
+            .headers
+            .get(http::header::TRANSFER_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked")),
+    }
 }
 
 /// Writes the rest of a request body after [`write_head`], frame by frame (chunked

@@ -12,7 +12,12 @@
 //!   other than `chunked` → refused (502); `Content-Length` beside `chunked` is dropped
 //!   and the connection not reused; neither: the body runs to the connection's close.
 //!
-//! The head is copied once into a shared buffer and every field value is a slice of it.
+//! No header map is built on this path (issue 11: building one, hashing its names and
+//! counting references to its values was a fifth of the engine's user time). A head's
+//! fields are copied once, as `name: value` lines, into a pooled buffer
+//! ([`RawRequest`], [`RawFields`]); the pipeline reads them there, and the head for the
+//! next hop is written from them with the hop-by-hop fields cut on the way. What needs
+//! a map (hyper's h2 side, the fallback ladder's cache) makes one from the lines.
 
 use crate::config::Limits;
 use crate::proxy::error::Failure;
@@ -36,8 +41,11 @@ pub enum Framing {
 /// A parsed request head.
 #[derive(Debug)]
 pub struct RequestHead {
-    /// Method, target, version and fields, as the pipeline takes them.
+    /// Method, target and version, as the pipeline takes them; the header map is empty
+    /// (the fields are in `fields`).
     pub parts: http::request::Parts,
+    /// The fields, as the client sent them.
+    pub fields: RawRequest,
     /// The body's framing.
     pub framing: Framing,
     /// Whether the connection may carry another request after this one.
@@ -65,16 +73,39 @@ pub struct ResponseHead {
     pub len: usize,
 }
 
+/// `name: value` lines, each ended by CRLF, read as (name, value) pairs.
+#[derive(Clone)]
+pub struct Lines<'a>(&'a [u8]);
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let end = self.0.iter().position(|&b| b == b'\n')?;
+        let line = &self.0[..end.saturating_sub(1)];
+        self.0 = &self.0[end + 1..];
+        let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+        Some((&line[..colon], line.get(colon + 2..).unwrap_or_default()))
+    }
+}
+
+/// Appends a `name: value` line.
+pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// An answer's end-to-end fields, ready for an HTTP/1.x client: `name: value` lines
 /// in the upstream's order and spelling, each ended by CRLF, with the hop-by-hop
 /// fields cut (RFC 9110 §7.6.1: `Connection`, what it names, `Keep-Alive`,
 /// `Proxy-Connection`, `Transfer-Encoding`, `Upgrade` but on a `101`, `TE` but
 /// `trailers`) and `Content-Length` kept aside, since the writer frames the body.
 ///
-/// No header map is built for an answer on the HTTP/1.1 path: the lines are copied
-/// once, from the upstream's read buffer into a pooled one, and written out from
-/// there. What needs a map (an h2 client, the stale cache, `Retry-After`) makes one
-/// with [`RawFields::into_map`].
+/// The lines are copied once, from the upstream's read buffer into a pooled one, and
+/// written out from there. What needs a map (an h2 client, the stale cache,
+/// `Retry-After`) makes one with [`RawFields::into_map`].
 pub struct RawFields {
     lines: Vec<u8>,
     /// The upstream's `Content-Length`, if it sent one that stands.
@@ -90,16 +121,8 @@ impl RawFields {
     }
 
     /// Each line's name and value.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.lines
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let l = l.strip_suffix(b"\r").unwrap_or(l);
-                let colon = l.iter().position(|&b| b == b':').unwrap_or(l.len());
-                let value = l.get(colon + 2..).unwrap_or_default();
-                (&l[..colon], value)
-            })
+    pub fn iter(&self) -> Lines<'_> {
+        Lines(&self.lines)
     }
 
     /// The first value of field `name` (any case).
@@ -144,6 +167,121 @@ impl std::fmt::Debug for RawFields {
     }
 }
 
+/// A request's fields as the client sent them: `name: value` lines (each ended by
+/// CRLF, in the client's order and spelling) in a pooled buffer. The pipeline reads
+/// them through `proxy::head::Head`; [`write_request`] writes the upstream's head from
+/// them, cutting the hop-by-hop fields and adding the forwarding ones on the way (what
+/// `proxy::forward` does to a map for h2).
+pub struct RawRequest {
+    lines: Vec<u8>,
+    /// The `Content-Length` (at most one, `1*DIGIT`, checked by the parse).
+    pub length: Option<u64>,
+    /// A `Host` the pipeline set (the target's authority wins over the client's).
+    host: Option<HeaderValue>,
+    /// The body goes upstream chunked (set by `proxy::forward::prepare`).
+    pub chunked: bool,
+}
+
+impl RawRequest {
+    /// Each line's name and value, as received (a `Host` set since is not among them).
+    pub fn iter(&self) -> Lines<'_> {
+        Lines(&self.lines)
+    }
+
+    /// The values of field `name` (lower case), in order.
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> Values<'a, 'n> {
+        let host = name == "host";
+        Values {
+            lines: self.iter(),
+            name: name.as_bytes(),
+            only: self
+                .host
+                .as_ref()
+                .filter(|_| host)
+                .map(HeaderValue::as_bytes),
+            set: host && self.host.is_some(),
+        }
+    }
+
+    /// The first value of field `name` (lower case).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        if name == "host" {
+            if let Some(h) = &self.host {
+                return Some(h.as_bytes());
+            }
+        }
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Replaces the client's `Host` (see `proxy::conform`).
+    pub fn set_host(&mut self, v: HeaderValue) {
+        self.host = Some(v);
+    }
+
+    /// The fields as a header map (for hyper's h2 side and the fallback ladder).
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.iter().count() + 3);
+        for (n, v) in self.iter() {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n), HeaderValue::from_bytes(v)) {
+                map.append(n, v);
+            }
+        }
+        if let Some(h) = &self.host {
+            map.insert(http::header::HOST, h.clone());
+        }
+        map
+    }
+}
+
+impl Drop for RawRequest {
+    fn drop(&mut self) {
+        super::buf::give(std::mem::take(&mut self.lines));
+    }
+}
+
+impl std::fmt::Debug for RawRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRequest")
+            .field("lines", &String::from_utf8_lossy(&self.lines))
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The values of one field of a [`RawRequest`]; see [`RawRequest::values`].
+pub struct Values<'a, 'n> {
+    lines: Lines<'a>,
+    name: &'n [u8],
+    /// A `Host` set by the pipeline: the only value.
+    only: Option<&'a [u8]>,
+    set: bool,
+}
+
+impl<'a> Iterator for Values<'a, '_> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.set {
+            return self.only.take();
+        }
+        let name = self.name;
+        self.lines
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// What the upstream's head says about the client (`x-forwarded-*`).
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    /// The client's address, as text.
+    pub client_ip: &'a [u8],
+    /// Whether the client came over TLS.
+    pub tls: bool,
+}
+
 /// Headers on the stack per parse; a configured `max_request_headers` above it parses
 /// into the heap.
 const STACK_HEADERS: usize = 100;
@@ -183,42 +321,50 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
     }
     let http11 = version == 1;
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| Failure::BadRequest)?;
-    let shared = Bytes::copy_from_slice(&buf[..len]);
-    let uri = if path.as_bytes().first() == Some(&b'/') || path.contains("://") {
-        Uri::from_maybe_shared(sub(&shared, buf, path.as_bytes()))
+    let uri = if path == "/" {
+        Ok(Uri::from_static("/"))
+    } else if path.as_bytes().first() == Some(&b'/') || path.contains("://") {
+        Uri::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes()))
     } else {
         path.parse()
     }
     .map_err(|_| Failure::BadRequest)?;
 
-    let (headers, f) =
-        fields(req.headers, buf, &shared, limits.max_request_field, 3).map_err(|e| match e {
-            FieldError::TooLarge => Failure::FieldTooLarge,
-            FieldError::Invalid => Failure::BadRequest,
-        })?;
-    let Fields {
-        lengths,
-        length,
-        te,
-        close,
-        keep,
-        expect_continue,
-    } = f;
-    if lengths > 1 {
+    let raw = &*req.headers;
+    let mut fields = RawRequest {
+        lines: super::buf::take_head(len),
+        length: None,
+        host: None,
+        chunked: false,
+    };
+    let mut f = Fields::default();
+    for h in raw {
+        if h.name.len() + 2 + h.value.len() > limits.max_request_field {
+            return Err(Failure::FieldTooLarge);
+        }
+        f.read(h).map_err(|_: &'static str| Failure::BadRequest)?;
+        line(&mut fields.lines, h.name.as_bytes(), h.value);
+    }
+    if f.lengths > 1 {
         return Err(Failure::BadRequest);
     }
-    let framing = if te {
-        if length.is_some() || !http11 {
+    let framing = if f.te {
+        if f.length.is_some() || !http11 {
             return Err(Failure::BadRequest);
         }
-        crate::proxy::conform::transfer_coding(&headers)?;
+        crate::proxy::conform::transfer_codings(
+            raw.iter()
+                .filter(|h| Name::of(h.name.as_bytes()) == Name::TransferEncoding)
+                .map(|h| h.value),
+        )?;
         Framing::Chunked
     } else {
-        match length {
+        match f.length {
             Some(0) | None => Framing::Empty,
             Some(n) => Framing::Length(n),
         }
     };
+    fields.length = f.length;
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -227,12 +373,12 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
     } else {
         Version::HTTP_10
     };
-    parts.headers = headers;
     Ok(Some(RequestHead {
         parts,
+        fields,
         framing,
-        keep_alive: if http11 { !close } else { keep && !close },
-        expect_continue: expect_continue && http11,
+        keep_alive: if http11 { !f.close } else { f.keep && !f.close },
+        expect_continue: f.expect_continue && http11,
         len,
     }))
 }
@@ -275,30 +421,10 @@ pub fn parse_response(
     };
     let status = StatusCode::from_u16(code).map_err(|_| "invalid status code")?;
     let http11 = version == 1;
-    let raw = resp.headers;
-    let mut f = Fields {
-        lengths: 0,
-        length: None,
-        te: false,
-        close: false,
-        keep: false,
-        expect_continue: false,
-    };
-    for h in raw.iter() {
-        match Name::of(h.name.as_bytes()) {
-            Name::ContentLength => {
-                f.lengths += 1;
-                f.length = Some(content_length(h.value).ok_or("invalid Content-Length")?);
-            }
-            Name::TransferEncoding => f.te = true,
-            Name::Connection => {
-                for t in tokens(h.value) {
-                    f.close |= t.eq_ignore_ascii_case(b"close");
-                    f.keep |= t.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
-            _ => {}
-        }
+    let raw = &*resp.headers;
+    let mut f = Fields::default();
+    for h in raw {
+        f.read(h)?;
     }
     if f.lengths > 1 {
         return Err("two Content-Length fields");
@@ -317,7 +443,7 @@ pub fn parse_response(
         }
         crate::proxy::conform::transfer_codings(
             raw.iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+                .filter(|h| Name::of(h.name.as_bytes()) == Name::TransferEncoding)
                 .map(|h| h.value),
         )
         .map_err(|_| "a transfer coding other than chunked")?;
@@ -349,8 +475,21 @@ pub fn parse_response(
             }
         }
     };
-    let mut fields = end_to_end(raw, code == 101);
-    fields.length = length;
+    // A 101 keeps Connection and Upgrade: the client needs them to finish its handshake.
+    let mut fields = RawFields {
+        lines: super::buf::take_head(len),
+        length,
+        date: false,
+    };
+    let pairs = raw.iter().map(|h| (h.name.as_bytes(), h.value));
+    end_to_end(pairs, code == 101, |name, n, v| match name {
+        Name::ContentLength => {}
+        Name::Date => {
+            fields.date = true;
+            line(&mut fields.lines, n, v);
+        }
+        _ => line(&mut fields.lines, n, v),
+    });
     Ok(Some(ResponseHead {
         status,
         version: if http11 {
@@ -366,55 +505,86 @@ pub fn parse_response(
 }
 
 /// The field names the engine acts on, told apart by length first.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Name {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Name {
+    /// `Content-Length`.
     ContentLength,
+    /// `Transfer-Encoding`.
     TransferEncoding,
+    /// `Connection`.
     Connection,
+    /// `Keep-Alive`.
     KeepAlive,
+    /// `Proxy-Connection`.
     ProxyConnection,
+    /// `Upgrade`.
     Upgrade,
+    /// `TE`.
     Te,
+    /// `Date`.
     Date,
+    /// `Host`.
+    Host,
+    /// `Expect`.
+    Expect,
+    /// `X-Forwarded-For`.
+    ForwardedFor,
+    /// `X-Forwarded-Proto`.
+    ForwardedProto,
+    /// `X-Forwarded-Host`.
+    ForwardedHost,
+    /// Any other.
     Other,
 }
 
 impl Name {
-    fn of(n: &[u8]) -> Name {
+    /// The name `n` is, in any case.
+    pub fn of(n: &[u8]) -> Name {
         let is = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
         match n.len() {
             2 if is("te") => Name::Te,
+            4 if is("host") => Name::Host,
             4 if is("date") => Name::Date,
+            6 if is("expect") => Name::Expect,
             7 if is("upgrade") => Name::Upgrade,
             10 if is("connection") => Name::Connection,
             10 if is("keep-alive") => Name::KeepAlive,
             14 if is("content-length") => Name::ContentLength,
+            15 if is("x-forwarded-for") => Name::ForwardedFor,
             16 if is("proxy-connection") => Name::ProxyConnection,
+            16 if is("x-forwarded-host") => Name::ForwardedHost,
             17 if is("transfer-encoding") => Name::TransferEncoding,
+            17 if is("x-forwarded-proto") => Name::ForwardedProto,
             _ => Name::Other,
         }
     }
 }
 
-/// An answer's end-to-end fields (see [`RawFields`]); `upgrade`: a `101`, whose
-/// `Connection` and `Upgrade` the client needs to complete its handshake.
-fn end_to_end(raw: &[httparse::Header<'_>], upgrade: bool) -> RawFields {
-    // The Connection fields' values (a few on the stack; the rare answer with more
+/// Calls `emit` with each end-to-end field of `fields`, in order: the hop-by-hop ones
+/// are cut (see [`RawFields`]; the same rules as `proxy::forward::strip_hop_headers`
+/// for a map), and the first `TE` that lists `trailers` is emitted as `trailers`. `upgrade`: the message is a
+/// `101` or an Upgrade request, whose `Connection` and `Upgrade` go on.
+pub fn end_to_end<'a, I>(fields: I, upgrade: bool, mut emit: impl FnMut(Name, &'a [u8], &'a [u8]))
+where
+    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    // The Connection fields' values (a few on the stack; the rare message with more
     // is scanned whole for each name).
     let mut conn: [&[u8]; 4] = [&[]; 4];
     let mut n_conn = 0;
-    for h in raw {
-        if Name::of(h.name.as_bytes()) == Name::Connection {
+    for (n, v) in fields.clone() {
+        if Name::of(n) == Name::Connection {
             if let Some(slot) = conn.get_mut(n_conn) {
-                *slot = h.value;
+                *slot = v;
             }
             n_conn += 1;
         }
     }
     // Whether a Connection field names `name`, but for what routing and framing rest
-    // on (the same exceptions as `proxy::forward::strip_hop_headers`).
+    // on, and `close`.
     let named = |name: &[u8]| {
         if name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"close")
             || (upgrade && name.eq_ignore_ascii_case(b"upgrade"))
         {
@@ -424,50 +594,37 @@ fn end_to_end(raw: &[httparse::Header<'_>], upgrade: bool) -> RawFields {
         if n_conn <= conn.len() {
             conn[..n_conn].iter().any(|v| listed(v))
         } else {
-            raw.iter()
-                .filter(|h| Name::of(h.name.as_bytes()) == Name::Connection)
-                .any(|h| listed(h.value))
+            fields
+                .clone()
+                .filter(|(n, _)| Name::of(n) == Name::Connection)
+                .any(|(_, v)| listed(v))
         }
     };
-    let has_connection = n_conn > 0;
-    let mut out = RawFields {
-        lines: super::buf::take(),
-        length: None,
-        date: false,
-    };
-    for h in raw {
-        let name = h.name.as_bytes();
-        let value = match Name::of(name) {
-            Name::ContentLength
-            | Name::TransferEncoding
-            | Name::KeepAlive
-            | Name::ProxyConnection => continue,
+    let mut te = false;
+    for (n, v) in fields.clone() {
+        let name = Name::of(n);
+        let v = match name {
+            Name::TransferEncoding | Name::KeepAlive | Name::ProxyConnection => continue,
             Name::Connection | Name::Upgrade if !upgrade => continue,
             Name::Te => {
-                if !tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
+                // Only `trailers` goes on (gRPC needs it), once.
+                if te || !tokens(v).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
                     continue;
                 }
+                te = true;
                 &b"trailers"[..]
             }
-            Name::Date => {
-                out.date = true;
-                h.value
-            }
-            _ => h.value,
+            _ => v,
         };
-        if has_connection && named(name) {
+        if n_conn > 0 && named(n) {
             continue;
         }
-        let l = &mut out.lines;
-        l.extend_from_slice(name);
-        l.extend_from_slice(b": ");
-        l.extend_from_slice(value);
-        l.extend_from_slice(b"\r\n");
+        emit(name, n, v);
     }
-    out
 }
 
 /// What a head's fields say about its framing and its connection.
+#[derive(Default)]
 struct Fields {
     /// `Content-Length` fields seen.
     lengths: usize,
@@ -483,63 +640,25 @@ struct Fields {
     expect_continue: bool,
 }
 
-/// Why a field line is refused.
-enum FieldError {
-    /// Longer than the field limit.
-    TooLarge,
-    /// Not a valid field, or an invalid `Content-Length`.
-    Invalid,
-}
-
-/// Builds a request head's header map (each value a slice of `shared`, the copy of
-/// `buf`, with room for `extra` more fields) and reads its framing fields on the way.
-fn fields(
-    raw: &[httparse::Header<'_>],
-    buf: &[u8],
-    shared: &Bytes,
-    field_max: usize,
-    extra: usize,
-) -> Result<(HeaderMap, Fields), FieldError> {
-    let mut headers = HeaderMap::with_capacity(raw.len() + extra);
-    let mut f = Fields {
-        lengths: 0,
-        length: None,
-        te: false,
-        close: false,
-        keep: false,
-        expect_continue: false,
-    };
-    for h in raw {
-        if h.name.len() + 2 + h.value.len() > field_max {
-            return Err(FieldError::TooLarge);
-        }
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| FieldError::Invalid)?;
-        let value = HeaderValue::from_maybe_shared(sub(shared, buf, h.value))
-            .map_err(|_| FieldError::Invalid)?;
-        if name == http::header::CONTENT_LENGTH {
-            f.lengths += 1;
-            f.length = Some(content_length(h.value).ok_or(FieldError::Invalid)?);
-        } else if name == http::header::TRANSFER_ENCODING {
-            f.te = true;
-        } else if name == http::header::CONNECTION {
-            for t in tokens(h.value) {
-                f.close |= t.eq_ignore_ascii_case(b"close");
-                f.keep |= t.eq_ignore_ascii_case(b"keep-alive");
+impl Fields {
+    /// Takes in one field; an invalid `Content-Length` is an error.
+    fn read(&mut self, h: &httparse::Header<'_>) -> Result<(), &'static str> {
+        match Name::of(h.name.as_bytes()) {
+            Name::ContentLength => {
+                self.lengths += 1;
+                self.length = Some(content_length(h.value).ok_or("invalid Content-Length")?);
             }
-        } else if name == http::header::EXPECT {
-            f.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+            Name::TransferEncoding => self.te = true,
+            Name::Connection => {
+                for t in tokens(h.value) {
+                    self.close |= t.eq_ignore_ascii_case(b"close");
+                    self.keep |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            Name::Expect => self.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue"),
+            _ => {}
         }
-        headers.append(name, value);
-    }
-    Ok((headers, f))
-}
-
-/// The part of `shared` (a copy of `base`) that `part` (a slice of `base`) covers.
-fn sub(shared: &Bytes, base: &[u8], part: &[u8]) -> Bytes {
-    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
-    match start.checked_add(part.len()) {
-        Some(end) if end <= shared.len() => shared.slice(start..end),
-        _ => Bytes::copy_from_slice(part),
+        Ok(())
     }
 }
 
@@ -570,8 +689,16 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Writes a request head for an upstream: request line with the origin-form target,
-/// then the fields as they are in `parts` (already rewritten by `proxy::forward`).
-pub fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts) {
+/// then the fields: from `raw` when the own engine read the request, rewritten here
+/// (hop-by-hop fields cut, `Host` as the pipeline set it, `Content-Length` as the
+/// number read, `x-forwarded-*` from `fwd`, `Transfer-Encoding: chunked` when the body
+/// goes chunked); else `parts`' map, which `proxy::forward` rewrote already.
+pub fn write_request(
+    out: &mut Vec<u8>,
+    parts: &http::request::Parts,
+    raw: Option<&RawRequest>,
+    fwd: Forwarding<'_>,
+) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     match parts.uri.path_and_query() {
@@ -590,17 +717,73 @@ pub fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts) {
         },
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_fields(out, &parts.headers);
+    match raw {
+        Some(r) => write_raw_fields(out, r, fwd),
+        None => write_fields(out, &parts.headers),
+    }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The fields of a request the own engine read, rewritten for the upstream (see
+/// [`write_request`]).
+fn write_raw_fields(out: &mut Vec<u8>, r: &RawRequest, fwd: Forwarding<'_>) {
+    let host = r.get("host");
+    let mut forwarded = false;
+    end_to_end(r.iter(), false, |name, n, v| match name {
+        Name::ContentLength | Name::ForwardedProto => {}
+        Name::ForwardedFor => forwarded = true,
+        Name::Host if r.host.is_some() => {}
+        Name::ForwardedHost if host.is_some() => {}
+        _ => line(out, n, v),
+    });
+    if let Some(h) = &r.host {
+        line(out, b"host", h.as_bytes());
+    }
+    if let Some(n) = r.length {
+        let mut b = [0; 20];
+        line(out, b"content-length", fmt_u64(&mut b, n));
+    }
+    // The client joins the chain; several lines become one.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded {
+        for v in r.values("x-forwarded-for") {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(fwd.client_ip);
+    out.extend_from_slice(b"\r\n");
+    line(
+        out,
+        b"x-forwarded-proto",
+        if fwd.tls { b"https" } else { b"http" },
+    );
+    if let Some(h) = host {
+        line(out, b"x-forwarded-host", h);
+    }
+    if r.chunked {
+        line(out, b"transfer-encoding", b"chunked");
+    }
+}
+
+/// `n` in decimal, in `b`.
+pub fn fmt_u64(b: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = b.len();
+    loop {
+        i -= 1;
+        b[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &b[i..]
 }
 
 /// Writes `name: value` lines.
 pub fn write_fields(out: &mut Vec<u8>, h: &HeaderMap) {
     for (name, value) in h {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        line(out, name.as_str().as_bytes(), value.as_bytes());
     }
 }
 
@@ -787,21 +970,84 @@ mod tests {
     }
 
     #[test]
+    fn formats_numbers() {
+        let mut b = [0; 20];
+        assert_eq!(fmt_u64(&mut b, 0), b"0");
+        let mut b = [0; 20];
+        assert_eq!(fmt_u64(&mut b, u64::MAX), b"18446744073709551615");
+    }
+
+    #[test]
     fn writes_heads() {
+        let fwd = Forwarding {
+            client_ip: b"10.0.0.9",
+            tls: false,
+        };
         let r = req("POST /a?b HTTP/1.1\r\nHost: a\r\nX-Y: z\r\n\r\n")
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_request(&mut out, &r.parts);
-        assert_eq!(out, b"POST /a?b HTTP/1.1\r\nhost: a\r\nx-y: z\r\n\r\n");
+        write_request(&mut out, &r.parts, Some(&r.fields), fwd);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "POST /a?b HTTP/1.1\r\nHost: a\r\nX-Y: z\r\nx-forwarded-for: 10.0.0.9\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-host: a\r\n\r\n"
+        );
         let r = req("GET http://a.example?x=1 HTTP/1.1\r\nHost: a.example\r\n\r\n")
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_request(&mut out, &r.parts);
+        write_request(&mut out, &r.parts, Some(&r.fields), fwd);
         assert!(out.starts_with(b"GET /?x=1 HTTP/1.1\r\n"), "{out:?}");
         let mut out = Vec::new();
         write_status(&mut out, StatusCode::NOT_FOUND);
         assert_eq!(out, b"HTTP/1.1 404 Not Found\r\n");
+    }
+
+    #[test]
+    fn the_upstream_head_is_rewritten_as_it_is_written() {
+        let mut r = req(
+            "PUT /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Hop\r\n\
+                         X-Hop: 1\r\nX-Forwarded-For: 1.1.1.1\r\nKeep-Alive: 5\r\n\
+                         x-forwarded-for: 2.2.2.2, 3.3.3.3\r\nX-Forwarded-Proto: gopher\r\n\
+                         X-Forwarded-Host: evil\r\nContent-Length: 007\r\nTE: trailers\r\n\
+                         Proxy-Connection: x\r\nUpgrade: h2c\r\nAccept: */*\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.fields.get("x-forwarded-for"), Some(&b"1.1.1.1"[..]));
+        assert_eq!(r.fields.values("x-forwarded-for").count(), 2);
+        r.fields.set_host(HeaderValue::from_static("b.example"));
+        assert_eq!(r.fields.get("host"), Some(&b"b.example"[..]));
+        assert_eq!(r.fields.values("host").collect::<Vec<_>>(), [b"b.example"]);
+        let mut out = Vec::new();
+        let fwd = Forwarding {
+            client_ip: b"10.0.0.9",
+            tls: true,
+        };
+        write_request(&mut out, &r.parts, Some(&r.fields), fwd);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "PUT /x HTTP/1.1\r\nTE: trailers\r\nAccept: */*\r\nhost: b.example\r\n\
+             content-length: 7\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9\r\n\
+             x-forwarded-proto: https\r\nx-forwarded-host: b.example\r\n\r\n"
+        );
+        // A body of unknown length goes chunked; the client's coding line does not.
+        let mut r = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        r.fields.chunked = true;
+        let mut out = Vec::new();
+        write_request(&mut out, &r.parts, Some(&r.fields), fwd);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "POST / HTTP/1.1\r\nHost: a\r\nx-forwarded-for: 10.0.0.9\r\n\
+             x-forwarded-proto: https\r\nx-forwarded-host: a\r\n\
+             transfer-encoding: chunked\r\n\r\n"
+        );
+        // The map made for h2 and the ladder holds every field as received.
+        let map = r.fields.to_map();
+        assert_eq!(map["transfer-encoding"], "chunked");
+        assert_eq!(map["host"], "a");
     }
 }

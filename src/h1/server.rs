@@ -19,7 +19,7 @@ use crate::proxy::error::Failure;
 use crate::proxy::{self, ConnCtx};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, DATE};
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -252,11 +252,9 @@ async fn exchange(
         limits,
     );
     ctx.interim.store(!v10, Ordering::Relaxed);
-    let req = Request::from_parts(
-        parsed.parts,
-        crate::upstream::ReqBody::Client(Inbound { io, st: &mut st }),
-    );
-    let Some(resp) = watch(io, watch_eof, proxy::handle(ctx, req)).await else {
+    let head = proxy::head::Head::from_raw(parsed.parts, parsed.fields);
+    let body = crate::upstream::ReqBody::Client(Inbound { io, st: &mut st });
+    let Some(resp) = watch(io, watch_eof, proxy::handle(ctx, head, body)).await else {
         // The client left: the request was dropped (and recorded as such).
         return false;
     };
@@ -436,7 +434,7 @@ async fn write_response(
         } else {
             for (n, v) in r.iter() {
                 if !std::str::from_utf8(n).is_ok_and(|n| map.contains_key(n)) {
-                    field(&mut out, n, v);
+                    head::line(&mut out, n, v);
                 }
             }
         }
@@ -446,31 +444,31 @@ async fn write_response(
         dated |= r.date;
     }
     drop(raw);
-    let mut b = itoa_buf();
+    let mut b = [0; 20];
     let exact = body.size_hint().exact();
     let mode = if no_body {
         head::write_fields(&mut out, map);
         if let Some(n) = length {
-            field(&mut out, b"content-length", fmt_u64(&mut b, n));
+            head::line(&mut out, b"content-length", head::fmt_u64(&mut b, n));
         }
         Out::None
     } else if let Some(n) = exact {
         for (name, value) in map {
             if name != CONTENT_LENGTH {
-                field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+                head::line(&mut out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
-        field(&mut out, b"content-length", fmt_u64(&mut b, n));
+        head::line(&mut out, b"content-length", head::fmt_u64(&mut b, n));
         Out::Length
     } else if length.is_some() || map.contains_key(CONTENT_LENGTH) {
         head::write_fields(&mut out, map);
         if let Some(n) = length {
-            field(&mut out, b"content-length", fmt_u64(&mut b, n));
+            head::line(&mut out, b"content-length", head::fmt_u64(&mut b, n));
         }
         Out::Length
     } else if !v10 {
         head::write_fields(&mut out, map);
-        field(&mut out, b"transfer-encoding", b"chunked");
+        head::line(&mut out, b"transfer-encoding", b"chunked");
         Out::Chunked
     } else {
         head::write_fields(&mut out, map);
@@ -478,9 +476,9 @@ async fn write_response(
         Out::Close
     };
     if !*keep_alive {
-        field(&mut out, b"connection", b"close");
+        head::line(&mut out, b"connection", b"close");
     } else if v10 {
-        field(&mut out, b"connection", b"keep-alive");
+        head::line(&mut out, b"connection", b"keep-alive");
     }
     if !dated {
         date(&mut out);
@@ -529,9 +527,13 @@ async fn write_body(
                 head::write_status(out, rp.status);
                 head::write_fields(out, &rp.headers);
                 let body = Failure::UpstreamError.body();
-                let mut b = itoa_buf();
-                field(out, b"content-length", fmt_u64(&mut b, body.len() as u64));
-                field(out, b"connection", b"close");
+                let mut b = [0; 20];
+                head::line(
+                    out,
+                    b"content-length",
+                    head::fmt_u64(&mut b, body.len() as u64),
+                );
+                head::line(out, b"connection", b"close");
                 date(out);
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(body.as_bytes());
@@ -585,30 +587,6 @@ async fn write_body(
     Ok(())
 }
 
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-fn fmt_u64(b: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut i = b.len();
-    loop {
-        i -= 1;
-        b[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &b[i..]
-}
-
 /// Appends a `date` field, formatted once per second per worker.
 fn date(out: &mut Vec<u8>) {
     use std::cell::RefCell;
@@ -629,7 +607,7 @@ fn date(out: &mut Vec<u8>) {
             }
         }
         if c.0 == secs {
-            field(out, b"date", &c.1);
+            head::line(out, b"date", &c.1);
         }
     });
 }
@@ -794,18 +772,5 @@ impl Body for Inbound<'_> {
 impl std::fmt::Debug for Inbound<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inbound").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_numbers() {
-        let mut b = itoa_buf();
-        assert_eq!(fmt_u64(&mut b, 0), b"0");
-        let mut b = itoa_buf();
-        assert_eq!(fmt_u64(&mut b, u64::MAX), b"18446744073709551615");
     }
 }

@@ -24,13 +24,19 @@
 //! Nothing here allocates unless it rewrites `Host`.
 
 use super::error::Failure;
+use super::head::Head;
 use crate::config::Limits;
-use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::request::Parts;
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::Version;
 
 /// Checks a request and puts its host where routing and the upstream read it.
-pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> {
+pub fn check_request(head: &mut Head, limits: &Limits) -> Result<(), Failure> {
+    if head.raw.is_some() {
+        // The own engine's parse applied the limits and the framing rules already
+        // (`h1::head::parse_request`); the length goes upstream as the number read.
+        return host(head);
+    }
+    let parts = &mut head.parts;
     if uri_len(&parts.uri) > limits.max_uri {
         return Err(Failure::UriTooLong);
     }
@@ -43,7 +49,8 @@ pub fn check_request(parts: &mut Parts, limits: &Limits) -> Result<(), Failure> 
     {
         return Err(Failure::FieldTooLarge);
     }
-    host(parts)?;
+    host(head)?;
+    let parts = &mut head.parts;
     if parts.version == Version::HTTP_2 {
         // h2 frames its own bodies; the h2 layer refuses connection-specific fields and
         // a content-length that disagrees with the DATA frames.
@@ -118,14 +125,15 @@ pub(crate) fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Re
 }
 
 /// Host rules; see the module doc.
-fn host(parts: &mut Parts) -> Result<(), Failure> {
-    let mut hosts = parts.headers.get_all(HOST).iter();
+fn host(head: &mut Head) -> Result<(), Failure> {
+    let mut hosts = head.values("host");
     let given = hosts.next();
     if hosts.next().is_some() {
         return Err(Failure::BadRequest);
     }
+    let parts = &head.parts;
     if let Some(v) = given {
-        let valid = valid_host(v.as_bytes());
+        let valid = valid_host(v);
         // An empty Host is allowed when the target has no authority (RFC 9112 §3.2).
         let empty_ok = v.is_empty() && parts.uri.authority().is_none();
         if !(valid || empty_ok) {
@@ -139,7 +147,7 @@ fn host(parts: &mut Parts) -> Result<(), Failure> {
             }
             if parts.version == Version::HTTP_2 {
                 if let Some(v) = given {
-                    if !v.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
+                    if !v.eq_ignore_ascii_case(a.as_str().as_bytes()) {
                         return Err(Failure::BadRequest);
                     }
                     return Ok(());
@@ -147,7 +155,7 @@ fn host(parts: &mut Parts) -> Result<(), Failure> {
             }
             // The target's authority is the host (absolute-form, or h2 without Host).
             let v = HeaderValue::from_str(a.as_str()).map_err(|_| Failure::BadRequest)?;
-            parts.headers.insert(HOST, v);
+            head.set_host(v);
             Ok(())
         }
         None if given.is_none() && parts.version == Version::HTTP_11 => Err(Failure::BadRequest),
@@ -225,17 +233,42 @@ mod tests {
     use super::*;
     use http::Request;
 
-    fn parts(version: Version, uri: &str, headers: &[(&str, &str)]) -> Parts {
+    fn parts(version: Version, uri: &str, headers: &[(&str, &str)]) -> Head {
         let mut b = Request::builder().version(version).uri(uri);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        b.body(()).unwrap().into_parts().0
+        Head::new(b.body(()).unwrap().into_parts().0)
     }
 
-    fn check(version: Version, uri: &str, headers: &[(&str, &str)]) -> Result<Parts, Failure> {
+    /// Checks a request held as a map (h2's way), and for HTTP/1.x the same request as
+    /// the own engine reads it (raw lines): both must come to the same verdict and host.
+    fn check(version: Version, uri: &str, headers: &[(&str, &str)]) -> Result<Head, Failure> {
+        let limits = Limits::default();
         let mut p = parts(version, uri, headers);
-        check_request(&mut p, &Limits::default()).map(|()| p)
+        let map = check_request(&mut p, &limits).map(|()| p);
+        if version != Version::HTTP_2 {
+            let v = if version == Version::HTTP_10 {
+                "1.0"
+            } else {
+                "1.1"
+            };
+            let mut text = format!("GET {uri} HTTP/{v}\r\n");
+            for (k, val) in headers {
+                text += &format!("{k}: {val}\r\n");
+            }
+            text += "\r\n";
+            let raw = crate::h1::head::parse_request(text.as_bytes(), &limits).and_then(|h| {
+                let h = h.expect("a whole head");
+                let mut head = Head::from_raw(h.parts, h.fields);
+                check_request(&mut head, &limits).map(|()| head)
+            });
+            assert_eq!(raw.as_ref().err(), map.as_ref().err(), "{text:?}");
+            if let (Ok(a), Ok(b)) = (&raw, &map) {
+                assert_eq!(a.get("host"), b.get("host"), "{text:?}");
+            }
+        }
+        map
     }
 
     const H11: Version = Version::HTTP_11;
@@ -259,7 +292,7 @@ mod tests {
         );
         // Absolute form: the target's authority replaces Host.
         let p = check(H11, "http://other.example/x", &[("host", "a.example")]).unwrap();
-        assert_eq!(p.headers[HOST], "other.example");
+        assert_eq!(p.get("host"), Some(&b"other.example"[..]));
         // h2: a host that disagrees with :authority is refused, an equal one passes.
         let h2 = Version::HTTP_2;
         assert_eq!(
@@ -268,7 +301,7 @@ mod tests {
         );
         assert!(check(h2, "http://B.example/", &[("host", "b.EXAMPLE")]).is_ok());
         let p = check(h2, "http://b.example/", &[]).unwrap();
-        assert_eq!(p.headers[HOST], "b.example");
+        assert_eq!(p.get("host"), Some(&b"b.example"[..]));
     }
 
     #[test]
@@ -359,9 +392,9 @@ mod tests {
             &[("host", "a"), ("content-length", "00000000000088947693")],
         )
         .unwrap();
-        assert_eq!(p.headers[CONTENT_LENGTH], "88947693");
+        assert_eq!(p.parts.headers[CONTENT_LENGTH], "88947693");
         let p = check(H11, "/", &[("host", "a"), ("content-length", "0")]).unwrap();
-        assert_eq!(p.headers[CONTENT_LENGTH], "0");
+        assert_eq!(p.parts.headers[CONTENT_LENGTH], "0");
         assert_eq!(
             check(
                 H11,

@@ -152,7 +152,7 @@ impl RouteFaults {
     pub fn decide(
         &self,
         route: &str,
-        header: Option<&HeaderValue>,
+        header: Option<&[u8]>,
         active: &[ActiveFault],
         now: impl FnOnce() -> u64,
     ) -> Injected {
@@ -335,9 +335,11 @@ impl FaultRequest {
 
 /// Reads `x-ninefold-fault`: `abort=STATUS`, `delay=DURATION`, or both separated by a
 /// comma. Anything it cannot read is ignored (no fault), never an error to the client.
-pub fn parse_header(h: &HeaderValue) -> Injected {
+pub fn parse_header(h: &[u8]) -> Injected {
     let mut out = Injected::default();
-    let Ok(s) = h.to_str() else { return out };
+    let Ok(s) = std::str::from_utf8(h) else {
+        return out;
+    };
     for part in s.split([',', ';']) {
         let Some((k, v)) = part.split_once('=') else {
             continue;
@@ -454,12 +456,12 @@ mod tests {
 
     #[test]
     fn header_faults_only_with_allow_header() {
-        let h = HeaderValue::from_static("abort=502, delay=150ms");
+        let h = &b"abort=502, delay=150ms"[..];
         let mut f = faults(None, None, 1);
-        assert_eq!(f.decide("app", Some(&h), &[], || 1), Injected::default());
+        assert_eq!(f.decide("app", Some(h), &[], || 1), Injected::default());
         f.config.allow_header = true;
         assert_eq!(
-            f.decide("app", Some(&h), &[], || 1),
+            f.decide("app", Some(h), &[], || 1),
             Injected {
                 delay: Some(Duration::from_millis(150)),
                 abort: Some(502)
@@ -469,7 +471,7 @@ mod tests {
 
     #[test]
     fn header_parsing() {
-        let p = |s: &'static str| parse_header(&HeaderValue::from_static(s));
+        let p = |s: &'static str| parse_header(s.as_bytes());
         assert_eq!(p("abort=503").abort, Some(503));
         assert_eq!(p("delay=200ms").delay, Some(Duration::from_millis(200)));
         assert_eq!(p(" delay = 1s ; abort=500").abort, Some(500));

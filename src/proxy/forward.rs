@@ -20,10 +20,12 @@
 
 use super::body::{ReqBody, RespBody};
 use super::error::Failure;
+use super::head::Head;
 use super::ConnCtx;
 use crate::config::UpstreamProtocol;
 use crate::h1::buf::Buf;
 use crate::h1::client;
+use crate::h1::head::Forwarding;
 use crate::snapshot::ClusterSnap;
 use crate::upstream::pool::{self, ConnectError};
 use crate::upstream::retry::Cause;
@@ -66,16 +68,29 @@ pub enum Upgrade {
 /// headers out, `x-forwarded-*` in, the URI in the upstream protocol's form, and a
 /// body of unknown length marked chunked for an HTTP/1.1 upstream (see the module
 /// doc). Returns the client's side of an Upgrade request.
+///
+/// A head the own engine read (raw lines) to an HTTP/1.1 upstream is only marked here:
+/// `h1::head::write_request` does the rewrite while it writes the lines. An Upgrade,
+/// or an h2 upstream, takes the map's way.
 pub fn prepare(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
-    parts: &mut Parts,
+    head: &mut Head,
     body: &ReqBody<'_>,
 ) -> Result<Option<Upgrade>, Failure> {
-    let upgrade = is_upgrade(parts);
+    let upgrade = is_upgrade(head);
     let h2 = cluster.protocol == UpstreamProtocol::Http2;
+    let chunked = !h2 && !body.is_end_stream() && body.size_hint().exact().is_none();
+    if h2 || upgrade {
+        head.materialize();
+    }
+    if let Some(raw) = &mut head.raw {
+        raw.chunked = chunked;
+        return origin_form(&mut head.parts).map(|()| None);
+    }
+    let parts = &mut head.parts;
     rewrite_request(ctx, parts, upgrade, h2)?;
-    if !h2 && !body.is_end_stream() && body.size_hint().exact().is_none() {
+    if chunked {
         parts.headers.insert(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
@@ -100,16 +115,20 @@ pub async fn send<'a>(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
     ep: &Arc<EndpointState>,
-    parts: &Parts,
+    req: &Head,
     body: ReqBody<'a>,
     idle: std::time::Duration,
     upgrade: Option<Upgrade>,
 ) -> Result<Response<RespBody>, SendError<'a>> {
     let in_flight = ep.start();
     if cluster.protocol == UpstreamProtocol::Http2 {
-        return send_h2(cluster, ep, parts, body, idle, in_flight).await;
+        return send_h2(cluster, ep, &req.parts, body, idle, in_flight).await;
     }
-    let head_req = parts.method == http::Method::HEAD;
+    let head_req = req.parts.method == http::Method::HEAD;
+    let fwd = Forwarding {
+        client_ip: ctx.client_ip.as_bytes(),
+        tls: ctx.tls,
+    };
 
     // HTTP/1.1: reuse a pooled connection when there is one. Upgrades take a fresh one,
     // since the connection becomes the tunnel.
@@ -131,7 +150,7 @@ pub async fn send<'a>(
         Ok(f) => f,
         Err(e) => return Err(write_failed(e)),
     };
-    if let Err(e) = client::write_head(&stream, parts, first.as_ref()).await {
+    if let Err(e) = client::write_head(&stream, req, fwd, first.as_ref()).await {
         if !reused {
             return Err(write_failed(e));
         }
@@ -141,13 +160,13 @@ pub async fn send<'a>(
             Ok(s) => s,
             Err(e) => return Err(connect_failed(cluster, e, body)),
         };
-        if let Err(e) = client::write_head(&stream, parts, first.as_ref()).await {
+        if let Err(e) = client::write_head(&stream, req, fwd, first.as_ref()).await {
             return Err(write_failed(e));
         }
     }
     // The rest of the body goes while the answer is awaited: an upstream may answer
     // before it has read the whole body (a 413, a 401), and then it is not waited for.
-    let chunked = client::is_chunked(parts);
+    let chunked = client::is_chunked(req);
     let mut rbuf = Buf::new();
     let (head, body_sent) = {
         let write = client::write_body(&stream, &mut body, chunked);
@@ -396,20 +415,19 @@ fn tunnel(t: client::Tunnel, client: hyper::upgrade::OnUpgrade) {
 }
 
 /// HTTP/1.1 Upgrade request (WebSocket and friends).
-pub fn is_upgrade(parts: &Parts) -> bool {
-    parts.version == Version::HTTP_11
-        && parts.headers.contains_key(header::UPGRADE)
-        && parts
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v, "upgrade"))
+pub fn is_upgrade(head: &Head) -> bool {
+    head.parts.version == Version::HTTP_11
+        && head.contains("upgrade")
+        && head.values("connection").any(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
 }
 
 fn has_token(v: &HeaderValue, token: &str) -> bool {
-    v.to_str()
-        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        .unwrap_or(false)
+    v.as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Rewrites the client's request for the upstream: hop-by-hop headers out,
@@ -420,40 +438,8 @@ fn rewrite_request(
     upgrade: bool,
     h2: bool,
 ) -> Result<(), Failure> {
-    let h = &mut parts.headers;
-    strip_hop_headers(h, upgrade);
-    // Room for the x-forwarded-* headers, so adding them does not grow the map twice.
-    h.reserve(3);
-
-    // Host is in place already: `conform::check_request` put the target's authority
-    // (absolute-form, h2's :authority) there.
-    // Append the client to the chain; several x-forwarded-for lines become one.
-    let mut prev = h.get_all(&X_FORWARDED_FOR).iter();
-    match (prev.next(), prev.next()) {
-        (None, _) => {
-            h.insert(X_FORWARDED_FOR.clone(), ctx.client_ip.clone());
-        }
-        (Some(first), second) => {
-            let mut v = Vec::with_capacity(first.len() + 2 + ctx.client_ip.len());
-            v.extend_from_slice(first.as_bytes());
-            for more in second.into_iter().chain(prev) {
-                v.extend_from_slice(b", ");
-                v.extend_from_slice(more.as_bytes());
-            }
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(ctx.client_ip.as_bytes());
-            let v = HeaderValue::from_bytes(&v).map_err(|_| Failure::BadRequest)?;
-            h.insert(X_FORWARDED_FOR.clone(), v);
-        }
-    }
-    h.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
-    );
-    if let Some(host) = h.get(header::HOST).cloned() {
-        h.insert(X_FORWARDED_HOST.clone(), host);
-    }
-
+    rewrite_fields(&mut parts.headers, &ctx.client_ip, ctx.tls, upgrade)?;
+    let h = &parts.headers;
     if h2 {
         // hyper's h2 client wants an absolute URI; :authority comes from Host.
         let authority = h
@@ -476,19 +462,71 @@ fn rewrite_request(
         parts.uri = Uri::from_parts(up).map_err(|_| Failure::BadRequest)?;
         parts.version = Version::HTTP_2;
     } else {
-        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-            let pq = match parts.uri.path_and_query() {
-                // An empty path is `/`, before a query too (RFC 9112 §3.2.1).
-                Some(pq) if pq.as_str().starts_with('?') => {
-                    PathAndQuery::try_from(format!("/{pq}")).map_err(|_| Failure::BadRequest)?
-                }
-                Some(pq) => pq.clone(),
-                None => PathAndQuery::from_static("/"),
-            };
-            parts.uri = Uri::from(pq);
-        }
-        parts.version = Version::HTTP_11;
+        origin_form(parts)?;
     }
+    Ok(())
+}
+
+/// The map's side of the fields' rewrite for the upstream: hop-by-hop fields out,
+/// the client (`client_ip`, over TLS or not) into `x-forwarded-*`. A head the own
+/// engine read gets the same rewrite from `h1::head::write_request`; the `h1_framing`
+/// fuzz target holds the two to the same result.
+pub fn rewrite_fields(
+    h: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    tls: bool,
+    upgrade: bool,
+) -> Result<(), Failure> {
+    strip_hop_headers(h, upgrade);
+    // Room for the x-forwarded-* headers, so adding them does not grow the map twice.
+    h.reserve(3);
+
+    // Host is in place already: `conform::check_request` put the target's authority
+    // (absolute-form, h2's :authority) there.
+    // Append the client to the chain; several x-forwarded-for lines become one.
+    let mut prev = h.get_all(&X_FORWARDED_FOR).iter();
+    match (prev.next(), prev.next()) {
+        (None, _) => {
+            h.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+        }
+        (Some(first), second) => {
+            let mut v = Vec::with_capacity(first.len() + 2 + client_ip.len());
+            v.extend_from_slice(first.as_bytes());
+            for more in second.into_iter().chain(prev) {
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(more.as_bytes());
+            }
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client_ip.as_bytes());
+            let v = HeaderValue::from_bytes(&v).map_err(|_| Failure::BadRequest)?;
+            h.insert(X_FORWARDED_FOR.clone(), v);
+        }
+    }
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
+    if let Some(host) = h.get(header::HOST).cloned() {
+        h.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    Ok(())
+}
+
+/// The target in origin form (an absolute-form one loses its scheme and authority,
+/// which are in `Host` already), for an HTTP/1.1 upstream.
+fn origin_form(parts: &mut Parts) -> Result<(), Failure> {
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = match parts.uri.path_and_query() {
+            // An empty path is `/`, before a query too (RFC 9112 §3.2.1).
+            Some(pq) if pq.as_str().starts_with('?') => {
+                PathAndQuery::try_from(format!("/{pq}")).map_err(|_| Failure::BadRequest)?
+            }
+            Some(pq) => pq.clone(),
+            None => PathAndQuery::from_static("/"),
+        };
+        parts.uri = Uri::from(pq);
+    }
+    parts.version = Version::HTTP_11;
     Ok(())
 }
 
@@ -531,20 +569,19 @@ pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
         let named: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
             .filter(|t| {
                 // Connection may not take away what routing and framing rest on.
                 let ignored = t.is_empty()
-                    || t.eq_ignore_ascii_case("close")
-                    || t.eq_ignore_ascii_case("keep-alive")
-                    || t.eq_ignore_ascii_case("host")
-                    || t.eq_ignore_ascii_case("content-length")
-                    || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"));
+                    || t.eq_ignore_ascii_case(b"close")
+                    || t.eq_ignore_ascii_case(b"keep-alive")
+                    || t.eq_ignore_ascii_case(b"host")
+                    || t.eq_ignore_ascii_case(b"content-length")
+                    || (keep_upgrade && t.eq_ignore_ascii_case(b"upgrade"));
                 !ignored
             })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         for n in named {
             h.remove(n);
@@ -566,12 +603,15 @@ pub fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
         h.remove(header::TRANSFER_ENCODING);
     }
     if present & TE != 0 {
-        if let Some(te) = h.get(header::TE) {
-            if !has_token(te, "trailers") {
-                h.remove(header::TE);
-            } else if te != "trailers" {
-                h.insert(header::TE, HeaderValue::from_static("trailers"));
-            }
+        // Only `trailers` goes on (gRPC needs it), once, if any TE line has it.
+        let trailers = h
+            .get_all(header::TE)
+            .iter()
+            .any(|v| has_token(v, "trailers"));
+        if trailers {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+        } else {
+            h.remove(header::TE);
         }
     }
 }

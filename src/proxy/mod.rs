@@ -22,6 +22,7 @@ pub mod error;
 pub mod fallback;
 pub mod fault;
 pub mod forward;
+pub mod head;
 pub mod record;
 pub mod route;
 
@@ -34,6 +35,7 @@ use crate::upstream::select::{NoPick, Tried};
 use crate::upstream::{now_ms, Ejection, ReqBody};
 use body::RespBody;
 use error::Failure;
+use head::Head;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use record::{LogLine, Record};
 use std::net::SocketAddr;
@@ -78,7 +80,7 @@ impl ConnCtx {
 }
 
 /// Handles one request; never fails: every failure is a response.
-pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBody> {
+pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<RespBody> {
     let start = Instant::now();
     // 1. One config version for the whole request.
     let snap = ctx.shared.snapshot.load_full();
@@ -86,17 +88,22 @@ pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBo
         tracing::warn!(listener = %ctx.listener, "request on a listener a reload removed; answering 503");
         return Failure::ListenerGone.response();
     };
-    let (mut parts, body) = req.into_parts();
-    let log = LogLine::new(snap.config.access_log, ctx, &parts.method, &parts.uri);
+    let mut head = head;
+    let log = LogLine::new(
+        snap.config.access_log,
+        ctx,
+        &head.parts.method,
+        &head.parts.uri,
+    );
 
     // 2. Conformance: refuse what an upstream could read otherwise than we do, and put
     //    the host where routing and the upstream both read it.
-    if let Err(f) = conform::check_request(&mut parts, &snap.config.limits) {
+    if let Err(f) = conform::check_request(&mut head, &snap.config.limits) {
         return unrouted(listener, f, start, log.as_deref());
     }
 
     // 3. Route.
-    let Some(route) = route::resolve(listener, &parts) else {
+    let Some(route) = route::resolve(listener, &head) else {
         return unrouted(listener, Failure::NoRoute, start, log.as_deref());
     };
     // From here the request is recorded exactly once, even if this future is dropped
@@ -106,14 +113,14 @@ pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBo
     // 4. Cell: a route to a cell set runs on the cluster of the request's cell.
     let target = match &route.cells {
         None => Ok(&route.cluster),
-        Some(set) => pick_cell(set, &parts),
+        Some(set) => pick_cell(set, &head),
     };
 
     // 5. Faults (drills): a delay holds the request, an abort answers it here; the
     //    upstream never sees an aborted request.
     let injected = {
         let active = ctx.shared.faults.load();
-        let header = parts.headers.get(&fault::FAULT_HEADER);
+        let header = head.get(fault::FAULT_HEADER.as_str());
         route.faults.decide(&route.name, header, &active, now_ms)
     };
     if let Some(d) = injected.delay {
@@ -131,11 +138,14 @@ pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBo
 
     // 6. What the fallback ladder needs is kept first, and only on routes that have
     //    one: the head (to ask another cluster, and to key the stale cache).
-    let ladder = route.fallback.as_ref().filter(|f| f.serves(&parts.method));
+    let ladder = route
+        .fallback
+        .as_ref()
+        .filter(|f| f.serves(&head.parts.method));
     // Only the cluster and stale rungs read the head: a static-only ladder copies nothing.
     let kept = ladder
         .filter(|f| f.cluster.is_some() || f.stale.is_some())
-        .map(|_| head_of(&parts));
+        .map(|_| kept_of(&head));
     let bodiless = http_body::Body::is_end_stream(&body);
 
     // 7. Bulkheads (the route's, then its cluster's; the permits ride in the record
@@ -146,7 +156,7 @@ pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBo
             if route.cells.is_some() {
                 record.cluster(&cell_cluster.name);
             }
-            let (cluster, zone) = split(route, cell_cluster, &parts.method);
+            let (cluster, zone) = split(route, cell_cluster, &head.parts.method);
             let mut shed = false;
             for b in [route.bulkhead.as_ref(), cluster.bulkhead.as_ref()]
                 .into_iter()
@@ -163,7 +173,7 @@ pub async fn handle(ctx: &ConnCtx, req: Request<ReqBody<'_>>) -> Response<RespBo
             if shed {
                 Err((Failure::BulkheadFull, None))
             } else {
-                let run = attempts(ctx, route, cluster, zone, parts, body);
+                let run = attempts(ctx, route, cluster, zone, head, body);
                 crate::timer::timeout(route.timeout, run)
                     .await
                     .unwrap_or(Err((Failure::Timeout, None)))
@@ -264,11 +274,8 @@ fn split<'r>(
 type Outcome = Result<(Response<RespBody>, Option<Arc<str>>), (Failure, Option<Arc<str>>)>;
 
 /// The cluster of the request's cell, counting the request against its home cell.
-fn pick_cell<'a>(
-    set: &'a cells::CellSet,
-    parts: &http::request::Parts,
-) -> Result<&'a Arc<ClusterSnap>, Failure> {
-    let key = route::hash_key(&set.key, parts);
+fn pick_cell<'a>(set: &'a cells::CellSet, head: &Head) -> Result<&'a Arc<ClusterSnap>, Failure> {
+    let key = route::hash_key(&set.key, head);
     let now = now_ms();
     match set.pick(key, |i| set.live(i, now)) {
         Ok((serve, home, outcome)) => {
@@ -302,7 +309,7 @@ async fn fallback_ladder(
     ctx: &ConnCtx,
     route: &RouteSnap,
     f: &fallback::RouteFallback,
-    head: Option<&Head>,
+    head: Option<&Kept>,
     bodiless: bool,
     primary: Outcome,
 ) -> (Outcome, Option<fallback::Kind>) {
@@ -349,7 +356,7 @@ async fn attempts(
     route: &RouteSnap,
     cluster: &ClusterSnap,
     zone: Option<&str>,
-    mut parts: http::request::Parts,
+    mut head: Head,
     body: ReqBody<'_>,
 ) -> Result<(Response<RespBody>, Arc<str>), (Failure, Option<Arc<str>>)> {
     let cfg = &route.retry;
@@ -372,13 +379,13 @@ async fn attempts(
     let key = cluster
         .hash_on
         .as_ref()
-        .and_then(|k| route::hash_key(k, &parts));
-    let upgrade = forward::prepare(ctx, cluster, &mut parts, &body).map_err(|f| (f, None))?;
+        .and_then(|k| route::hash_key(k, &head));
+    let upgrade = forward::prepare(ctx, cluster, &mut head, &body).map_err(|f| (f, None))?;
 
     // What a retry needs: the head again (only if a sent request may be repeated), and
     // the body again (kept whole when small enough; see `upstream::retry`).
     let may_retry = cfg.attempts > 1 && upgrade.is_none();
-    let repeatable = may_retry && retry::repeatable(&parts.method, &parts.headers, cfg);
+    let repeatable = may_retry && retry::repeatable(&head, cfg);
     // The clock read above serves the first pick too, unless reading the body waited.
     let mut first_now = Some(now);
     let body = match body {
@@ -456,7 +463,7 @@ async fn attempts(
             ctx,
             cluster,
             ep,
-            &parts,
+            &head,
             body,
             route.idle_timeout,
             upgrade.take(),
@@ -678,31 +685,32 @@ impl Drop for Probe<'_> {
     }
 }
 
-/// The parts of a request head a retry needs again (extensions are not kept: an
-/// upgrade is never retried).
-struct Head {
+/// What the fallback ladder keeps of a request head: to ask another cluster, and to
+/// key the stale cache (extensions are not kept: an upgrade is never retried). Its
+/// fields are a map: ladders are not the hot path.
+struct Kept {
     method: Method,
     uri: http::Uri,
     version: http::Version,
     headers: http::HeaderMap,
 }
 
-fn head_of(p: &http::request::Parts) -> Head {
-    Head {
-        method: p.method.clone(),
-        uri: p.uri.clone(),
-        version: p.version,
-        headers: p.headers.clone(),
+fn kept_of(h: &Head) -> Kept {
+    Kept {
+        method: h.parts.method.clone(),
+        uri: h.parts.uri.clone(),
+        version: h.parts.version,
+        headers: h.to_map(),
     }
 }
 
-fn rebuild(h: &Head) -> http::request::Parts {
+fn rebuild(h: &Kept) -> Head {
     let (mut p, ()) = Request::new(()).into_parts();
     p.method = h.method.clone();
     p.uri = h.uri.clone();
     p.version = h.version;
     p.headers = h.headers.clone();
-    p
+    Head::new(p)
 }
 
 /// Reads a body of known size up to `limit` into memory so it can be sent again; a

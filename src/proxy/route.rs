@@ -3,21 +3,20 @@
 //! Conditions: exact `path`, `path_prefix`, `host` (case-insensitive, port ignored),
 //! `methods`, and exact `headers`. Matching allocates nothing.
 
+use super::head::Head;
 use crate::config::{HashKey, MatchConfig};
 use crate::snapshot::{ListenerSnap, RouteSnap};
 use crate::upstream::balance::hash_bytes;
-use http::header::{COOKIE, HOST};
-use http::request::Parts;
 use std::sync::Arc;
 
 /// The route for a request, if any.
-pub fn resolve<'a>(listener: &'a ListenerSnap, req: &Parts) -> Option<&'a Arc<RouteSnap>> {
+pub fn resolve<'a>(listener: &'a ListenerSnap, req: &Head) -> Option<&'a Arc<RouteSnap>> {
     listener.routes.iter().find(|r| matches(&r.matcher, req))
 }
 
 /// Whether a request meets every condition of `m`.
-pub fn matches(m: &MatchConfig, req: &Parts) -> bool {
-    let path = req.uri.path();
+pub fn matches(m: &MatchConfig, req: &Head) -> bool {
+    let path = req.parts.uri.path();
     if let Some(p) = &m.path {
         if path != p {
             return false;
@@ -29,7 +28,7 @@ pub fn matches(m: &MatchConfig, req: &Parts) -> bool {
         }
     }
     if let Some(methods) = &m.methods {
-        if !methods.contains(&req.method) {
+        if !methods.contains(&req.parts.method) {
             return false;
         }
     }
@@ -41,14 +40,14 @@ pub fn matches(m: &MatchConfig, req: &Parts) -> bool {
     }
     m.headers
         .iter()
-        .all(|(name, value)| req.headers.get_all(name).iter().any(|v| v == value))
+        .all(|(name, value)| req.values(name.as_str()).any(|v| v == value.as_bytes()))
 }
 
 /// The request's host without port: the Host header, or the URI's authority (h2).
-pub fn request_host(req: &Parts) -> Option<&str> {
-    let raw = match req.headers.get(HOST) {
-        Some(h) => h.to_str().ok()?,
-        None => req.uri.authority()?.as_str(),
+pub fn request_host(req: &Head) -> Option<&str> {
+    let raw = match req.get("host") {
+        Some(h) => std::str::from_utf8(h).ok()?,
+        None => req.parts.uri.authority()?.as_str(),
     };
     Some(strip_port(raw))
 }
@@ -65,14 +64,12 @@ fn strip_port(h: &str) -> &str {
 }
 
 /// The hash of a request's key for consistent hashing, or `None` when absent.
-pub fn hash_key(key: &HashKey, req: &Parts) -> Option<u64> {
+pub fn hash_key(key: &HashKey, req: &Head) -> Option<u64> {
     let value: &[u8] = match key {
-        HashKey::Header(name) => req.headers.get(name)?.as_bytes(),
+        HashKey::Header(name) => req.get(name.as_str())?,
         HashKey::Cookie(name) => req
-            .headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .values("cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(';'))
             .find_map(|kv| {
                 let (k, v) = kv.trim().split_once('=')?;
@@ -80,6 +77,7 @@ pub fn hash_key(key: &HashKey, req: &Parts) -> Option<u64> {
             })?
             .as_bytes(),
         HashKey::Query(name) => req
+            .parts
             .uri
             .query()?
             .split('&')
@@ -97,12 +95,12 @@ mod tests {
     use super::*;
     use http::Request;
 
-    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Head {
         let mut b = Request::builder().uri(uri);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        b.body(()).unwrap().into_parts().0
+        Head::new(b.body(()).unwrap().into_parts().0)
     }
 
     #[test]

@@ -197,6 +197,8 @@ pub struct Reader {
     framing: Framing,
     decoder: Decoder,
     done: bool,
+    /// A piece ready to relay (see [`Reader::poll_piece`]).
+    pending: Option<Piece>,
     /// Where the connection goes back at a clean end; `None`: it is closed.
     keep: Option<(usize, SocketAddr)>,
 }
@@ -217,6 +219,7 @@ impl Reader {
             framing,
             decoder: Decoder::new(ext_limit, 64 * 1024),
             done: false,
+            pending: None,
             keep,
         };
         if framing == Framing::Empty {
@@ -256,43 +259,67 @@ impl Reader {
         self.buf.release_if_empty();
     }
 
-    /// The next piece of body; `None` at its end.
+    /// The next piece of body, copied out; `None` at its end.
     pub fn poll_data(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        match ready!(self.poll_piece(cx)) {
+            Some(Ok(())) => {
+                let d = Bytes::copy_from_slice(self.piece());
+                self.advance();
+                Poll::Ready(Some(Ok(d)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    /// Waits for the next piece of body, which is then lent from the read buffer by
+    /// [`Reader::piece`] until [`Reader::advance`]: the HTTP/1.1 writer relays it
+    /// from there, with no copy and no allocation. `None` at the body's end.
+    pub fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(), std::io::Error>>> {
         loop {
+            if self.pending.is_some() {
+                return Poll::Ready(Some(Ok(())));
+            }
             if self.done {
                 return Poll::Ready(None);
             }
             if !self.buf.is_empty() {
                 let data = self.buf.data();
-                let chunk = match &mut self.framing {
+                match self.framing {
                     Framing::Length(left) => {
-                        let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                        let c = Bytes::copy_from_slice(&data[..n]);
-                        *left -= n as u64;
-                        self.buf.consume(n);
-                        if *left == 0 {
-                            self.finish();
-                        }
-                        Some(c)
+                        let n = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                        self.pending = Some(Piece {
+                            data: 0..n,
+                            consumed: n,
+                            done: n as u64 == left,
+                        });
                     }
                     Framing::Close => {
-                        let c = Bytes::copy_from_slice(data);
-                        let n = data.len();
-                        self.buf.consume(n);
-                        Some(c)
+                        self.pending = Some(Piece {
+                            data: 0..data.len(),
+                            consumed: data.len(),
+                            done: false,
+                        });
                     }
                     Framing::Chunked => match self.decoder.decode(data) {
-                        Ok(d) => {
-                            let c = d.data.map(|r| Bytes::copy_from_slice(&data[r]));
-                            self.buf.consume(d.consumed);
-                            if d.done {
-                                self.finish();
+                        Ok(d) => match d.data {
+                            Some(r) => {
+                                self.pending = Some(Piece {
+                                    data: r,
+                                    consumed: d.consumed,
+                                    done: d.done,
+                                })
                             }
-                            c
-                        }
+                            None => {
+                                self.buf.consume(d.consumed);
+                                if d.done {
+                                    self.finish();
+                                }
+                            }
+                        },
                         Err(_) => {
                             self.discard();
                             return Poll::Ready(Some(Err(std::io::Error::new(
@@ -301,13 +328,7 @@ impl Reader {
                             ))));
                         }
                     },
-                    Framing::Empty => {
-                        self.finish();
-                        None
-                    }
-                };
-                if let Some(c) = chunk {
-                    return Poll::Ready(Some(Ok(c)));
+                    Framing::Empty => self.finish(),
                 }
                 continue;
             }
@@ -331,6 +352,35 @@ impl Reader {
             }
         }
     }
+
+    /// The piece [`Reader::poll_piece`] made ready (empty if none is).
+    pub fn piece(&self) -> &[u8] {
+        match &self.pending {
+            Some(p) => &self.buf.data()[p.data.clone()],
+            None => &[],
+        }
+    }
+
+    /// The ready piece is relayed: it and its framing are consumed.
+    pub fn advance(&mut self) {
+        let Some(p) = self.pending.take() else { return };
+        self.buf.consume(p.consumed);
+        if let Framing::Length(left) = &mut self.framing {
+            *left -= p.data.len() as u64;
+        }
+        if p.done {
+            self.finish();
+        }
+    }
+}
+
+/// A piece of body ready in the read buffer: its data, and the bytes (data and
+/// framing) to consume once it is relayed.
+struct Piece {
+    data: std::ops::Range<usize>,
+    consumed: usize,
+    /// The body ends with it.
+    done: bool,
 }
 
 /// The upstream side of a tunnel after a `101`: the connection and the bytes that

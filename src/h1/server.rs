@@ -14,7 +14,7 @@ use super::buf::{self, Buf};
 use super::chunked::{self, Decoder};
 use super::head::{self, Framing};
 use super::io::{self, Client, Stream};
-use crate::proxy::body::{BoxError, RespBody};
+use crate::proxy::body::{BoxError, RespBody, UpstreamBody};
 use crate::proxy::error::Failure;
 use crate::proxy::{self, ConnCtx};
 use bytes::Bytes;
@@ -501,6 +501,11 @@ async fn write_body(
         }
         return io::write_all(io, out).await;
     }
+    if let RespBody::Upstream(b) = body {
+        if b.lends() {
+            return relay(io, out, b, mode).await;
+        }
+    }
     // Whether any of the answer has gone out (until then the head is in `out`).
     let mut sent = false;
     loop {
@@ -518,65 +523,91 @@ async fn write_body(
         };
         match frame {
             None => break,
-            Some(Err(_)) if !sent => {
-                // The upstream broke the body before any of the answer left: the
-                // client gets the 502 its record says (`upstream-body-cut`), and the
-                // connection closes.
-                out.clear();
-                let (rp, _) = Failure::UpstreamError.response().into_parts();
-                head::write_status(out, rp.status);
-                head::write_fields(out, &rp.headers);
-                let body = Failure::UpstreamError.body();
-                let mut b = [0; 20];
-                head::line(
-                    out,
-                    b"content-length",
-                    head::fmt_u64(&mut b, body.len() as u64),
-                );
-                head::line(out, b"connection", b"close");
-                date(out);
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(body.as_bytes());
-                let _ = io::write_all(io, out).await;
-                return Err(std::io::ErrorKind::BrokenPipe.into());
-            }
-            Some(Err(_)) => {
-                // The upstream broke the body: the client must see a broken answer,
-                // not a short one that looks complete.
-                if !out.is_empty() {
-                    let _ = io::write_all(io, out).await;
-                }
-                return Err(std::io::ErrorKind::BrokenPipe.into());
-            }
+            Some(Err(_)) => return broken(io, out, sent).await,
             Some(Ok(f)) => {
                 let Ok(data) = f.into_data() else { continue };
-                if data.is_empty() {
-                    continue;
-                }
-                if mode == Out::Chunked {
-                    chunked::encode_size(out, data.len());
-                }
-                if data.len() > 4096 {
-                    io::write_all2(io, out, &data).await?;
-                    out.clear();
-                    sent = true;
-                } else {
-                    out.extend_from_slice(&data);
-                }
-                if mode == Out::Chunked {
-                    out.extend_from_slice(b"\r\n");
-                }
-                if out.len() >= buf::SIZE {
-                    io::write_all(io, out).await?;
-                    out.clear();
-                    sent = true;
-                }
+                put(io, out, &data, mode, &mut sent).await?;
             }
         }
         if body.is_end_stream() {
             break;
         }
     }
+    end(io, out, mode).await
+}
+
+/// Relays an HTTP/1.1 upstream's body straight from the upstream's read buffer to the
+/// client (`UpstreamBody::poll_piece`): no copy into a frame of its own, no allocation.
+async fn relay(
+    io: &Client,
+    out: &mut Vec<u8>,
+    b: &mut UpstreamBody,
+    mode: Out,
+) -> std::io::Result<()> {
+    let mut sent = false;
+    loop {
+        // Poll once; if the body has to wait, send what is gathered first.
+        let ready = match poll_fn(|cx| Poll::Ready(b.poll_piece(cx))).await {
+            Poll::Ready(r) => r,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    io::write_all(io, out).await?;
+                    out.clear();
+                    sent = true;
+                }
+                poll_fn(|cx| b.poll_piece(cx)).await
+            }
+        };
+        match ready {
+            None => break,
+            Some(Err(_)) => return broken(io, out, sent).await,
+            Some(Ok(())) => {
+                put(io, out, b.piece(), mode, &mut sent).await?;
+                b.advance();
+            }
+        }
+        if b.ended() {
+            break;
+        }
+    }
+    end(io, out, mode).await
+}
+
+/// Adds a piece of body to the answer: gathered in `out` when small, else written
+/// with what `out` holds in one write (`sent`: some of the answer has gone out).
+async fn put(
+    io: &Client,
+    out: &mut Vec<u8>,
+    data: &[u8],
+    mode: Out,
+    sent: &mut bool,
+) -> std::io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    if mode == Out::Chunked {
+        chunked::encode_size(out, data.len());
+    }
+    if data.len() > 4096 {
+        io::write_all2(io, out, data).await?;
+        out.clear();
+        *sent = true;
+    } else {
+        out.extend_from_slice(data);
+    }
+    if mode == Out::Chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+    if out.len() >= buf::SIZE {
+        io::write_all(io, out).await?;
+        out.clear();
+        *sent = true;
+    }
+    Ok(())
+}
+
+/// The body has ended: the last chunk, and what `out` still holds.
+async fn end(io: &Client, out: &mut Vec<u8>, mode: Out) -> std::io::Result<()> {
     if mode == Out::Chunked {
         out.extend_from_slice(chunked::LAST_CHUNK);
     }
@@ -585,6 +616,33 @@ async fn write_body(
         out.clear();
     }
     Ok(())
+}
+
+/// The upstream broke the body. Before any of the answer left (`sent` false), the
+/// client gets the 502 its record says (`upstream-body-cut`); after, it must see a
+/// broken answer, not a short one that looks complete. The connection closes.
+async fn broken(io: &Client, out: &mut Vec<u8>, sent: bool) -> std::io::Result<()> {
+    if !sent {
+        out.clear();
+        let (rp, _) = Failure::UpstreamError.response().into_parts();
+        head::write_status(out, rp.status);
+        head::write_fields(out, &rp.headers);
+        let body = Failure::UpstreamError.body();
+        let mut b = [0; 20];
+        head::line(
+            out,
+            b"content-length",
+            head::fmt_u64(&mut b, body.len() as u64),
+        );
+        head::line(out, b"connection", b"close");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body.as_bytes());
+    }
+    if !out.is_empty() {
+        let _ = io::write_all(io, out).await;
+    }
+    Err(std::io::ErrorKind::BrokenPipe.into())
 }
 
 /// Appends a `date` field, formatted once per second per worker.

@@ -214,6 +214,89 @@ impl UpstreamBody {
         }
     }
 
+    /// Whether the body can be relayed piece by piece from its read buffer
+    /// ([`UpstreamBody::poll_piece`]): an HTTP/1.1 upstream's.
+    pub fn lends(&self) -> bool {
+        matches!(self.inner, Inner::H1(_))
+    }
+
+    /// Waits for the next piece of an HTTP/1.1 upstream's body, lent by
+    /// [`UpstreamBody::piece`] until [`UpstreamBody::advance`] (see
+    /// `h1::client::Reader::poll_piece`), within the idle timeout like a frame.
+    /// `None` at the body's end.
+    pub fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(), BoxError>>> {
+        let Inner::H1(reader) = &mut self.inner else {
+            return Poll::Ready(Some(Err("not an HTTP/1.1 body".into())));
+        };
+        match reader.poll_piece(cx) {
+            Poll::Pending => match self.idle_fired(cx) {
+                Some(e) => Poll::Ready(Some(Err(e))),
+                None => Poll::Pending,
+            },
+            Poll::Ready(None) => {
+                self.armed = false;
+                self.end(true);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(()))) => {
+                self.armed = false;
+                Poll::Ready(Some(Ok(())))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.inner.discard();
+                self.end(false);
+                Poll::Ready(Some(Err(e.into())))
+            }
+        }
+    }
+
+    /// The piece [`UpstreamBody::poll_piece`] made ready.
+    pub fn piece(&self) -> &[u8] {
+        match &self.inner {
+            Inner::H1(r) => r.piece(),
+            Inner::H2(_) => &[],
+        }
+    }
+
+    /// The ready piece has been relayed.
+    pub fn advance(&mut self) {
+        let Inner::H1(r) = &mut self.inner else { return };
+        if let Some(p) = &mut self.store {
+            p.data(r.piece());
+        }
+        r.advance();
+        if r.is_done() {
+            self.end(true);
+        }
+    }
+
+    /// Arms the idle timer when a read starts waiting; the error if it has fired.
+    fn idle_fired(&mut self, cx: &mut Context<'_>) -> Option<BoxError> {
+        if !self.armed {
+            let deadline = Instant::now() + self.idle;
+            match &mut self.timer {
+                Some(t) => t.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        let fired = self
+            .timer
+            .as_mut()
+            .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+        if !fired {
+            return None;
+        }
+        // Silent too long: fail the body so the client sees a broken response, not a
+        // short one; the connection is dropped, not pooled.
+        self.inner.discard();
+        self.end(false);
+        Some(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "upstream body idle timeout",
+        )))
+    }
+
     fn poll_upstream(
         &mut self,
         cx: &mut Context<'_>,
@@ -221,27 +304,8 @@ impl UpstreamBody {
         let r = self.inner.poll_frame(cx);
         match &r {
             Poll::Pending => {
-                if !self.armed {
-                    let deadline = Instant::now() + self.idle;
-                    match &mut self.timer {
-                        Some(t) => t.as_mut().reset(deadline),
-                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
-                    self.armed = true;
-                }
-                let fired = self
-                    .timer
-                    .as_mut()
-                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
-                if fired {
-                    // Silent too long: fail the body so the client sees a broken
-                    // response, not a short one; the connection is dropped, not pooled.
-                    self.inner.discard();
-                    self.end(false);
-                    return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "upstream body idle timeout",
-                    )))));
+                if let Some(e) = self.idle_fired(cx) {
+                    return Poll::Ready(Some(Err(e)));
                 }
             }
             Poll::Ready(None) => {

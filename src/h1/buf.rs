@@ -20,7 +20,11 @@ pub const SIZE: usize = 16 * 1024;
 const KEEP: usize = 256;
 
 /// Size of a pooled head buffer.
-pub const HEAD_SIZE: usize = 2048;
+pub const HEAD_SIZE: usize = 1024;
+
+/// Head buffers kept per worker at most (64 KiB): about the requests one worker has in
+/// flight at once under load; a burst beyond it allocates, and frees afterwards.
+const KEEP_HEADS: usize = 64;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -132,15 +136,15 @@ pub fn take_head(len: usize) -> Vec<u8> {
 
 /// Returns a buffer to its pool; one of neither size (it grew) is freed instead.
 pub fn give(mut v: Vec<u8>) {
-    let pool = match v.capacity() {
-        SIZE => &FREE,
-        HEAD_SIZE => &FREE_HEADS,
+    let (pool, keep) = match v.capacity() {
+        SIZE => (&FREE, KEEP),
+        HEAD_SIZE => (&FREE_HEADS, KEEP_HEADS),
         _ => return,
     };
     v.clear();
     pool.with(|f| {
         let mut f = f.borrow_mut();
-        if f.len() < KEEP {
+        if f.len() < keep {
             f.push(v);
         }
     });

@@ -7,6 +7,7 @@
 //! request to a connection task over channels. This engine parses heads with
 //! `httparse` ([`head`]), decodes bodies with its own strict framing ([`chunked`]),
 //! takes buffers from a worker-local pool only while bytes are in flight ([`buf`]),
+//! reuses each request's state allocations within the worker ([`pooled`]),
 //! and runs the whole request, client side and upstream side, in the connection's own
 //! task ([`server`], [`client`]). h2 and h2c client connections stay on hyper, which
 //! hands its requests to the same pipeline; the choice is made per connection, after
@@ -17,4 +18,5 @@ pub mod chunked;
 pub mod client;
 pub mod head;
 pub mod io;
+pub mod pooled;
 pub mod server;

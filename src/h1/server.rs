@@ -14,6 +14,7 @@ use super::buf::{self, Buf};
 use super::chunked::{self, Decoder};
 use super::head::{self, Framing};
 use super::io::{self, Client, Stream};
+use super::pooled::Pooled;
 use crate::proxy::body::{BoxError, RespBody, UpstreamBody};
 use crate::proxy::error::Failure;
 use crate::proxy::{self, ConnCtx};
@@ -82,26 +83,15 @@ pub async fn serve<G>(ctx: Arc<ConnCtx>, guard: G) {
         }
         let Some(io) = &ctx.stream else { return };
         let idle = cfg.client_idle_timeout;
-        // Boxed: an idle connection's task holds only its idle state, not a request's
-        // deepest one (the exchange's state is allocated per request), and made in its
-        // box (a state of several KiB is not built on the stack and copied over).
-        let again = boxed(|| exchange(&ctx, io, &mut rbuf, &cfg.limits, idle)).await;
+        // Out of line: an idle connection's task holds only its idle state, not a
+        // request's deepest one; the exchange's state lives in a block of the worker's
+        // pool while the request lasts, built in place (see `super::pooled`).
+        let again = Pooled::with(|| exchange(&ctx, io, &mut rbuf, &cfg.limits, idle)).await;
         if !again {
             return;
         }
         deadline = tokio::time::Instant::now() + idle;
     }
-}
-
-/// A future made directly in its heap allocation: `Box::pin(f())` builds the future on
-/// the stack and copies all of its type's bytes into the box (several KiB for a
-/// request's state, whatever the state holds yet); writing the call's result into an
-/// allocation made first lets it be built in place.
-fn boxed<F: std::future::Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    let mut b = Box::<F>::new_uninit();
-    b.write(make());
-    // SAFETY: just written.
-    Box::into_pin(unsafe { b.assume_init() })
 }
 
 /// The worker's idle connections, woken when their idle deadline passes or the worker

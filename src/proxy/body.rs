@@ -16,6 +16,7 @@ use super::fallback::Pending;
 use super::record::Record;
 use crate::h1::client::{Reader, Tunnel};
 use crate::h1::head::RawFields;
+use crate::h1::pooled::Pooled;
 use crate::upstream::InFlight;
 pub use crate::upstream::ReqBody;
 use bytes::Bytes;
@@ -35,7 +36,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub enum RespBody {
     /// The upstream's body, streamed.
-    Upstream(Box<UpstreamBody>),
+    Upstream(Pooled<UpstreamBody>),
     /// A body made by the gateway (errors, 404s).
     Full(Option<Bytes>),
     /// A `101` from an HTTP/1.1 upstream to a client of the own engine: the engine
@@ -130,7 +131,7 @@ impl RespBody {
     }
 
     fn wrap(inner: Inner, in_flight: InFlight, idle: Duration) -> Self {
-        let b = Box::new(UpstreamBody {
+        let b = Pooled::new(UpstreamBody {
             inner,
             _in_flight: in_flight,
             idle,
@@ -260,7 +261,9 @@ impl UpstreamBody {
 
     /// The ready piece has been relayed.
     pub fn advance(&mut self) {
-        let Inner::H1(r) = &mut self.inner else { return };
+        let Inner::H1(r) = &mut self.inner else {
+            return;
+        };
         if let Some(p) = &mut self.store {
             p.data(r.piece());
         }

@@ -81,7 +81,7 @@ impl<'a> Iterator for Lines<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let end = self.0.iter().position(|&b| b == b'\n')?;
+        let end = memchr::memchr(b'\n', self.0)?;
         let line = &self.0[..end.saturating_sub(1)];
         self.0 = &self.0[end + 1..];
         let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());

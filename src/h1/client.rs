@@ -353,6 +353,12 @@ impl Reader {
         }
     }
 
+    /// Whether everything read from the upstream so far has been relayed (the next piece
+    /// needs a read from the socket).
+    pub fn is_drained(&self) -> bool {
+        self.pending.is_none() && self.buf.is_empty()
+    }
+
     /// The piece [`Reader::poll_piece`] made ready (empty if none is).
     pub fn piece(&self) -> &[u8] {
         match &self.pending {

@@ -314,6 +314,29 @@ pub async fn shutdown<S: Stream + ?Sized>(io: &S) {
     .await;
 }
 
+/// Reads and drops what the peer sends until it closes, an error, `idle` without a
+/// byte, or `total` in all (see `h1::server`'s lingering close). A pooled buffer is
+/// held only while bytes are read.
+pub async fn linger<S: Stream + ?Sized>(
+    io: &S,
+    idle: std::time::Duration,
+    total: std::time::Duration,
+) {
+    let run = async {
+        let mut buf = Buf::new();
+        loop {
+            match tokio::time::timeout(idle, read(io, &mut buf, super::buf::SIZE)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    buf.consume(buf.len());
+                    buf.release_if_empty();
+                }
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(total, run).await;
+}
+
 /// A shared stream as `AsyncRead + AsyncWrite`, for tunnels.
 pub struct Shared<'a, S: ?Sized>(pub &'a S);
 

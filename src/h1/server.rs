@@ -277,13 +277,15 @@ async fn exchange(
     // 5. The answer.
     let written = write_response(io, &rp, &mut body, head_req, v10, &mut keep_alive).await;
     drop(body);
+    // The client may still be sending: a body nobody read, or bytes after this request.
+    let unread = (!st.done && !st.failed) || !st.buf.is_empty();
     if written.is_err() || !keep_alive {
-        shut(io).await;
+        shut(io, unread && written.is_ok()).await;
         return false;
     }
     // 6. What is left of the request body, before the next request.
     if !st.done && !drain(io, &mut st, idle).await {
-        shut(io).await;
+        shut(io, true).await;
         return false;
     }
     *rbuf = std::mem::take(&mut st.buf);
@@ -344,9 +346,27 @@ async fn tunnel(client: &Client, upstream: &TcpStream, mut early: Buf) {
     let _ = tokio::io::copy_bidirectional(&mut io::Shared(client), &mut io::Shared(upstream)).await;
 }
 
+/// How long a lingering close waits for the client's next bytes, and at most in all.
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+const LINGER_TOTAL: Duration = Duration::from_secs(10);
+
 /// Closes the write side, so the client reads the end of the answer, then the close.
-async fn shut(io: &Client) {
+/// With `linger` (the client may still be sending: a body nobody read, a request
+/// after this one), what it sends is read and dropped until it closes too, for at most
+/// [`LINGER_IDLE`] between reads and [`LINGER_TOTAL`] in all (1 s while the worker
+/// shuts down): closing a socket with unread bytes resets the connection, and the reset
+/// throws away whatever of the answer the client has not read yet (nginx's lingering
+/// close).
+async fn shut(io: &Client, linger: bool) {
     io::shutdown(io).await;
+    if linger {
+        let total = if closing() {
+            Duration::from_secs(1)
+        } else {
+            LINGER_TOTAL
+        };
+        io::linger(io, LINGER_IDLE, total).await;
+    }
 }
 
 /// Answers a request refused before the pipeline (bad head, over a limit, CONNECT),
@@ -356,7 +376,7 @@ async fn refuse(ctx: &ConnCtx, io: &Client, f: Failure, head_req: bool) {
     let (rp, mut body) = resp.into_parts();
     let mut keep_alive = false;
     let _ = write_response(io, &rp, &mut body, head_req, false, &mut keep_alive).await;
-    shut(io).await;
+    shut(io, false).await;
 }
 
 /// Reads and drops the rest of a request body the pipeline left unread: up to
@@ -554,6 +574,14 @@ async fn relay(
             Some(Ok(())) => {
                 put(io, out, b.piece(), mode, &mut sent).await?;
                 b.advance();
+                // All the upstream sent so far is gathered: it goes now, one write per
+                // upstream read, so the client sees what the upstream sent whatever
+                // comes next (a pause, or the connection cut).
+                if !b.ended() && b.drained() && !out.is_empty() {
+                    io::write_all(io, out).await?;
+                    out.clear();
+                    sent = true;
+                }
             }
         }
         if b.ended() {

@@ -259,6 +259,14 @@ impl UpstreamBody {
         }
     }
 
+    /// Whether all the upstream has sent so far has been relayed.
+    pub fn drained(&self) -> bool {
+        match &self.inner {
+            Inner::H1(r) => r.is_drained(),
+            Inner::H2(_) => false,
+        }
+    }
+
     /// The ready piece has been relayed.
     pub fn advance(&mut self) {
         let Inner::H1(r) = &mut self.inner else {

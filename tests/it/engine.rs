@@ -2,7 +2,8 @@
 //! one-shot vectors do not reach: the chunk-extension limit as configured, pooled
 //! upstream connections the upstream closed meanwhile, a client body streamed into an
 //! h2 upstream, `Expect: 100-continue` on a request answered without its body,
-//! pipelined requests with bodies, and keep-alive with HTTP/1.0 clients.
+//! pipelined requests with bodies, keep-alive with HTTP/1.0 clients, and a whole answer
+//! for a client still sending the body the answer came before (lingering close).
 
 use crate::support::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -234,4 +235,80 @@ async fn http10_keeps_alive_only_when_asked() {
     let text = String::from_utf8_lossy(&all);
     assert_eq!(count_answers(&all), 1, "{text}");
     assert!(text.contains("connection: close"), "{text}");
+}
+
+#[tokio::test]
+async fn an_answer_given_before_the_body_reaches_a_client_still_sending_whole() {
+    // The upstream answers 401 with 1 MiB at once, without reading the request body.
+    const ANSWER: usize = 1 << 20;
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = up.accept().await {
+            let mut head = Vec::new();
+            let mut b = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            let mut answer =
+                format!("HTTP/1.1 401 Unauthorized\r\ncontent-length: {ANSWER}\r\n\r\n")
+                    .into_bytes();
+            answer.resize(answer.len() + ANSWER, b'x');
+            let _ = s.write_all(&answer).await;
+            held.push(s);
+        }
+    });
+    let gw = Gateway::start(&one_endpoint_config(up_addr, ""));
+
+    // A client with a small receive window: most of the answer is still in the
+    // gateway's send queue when the gateway is done with the connection. Closing a
+    // socket with unread bytes (the body the client is still sending) resets the
+    // connection and throws that queue away, unless the gateway reads on first.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(8192).unwrap();
+    sock.connect(&gw.addr("web").into()).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let s = TcpStream::from_std(sock.into()).unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 67108864\r\n\r\n")
+        .await
+        .unwrap();
+    // The client goes on sending its body (4 MiB of the 64 it announced) meanwhile.
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'b'; 64 * 1024];
+        for _ in 0..64 {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        wr
+    });
+    let read = async {
+        let mut got = Vec::new();
+        let mut b = vec![0u8; 64 * 1024];
+        loop {
+            match rd.read(&mut b).await {
+                Ok(0) => return (got, None),
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(e) => return (got, Some(e.kind())),
+            }
+        }
+    };
+    let (got, err) = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the answer ends within 30 s");
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let head = String::from_utf8_lossy(&got[..head_end.unwrap_or(got.len().min(200))]);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(
+        (got.len() - head_end.unwrap_or(0), err),
+        (ANSWER, None),
+        "the whole answer, then the close, not a reset"
+    );
+    drop(writer.await);
 }

@@ -6,7 +6,9 @@
 //! body is read lazily, from the connection's own buffer and socket, as the pipeline
 //! asks for it ([`Inbound`]): `Expect: 100-continue` is answered when the body is
 //! first wanted, and a body nobody read is drained (up to [`DRAIN_LIMIT`]) or the
-//! connection closed before the next request is read. An upgrade becomes a tunnel only
+//! connection closed before the next request is read: its sending side first, then
+//! what the client still sends is read and dropped for a while, so the answer is not
+//! lost to a reset (a lingering close, see `shut`). An upgrade becomes a tunnel only
 //! once the upstream's `101` has arrived (CVE-2026-2833); the bytes after an upgrade
 //! request's head are read as HTTP until then.
 

@@ -9,7 +9,9 @@
 //! A second, smaller class ([`take_head`]) holds a request's or an answer's field lines
 //! while the request is in flight (see `head::RawRequest`, `head::RawFields`): a head
 //! rarely needs more than a few hundred bytes, and a full I/O buffer for each would
-//! triple what a request in flight holds.
+//! triple what a request in flight holds. A third, larger one ([`Buf::answer`]) reads an
+//! upstream's answer: a head and a 16 KiB body in one receive, to the client in one
+//! write (with 16 KiB, the body's last bytes took a receive and a send of their own).
 
 use std::cell::RefCell;
 
@@ -18,6 +20,13 @@ pub const SIZE: usize = 16 * 1024;
 
 /// Buffers kept per worker at most (4 MiB).
 const KEEP: usize = 256;
+
+/// Size of a pooled buffer for an upstream's answer: its head and a 16 KiB body fit
+/// one receive, and go to the client in one write.
+pub const ANSWER_SIZE: usize = 32 * 1024;
+
+/// Answer buffers kept per worker at most (2 MiB).
+const KEEP_ANSWERS: usize = 64;
 
 /// Size of a pooled head buffer.
 pub const HEAD_SIZE: usize = 1024;
@@ -29,6 +38,7 @@ const KEEP_HEADS: usize = 64;
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static FREE_HEADS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static FREE_ANSWERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A buffer of bytes read but not yet consumed: `data()` is `v[start..]`.
@@ -43,6 +53,17 @@ impl Buf {
     pub const fn new() -> Self {
         Buf {
             v: Vec::new(),
+            start: 0,
+        }
+    }
+
+    /// An empty buffer holding a pooled one of [`ANSWER_SIZE`] (for an upstream's
+    /// answer).
+    pub fn answer() -> Self {
+        Buf {
+            v: FREE_ANSWERS
+                .with(|f| f.borrow_mut().pop())
+                .unwrap_or_else(|| Vec::with_capacity(ANSWER_SIZE)),
             start: 0,
         }
     }
@@ -139,6 +160,7 @@ pub fn give(mut v: Vec<u8>) {
     let (pool, keep) = match v.capacity() {
         SIZE => (&FREE, KEEP),
         HEAD_SIZE => (&FREE_HEADS, KEEP_HEADS),
+        ANSWER_SIZE => (&FREE_ANSWERS, KEEP_ANSWERS),
         _ => return,
     };
     v.clear();
@@ -169,5 +191,19 @@ mod tests {
         assert_eq!(b.v.capacity(), 0);
         let again = take();
         assert_eq!(again.capacity(), SIZE);
+
+        // Each class goes back to its own pool.
+        let mut a = Buf::answer();
+        assert_eq!(a.v.capacity(), ANSWER_SIZE);
+        a.extend(b"HTTP/1.1 200 OK\r\n\r\n");
+        let at = a.v.as_ptr();
+        a.consume(a.len());
+        a.release_if_empty();
+        assert_eq!(Buf::answer().v.as_ptr(), at);
+        let h = take_head(100);
+        assert_eq!(h.capacity(), HEAD_SIZE);
+        give(h);
+        assert_eq!(take_head(HEAD_SIZE).capacity(), HEAD_SIZE);
+        assert_eq!(take_head(HEAD_SIZE + 1).capacity(), HEAD_SIZE + 1);
     }
 }

@@ -167,7 +167,7 @@ pub async fn send<'a>(
     // The rest of the body goes while the answer is awaited: an upstream may answer
     // before it has read the whole body (a 413, a 401), and then it is not waited for.
     let chunked = client::is_chunked(req);
-    let mut rbuf = Buf::new();
+    let mut rbuf = Buf::answer();
     let (head, body_sent) = {
         let write = client::write_body(&stream, &mut body, chunked);
         let read = client::read_head(ctx, &stream, &mut rbuf, head_req, cluster.max_response_head);

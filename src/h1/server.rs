@@ -525,11 +525,7 @@ async fn write_body(
         let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
             Poll::Ready(f) => f,
             Poll::Pending => {
-                if !out.is_empty() {
-                    io::write_all(io, out).await?;
-                    out.clear();
-                    sent = true;
-                }
+                flush(io, out, &mut sent).await?;
                 poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
             }
         };
@@ -562,11 +558,7 @@ async fn relay(
         let ready = match poll_fn(|cx| Poll::Ready(b.poll_piece(cx))).await {
             Poll::Ready(r) => r,
             Poll::Pending => {
-                if !out.is_empty() {
-                    io::write_all(io, out).await?;
-                    out.clear();
-                    sent = true;
-                }
+                flush(io, out, &mut sent).await?;
                 poll_fn(|cx| b.poll_piece(cx)).await
             }
         };
@@ -579,10 +571,8 @@ async fn relay(
                 // All the upstream sent so far is gathered: it goes now, one write per
                 // upstream read, so the client sees what the upstream sent whatever
                 // comes next (a pause, or the connection cut).
-                if !b.ended() && b.drained() && !out.is_empty() {
-                    io::write_all(io, out).await?;
-                    out.clear();
-                    sent = true;
+                if !b.ended() && b.drained() {
+                    flush(io, out, &mut sent).await?;
                 }
             }
         }
@@ -591,6 +581,16 @@ async fn relay(
         }
     }
     end(io, out, mode).await
+}
+
+/// Writes what `out` has gathered, if anything (`sent`: some of the answer has gone out).
+async fn flush(io: &Client, out: &mut Vec<u8>, sent: &mut bool) -> std::io::Result<()> {
+    if !out.is_empty() {
+        io::write_all(io, out).await?;
+        out.clear();
+        *sent = true;
+    }
+    Ok(())
 }
 
 /// Adds a piece of body to the answer: gathered in `out` when small, else written
@@ -619,9 +619,7 @@ async fn put(
         out.extend_from_slice(b"\r\n");
     }
     if out.len() >= buf::SIZE {
-        io::write_all(io, out).await?;
-        out.clear();
-        *sent = true;
+        flush(io, out, sent).await?;
     }
     Ok(())
 }

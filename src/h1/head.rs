@@ -24,6 +24,7 @@ use crate::proxy::error::Failure;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
+use std::mem::MaybeUninit;
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +96,64 @@ pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Copies field lines out of a head's read buffer, a run of lines at a time: a line
+/// that is in the buffer as it is written (`name: value` CRLF: one space, no trailing
+/// whitespace, a CRLF ending) joins the run before it when they touch, and any other is
+/// written with [`line`]. A client's head, nearly always written that way, is one copy.
+struct Runs<'b> {
+    buf: &'b [u8],
+    /// The run not yet copied: `buf[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+impl<'b> Runs<'b> {
+    fn new(buf: &'b [u8]) -> Self {
+        Runs {
+            buf,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Where `part` (a slice of the buffer, as httparse gives them) starts in it.
+    fn offset(&self, part: &[u8]) -> Option<usize> {
+        let at = (part.as_ptr() as usize).checked_sub(self.buf.as_ptr() as usize)?;
+        (at + part.len() <= self.buf.len()).then_some(at)
+    }
+
+    /// Bytes of the run not yet copied.
+    fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Adds the line `name: value`.
+    fn push(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        if let (Some(n), Some(v)) = (self.offset(name), self.offset(value)) {
+            let end = v + value.len();
+            if v == n + name.len() + 2
+                && self.buf.get(v - 2..v) == Some(b": ")
+                && self.buf.get(end..end + 2) == Some(b"\r\n")
+            {
+                if n != self.end {
+                    self.flush(out);
+                    self.start = n;
+                }
+                self.end = end + 2;
+                return;
+            }
+        }
+        self.flush(out);
+        line(out, name, value);
+    }
+
+    /// Copies the run.
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.buf[self.start..self.end]);
+        self.start = self.end;
+    }
 }
 
 /// An answer's end-to-end fields, ready for an HTTP/1.x client: `name: value` lines
@@ -174,6 +233,12 @@ impl std::fmt::Debug for RawFields {
 /// `proxy::forward` does to a map for h2).
 pub struct RawRequest {
     lines: Vec<u8>,
+    /// The known names ([`Name`]) among the lines, one bit each: a name not there is
+    /// not looked for, and a head with none of [`REWRITTEN`] goes upstream as it came.
+    seen: u16,
+    /// Where the first `Host` value is in `lines`, and how many `Host` lines there are.
+    host_at: (u32, u32),
+    hosts: u32,
     /// The `Content-Length` (at most one, `1*DIGIT`, checked by the parse).
     pub length: Option<u64>,
     /// A `Host` the pipeline set (the target's authority wins over the client's).
@@ -188,31 +253,67 @@ impl RawRequest {
         Lines(&self.lines)
     }
 
+    /// Whether a line of `name` may be there: false only for a known [`Name`] the
+    /// parse did not see.
+    fn may_have(&self, name: &[u8]) -> bool {
+        match Name::of(name) {
+            Name::Other => true,
+            n => self.seen & n.bit() != 0,
+        }
+    }
+
     /// The values of field `name` (lower case), in order.
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> Values<'a, 'n> {
         let host = name == "host";
+        let set = host && self.host.is_some();
         Values {
-            lines: self.iter(),
+            lines: if set || !self.may_have(name.as_bytes()) {
+                Lines(&[])
+            } else {
+                self.iter()
+            },
             name: name.as_bytes(),
             only: self
                 .host
                 .as_ref()
                 .filter(|_| host)
                 .map(HeaderValue::as_bytes),
-            set: host && self.host.is_some(),
+            set,
         }
     }
 
     /// The first value of field `name` (lower case).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         if name == "host" {
-            if let Some(h) = &self.host {
-                return Some(h.as_bytes());
-            }
+            return self.host();
+        }
+        if !self.may_have(name.as_bytes()) {
+            return None;
         }
         self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
+    }
+
+    /// The `Host` the upstream gets: the pipeline's, else the client's first.
+    pub fn host(&self) -> Option<&[u8]> {
+        match &self.host {
+            Some(h) => Some(h.as_bytes()),
+            None if self.hosts > 0 => {
+                let (at, len) = self.host_at;
+                self.lines.get(at as usize..(at + len) as usize)
+            }
+            None => None,
+        }
+    }
+
+    /// How many `Host` lines the client sent, and the first one's value.
+    pub fn client_hosts(&self) -> (u32, Option<&[u8]>) {
+        let (at, len) = self.host_at;
+        let first = (self.hosts > 0)
+            .then(|| self.lines.get(at as usize..(at + len) as usize))
+            .flatten();
+        (self.hosts, first)
     }
 
     /// Replaces the client's `Host` (see `proxy::conform`).
@@ -290,16 +391,18 @@ const STACK_HEADERS: usize = 100;
 /// A head that can no longer fit `limits.max_request_head` is an error (431).
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Failure> {
     let max = limits.max_request_headers;
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    // Slots left uninitialised: httparse writes the ones it fills (zeroing a hundred
+    // slots for every head cost more than parsing a short one).
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap;
-    let slots: &mut [httparse::Header<'_>] = if max <= STACK_HEADERS {
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if max <= STACK_HEADERS {
         &mut stack[..max]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; max];
+        heap = vec![MaybeUninit::uninit(); max];
         &mut heap
     };
-    let mut req = httparse::Request::new(slots);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= limits.max_request_head {
@@ -333,18 +436,34 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
     let raw = &*req.headers;
     let mut fields = RawRequest {
         lines: super::buf::take_head(len),
+        seen: 0,
+        host_at: (0, 0),
+        hosts: 0,
         length: None,
         host: None,
         chunked: false,
     };
     let mut f = Fields::default();
+    let mut runs = Runs::new(buf);
     for h in raw {
         if h.name.len() + 2 + h.value.len() > limits.max_request_field {
             return Err(Failure::FieldTooLarge);
         }
-        f.read(h).map_err(|_: &'static str| Failure::BadRequest)?;
-        line(&mut fields.lines, h.name.as_bytes(), h.value);
+        let name = Name::of(h.name.as_bytes());
+        fields.seen |= name.bit();
+        f.read(name, h.value)
+            .map_err(|_: &'static str| Failure::BadRequest)?;
+        if name == Name::Host {
+            if fields.hosts == 0 {
+                // Where the value will be once the line is in.
+                let at = fields.lines.len() + runs.pending() + h.name.len() + 2;
+                fields.host_at = (at as u32, h.value.len() as u32);
+            }
+            fields.hosts += 1;
+        }
+        runs.push(&mut fields.lines, h.name.as_bytes(), h.value);
     }
+    runs.flush(&mut fields.lines);
     if f.lengths > 1 {
         return Err(Failure::BadRequest);
     }
@@ -353,9 +472,10 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
             return Err(Failure::BadRequest);
         }
         crate::proxy::conform::transfer_codings(
-            raw.iter()
-                .filter(|h| Name::of(h.name.as_bytes()) == Name::TransferEncoding)
-                .map(|h| h.value),
+            fields
+                .iter()
+                .filter(|(n, _)| Name::of(n) == Name::TransferEncoding)
+                .map(|(_, v)| v),
         )?;
         Framing::Chunked
     } else {
@@ -400,9 +520,11 @@ pub fn parse_response(
     head: bool,
     max_head: usize,
 ) -> Result<Option<ResponseHead>, &'static str> {
-    let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= max_head {
@@ -423,8 +545,12 @@ pub fn parse_response(
     let http11 = version == 1;
     let raw = &*resp.headers;
     let mut f = Fields::default();
-    for h in raw {
-        f.read(h)?;
+    let mut names = [Name::Other; STACK_HEADERS];
+    let mut seen = 0;
+    for (h, name) in raw.iter().zip(&mut names) {
+        *name = Name::of(h.name.as_bytes());
+        seen |= name.bit();
+        f.read(*name, h.value)?;
     }
     if f.lengths > 1 {
         return Err("two Content-Length fields");
@@ -443,8 +569,9 @@ pub fn parse_response(
         }
         crate::proxy::conform::transfer_codings(
             raw.iter()
-                .filter(|h| Name::of(h.name.as_bytes()) == Name::TransferEncoding)
-                .map(|h| h.value),
+                .zip(&names)
+                .filter(|(_, &n)| n == Name::TransferEncoding)
+                .map(|(h, _)| h.value),
         )
         .map_err(|_| "a transfer coding other than chunked")?;
         if length.is_some() {
@@ -481,15 +608,18 @@ pub fn parse_response(
         length,
         date: false,
     };
-    let pairs = raw.iter().map(|h| (h.name.as_bytes(), h.value));
-    end_to_end(pairs, code == 101, |name, n, v| match name {
-        Name::ContentLength => {}
-        Name::Date => {
-            fields.date = true;
-            line(&mut fields.lines, n, v);
+    let mut runs = Runs::new(buf);
+    let fields_in = names
+        .iter()
+        .zip(raw)
+        .map(|(&k, h)| (k, h.name.as_bytes(), h.value));
+    end_to_end(fields_in, seen, code == 101, |name, n, v| {
+        if name != Name::ContentLength {
+            fields.date |= name == Name::Date;
+            runs.push(&mut fields.lines, n, v);
         }
-        _ => line(&mut fields.lines, n, v),
     });
+    runs.flush(&mut fields.lines);
     Ok(Some(ResponseHead {
         status,
         version: if http11 {
@@ -540,69 +670,141 @@ pub enum Name {
 impl Name {
     /// The name `n` is, in any case.
     pub fn of(n: &[u8]) -> Name {
-        let is = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
         match n.len() {
-            2 if is("te") => Name::Te,
-            4 if is("host") => Name::Host,
-            4 if is("date") => Name::Date,
-            6 if is("expect") => Name::Expect,
-            7 if is("upgrade") => Name::Upgrade,
-            10 if is("connection") => Name::Connection,
-            10 if is("keep-alive") => Name::KeepAlive,
-            14 if is("content-length") => Name::ContentLength,
-            15 if is("x-forwarded-for") => Name::ForwardedFor,
-            16 if is("proxy-connection") => Name::ProxyConnection,
-            16 if is("x-forwarded-host") => Name::ForwardedHost,
-            17 if is("transfer-encoding") => Name::TransferEncoding,
-            17 if is("x-forwarded-proto") => Name::ForwardedProto,
+            2 if lower_eq(n, b"te") => Name::Te,
+            4 if lower_eq(n, b"host") => Name::Host,
+            4 if lower_eq(n, b"date") => Name::Date,
+            6 if lower_eq(n, b"expect") => Name::Expect,
+            7 if lower_eq(n, b"upgrade") => Name::Upgrade,
+            10 if lower_eq(n, b"connection") => Name::Connection,
+            10 if lower_eq(n, b"keep-alive") => Name::KeepAlive,
+            14 if lower_eq(n, b"content-length") => Name::ContentLength,
+            15 if lower_eq(n, b"x-forwarded-for") => Name::ForwardedFor,
+            16 if lower_eq(n, b"proxy-connection") => Name::ProxyConnection,
+            16 if lower_eq(n, b"x-forwarded-host") => Name::ForwardedHost,
+            17 if lower_eq(n, b"transfer-encoding") => Name::TransferEncoding,
+            17 if lower_eq(n, b"x-forwarded-proto") => Name::ForwardedProto,
             _ => Name::Other,
+        }
+    }
+
+    /// This name's bit in a set of names (see [`RawRequest`]'s).
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// The names whose lines a rewrite for the next hop cuts or changes: a head without
+/// any of them goes on as it came.
+const REWRITTEN: u16 = Name::ContentLength.bit()
+    | Name::TransferEncoding.bit()
+    | Name::Connection.bit()
+    | Name::KeepAlive.bit()
+    | Name::ProxyConnection.bit()
+    | Name::Upgrade.bit()
+    | Name::Te.bit()
+    | Name::ForwardedFor.bit()
+    | Name::ForwardedProto.bit()
+    | Name::ForwardedHost.bit();
+
+/// Whether `n` is `lower` in any case; `lower` is of the same length, lower-case letters
+/// and `-` (a known field name). Eight bytes at a time: a letter of `n` OR 0x20 is its
+/// lower case, and other bytes are compared as they are.
+#[inline(always)]
+fn lower_eq(n: &[u8], lower: &[u8]) -> bool {
+    let len = lower.len();
+    if n.len() != len {
+        return false;
+    }
+    let word = |b: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        let end = (at + 8).min(b.len());
+        w[..end - at].copy_from_slice(&b[at..end]);
+        u64::from_le_bytes(w)
+    };
+    let mask = |at: usize| {
+        let mut w = [0u8; 8];
+        for (m, &c) in w.iter_mut().zip(&lower[at..]) {
+            *m = if c.is_ascii_lowercase() { 0x20 } else { 0 };
+        }
+        u64::from_le_bytes(w)
+    };
+    let mut at = 0;
+    loop {
+        // The last word of a name of 8 or more bytes overlaps the one before.
+        let from = if len >= 8 && at + 8 > len {
+            len - 8
+        } else {
+            at
+        };
+        if word(n, from) | mask(from) != word(lower, from) {
+            return false;
+        }
+        at += 8;
+        if at >= len {
+            return true;
         }
     }
 }
 
-/// Calls `emit` with each end-to-end field of `fields`, in order: the hop-by-hop ones
-/// are cut (see [`RawFields`]; the same rules as `proxy::forward::strip_hop_headers`
-/// for a map), and the first `TE` that lists `trailers` is emitted as `trailers`. `upgrade`: the message is a
-/// `101` or an Upgrade request, whose `Connection` and `Upgrade` go on.
-pub fn end_to_end<'a, I>(fields: I, upgrade: bool, mut emit: impl FnMut(Name, &'a [u8], &'a [u8]))
-where
-    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+/// Calls `emit` with each end-to-end field of `fields` (each with its [`Name`]), in
+/// order: the hop-by-hop ones are cut (see [`RawFields`]; the same rules as
+/// `proxy::forward::strip_hop_headers` for a map), and the first `TE` that lists
+/// `trailers` is emitted as `trailers`. `seen`: the names among the fields, one bit
+/// each. `upgrade`: the message is a `101` or an Upgrade request, whose `Connection`
+/// and `Upgrade` go on.
+pub fn end_to_end<'a, I>(
+    fields: I,
+    seen: u16,
+    upgrade: bool,
+    mut emit: impl FnMut(Name, &'a [u8], &'a [u8]),
+) where
+    I: Iterator<Item = (Name, &'a [u8], &'a [u8])> + Clone,
 {
-    // The Connection fields' values (a few on the stack; the rare message with more
-    // is scanned whole for each name).
-    let mut conn: [&[u8]; 4] = [&[]; 4];
-    let mut n_conn = 0;
-    for (n, v) in fields.clone() {
-        if Name::of(n) == Name::Connection {
-            if let Some(slot) = conn.get_mut(n_conn) {
-                *slot = v;
+    // The names the Connection fields list, but for what routing and framing rest on
+    // and those cut anyway (a few on the stack; a message listing more is scanned
+    // whole for each name).
+    let mut listed: [&[u8]; 8] = [&[]; 8];
+    let mut n_listed = 0;
+    if seen & Name::Connection.bit() != 0 {
+        for (_, _, v) in fields.clone().filter(|(k, _, _)| *k == Name::Connection) {
+            for t in tokens(v) {
+                // `keep-alive` names a field cut anyway.
+                let kept = match Name::of(t) {
+                    Name::Host | Name::ContentLength | Name::KeepAlive => true,
+                    Name::Upgrade => upgrade,
+                    _ => t.is_empty() || t.eq_ignore_ascii_case(b"close"),
+                };
+                if !kept {
+                    if let Some(slot) = listed.get_mut(n_listed) {
+                        *slot = t;
+                    }
+                    n_listed += 1;
+                }
             }
-            n_conn += 1;
         }
     }
-    // Whether a Connection field names `name`, but for what routing and framing rest
-    // on, and `close`.
-    let named = |name: &[u8]| {
-        if name.eq_ignore_ascii_case(b"host")
-            || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"close")
-            || (upgrade && name.eq_ignore_ascii_case(b"upgrade"))
-        {
-            return false;
-        }
-        let listed = |v: &[u8]| tokens(v).any(|t| t.eq_ignore_ascii_case(name));
-        if n_conn <= conn.len() {
-            conn[..n_conn].iter().any(|v| listed(v))
+    // Whether a Connection field names field `name` of kind `kind`.
+    let named = |kind: Name, name: &[u8]| {
+        if n_listed <= listed.len() {
+            listed[..n_listed]
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name))
         } else {
-            fields
-                .clone()
-                .filter(|(n, _)| Name::of(n) == Name::Connection)
-                .any(|(_, v)| listed(v))
+            let kept = match kind {
+                Name::Host | Name::ContentLength => true,
+                Name::Upgrade => upgrade,
+                _ => name.eq_ignore_ascii_case(b"close"),
+            };
+            !kept
+                && fields
+                    .clone()
+                    .filter(|(k, _, _)| *k == Name::Connection)
+                    .any(|(_, _, v)| tokens(v).any(|t| t.eq_ignore_ascii_case(name)))
         }
     };
     let mut te = false;
-    for (n, v) in fields.clone() {
-        let name = Name::of(n);
+    for (name, n, v) in fields.clone() {
         let v = match name {
             Name::TransferEncoding | Name::KeepAlive | Name::ProxyConnection => continue,
             Name::Connection | Name::Upgrade if !upgrade => continue,
@@ -616,7 +818,7 @@ where
             }
             _ => v,
         };
-        if n_conn > 0 && named(n) {
+        if n_listed > 0 && named(name, n) {
             continue;
         }
         emit(name, n, v);
@@ -641,21 +843,21 @@ struct Fields {
 }
 
 impl Fields {
-    /// Takes in one field; an invalid `Content-Length` is an error.
-    fn read(&mut self, h: &httparse::Header<'_>) -> Result<(), &'static str> {
-        match Name::of(h.name.as_bytes()) {
+    /// Takes in one field, `name` with `value`; an invalid `Content-Length` is an error.
+    fn read(&mut self, name: Name, value: &[u8]) -> Result<(), &'static str> {
+        match name {
             Name::ContentLength => {
                 self.lengths += 1;
-                self.length = Some(content_length(h.value).ok_or("invalid Content-Length")?);
+                self.length = Some(content_length(value).ok_or("invalid Content-Length")?);
             }
             Name::TransferEncoding => self.te = true,
             Name::Connection => {
-                for t in tokens(h.value) {
+                for t in tokens(value) {
                     self.close |= t.eq_ignore_ascii_case(b"close");
                     self.keep |= t.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            Name::Expect => self.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue"),
+            Name::Expect => self.expect_continue = value.eq_ignore_ascii_case(b"100-continue"),
             _ => {}
         }
         Ok(())
@@ -727,15 +929,24 @@ pub fn write_request(
 /// The fields of a request the own engine read, rewritten for the upstream (see
 /// [`write_request`]).
 fn write_raw_fields(out: &mut Vec<u8>, r: &RawRequest, fwd: Forwarding<'_>) {
-    let host = r.get("host");
+    let host = r.host();
     let mut forwarded = false;
-    end_to_end(r.iter(), false, |name, n, v| match name {
-        Name::ContentLength | Name::ForwardedProto => {}
-        Name::ForwardedFor => forwarded = true,
-        Name::Host if r.host.is_some() => {}
-        Name::ForwardedHost if host.is_some() => {}
-        _ => line(out, n, v),
-    });
+    if r.seen & REWRITTEN == 0 && r.host.is_none() {
+        // Nothing to cut or change: the lines go as they came.
+        out.extend_from_slice(&r.lines);
+    } else {
+        // The lines are as they are written: kept ones go in runs.
+        let mut runs = Runs::new(&r.lines);
+        let fields = r.iter().map(|(n, v)| (Name::of(n), n, v));
+        end_to_end(fields, r.seen, false, |name, n, v| match name {
+            Name::ContentLength | Name::ForwardedProto => {}
+            Name::ForwardedFor => forwarded = true,
+            Name::Host if r.host.is_some() => {}
+            Name::ForwardedHost if host.is_some() => {}
+            _ => runs.push(out, n, v),
+        });
+        runs.flush(out);
+    }
     if let Some(h) = &r.host {
         line(out, b"host", h.as_bytes());
     }
@@ -967,6 +1178,105 @@ mod tests {
             "Connection: Upgrade, host\r\nUpgrade: websocket\r\nHost: a\r\n"
         );
         assert!(!r.fields.date);
+    }
+
+    #[test]
+    fn known_names_in_any_case_and_nothing_else() {
+        let known = [
+            ("te", Name::Te),
+            ("host", Name::Host),
+            ("date", Name::Date),
+            ("expect", Name::Expect),
+            ("upgrade", Name::Upgrade),
+            ("connection", Name::Connection),
+            ("keep-alive", Name::KeepAlive),
+            ("content-length", Name::ContentLength),
+            ("x-forwarded-for", Name::ForwardedFor),
+            ("proxy-connection", Name::ProxyConnection),
+            ("x-forwarded-host", Name::ForwardedHost),
+            ("transfer-encoding", Name::TransferEncoding),
+            ("x-forwarded-proto", Name::ForwardedProto),
+        ];
+        for (n, name) in known {
+            assert_eq!(Name::of(n.as_bytes()), name, "{n}");
+            assert_eq!(Name::of(n.to_ascii_uppercase().as_bytes()), name, "{n}");
+            for i in 0..n.len() {
+                // One letter in the other case: the same name.
+                let mut b = n.as_bytes().to_vec();
+                b[i] = b[i].to_ascii_uppercase();
+                assert_eq!(Name::of(&b), name, "{n} {i}");
+                // One byte changed to any other token byte (or CR): another name.
+                for c in (0u8..128).filter(|c| c.is_ascii_graphic() || *c == b'\r') {
+                    if c.eq_ignore_ascii_case(&n.as_bytes()[i]) {
+                        continue;
+                    }
+                    b[i] = c;
+                    assert_eq!(
+                        Name::of(&b),
+                        Name::Other,
+                        "{:?}",
+                        String::from_utf8_lossy(&b)
+                    );
+                }
+            }
+            // Longer or shorter: another name.
+            assert_eq!(Name::of(format!("{n}s").as_bytes()), Name::Other);
+            assert_eq!(Name::of(&n.as_bytes()[1..]), Name::Other);
+        }
+        assert_eq!(Name::of(b""), Name::Other);
+    }
+
+    #[test]
+    fn lines_are_copied_as_written_whatever_the_spacing() {
+        // Lines written otherwise than `name: value` CRLF are written that way; the
+        // rest are copied in runs, and the first Host is found where it lands.
+        let r = req(
+            "GET / HTTP/1.1\r\nX-A:1\r\nX-B:  2 \t\r\nHost:   h.example  \r\n\
+                     X-C: 3\r\nX-D: 4\nhost: second\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&r.fields.lines),
+            "X-A: 1\r\nX-B: 2\r\nHost: h.example\r\nX-C: 3\r\nX-D: 4\r\nhost: second\r\n"
+        );
+        assert_eq!(r.fields.host(), Some(&b"h.example"[..]));
+        assert_eq!(r.fields.client_hosts(), (2, Some(&b"h.example"[..])));
+        let r = req("GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&r.fields.lines),
+            "Host: a\r\nAccept: */*\r\n"
+        );
+        // A known name that is not there is not looked for; an unknown one is.
+        assert_eq!(r.fields.get("connection"), None);
+        assert_eq!(r.fields.values("upgrade").count(), 0);
+        assert_eq!(r.fields.get("accept"), Some(&b"*/*"[..]));
+        let r = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!(
+            (r.fields.host(), r.fields.client_hosts()),
+            (None, (0, None))
+        );
+    }
+
+    #[test]
+    fn a_connection_field_naming_many_fields_cuts_them_all() {
+        // More names than the list on the stack holds: each field is looked up in the
+        // Connection fields themselves.
+        let names: Vec<String> = (0..12).map(|i| format!("x-h{i}")).collect();
+        let lines: String = names.iter().map(|n| format!("{n}: 1\r\n")).collect();
+        let s = format!(
+            "HTTP/1.1 200 OK\r\nConnection: {}, close, content-length\r\n{lines}\
+             X-Kept: 1\r\nContent-Length: 0\r\nClose: 1\r\n\r\n",
+            names.join(", ")
+        );
+        let r = parse_response(s.as_bytes(), false, 16384).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(r.fields.lines()),
+            "X-Kept: 1\r\nClose: 1\r\n"
+        );
+        assert_eq!(r.fields.length, Some(0));
     }
 
     #[test]

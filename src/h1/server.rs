@@ -246,7 +246,13 @@ async fn exchange(
     ctx.interim.store(!v10, Ordering::Relaxed);
     let head = proxy::head::Head::from_raw(parsed.parts, parsed.fields);
     let body = crate::upstream::ReqBody::Client(Inbound { io, st: &mut st });
-    let Some(resp) = watch(io, watch_eof, proxy::handle(ctx, head, body)).await else {
+    // Pinned where it is made: moving the pipeline's state (several KiB) into the
+    // watcher and then into this future's own state cost two copies per request.
+    let resp = {
+        let handling = std::pin::pin!(proxy::handle(ctx, head, body));
+        watch(io, watch_eof, handling).await
+    };
+    let Some(resp) = resp else {
         // The client left: the request was dropped (and recorded as such).
         return false;
     };

@@ -126,9 +126,8 @@ pub(crate) fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Re
 
 /// Host rules; see the module doc.
 fn host(head: &mut Head) -> Result<(), Failure> {
-    let mut hosts = head.values("host");
-    let given = hosts.next();
-    if hosts.next().is_some() {
+    let (hosts, given) = head.client_hosts();
+    if hosts > 1 {
         return Err(Failure::BadRequest);
     }
     let parts = &head.parts;

@@ -48,6 +48,21 @@ impl Head {
         }
     }
 
+    /// How many `Host` fields the client sent, and the first one's value.
+    pub fn client_hosts(&self) -> (usize, Option<&[u8]>) {
+        match &self.raw {
+            Some(r) => {
+                let (n, first) = r.client_hosts();
+                (n as usize, first)
+            }
+            None => {
+                let mut all = self.parts.headers.get_all(http::header::HOST).iter();
+                let first = all.next().map(HeaderValue::as_bytes);
+                (first.map_or(0, |_| 1 + all.count()), first)
+            }
+        }
+    }
+
     /// Whether field `name` (lower case) is there.
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()

@@ -120,7 +120,12 @@ pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<Re
     //    upstream never sees an aborted request.
     let injected = {
         let active = ctx.shared.faults.load();
-        let header = head.get(fault::FAULT_HEADER.as_str());
+        let header = route
+            .faults
+            .config
+            .allow_header
+            .then(|| head.get(fault::FAULT_HEADER.as_str()))
+            .flatten();
         route.faults.decide(&route.name, header, &active, now_ms)
     };
     if let Some(d) = injected.delay {
@@ -173,7 +178,8 @@ pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<Re
             if shed {
                 Err((Failure::BulkheadFull, None))
             } else {
-                let run = attempts(ctx, route, cluster, zone, head, body);
+                // Pinned where it is made (see `h1::server`'s `exchange`).
+                let run = std::pin::pin!(attempts(ctx, route, cluster, zone, head, body));
                 crate::timer::timeout(route.timeout, run)
                     .await
                     .unwrap_or(Err((Failure::Timeout, None)))
@@ -459,7 +465,7 @@ async fn attempts(
         for p in [&mut ep_probe, &mut cluster_probe].into_iter().flatten() {
             p.sent = true;
         }
-        let send = forward::send(
+        let send = std::pin::pin!(forward::send(
             ctx,
             cluster,
             ep,
@@ -467,7 +473,7 @@ async fn attempts(
             body,
             route.idle_timeout,
             upgrade.take(),
-        );
+        ));
         let outcome = match cfg.per_try_timeout {
             Some(t) => crate::timer::timeout(t, send)
                 .await

@@ -188,9 +188,15 @@ pub async fn drive() {
 
 /// Requires `fut` to finish within `d`, like `tokio::time::timeout`.
 pub fn timeout<F: Future>(d: Duration, fut: F) -> Timeout<F> {
+    timeout_at(Instant::now() + d, fut)
+}
+
+/// Requires `fut` to finish by `at`, like `tokio::time::timeout_at` (for a caller that
+/// has read the clock already).
+pub fn timeout_at<F: Future>(at: Instant, fut: F) -> Timeout<F> {
     Timeout {
         fut,
-        at: Instant::now() + d,
+        at,
         slot: NONE,
         gen: 0,
         home: 0,

@@ -20,29 +20,47 @@ use std::task::{Context, Poll};
 /// in flight at once under load. More are freed.
 const KEEP: usize = 128;
 
-/// The free blocks, each with its layout; freed when the thread ends.
-struct FreeList(Vec<(Layout, NonNull<u8>)>);
+/// The free blocks, by layout (a few: one per kind of pooled value), most recently
+/// given back last; freed when the thread ends.
+struct FreeList {
+    classes: Vec<(Layout, Vec<NonNull<u8>>)>,
+    /// Blocks in all classes.
+    count: usize,
+}
 
 impl Drop for FreeList {
     fn drop(&mut self) {
-        for (layout, p) in self.0.drain(..) {
-            // SAFETY: allocated by `take` with this layout and not in use.
-            unsafe { dealloc(p.as_ptr(), layout) };
+        for (layout, blocks) in self.classes.drain(..) {
+            for p in blocks {
+                // SAFETY: allocated by `take` with this layout and not in use.
+                unsafe { dealloc(p.as_ptr(), layout) };
+            }
         }
     }
 }
 
 thread_local! {
-    static FREE: RefCell<FreeList> = const { RefCell::new(FreeList(Vec::new())) };
+    static FREE: RefCell<FreeList> = const {
+        RefCell::new(FreeList {
+            classes: Vec::new(),
+            count: 0,
+        })
+    };
 }
 
-/// A block for `layout` (non-zero size): a free one of that layout, or a new one.
+/// A block for `layout` (non-zero size): the last one of that layout given back (the
+/// likeliest still in cache), or a new one.
 fn take(layout: Layout) -> NonNull<u8> {
     let reused = FREE
         .try_with(|f| {
             let mut f = f.borrow_mut();
-            let i = f.0.iter().position(|(l, _)| *l == layout)?;
-            Some(f.0.swap_remove(i).1)
+            let p = f
+                .classes
+                .iter_mut()
+                .find(|(l, _)| *l == layout)
+                .and_then(|(_, blocks)| blocks.pop())?;
+            f.count -= 1;
+            Some(p)
         })
         .ok()
         .flatten();
@@ -58,12 +76,15 @@ fn give(layout: Layout, p: NonNull<u8>) {
     let kept = FREE
         .try_with(|f| {
             let mut f = f.borrow_mut();
-            if f.0.len() < KEEP {
-                f.0.push((layout, p));
-                true
-            } else {
-                false
+            if f.count >= KEEP {
+                return false;
             }
+            f.count += 1;
+            match f.classes.iter_mut().find(|(l, _)| *l == layout) {
+                Some((_, blocks)) => blocks.push(p),
+                None => f.classes.push((layout, vec![p])),
+            }
+            true
         })
         .unwrap_or(false);
     if !kept {

@@ -192,30 +192,39 @@ fn valid_host(b: &[u8]) -> bool {
         _ => false,
     };
     let host_ok = host.first() == Some(&b'[')
-        || (!host.is_empty()
-            && host.iter().all(|&c| {
-                c.is_ascii_alphanumeric()
-                    || matches!(
-                        c,
-                        b'-' | b'.'
-                            | b'_'
-                            | b'~'
-                            | b'%'
-                            | b'!'
-                            | b'$'
-                            | b'&'
-                            | b'\''
-                            | b'('
-                            | b')'
-                            | b'*'
-                            | b'+'
-                            | b','
-                            | b';'
-                            | b'='
-                    )
-            }));
+        || (!host.is_empty() && host.iter().all(|&c| REG_NAME[c as usize]));
     host_ok && port_ok
 }
+
+/// The bytes of a reg-name: unreserved, `%` of pct-encoded, and sub-delims.
+static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        c += 1;
+    }
+    t
+};
 
 /// Length of the request target as received.
 fn uri_len(uri: &http::Uri) -> usize {

@@ -163,10 +163,14 @@ pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<Re
             }
             let (cluster, zone) = split(route, cell_cluster, &head.parts.method);
             let mut shed = false;
+            // The route's timeout runs from here: from the request's start, unless a
+            // bulkhead or an injected delay may have held it (a clock read saved).
+            let mut from = (injected.delay.is_none()).then_some(start);
             for b in [route.bulkhead.as_ref(), cluster.bulkhead.as_ref()]
                 .into_iter()
                 .flatten()
             {
+                from = None;
                 match b.acquire(Instant::now()).await {
                     Ok(permit) => record.hold(permit),
                     Err(bulkhead::Shed) => {
@@ -180,7 +184,8 @@ pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<Re
             } else {
                 // Pinned where it is made (see `h1::server`'s `exchange`).
                 let run = std::pin::pin!(attempts(ctx, route, cluster, zone, head, body));
-                crate::timer::timeout(route.timeout, run)
+                let at = from.unwrap_or_else(Instant::now) + route.timeout;
+                crate::timer::timeout_at(at, run)
                     .await
                     .unwrap_or(Err((Failure::Timeout, None)))
                     .map(|(r, n)| (r, Some(n)))

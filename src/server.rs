@@ -478,9 +478,11 @@ fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         // Requests' route and per-try deadlines run on the worker's own timer.
         tokio::spawn(crate::timer::drive());
         tokio::spawn(async {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(crate::timer::COARSE_STEP);
             loop {
-                let now = tick.tick().await;
+                tick.tick().await;
+                let now = tokio::time::Instant::now();
+                crate::timer::set_coarse(now);
                 crate::upstream::pool::sweep();
                 crate::h1::server::sweep_idle(now);
             }

@@ -186,6 +186,28 @@ pub async fn drive() {
     .await
 }
 
+/// How far behind the real clock [`coarse_now`] may be on a worker: its tick.
+pub const COARSE_STEP: Duration = Duration::from_secs(1);
+
+thread_local! {
+    static COARSE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets this thread's coarse clock; a worker calls it with the time on each tick.
+pub fn set_coarse(now: Instant) {
+    COARSE.with(|c| c.set(Some(now)));
+}
+
+/// The time as of this worker's last tick, at most [`COARSE_STEP`] behind (more only
+/// while the worker is too busy to tick), read with no clock call: for bookkeeping
+/// measured in seconds (idle deadlines, the upstream pool's ages). On a thread that
+/// does not tick, the real time.
+pub fn coarse_now() -> Instant {
+    COARSE
+        .with(std::cell::Cell::get)
+        .unwrap_or_else(Instant::now)
+}
+
 /// Requires `fut` to finish within `d`, like `tokio::time::timeout`.
 pub fn timeout<F: Future>(d: Duration, fut: F) -> Timeout<F> {
     timeout_at(Instant::now() + d, fut)
@@ -295,6 +317,20 @@ impl<F> Drop for Timeout<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_coarse_clock_is_the_last_tick_or_the_real_time() {
+        std::thread::spawn(|| {
+            let before = Instant::now();
+            let t = coarse_now();
+            assert!(t >= before && t <= Instant::now(), "no tick: the real time");
+            let tick = before - Duration::from_millis(700);
+            set_coarse(tick);
+            assert_eq!(coarse_now(), tick);
+        })
+        .join()
+        .unwrap();
+    }
 
     /// (heap entries, slots taken) on this thread.
     fn pending() -> (usize, usize) {

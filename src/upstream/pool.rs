@@ -149,7 +149,9 @@ pub fn checkout_h1(slot: usize, addr: SocketAddr) -> Option<TcpStream> {
     loop {
         let idle = POOL.with(|p| p.borrow_mut().h1.get_mut(slot).and_then(Vec::pop))?;
         if idle.addr == addr
-            && idle.since.elapsed() <= IDLE_TIMEOUT
+            && crate::timer::coarse_now().saturating_duration_since(idle.since)
+                + crate::timer::COARSE_STEP
+                <= IDLE_TIMEOUT
             && crate::h1::io::is_quiet(&idle.stream)
         {
             return Some(idle.stream);
@@ -169,7 +171,9 @@ pub fn checkin_h1(slot: usize, addr: SocketAddr, stream: TcpStream) {
             v.push(Idle {
                 stream,
                 addr,
-                since: Instant::now(),
+                // Both ends of an age are read on the coarse clock: an age is at
+                // most a step longer than it reads (see `checkout_h1`).
+                since: crate::timer::coarse_now(),
             });
         }
     });

@@ -810,9 +810,9 @@ async fn serve_conn<I>(
         let guard = Responding::new(ctx.clone(), activity.clone());
         async move {
             let (parts, body) = req.into_parts();
-            let head = proxy::head::Head::new(parts);
+            let mut head = proxy::head::Head::new(parts);
             let body = crate::upstream::ReqBody::Stream(body);
-            let mut resp = proxy::handle(&guard.ctx, head, body).await;
+            let mut resp = proxy::handle(&guard.ctx, &mut head, body).await;
             // hyper writes the answer from its header map.
             proxy::body::materialize(&mut resp);
             Ok::<_, Infallible>(resp.map(|inner| ConnBody {

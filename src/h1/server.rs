@@ -244,12 +244,14 @@ async fn exchange(
         limits,
     );
     ctx.interim.store(!v10, Ordering::Relaxed);
-    let head = proxy::head::Head::from_raw(parsed.parts, parsed.fields);
+    // The head stays here; the pipeline borrows it (moving it down through the
+    // pipeline's futures cost a copy of its few hundred bytes at each level).
+    let mut head = proxy::head::Head::from_raw(parsed.parts, parsed.fields);
     let body = crate::upstream::ReqBody::Client(Inbound { io, st: &mut st });
     // Pinned where it is made: moving the pipeline's state (several KiB) into the
     // watcher and then into this future's own state cost two copies per request.
     let resp = {
-        let handling = std::pin::pin!(proxy::handle(ctx, head, body));
+        let handling = std::pin::pin!(proxy::handle(ctx, &mut head, body));
         watch(io, watch_eof, handling).await
     };
     let Some(resp) = resp else {

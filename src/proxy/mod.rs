@@ -80,7 +80,7 @@ impl ConnCtx {
 }
 
 /// Handles one request; never fails: every failure is a response.
-pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<RespBody> {
+pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Response<RespBody> {
     let start = Instant::now();
     // 1. One config version for the whole request.
     let snap = ctx.shared.snapshot.load_full();
@@ -88,7 +88,6 @@ pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<Re
         tracing::warn!(listener = %ctx.listener, "request on a listener a reload removed; answering 503");
         return Failure::ListenerGone.response();
     };
-    let mut head = head;
     let log = LogLine::new(
         snap.config.access_log,
         ctx,
@@ -98,12 +97,12 @@ pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<Re
 
     // 2. Conformance: refuse what an upstream could read otherwise than we do, and put
     //    the host where routing and the upstream both read it.
-    if let Err(f) = conform::check_request(&mut head, &snap.config.limits) {
+    if let Err(f) = conform::check_request(head, &snap.config.limits) {
         return unrouted(listener, f, start, log.as_deref());
     }
 
     // 3. Route.
-    let Some(route) = route::resolve(listener, &head) else {
+    let Some(route) = route::resolve(listener, head) else {
         return unrouted(listener, Failure::NoRoute, start, log.as_deref());
     };
     // From here the request is recorded exactly once, even if this future is dropped
@@ -113,7 +112,7 @@ pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<Re
     // 4. Cell: a route to a cell set runs on the cluster of the request's cell.
     let target = match &route.cells {
         None => Ok(&route.cluster),
-        Some(set) => pick_cell(set, &head),
+        Some(set) => pick_cell(set, head),
     };
 
     // 5. Faults (drills): a delay holds the request, an abort answers it here; the
@@ -150,7 +149,7 @@ pub async fn handle(ctx: &ConnCtx, head: Head, body: ReqBody<'_>) -> Response<Re
     // Only the cluster and stale rungs read the head: a static-only ladder copies nothing.
     let kept = ladder
         .filter(|f| f.cluster.is_some() || f.stale.is_some())
-        .map(|_| kept_of(&head));
+        .map(|_| kept_of(head));
     let bodiless = http_body::Body::is_end_stream(&body);
 
     // 7. Bulkheads (the route's, then its cluster's; the permits ride in the record
@@ -328,14 +327,8 @@ async fn fallback_ladder(
     // Another cluster: the request again, which needs its body again; a request with
     // a body skips this rung (the body went to the first cluster).
     if let (Some(cluster), Some(head), true) = (&f.cluster, head, bodiless) {
-        let run = attempts(
-            ctx,
-            route,
-            cluster,
-            None,
-            rebuild(head),
-            ReqBody::Full(None),
-        );
+        let mut again = rebuild(head);
+        let run = attempts(ctx, route, cluster, None, &mut again, ReqBody::Full(None));
         if let Ok(Ok((resp, name))) = crate::timer::timeout(route.timeout, run).await {
             if !resp.status().is_server_error() {
                 f.count(Kind::Cluster);
@@ -367,7 +360,7 @@ async fn attempts(
     route: &RouteSnap,
     cluster: &ClusterSnap,
     zone: Option<&str>,
-    mut head: Head,
+    head: &mut Head,
     body: ReqBody<'_>,
 ) -> Result<(Response<RespBody>, Arc<str>), (Failure, Option<Arc<str>>)> {
     let cfg = &route.retry;
@@ -390,13 +383,13 @@ async fn attempts(
     let key = cluster
         .hash_on
         .as_ref()
-        .and_then(|k| route::hash_key(k, &head));
-    let upgrade = forward::prepare(ctx, cluster, &mut head, &body).map_err(|f| (f, None))?;
+        .and_then(|k| route::hash_key(k, head));
+    let upgrade = forward::prepare(ctx, cluster, head, &body).map_err(|f| (f, None))?;
 
     // What a retry needs: the head again (only if a sent request may be repeated), and
     // the body again (kept whole when small enough; see `upstream::retry`).
     let may_retry = cfg.attempts > 1 && upgrade.is_none();
-    let repeatable = may_retry && retry::repeatable(&head, cfg);
+    let repeatable = may_retry && retry::repeatable(head, cfg);
     // The clock read above serves the first pick too, unless reading the body waited.
     let mut first_now = Some(now);
     let body = match body {
@@ -474,7 +467,7 @@ async fn attempts(
             ctx,
             cluster,
             ep,
-            &head,
+            head,
             body,
             route.idle_timeout,
             upgrade.take(),

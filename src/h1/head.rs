@@ -119,9 +119,11 @@ impl<'b> Runs<'b> {
     }
 
     /// Where `part` (a slice of the buffer, as httparse gives them) starts in it.
+    #[inline]
     fn offset(&self, part: &[u8]) -> Option<usize> {
-        let at = (part.as_ptr() as usize).checked_sub(self.buf.as_ptr() as usize)?;
-        (at + part.len() <= self.buf.len()).then_some(at)
+        // One comparison: a part before the buffer wraps to a huge offset.
+        let at = (part.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+        (at <= self.buf.len() && part.len() <= self.buf.len() - at).then_some(at)
     }
 
     /// Bytes of the run not yet copied.

@@ -18,6 +18,10 @@
 //! ([`RawRequest`], [`RawFields`]); the pipeline reads them there, and the head for the
 //! next hop is written from them with the hop-by-hop fields cut on the way. What needs
 //! a map (hyper's h2 side, the fallback ladder's cache) makes one from the lines.
+//!
+//! Each field's name is classified once per head ([`Name`], eight bytes at a time), and
+//! lines the client or upstream already wrote as `name: value` CRLF are copied as runs
+//! of the read buffer, not line by line.
 
 use crate::config::Limits;
 use crate::proxy::error::Failure;

@@ -6,7 +6,9 @@
 //! Two kinds of stream carry HTTP/1.x: a plain `TcpStream` (client and upstream
 //! sides), read and written by readiness, and a client's TLS session ([`Client::Tls`]),
 //! which rustls decrypts into the same buffers. Both are [`Stream`]s, so the server
-//! side of the engine is one code for `http` and `https` listeners.
+//! side of the engine is one code for `http` and `https` listeners. A plain stream's
+//! receives and sends go straight to the kernel (see `sys`: libc's wrappers are
+//! thread-cancellation points, which cost atomics in a threaded process).
 
 use super::buf::Buf;
 use std::future::poll_fn;

@@ -284,12 +284,18 @@ mod sys {
     use std::mem::MaybeUninit;
     use tokio::net::TcpStream;
 
+    /// Makes the call `call` until it is not interrupted; its count, or the error.
     #[cfg(target_os = "linux")]
-    fn result(r: libc::c_long) -> io::Result<usize> {
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r as usize)
+    fn retried(mut call: impl FnMut() -> libc::c_long) -> io::Result<usize> {
+        loop {
+            let r = call();
+            if r >= 0 {
+                return Ok(r as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
     }
 
@@ -297,49 +303,37 @@ mod sys {
     #[cfg(target_os = "linux")]
     pub fn recv(io: &TcpStream, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        loop {
-            // SAFETY: `buf` is valid for writes of its length; the other arguments are
-            // plain values, each passed as the `long` the call takes.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_recvfrom,
-                    libc::c_long::from(io.as_raw_fd()),
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    0 as libc::c_long,
-                    std::ptr::null_mut::<libc::sockaddr>(),
-                    std::ptr::null_mut::<libc::socklen_t>(),
-                )
-            };
-            match result(r) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
-            }
-        }
+        // SAFETY: `buf` is valid for writes of its length; the other arguments are
+        // plain values, each passed as the `long` the call takes.
+        retried(|| unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                libc::c_long::from(io.as_raw_fd()),
+                buf.as_mut_ptr(),
+                buf.len(),
+                0 as libc::c_long,
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            )
+        })
     }
 
     /// `send(2)` of `b`, with no `SIGPIPE`.
     #[cfg(target_os = "linux")]
     pub fn send(io: &TcpStream, b: &[u8]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        loop {
-            // SAFETY: `b` is valid for reads of its length; as in `recv`.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_sendto,
-                    libc::c_long::from(io.as_raw_fd()),
-                    b.as_ptr(),
-                    b.len(),
-                    libc::c_long::from(libc::MSG_NOSIGNAL),
-                    std::ptr::null::<libc::sockaddr>(),
-                    0 as libc::c_long,
-                )
-            };
-            match result(r) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
-            }
-        }
+        // SAFETY: `b` is valid for reads of its length; as in `recv`.
+        retried(|| unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                libc::c_long::from(io.as_raw_fd()),
+                b.as_ptr(),
+                b.len(),
+                libc::c_long::from(libc::MSG_NOSIGNAL),
+                std::ptr::null::<libc::sockaddr>(),
+                0 as libc::c_long,
+            )
+        })
     }
 
     /// `writev(2)` of `bufs` (a broken connection is `EPIPE`: the process ignores
@@ -347,21 +341,15 @@ mod sys {
     #[cfg(target_os = "linux")]
     pub fn writev(io: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        loop {
-            // SAFETY: an `IoSlice` is an `iovec` on Unix, and each is valid for reads.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_writev,
-                    libc::c_long::from(io.as_raw_fd()),
-                    bufs.as_ptr(),
-                    bufs.len(),
-                )
-            };
-            match result(r) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
-            }
-        }
+        // SAFETY: an `IoSlice` is an `iovec` on Unix, and each is valid for reads.
+        retried(|| unsafe {
+            libc::syscall(
+                libc::SYS_writev,
+                libc::c_long::from(io.as_raw_fd()),
+                bufs.as_ptr(),
+                bufs.len(),
+            )
+        })
     }
 
     /// `recv(2)` into `buf`.

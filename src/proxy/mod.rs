@@ -32,7 +32,7 @@ use crate::snapshot::{ClusterSnap, RouteSnap};
 use crate::upstream::breaker::{self, Admit, Breaker, State, Transition};
 use crate::upstream::retry::{self, Cause};
 use crate::upstream::select::{NoPick, Tried};
-use crate::upstream::{now_ms, Ejection, ReqBody};
+use crate::upstream::{now_ms, now_ms_at, Ejection, ReqBody};
 use body::RespBody;
 use error::Failure;
 use head::Head;
@@ -182,7 +182,7 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Respon
                 Err((Failure::BulkheadFull, None))
             } else {
                 // Pinned where it is made (see `h1::server`'s `exchange`).
-                let run = std::pin::pin!(attempts(ctx, route, cluster, zone, head, body));
+                let run = std::pin::pin!(attempts(ctx, route, cluster, zone, head, body, from));
                 let at = from.unwrap_or_else(Instant::now) + route.timeout;
                 crate::timer::timeout_at(at, run)
                     .await
@@ -328,7 +328,15 @@ async fn fallback_ladder(
     // a body skips this rung (the body went to the first cluster).
     if let (Some(cluster), Some(head), true) = (&f.cluster, head, bodiless) {
         let mut again = rebuild(head);
-        let run = attempts(ctx, route, cluster, None, &mut again, ReqBody::Full(None));
+        let run = attempts(
+            ctx,
+            route,
+            cluster,
+            None,
+            &mut again,
+            ReqBody::Full(None),
+            None,
+        );
         if let Ok(Ok((resp, name))) = crate::timer::timeout(route.timeout, run).await {
             if !resp.status().is_server_error() {
                 f.count(Kind::Cluster);
@@ -353,8 +361,10 @@ async fn fallback_ladder(
 /// The attempt loop on `cluster` (the route's, its cell's, its write cluster or a
 /// fallback cluster; `zone` restricts it to one zone's endpoints): pick an endpoint →
 /// forward within `per_try_timeout` → classify → retry elsewhere when that is safe,
-/// allowed and within budget (see `upstream::retry`). Returns the answer and the
-/// endpoint that gave it.
+/// allowed and within budget (see `upstream::retry`). `read` is a clock reading the
+/// caller took just before (the request's start, when nothing held the request since),
+/// which the breaker, the budget and the first pick use rather than read the clock
+/// again. Returns the answer and the endpoint that gave it.
 async fn attempts(
     ctx: &ConnCtx,
     route: &RouteSnap,
@@ -362,9 +372,11 @@ async fn attempts(
     zone: Option<&str>,
     head: &mut Head,
     body: ReqBody<'_>,
+    read: Option<Instant>,
 ) -> Result<(Response<RespBody>, Arc<str>), (Failure, Option<Arc<str>>)> {
     let cfg = &route.retry;
-    let now = now_ms();
+    // The clock as the caller just read it, if it did (the request's start).
+    let now = read.map_or_else(now_ms, now_ms_at);
     // The cluster's breaker, before anything else: open, it answers at once.
     let bcfg = cluster.breaker.as_ref();
     let mut cluster_probe = None;

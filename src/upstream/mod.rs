@@ -24,7 +24,32 @@ use tokio::time::Instant;
 /// time drive it): the time base of ejections, health transitions and drains. Starts
 /// at 1, so 0 can mean "never".
 pub fn now_ms() -> u64 {
+    now_ms_at(Instant::now())
+}
+
+/// [`now_ms`] for a clock reading already taken (`at`), such as a request's start: the
+/// request path's first decisions reuse that reading rather than make another.
+pub fn now_ms_at(at: Instant) -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(Instant::now);
-    base.elapsed().as_millis() as u64 + 1
+    let base = *BASE.get_or_init(|| at);
+    at.saturating_duration_since(base).as_millis() as u64 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_reading_taken_before_counts_as_the_clock_then() {
+        let at = Instant::now();
+        let then = now_ms_at(at);
+        assert!(then >= 1);
+        assert_eq!(now_ms_at(at + Duration::from_millis(250)), then + 250);
+        assert!(now_ms() >= then, "the clock read later is not behind");
+        // A reading from before the time base is its start, never below it.
+        if let Some(early) = at.checked_sub(Duration::from_secs(3600)) {
+            assert_eq!(now_ms_at(early), 1);
+        }
+    }
 }

@@ -7,17 +7,20 @@ connections (default 5000), sends one `GET / HTTP/1.1` on each and reads the who
 response, keeps every connection open, waits a moment, reads VmRSS again, checks how
 many connections the proxy closed meanwhile, prints the figures and closes.
 
-    python3 bench/idle-conns.py 127.0.0.1:18083 PID [PID ...] [-n 5000] [--path /]
+    python3 bench/idle-conns.py 127.0.0.1:18083 PID [PID ...] [-n 5000] [--path /] [--tls]
 
 Several PIDs are summed (e.g. an nginx worker and its master). The proxy itself needs
 a file-descriptor limit above N (start it from a shell after `ulimit -n 65536`);
-this script raises its own RLIMIT_NOFILE. Python 3 standard library only.
+this script raises its own RLIMIT_NOFILE. With --tls, each connection is TLS (ALPN
+http/1.1, the certificate not verified: the point is the proxy's memory, not its
+identity). Python 3 standard library only.
 """
 
 import argparse
 import resource
 import select
 import socket
+import ssl
 import sys
 import time
 
@@ -97,6 +100,8 @@ def main():
     ap.add_argument("pids", nargs="+", type=int, help="PID(s) whose VmRSS is summed")
     ap.add_argument("-n", "--connections", type=int, default=5000)
     ap.add_argument("--path", default="/")
+    ap.add_argument("--tls", action="store_true",
+                    help="speak TLS (ALPN http/1.1, certificate not verified)")
     ap.add_argument("--settle", type=float, default=2.0,
                     help="seconds to wait with all connections open before measuring (default 2)")
     args = ap.parse_args()
@@ -111,6 +116,13 @@ def main():
     req = (f"GET {args.path} HTTP/1.1\r\nHost: {args.addr}\r\n"
            f"User-Agent: idle-conns.py\r\n\r\n").encode()
 
+    tls = None
+    if args.tls:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        tls.set_alpn_protocols(["http/1.1"])
+
     for p in args.pids:
         rss_kib(p)  # fail early on a wrong pid
     before = {p: rss_kib(p) for p in args.pids}
@@ -123,6 +135,8 @@ def main():
         for i in range(n):
             s = socket.create_connection((host, port), timeout=10)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                s = tls.wrap_socket(s, server_hostname=host)
             s.sendall(req)
             status, _ = read_response(s)
             statuses[status] = statuses.get(status, 0) + 1
@@ -146,7 +160,7 @@ def main():
         by_fd[s.fileno()] = s
     closed = len(poller.poll(0))
 
-    print(f"proxy {args.addr}, pid(s) {' '.join(map(str, args.pids))}")
+    print(f"proxy {args.addr}{' (TLS)' if tls else ''}, pid(s) {' '.join(map(str, args.pids))}")
     print(f"connections: {n} opened in {t_open:.2f} s, one GET {args.path} each, "
           f"statuses {dict(sorted(statuses.items()))}, {closed} closed by the peer after {args.settle:g} s")
     for p in args.pids:

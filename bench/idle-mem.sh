@@ -2,8 +2,11 @@
 # idle-mem.sh - memory of idle keep-alive client connections in nginx, HAProxy and
 # ninefold, in one run, with bench/idle-conns.py.
 #
-# Usage: bench/idle-mem.sh [-n N] [--settle SECS]
+# Usage: bench/idle-mem.sh [-n N] [--settle SECS] [--tls]
 #   -n, --connections N   idle connections opened against each proxy (default 5000)
+#       --tls             the client connections are TLS (HTTP/1.1 by ALPN): each proxy
+#                         terminates TLS with the same self-signed ECDSA P-256
+#                         certificate, made with openssl in the temp dir
 #       --settle SECS     seconds with every connection open before the second
 #                         reading (idle-conns.py --settle; default 2)
 #   -h, --help
@@ -12,7 +15,7 @@
 # nginx (:18081), HAProxy (:18082) and ninefold (:18083), each with one worker/thread,
 # keep-alive to the backend and no logs (the settings of bench/proxy-compare.sh, whose
 # configs are inline in that shared, unchanged harness and so are written again here,
-# minimal). `ulimit -n` is raised to 65536 before any of them starts, so each inherits
+# minimal; with --tls, each listener terminates TLS). `ulimit -n` is raised to 65536 before any of them starts, so each inherits
 # it (or to the hard limit, with a warning, where 65536 is above it and cannot be
 # raised). Then, one proxy after the other, idle-conns.py reads the proxy's VmRSS (nginx:
 # master + worker), opens N keep-alive connections with one GET each, keeps them open,
@@ -26,11 +29,14 @@
 #   NINEFOLD_BIN     use this ninefold binary as is (no build). Otherwise the release
 #                    binary is built with `cargo build --release` in the repository
 #                    root, honouring CARGO_TARGET_DIR (as bench/run.sh does).
-#   NINEFOLD_CONFIG  config (default bench/ninefold.yaml; reads NINEFOLD_LISTEN and
-#                    NINEFOLD_UPSTREAM, which this script exports)
+#   NINEFOLD_CONFIG  config (default bench/ninefold.yaml, with --tls
+#                    bench/ninefold-tls.yaml; reads NINEFOLD_LISTEN and NINEFOLD_UPSTREAM,
+#                    and with --tls NINEFOLD_TLS_CERT and NINEFOLD_TLS_KEY, which this
+#                    script exports)
 #   PROXY_CPU, LOAD_CPU  pinning of the proxies and of backend + client (defaults 0, 1)
 #
-# Needs: bash, python3, taskset (util-linux), and the Debian packages nginx, haproxy.
+# Needs: bash, python3, taskset (util-linux), and the Debian packages nginx, haproxy;
+# with --tls also openssl and curl.
 
 set -uo pipefail
 export LC_ALL=C
@@ -38,11 +44,12 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-CONFIG="${NINEFOLD_CONFIG:-$BENCH_DIR/ninefold.yaml}"
+CONFIG="${NINEFOLD_CONFIG:-}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 N=5000
 SETTLE=2
+TLS=0
 PORT_BACKEND=18080
 PORT_NGINX=18081
 PORT_HAPROXY=18082
@@ -57,15 +64,22 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -n|--connections) N="${2:-}"; shift 2 ;;
         --settle)         SETTLE="${2:-}"; shift 2 ;;
+        --tls)            TLS=1; shift ;;
         -h|--help)        usage; exit 0 ;;
         *)                die "unknown argument '$1' (see --help)" ;;
     esac
 done
 [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] || die "-n must be a whole number >= 1"
 [[ "$SETTLE" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--settle must be a number of seconds"
-for c in nginx haproxy python3 taskset; do
+NEEDS="nginx haproxy python3 taskset"
+[ "$TLS" = 1 ] && NEEDS="$NEEDS openssl curl"
+for c in $NEEDS; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' not found"
 done
+if [ -z "$CONFIG" ]; then
+    CONFIG="$BENCH_DIR/ninefold.yaml"
+    [ "$TLS" = 1 ] && CONFIG="$BENCH_DIR/ninefold-tls.yaml"
+fi
 [ -r "$CONFIG" ] || die "cannot read $CONFIG"
 
 # --------------------------------------------------------------- the binary --
@@ -155,6 +169,23 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/idle-mem.XXXXXX") || die "mktemp failed"
 chmod 0755 "$TMP"
 mkdir -p "$TMP/backend" "$TMP/nginx" "$TMP/haproxy" "$TMP/ninefold"
 
+# With --tls: one certificate for the three proxies (ECDSA P-256: cheap handshakes).
+NGINX_TLS=""; HAPROXY_TLS=""; LISTEN_SSL=""; SCHEME=http; IDLE_TLS=""
+if [ "$TLS" = 1 ]; then
+    mkdir -p "$TMP/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -keyout "$TMP/tls/server.key" -out "$TMP/tls/server.pem" -subj "/CN=localhost" \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$TMP/tls/openssl.log" 2>&1 \
+        || { cat "$TMP/tls/openssl.log" >&2; die "openssl could not make a certificate"; }
+    cat "$TMP/tls/server.pem" "$TMP/tls/server.key" >"$TMP/tls/bundle.pem"
+    LISTEN_SSL=" ssl"
+    NGINX_TLS="ssl_certificate $TMP/tls/server.pem; ssl_certificate_key $TMP/tls/server.key;"
+    HAPROXY_TLS=" ssl crt $TMP/tls/bundle.pem alpn http/1.1"
+    SCHEME=https
+    IDLE_TLS="--tls"
+    export NINEFOLD_TLS_CERT="$TMP/tls/server.pem" NINEFOLD_TLS_KEY="$TMP/tls/server.key"
+fi
+
 # ----------------------------------------------------------------- configs --
 nginx_http() { # prefix dir
     cat <<EOF
@@ -201,7 +232,8 @@ $(nginx_http "$TMP/nginx")
         keepalive_timeout 60s;
     }
     server {
-        listen 127.0.0.1:$PORT_NGINX backlog=4096;
+        listen 127.0.0.1:$PORT_NGINX backlog=4096$LISTEN_SSL;
+        $NGINX_TLS
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -226,7 +258,7 @@ defaults
     http-reuse always
 
 frontend fe
-    bind 127.0.0.1:$PORT_HAPROXY backlog 4096
+    bind 127.0.0.1:$PORT_HAPROXY backlog 4096$HAPROXY_TLS
     default_backend be
 
 backend be
@@ -234,9 +266,14 @@ backend be
 EOF
 
 # ------------------------------------------------------------------- start --
-# GET / on a port; prints the status code (000 when nothing answers).
+# GET / on a port; prints the status code (000 when nothing answers). The backend is
+# always plain; with --tls, the proxies are asked over TLS.
 probe() {
     local r
+    if [ "$SCHEME" = https ] && [ "$1" != "$PORT_BACKEND" ]; then
+        curl -sk -o /dev/null -m 3 -w '%{http_code}' "https://127.0.0.1:$1/" 2>/dev/null || echo 000
+        return
+    fi
     r=$(timeout 3 bash -c '
         exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
         printf "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" >&3
@@ -291,7 +328,7 @@ measured_pids() {
 }
 nofile_of() { awk '/^Max open files/ {print $4}' "/proc/$1/limits" 2>/dev/null; }
 
-echo "== idle keep-alive connections: $N per proxy, one GET / each, ${SETTLE} s settle"
+echo "== idle keep-alive connections: $N per proxy, one GET / each, ${SETTLE} s settle$([ "$TLS" = 1 ] && echo ', TLS (HTTP/1.1 by ALPN)')"
 echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(nproc) CPUs ($(awk -F': *' '/^model name/{print $2; exit}' /proc/cpuinfo)); $(uname -sr)"
 echo "nginx:    $(nginx -v 2>&1 | sed 's/^nginx version: //'), worker_connections $WORKER_CONNS; ulimit -n $FDLIM"
 echo "haproxy:  $(haproxy -v 2>&1 | head -n1 | awk '{print $3}'), maxconn $MAXCONN"
@@ -308,7 +345,7 @@ for t in nginx haproxy ninefold; do
     # In the background and waited for, so that a signal to this script stops it at once.
     # shellcheck disable=SC2046
     taskset -c "$LOAD_CPU" python3 "$BENCH_DIR/idle-conns.py" "127.0.0.1:$port" $(measured_pids $t) \
-        -n "$N" --settle "$SETTLE" >"$TMP/$t.out" 2>&1 </dev/null &
+        -n "$N" --settle "$SETTLE" $IDLE_TLS >"$TMP/$t.out" 2>&1 </dev/null &
     track $!
     wait $!
     rc=$?

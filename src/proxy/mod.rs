@@ -402,12 +402,15 @@ async fn attempts(
     // the body again (kept whole when small enough; see `upstream::retry`).
     let may_retry = cfg.attempts > 1 && upgrade.is_none();
     let repeatable = may_retry && retry::repeatable(head, cfg);
-    // The clock read above serves the first pick too, unless reading the body waited.
+    // The clock read above serves the first pick too, unless reading the body may have
+    // waited (a body already whole, or none, is kept without a wait).
     let mut first_now = Some(now);
     let body = match body {
         ReqBody::Full(b) => ReqBody::Full(b),
         b if repeatable || (may_retry && cluster.protocol == UpstreamProtocol::Http2) => {
-            first_now = None;
+            if !http_body::Body::is_end_stream(&b) {
+                first_now = None;
+            }
             keep_for_replay(b, cfg.buffer)
                 .await
                 .map_err(|f| (f, None))?

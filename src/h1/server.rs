@@ -447,7 +447,9 @@ async fn write_response(
     // the pipeline set (a fault's mark, the ladder's) replace any of the same name.
     let raw = body.take_fields();
     let mut length = None;
-    let mut dated = map.contains_key(DATE);
+    // Most answers come with no field set by the pipeline: no lookup then.
+    let has = |name| !map.is_empty() && map.contains_key(name);
+    let mut dated = has(DATE);
     if let Some(r) = &raw {
         if map.is_empty() {
             out.extend_from_slice(r.lines());
@@ -458,7 +460,7 @@ async fn write_response(
                 }
             }
         }
-        if !map.contains_key(CONTENT_LENGTH) {
+        if !has(CONTENT_LENGTH) {
             length = r.length;
         }
         dated |= r.date;
@@ -480,7 +482,7 @@ async fn write_response(
         }
         head::line(&mut out, b"content-length", head::fmt_u64(&mut b, n));
         Out::Length
-    } else if length.is_some() || map.contains_key(CONTENT_LENGTH) {
+    } else if length.is_some() || has(CONTENT_LENGTH) {
         head::write_fields(&mut out, map);
         if let Some(n) = length {
             head::line(&mut out, b"content-length", head::fmt_u64(&mut b, n));

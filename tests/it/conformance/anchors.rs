@@ -4,12 +4,18 @@
 //!
 //! Every vector gets its own listening port on each proxy (and its own backend), so the
 //! vectors run concurrently and a backend's record belongs to exactly one vector. The
-//! proxies cannot report the ports they bound, so the ports are picked by binding
-//! 127.0.0.1:0 and releasing just before the start (a small race, acceptable in tests);
-//! readiness is polled by connecting with a deadline. Both run in the foreground and are
-//! killed on drop; their logs stay in a temp dir for the failure message.
+//! proxies cannot report the ports they bound. HAProxy is handed listening sockets the
+//! test bound itself (`bind fd@N`, inherited descriptors), so no port is ever released
+//! and bound again. nginx 1.22 crashes when given inherited sockets without a master
+//! process, so its ports are picked by binding 127.0.0.1:0 and releasing just before its
+//! start; it counts as started once its own log says its sockets are bound, and it starts
+//! again on other ports if one was taken in between. Readiness is then polled by
+//! connecting with a deadline. Both run in the foreground and are killed on drop; their
+//! logs stay in a temp dir for the failure message.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,11 +46,31 @@ impl Anchor {
         if !Path::new(NGINX).exists() {
             return Ok(None);
         }
-        let dir = tempfile::tempdir().unwrap();
+        // A port released for nginx may be taken by another test before nginx binds it:
+        // then nginx says so and exits, and it starts again on other ports.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let ports = free_ports(sites.len());
+            let mut child = Anchor::spawn_nginx(sites, &dir, &ports)?;
+            match Anchor::nginx_started(&mut child, &dir) {
+                Ok(()) => return Anchor::ready("nginx", child, dir, ports).map(Some),
+                Err(log) if log.contains("Address already in use") => last = log,
+                Err(log) => return Err(format!("nginx did not start: {log}")),
+            }
+        }
+        Err(format!("nginx found a port taken three times: {last}"))
+    }
+
+    /// Writes nginx's config for `sites` on `ports` into `dir`, and starts it.
+    fn spawn_nginx(
+        sites: &[Site],
+        dir: &tempfile::TempDir,
+        ports: &[u16],
+    ) -> Result<Child, String> {
         let d = dir.path().display();
-        let ports = free_ports(sites.len());
         let mut servers = String::new();
-        for (site, port) in sites.iter().zip(&ports) {
+        for (site, port) in sites.iter().zip(ports) {
             // nginx 1.22 spells h2c prior knowledge as `listen ... http2` without ssl.
             let h2 = if site.h2 { " http2" } else { "" };
             servers.push_str(&format!(
@@ -78,7 +104,7 @@ http {{
         let path = dir.path().join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
         let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(NGINX)
+        Command::new(NGINX)
             .arg("-p")
             .arg(dir.path())
             .arg("-c")
@@ -88,8 +114,28 @@ http {{
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("nginx did not start: {e}"))?;
-        Anchor::ready("nginx", child, dir, ports).map(Some)
+            .map_err(|e| format!("nginx did not start: {e}"))
+    }
+
+    /// Waits until nginx has bound every port: it logs its limits (`getrlimit`) only
+    /// once its configuration, listening sockets included, is in place. Before that, a
+    /// connection that succeeds may have reached whoever else holds the port. On
+    /// failure, nginx's logs.
+    fn nginx_started(child: &mut Child, dir: &tempfile::TempDir) -> Result<(), String> {
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if read("error.log").contains("getrlimit(") {
+                return Ok(());
+            }
+            let exited = child.try_wait().ok().flatten().is_some();
+            if exited || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{}{}", read("stderr.log"), read("error.log")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts HAProxy with one `listen` section per site; `Ok(None)` when it is not
@@ -99,7 +145,8 @@ http {{
             return Ok(None);
         }
         let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(sites.len());
+        let held = listeners(sites.len());
+        let ports = ports(&held);
         let mut cfg = String::from(
             "global
     maxconn 4096
@@ -111,25 +158,27 @@ defaults
     timeout http-request 3s
 ",
         );
-        for (i, (site, port)) in sites.iter().zip(&ports).enumerate() {
+        for (i, (site, l)) in sites.iter().zip(&held).enumerate() {
             let h2 = if site.h2 { " proto h2" } else { "" };
             cfg.push_str(&format!(
-                "listen v{i}\n    bind 127.0.0.1:{port}{h2}\n    server s{i} {}\n",
+                "listen v{i}\n    bind fd@{}{h2}\n    server s{i} {}\n",
+                l.as_raw_fd(),
                 site.backend
             ));
         }
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, cfg).unwrap();
         let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(HAPROXY)
-            .arg("-f")
+        let mut cmd = Command::new(HAPROXY);
+        cmd.arg("-f")
             .arg(&path)
             .arg("-db")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("haproxy did not start: {e}"))?;
+            .stderr(log);
+        let child =
+            spawn_with(&mut cmd, &held).map_err(|e| format!("haproxy did not start: {e}"))?;
+        drop(held);
         Anchor::ready("haproxy", child, dir, ports).map(Some)
     }
 
@@ -176,12 +225,41 @@ impl Drop for Anchor {
     }
 }
 
-/// `n` distinct free ports: all bound at once (so they differ), then released.
+/// `n` distinct free ports for nginx: all bound at once (so they differ), then
+/// released (see [`Anchor::nginx`] for the race that leaves).
 fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
+    ports(&listeners(n))
+}
+
+/// `n` listening sockets on 127.0.0.1, for a proxy to inherit.
+fn listeners(n: usize) -> Vec<TcpListener> {
+    (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
+        .collect()
+}
+
+/// The ports `held` listen on.
+fn ports(held: &[TcpListener]) -> Vec<u16> {
     held.iter()
         .map(|l| l.local_addr().unwrap().port())
         .collect()
+}
+
+/// Spawns `cmd` with the sockets `held` open in the child at the same descriptor
+/// numbers (the test's own copies stay close-on-exec, so no other child gets them).
+fn spawn_with(cmd: &mut Command, held: &[TcpListener]) -> std::io::Result<Child> {
+    let fds: Vec<RawFd> = held.iter().map(|l| l.as_raw_fd()).collect();
+    // SAFETY: the closure runs in the forked child before `exec` and only calls
+    // `fcntl`, which is async-signal-safe; it touches no lock and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }

@@ -4,7 +4,7 @@
 //!
 //! The checks of a fault are plain functions ([`abort`], [`delay`]) so that the admin
 //! API's `POST /api/v1/faults` validates its body exactly as the file's `faults:` is
-//! validated; [`V`] wraps them to point errors at the file's key.
+//! validated; `V` wraps them to point errors at the file's key.
 
 use super::raw::*;
 use super::validate::{parse_duration, parse_percent, V};

@@ -2,7 +2,7 @@
 //! point at the file, line, column and key.
 //!
 //! Two stages, as in ripgrep's flags: [`raw`] is the file as written (serde types,
-//! unknown keys denied, `${ENV}` interpolated by the YAML reader), and [`validate`]
+//! unknown keys denied, `${ENV}` interpolated by the YAML reader), and [`validate()`]
 //! turns it into a [`Config`] whose values are parsed and cross-checked (durations,
 //! addresses, a route's cluster exists, ...). All errors of a file are reported in one
 //! run, each as `file:line:col: key.path: message`. Positions of validation errors come

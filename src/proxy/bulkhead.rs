@@ -13,7 +13,7 @@
 //! its in-flight slot to the oldest waiter by adding one permit. A waiter that gives up
 //! (its `queue_timeout` passed) and a finisher that hands off at the same moment could
 //! strand a slot in the semaphore; both sides therefore reconcile after acting (see
-//! [`Bulkhead::reclaim`]), so a slot is never lost.
+//! `Bulkhead::reclaim`), so a slot is never lost.
 //!
 //! A [`Permit`] gives its slot back on drop (RAII, like pingora's inflight `Guard`). The
 //! request's `Record` holds the permits until the response body has ended, so a slow

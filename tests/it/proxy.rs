@@ -126,8 +126,8 @@ clusters:
 
 #[tokio::test]
 async fn connect_refused_is_502() {
-    let port = free_port();
-    let yaml = one_endpoint_config(format!("127.0.0.1:{port}"), "");
+    let (_refusing, addr) = refusing_endpoint();
+    let yaml = one_endpoint_config(addr, "");
     let gw = Gateway::start(&yaml);
     let a = get(&gw.url("web", "/")).await;
     assert_eq!(a.status, 502);

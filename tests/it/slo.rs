@@ -33,8 +33,15 @@ clusters:
 slos:
 {slo}
 ",
-        dead = free_port()
+        dead = dead_port()
     )
+}
+
+/// A port that refuses connections for the whole test run (see `refusing_endpoint`),
+/// shared by the configs that need a dead cluster.
+fn dead_port() -> u16 {
+    static DEAD: std::sync::OnceLock<(socket2::Socket, SocketAddr)> = std::sync::OnceLock::new();
+    DEAD.get_or_init(refusing_endpoint).1.port()
 }
 
 async fn slos(gw: &Gateway) -> Value {
@@ -779,7 +786,8 @@ async fn slo_status_reads_a_chunked_answer() {
 
 #[tokio::test]
 async fn slo_status_says_when_the_admin_api_is_unreachable() {
-    let port = free_port();
+    let (_refusing, addr) = refusing_endpoint();
+    let port = addr.port();
     let (code, _, err) = tokio::task::spawn_blocking(move || {
         ninefold(&["slo", "status", "--admin", &format!("127.0.0.1:{port}")])
     })

@@ -94,6 +94,20 @@ pub fn parse_availability(s: &str) -> Result<Prob, String> {
     Ok(Prob::from_parts(up, down))
 }
 
+/// An SLO's objective, in every format that holds one (the gateway config's `slos:`,
+/// the seed's file, OpenSLO): a percentage above 0% and below 100%, `99.95%` or
+/// `99.95`. A bare number up to 1 is refused as ambiguous (`0.999` may mean 99.9%).
+pub fn parse_objective(text: &str) -> Result<Prob, String> {
+    let o = parse_availability(text)?;
+    if o.ln_down == f64::NEG_INFINITY || o.ln_up == f64::NEG_INFINITY {
+        return Err(format!(
+            "must be above 0% and below 100%, got {}",
+            text.trim()
+        ));
+    }
+    Ok(o)
+}
+
 fn trim_zeros(s: &str) -> String {
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()

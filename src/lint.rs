@@ -64,7 +64,7 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
     for (i, l) in raw.listeners.iter().enumerate() {
         for (j, r) in l.routes.iter().enumerate() {
             let rp = format!("listeners[{i}].routes[{j}]");
-            let rname = r.name.clone().unwrap_or_else(|| format!("{}#{j}", l.name));
+            let rname = r.name_in(&l.name, j);
             if r.timeout.is_none() {
                 w.push(
                     "no-timeout",
@@ -93,14 +93,10 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
             let slo_def = r
                 .slo
                 .as_ref()
-                .and_then(|s| raw.slos.iter().find(|x| &x.name == s));
+                .and_then(|s| cfg.slos.iter().find(|x| &x.name == s));
             let is_latency = slo_def
-                .and_then(|s| s.indicator.as_ref())
-                .and_then(|i| i.kind.as_deref())
-                == Some("latency");
-            let objective = slo_def
-                .and_then(|s| s.objective.as_ref())
-                .and_then(|o| topology::objective(&o.0));
+                .is_some_and(|s| matches!(s.indicator, crate::slo::Indicator::Latency { .. }));
+            let objective = slo_def.map(|s| s.objective);
             let target_clusters: Vec<&str> = match (&r.cluster, &r.cells) {
                 (Some(c), _) => vec![c.as_str()],
                 (None, Some(cells)) => raw

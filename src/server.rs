@@ -145,7 +145,7 @@ impl Gateway {
             Arc::new(crate::slo::engine::SystemClock),
             metrics.slo_alert_firing.clone(),
         );
-        slo.update(&crate::slo::spec::from_config(&cfg.raw.slos));
+        slo.update(&cfg.slos);
         let snap =
             Snapshot::build(cfg.clone(), None, &metrics, &slo).map_err(|e| anyhow!("{e}"))?;
         let shared = Arc::new(Shared {
@@ -255,9 +255,7 @@ impl Gateway {
         let (added, removed) = self.plan_listeners(&cfg)?;
         self.shared.snapshot.store(Arc::new(snap));
         // Only a reload that is committed changes the SLO engine.
-        self.shared
-            .slo
-            .update(&crate::slo::spec::from_config(&cfg.raw.slos));
+        self.shared.slo.update(&cfg.slos);
         let outcome = ReloadOutcome {
             generation,
             listeners_added: added.iter().map(|(n, ..)| n.clone()).collect(),

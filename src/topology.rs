@@ -18,8 +18,9 @@
 //! - the gateway is in series with everything, as 1 of `gateways` instances.
 
 use crate::availability::{k_of_n, parallel, parse_availability, serial, Prob};
-use crate::config::raw::{RawConfig, RawRoute};
+use crate::config::raw::RawRoute;
 use crate::config::{ClusterConfig, Config};
+use crate::slo::{Indicator, SloDef};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -98,22 +99,12 @@ impl Default for Assumptions {
     }
 }
 
-/// The objective of an SLO as written in the config (`99.95%` or `99.95`, a percentage).
-pub fn objective(text: &str) -> Option<Prob> {
-    let t = text.trim();
-    if t.ends_with('%') {
-        parse_availability(t).ok()
-    } else {
-        parse_availability(&format!("{t}%")).ok()
-    }
-}
-
 /// Estimates every HTTP route of `cfg`.
 pub fn estimate(cfg: &Config, a: &Assumptions) -> Vec<RouteEstimate> {
     let mut out = Vec::new();
     for (i, l) in cfg.raw.listeners.iter().enumerate() {
         for (j, r) in l.routes.iter().enumerate() {
-            let name = r.name.clone().unwrap_or_else(|| format!("{}#{j}", l.name));
+            let name = r.name_in(&l.name, j);
             let path = format!("listeners[{i}].routes[{j}]");
             if let Some(e) = route(cfg, a, &l.name, &name, path, r) {
                 out.push(e);
@@ -221,7 +212,7 @@ fn route(
             a.gateways, a.gateway
         ));
     }
-    let slo = r.slo.as_ref().and_then(|s| slo_check(&cfg.raw, s, p));
+    let slo = r.slo.as_ref().and_then(|s| slo_check(&cfg.slos, s, p));
     Some(RouteEstimate {
         listener: listener.to_owned(),
         route: name.to_owned(),
@@ -239,19 +230,17 @@ fn route(
     })
 }
 
-fn slo_check(raw: &RawConfig, name: &str, p: Prob) -> Option<SloCheck> {
-    let s = raw.slos.iter().find(|s| s.name == name)?;
+fn slo_check(slos: &[SloDef], name: &str, p: Prob) -> Option<SloCheck> {
+    let s = slos.iter().find(|s| s.name == name)?;
     // A latency SLO is about speed; the availability model says nothing about it.
-    if s.indicator.as_ref().and_then(|i| i.kind.as_deref()) == Some("latency") {
+    if matches!(s.indicator, Indicator::Latency { .. }) {
         return None;
     }
-    let text = s.objective.as_ref()?.0.clone();
-    let o = objective(&text)?;
     Some(SloCheck {
         name: name.to_owned(),
-        objective: o.up(),
-        objective_text: text,
-        reachable: p.ln_down <= o.ln_down + 1e-12,
+        objective: s.objective.up(),
+        objective_text: s.objective_text.clone(),
+        reachable: p.ln_down <= s.objective.ln_down + 1e-12,
     })
 }
 

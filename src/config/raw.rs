@@ -517,6 +517,18 @@ pub struct RawAlertWindow {
     pub burn_rate: Option<f64>,
 }
 
+// === impl RawRoute ===
+
+impl RawRoute {
+    /// The route's name: `name:` when set, else `LISTENER#J` (its index in the
+    /// listener's `routes:`).
+    pub fn name_in(&self, listener: &str, j: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{listener}#{j}"))
+    }
+}
+
 // === impl Scalar ===
 
 impl<'de> Deserialize<'de> for Scalar {

@@ -12,6 +12,8 @@ use super::failover::*;
 use super::isolation::*;
 use super::raw::*;
 use super::{resolve_path, ConfigError, ConfigErrors, PosIndex};
+use crate::availability::parse_objective;
+use crate::slo::spec::{self, AlertSpec, AlertWindow, Indicator, SloDef};
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -79,6 +81,8 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// Cell sets.
     pub cells: Vec<CellSetConfig>,
+    /// SLO definitions (`slos:`), defaults applied.
+    pub slos: Vec<SloDef>,
     /// The file as written: the whole contract, for tools.
     pub raw: RawConfig,
     /// Valid settings whose behaviour is not built yet; `serve` refuses them.
@@ -475,7 +479,7 @@ pub fn validate(
         let mut route_names = HashSet::new();
         for (j, r) in l.routes.iter().enumerate() {
             let rp = format!("{p}.routes[{j}]");
-            let name = r.name.clone().unwrap_or_else(|| format!("{}#{j}", l.name));
+            let name = r.name_in(&l.name, j);
             if !route_names.insert(name.clone()) {
                 v.err(
                     &format!("{rp}.name"),
@@ -581,7 +585,7 @@ pub fn validate(
     }
 
     let cells = v.cell_sets(&raw.cells, &cluster_names);
-    v.slos(&raw.slos);
+    let slos = v.slos(&raw.slos);
 
     if v.errors.is_empty() {
         Ok(Config {
@@ -595,6 +599,7 @@ pub fn validate(
             listeners,
             clusters,
             cells,
+            slos,
             raw,
             unsupported: v.unsupported,
             index: index.clone(),
@@ -677,6 +682,16 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
         return Err(format!("must be between 0% and 100%, got {s}"));
     }
     Ok(n)
+}
+
+/// `text` with a `%` sign when it has none.
+fn percent_sign(text: &str) -> String {
+    let t = text.trim();
+    if t.ends_with('%') {
+        t.to_owned()
+    } else {
+        format!("{t}%")
+    }
 }
 
 // === impl V ===
@@ -1045,39 +1060,67 @@ impl V<'_> {
         }
     }
 
-    fn slos(&mut self, slos: &[RawSlo]) {
+    /// Checks `slos:` and builds the definitions: the one place the config's SLO
+    /// defaults are applied (they live in [`crate::slo::spec`]).
+    fn slos(&mut self, slos: &[RawSlo]) -> Vec<SloDef> {
+        let mut defs = Vec::with_capacity(slos.len());
         for (i, s) in slos.iter().enumerate() {
             let p = format!("slos[{i}]");
-            match self.opt_percent(&format!("{p}.objective"), s.objective.as_ref()) {
-                None if s.objective.is_none() => {
-                    self.err(&format!("{p}.objective"), "required, e.g. 99.9%".into())
+            let objective = match &s.objective {
+                None => {
+                    self.err(&format!("{p}.objective"), "required, e.g. 99.9%".into());
+                    None
                 }
-                Some(o) if o <= 0.0 || o >= 100.0 => self.err(
-                    &format!("{p}.objective"),
-                    format!("must be above 0% and below 100%, got {o}%"),
-                ),
-                _ => {}
-            }
-            self.opt_duration(&format!("{p}.window"), s.window.as_ref());
+                // A bare number is a percentage here (`ninefold check` warns when it
+                // looks like a fraction); the stand-alone formats refuse it instead.
+                Some(o) => match parse_objective(&percent_sign(&o.0)) {
+                    Ok(prob) => Some((o.0.trim().to_owned(), prob)),
+                    Err(m) => {
+                        self.err(&format!("{p}.objective"), m);
+                        None
+                    }
+                },
+            };
+            let window = self.opt_duration(&format!("{p}.window"), s.window.as_ref());
+            let mut indicator = Indicator::Availability {
+                good: spec::default_good(),
+            };
             if let Some(ind) = &s.indicator {
+                let threshold =
+                    self.opt_duration(&format!("{p}.indicator.threshold"), ind.threshold.as_ref());
+                let mut good = Vec::new();
+                for (j, g) in ind.good_status.iter().flatten().enumerate() {
+                    match parse_status_match(&g.0) {
+                        Some(range) => good.push(range),
+                        None => self.err_hint(
+                            &format!("{p}.indicator.good_status[{j}]"),
+                            format!("invalid status {:?}", g.0),
+                            "use a status code (200) or a class (2xx)",
+                        ),
+                    }
+                }
                 match ind.kind.as_deref() {
-                    Some("availability") | Some("latency") | None => {}
+                    Some("latency") => {
+                        indicator = Indicator::Latency {
+                            threshold: threshold.unwrap_or(spec::DEFAULT_THRESHOLD),
+                        }
+                    }
+                    Some("availability") | None => match &ind.good_status {
+                        Some(list) if list.is_empty() => self.err_hint(
+                            &format!("{p}.indicator.good_status"),
+                            "is empty: no answer would count as good".into(),
+                            "list the good statuses, e.g. [2xx, 404], or leave good_status out (everything but 5xx)",
+                        ),
+                        Some(_) => indicator = Indicator::Availability { good },
+                        None => {}
+                    },
                     Some(o) => self.err(
                         &format!("{p}.indicator.type"),
                         format!("must be availability or latency, got {o:?}"),
                     ),
                 }
-                self.opt_duration(&format!("{p}.indicator.threshold"), ind.threshold.as_ref());
-                for (j, g) in ind.good_status.iter().flatten().enumerate() {
-                    if parse_status_match(&g.0).is_none() {
-                        self.err_hint(
-                            &format!("{p}.indicator.good_status[{j}]"),
-                            format!("invalid status {:?}", g.0),
-                            "use a status code (200) or a class (2xx)",
-                        );
-                    }
-                }
             }
+            let mut alert_windows = Vec::new();
             if let Some(a) = &s.alerts {
                 if let Some(w) = &a.webhook {
                     if !(w.starts_with("http://") && w.parse::<http::Uri>().is_ok()) {
@@ -1108,6 +1151,14 @@ impl V<'_> {
                     }
                     if w.burn_rate.is_some_and(|b| !(b > 0.0 && b.is_finite())) {
                         self.err(&format!("{wp}.burn_rate"), "must be above 0".into());
+                    }
+                    if let (Some(long), Some(short), Some(burn_rate)) = (long, short, w.burn_rate) {
+                        alert_windows.push(AlertWindow {
+                            severity: w.severity.clone().unwrap_or_else(|| "page".into()),
+                            long,
+                            short,
+                            burn_rate,
+                        });
                     }
                 }
             }
@@ -1147,6 +1198,32 @@ impl V<'_> {
                     );
                 }
             }
+            if let Some((objective_text, objective)) = objective {
+                let alerts = s.alerts.as_ref();
+                defs.push(SloDef {
+                    name: s.name.clone(),
+                    service: s.service.clone().unwrap_or_else(|| s.name.clone()),
+                    objective_text,
+                    objective,
+                    window: window.unwrap_or(spec::DEFAULT_WINDOW),
+                    indicator,
+                    count_faults: s.count_faults.unwrap_or(true),
+                    alerts: AlertSpec {
+                        webhook: alerts.and_then(|a| a.webhook.clone()),
+                        windows: match alerts.and_then(|a| a.windows.as_ref()) {
+                            Some(_) => alert_windows,
+                            None => spec::default_windows(),
+                        },
+                        min_events: alerts.and_then(|a| a.min_events).unwrap_or(1),
+                        labels: alerts
+                            .and_then(|a| a.labels.clone())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect(),
+                    },
+                    stated_budget_minutes: None,
+                });
+            }
         }
         let mut names = HashSet::new();
         for (i, s) in slos.iter().enumerate() {
@@ -1159,6 +1236,7 @@ impl V<'_> {
                 );
             }
         }
+        defs
     }
 }
 
@@ -1224,6 +1302,64 @@ mod tests {
         let c = crate::config::parse("f.yaml", "limits: {max_uri: 2k}\n", Path::new(".")).unwrap();
         assert_eq!(c.limits.max_uri, 2048);
         assert_eq!(c.limits.max_request_head, DEFAULT_MAX_REQUEST_HEAD);
+    }
+
+    #[test]
+    fn slos_are_built_once_with_their_defaults() {
+        let yaml = "slos:\n  - {name: api, objective: 99.95%}\n  - name: fast\n    objective: \"99.9\"\n    window: 7d\n    indicator: {type: latency}\n    alerts: {windows: [{long: 1h, short: 5m, burn_rate: 10}], min_events: 20}\n";
+        let c = crate::config::parse("f.yaml", yaml, Path::new(".")).unwrap();
+        let [api, fast] = c.slos.as_slice() else {
+            panic!("{:?}", c.slos)
+        };
+        assert_eq!(api.objective_text, "99.95%");
+        assert_eq!(api.window, spec::DEFAULT_WINDOW);
+        assert_eq!(
+            api.indicator,
+            Indicator::Availability {
+                good: spec::default_good()
+            }
+        );
+        assert_eq!(api.alerts.windows, spec::default_windows());
+        assert_eq!(api.service, "api");
+        assert_eq!(fast.window, Duration::from_secs(7 * 86400));
+        assert_eq!(
+            fast.indicator,
+            Indicator::Latency {
+                threshold: spec::DEFAULT_THRESHOLD
+            }
+        );
+        assert_eq!(fast.alerts.min_events, 20);
+        assert_eq!(fast.alerts.windows.len(), 1);
+        assert_eq!(fast.alerts.windows[0].severity, "page");
+        assert_eq!(fast.alerts.windows[0].burn_rate, 10.0);
+    }
+
+    #[test]
+    fn slo_objectives_are_read_one_way() {
+        // The first once passed the validator and then silently became 99.9%.
+        for (objective, message) in [
+            ("9.995e1%", "invalid availability"),
+            ("100", "must be above 0% and below 100%"),
+            ("100%", "must be above 0% and below 100%"),
+            ("0%", "must be above 0% and below 100%"),
+        ] {
+            let yaml = format!("slos: [{{name: api, objective: \"{objective}\"}}]\n");
+            let e = crate::config::parse("f.yaml", &yaml, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("slos[0].objective: ") && e.contains(message),
+                "{objective}: {e}"
+            );
+        }
+        let yaml = "slos: [{name: api, objective: 0.999}]\n";
+        let c = crate::config::parse("f.yaml", yaml, Path::new(".")).unwrap();
+        assert!((c.slos[0].objective.up() - 0.00999).abs() < 1e-12);
+        let yaml = "slos: [{name: api, indicator: {good_status: []}, objective: 99%}]\n";
+        let e = crate::config::parse("f.yaml", yaml, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("slos[0].indicator.good_status: is empty"), "{e}");
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //! `slos:`, the seed's stand-alone SLO file, and OpenSLO v1 `kind: SLO` with a
 //! `ratioMetric`.
 
-use crate::availability::Prob;
-use crate::config::raw::RawSlo;
+use crate::availability::{parse_objective, Prob};
 use crate::config::{parse_duration, parse_status_match};
 use serde_json::Value;
 use std::time::Duration;
@@ -122,6 +121,9 @@ pub(crate) fn test_def(objective: &str) -> SloDef {
 /// Default window when a definition names none.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 86400);
 
+/// Latency threshold when a latency indicator names none.
+pub const DEFAULT_THRESHOLD: Duration = Duration::from_millis(300);
+
 /// Statuses good by default: everything but 5xx.
 pub fn default_good() -> Vec<(u16, u16)> {
     vec![(100, 499)]
@@ -165,85 +167,6 @@ impl Indicator {
                 format!("latency (good: under {} ms)", threshold.as_millis())
             }
         }
-    }
-}
-
-/// Builds the definitions of a validated gateway config's `slos:`. The validator has
-/// already checked every value; anything still unparsable falls back to a default.
-pub fn from_config(slos: &[RawSlo]) -> Vec<SloDef> {
-    slos.iter().map(from_raw).collect()
-}
-
-fn from_raw(s: &RawSlo) -> SloDef {
-    let objective_text = s
-        .objective
-        .as_ref()
-        .map(|o| o.0.clone())
-        .unwrap_or_default();
-    let objective =
-        crate::topology::objective(&objective_text).unwrap_or(Prob::from_parts(0.999, 0.001));
-    let window = s
-        .window
-        .as_ref()
-        .and_then(|w| parse_duration(&w.0).ok())
-        .unwrap_or(DEFAULT_WINDOW);
-    let indicator = match s.indicator.as_ref() {
-        Some(i) if i.kind.as_deref() == Some("latency") => Indicator::Latency {
-            threshold: i
-                .threshold
-                .as_ref()
-                .and_then(|t| parse_duration(&t.0).ok())
-                .unwrap_or(Duration::from_millis(300)),
-        },
-        Some(i) => Indicator::Availability {
-            good: match &i.good_status {
-                Some(list) => list
-                    .iter()
-                    .filter_map(|g| parse_status_match(&g.0))
-                    .collect(),
-                None => default_good(),
-            },
-        },
-        None => Indicator::Availability {
-            good: default_good(),
-        },
-    };
-    let a = s.alerts.clone().unwrap_or_default();
-    let windows = match &a.windows {
-        Some(ws) => ws
-            .iter()
-            .map(|w| AlertWindow {
-                severity: w.severity.clone().unwrap_or_else(|| "page".into()),
-                long: w
-                    .long
-                    .as_ref()
-                    .and_then(|d| parse_duration(&d.0).ok())
-                    .unwrap_or(Duration::from_secs(3600)),
-                short: w
-                    .short
-                    .as_ref()
-                    .and_then(|d| parse_duration(&d.0).ok())
-                    .unwrap_or(Duration::from_secs(300)),
-                burn_rate: w.burn_rate.unwrap_or(14.4),
-            })
-            .collect(),
-        None => default_windows(),
-    };
-    SloDef {
-        name: s.name.clone(),
-        service: s.service.clone().unwrap_or_else(|| s.name.clone()),
-        objective_text,
-        objective,
-        window,
-        indicator,
-        count_faults: s.count_faults.unwrap_or(true),
-        alerts: AlertSpec {
-            webhook: a.webhook.clone(),
-            windows,
-            min_events: a.min_events.unwrap_or(1),
-            labels: a.labels.clone().unwrap_or_default().into_iter().collect(),
-        },
-        stated_budget_minutes: None,
     }
 }
 
@@ -306,10 +229,10 @@ fn parse_formats(name: &str, text: &str, path: &std::path::Path) -> Result<Vec<S
         ));
     }
     let cfg = crate::config::load(path).map_err(|e| e.to_string())?;
-    if cfg.raw.slos.is_empty() {
+    if cfg.slos.is_empty() {
         return Err(format!("{name}: no SLO found (expected slos: in a gateway config, the seed's service/slo file, or OpenSLO kind: SLO)"));
     }
-    Ok(from_config(&cfg.raw.slos))
+    Ok(cfg.slos)
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -318,18 +241,6 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// An objective in a stand-alone file: a percentage, `99.95%` or `99.95`; a bare
-/// number up to 1 is refused as ambiguous.
-fn objective_of(text: &str) -> Result<Prob, String> {
-    let o = crate::availability::parse_availability(text)?;
-    if o.ln_down == f64::NEG_INFINITY || o.ln_up == f64::NEG_INFINITY {
-        return Err(format!(
-            "objective must be above 0% and below 100%, got {text}"
-        ));
-    }
-    Ok(o)
 }
 
 /// The seed's format: `service`, `slo: 99.95%`, `window: 30 days`,
@@ -361,7 +272,7 @@ fn seed(name: &str, d: &Value) -> Result<SloDef, String> {
         .get("slo")
         .and_then(scalar)
         .ok_or(format!("{name}: slo: required, e.g. 99.95%"))?;
-    let objective = objective_of(&objective_text).map_err(|e| format!("{name}: slo: {e}"))?;
+    let objective = parse_objective(&objective_text).map_err(|e| format!("{name}: slo: {e}"))?;
     let window = match d.get("window").and_then(scalar) {
         Some(w) => parse_duration(&w)
             .and_then(check_window)
@@ -511,7 +422,7 @@ fn openslo(name: &str, d: &Value) -> Result<SloDef, String> {
         return Err(at("spec.objectives[0]: target or targetPercent required"));
     };
     let objective =
-        objective_of(&objective_text).map_err(|e| at(&format!("spec.objectives[0]: {e}")))?;
+        parse_objective(&objective_text).map_err(|e| at(&format!("spec.objectives[0]: {e}")))?;
     let window = match spec
         .get("timeWindow")
         .and_then(Value::as_array)

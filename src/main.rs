@@ -145,10 +145,7 @@ fn main() -> ExitCode {
         }
         Command::Origin { name, listen } => match ninefold::origin::run(&name, listen) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
+            Err(e) => fail(e, 1),
         },
         Command::Demo { listen, admin } => {
             ninefold::rlimit::raise_nofile_limit();

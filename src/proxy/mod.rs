@@ -11,8 +11,9 @@
 //! that an injected abort never takes capacity and an injected delay is not counted
 //! as work in progress; the route's bulkhead ([`bulkhead`]) comes before its
 //! cluster's, so a route over its own limit never takes a slot its cluster's other
-//! routes could use. Later stages of the design (breakers, fallbacks) slot in between
-//! these steps; each is its own module.
+//! routes could use. The attempt loop is here, over the breakers
+//! ([`crate::upstream::breaker`]) and the retry budget ([`crate::upstream::retry`]);
+//! the fallback ladder is [`fallback`].
 
 pub mod body;
 pub mod bulkhead;

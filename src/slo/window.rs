@@ -9,6 +9,7 @@
 //! clock is the caller's, and tests drive it.
 
 use super::spec::{AlertWindow, SloDef};
+use crate::availability::snap;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -239,14 +240,15 @@ pub fn budget(def: &SloDef, w: &Windows, now: u64) -> Budget {
         1.0 - c.bad as f64 / allowed_bad_events
     };
     let budget_minutes = allowed * def.window.as_secs_f64() / 60.0;
+    // Rounded to 12 significant digits: 43.2 minutes, not 43.20000000000001.
     Budget {
         total: c.total,
         bad: c.bad,
-        sli: (c.total > 0).then(|| c.total.saturating_sub(c.bad) as f64 / c.total as f64),
-        allowed_bad_events,
-        budget_minutes,
-        remaining_ratio,
-        remaining_minutes: remaining_ratio * budget_minutes,
+        sli: (c.total > 0).then(|| snap(c.total.saturating_sub(c.bad) as f64 / c.total as f64)),
+        allowed_bad_events: snap(allowed_bad_events),
+        budget_minutes: snap(budget_minutes),
+        remaining_ratio: snap(remaining_ratio),
+        remaining_minutes: snap(remaining_ratio * budget_minutes),
     }
 }
 
@@ -405,6 +407,10 @@ mod tests {
         assert!((b.allowed_bad_events - 500.0).abs() < 1e-6);
         assert!((b.remaining_ratio - 0.5).abs() < 1e-9);
         assert!((b.remaining_minutes - 10.8).abs() < 1e-9);
+        // People read these: 43.2 minutes, not 43.20000000000001.
+        let b = budget(&def("99.9%"), &w, T0);
+        assert_eq!(serde_json::to_value(b).unwrap()["budget_minutes"], 43.2);
+        assert_eq!(b.remaining_minutes, 32.4);
         // No traffic: untouched budget, no SLI, no burn, no alert.
         let empty = budget(&d, &Windows::new(d.window, d.window), T0);
         assert_eq!(empty.remaining_ratio, 1.0);

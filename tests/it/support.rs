@@ -276,6 +276,19 @@ struct Ctl {
     fail: std::sync::atomic::AtomicU16,
     /// Milliseconds to wait before answering; 0: none.
     delay_ms: AtomicU64,
+    /// Set when a request handler panicked; dropping the backend then fails the test.
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+/// Marks the backend as panicked when a connection's task unwinds through it.
+struct PanicFlag(Arc<Ctl>);
+
+impl Drop for PanicFlag {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.panicked.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The body of a passing `/health`, in the seed's shape.
@@ -305,7 +318,9 @@ impl Backend {
                 let hits = h.clone();
                 let health = hl.clone();
                 let ctl = cl.clone();
+                let flag = PanicFlag(ctl.clone());
                 tokio::spawn(async move {
+                    let _flag = flag;
                     let svc = service_fn(move |req| {
                         let name = name.clone();
                         let hits = hits.clone();
@@ -397,8 +412,13 @@ impl Backend {
 }
 
 impl Drop for Backend {
+    /// Stops the backend; a handler that panicked fails the test here (tokio would
+    /// only have closed that connection).
     fn drop(&mut self) {
         self.task.abort();
+        if self.ctl.panicked.load(Ordering::Relaxed) && !std::thread::panicking() {
+            panic!("backend {} panicked while serving a request", self.name);
+        }
     }
 }
 

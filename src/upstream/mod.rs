@@ -3,7 +3,9 @@
 //! checks, and each worker's own pool of keep-alive connections.
 //!
 //! This module answers "which endpoint" and "give me a connection to it"; it knows
-//! nothing of routes or of the request pipeline (`crate::proxy`), which calls it.
+//! nothing of routes. Of the request pipeline (`crate::proxy`), which calls it, it
+//! reads only the request's head, to decide whether a request may be retried
+//! ([`retry::repeatable`]).
 
 pub mod balance;
 pub mod breaker;

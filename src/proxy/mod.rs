@@ -85,16 +85,15 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Respon
     let start = Instant::now();
     // 1. One config version for the whole request.
     let snap = ctx.shared.snapshot.load_full();
-    let Some(listener) = snap.listener(&ctx.listener) else {
-        tracing::warn!(listener = %ctx.listener, "request on a listener a reload removed; answering 503");
-        return Failure::ListenerGone.response();
-    };
     let log = LogLine::new(
         snap.config.access_log,
         ctx,
         &head.parts.method,
         &head.parts.uri,
     );
+    let Some(listener) = snap.listener(&ctx.listener) else {
+        return listener_gone(ctx, start, log.as_deref());
+    };
 
     // 2. Conformance: refuse what an upstream could read otherwise than we do, and put
     //    the host where routing and the upstream both read it.
@@ -762,6 +761,23 @@ pub fn refused(ctx: &ConnCtx, f: Failure) -> Response<RespBody> {
 }
 
 /// Answers and records a request refused before any route matched.
+/// A request on a connection whose listener a reload removed (it was accepted before
+/// the reload): 503, counted under the listener's name with no route, logged.
+#[cold]
+fn listener_gone(ctx: &ConnCtx, start: Instant, log: Option<&LogLine>) -> Response<RespBody> {
+    let f = Failure::ListenerGone;
+    let status = f.status().as_u16();
+    tracing::warn!(listener = %ctx.listener, "request on a listener a reload removed; answering 503");
+    ctx.shared
+        .metrics
+        .route(&ctx.listener, "", "", None)
+        .record(status, false, start.elapsed().as_secs_f64());
+    if let Some(log) = log {
+        log.unrouted(status, start, f.reason());
+    }
+    f.response()
+}
+
 fn unrouted(
     listener: &crate::snapshot::ListenerSnap,
     f: Failure,

@@ -2,8 +2,9 @@
 //! one-shot vectors do not reach: the chunk-extension limit as configured, pooled
 //! upstream connections the upstream closed meanwhile, a client body streamed into an
 //! h2 upstream, `Expect: 100-continue` on a request answered without its body,
-//! pipelined requests with bodies, keep-alive with HTTP/1.0 clients, and a whole answer
-//! for a client still sending the body the answer came before (lingering close).
+//! pipelined requests with bodies, keep-alive with HTTP/1.0 clients, a whole answer
+//! for a client still sending the body the answer came before (lingering close), and a
+//! keep-alive connection whose listener a reload removed.
 
 use crate::support::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -311,4 +312,46 @@ async fn an_answer_given_before_the_body_reaches_a_client_still_sending_whole() 
         "the whole answer, then the close, not a reset"
     );
     drop(writer.await);
+}
+
+/// A keep-alive connection accepted before a reload removed its listener: its next
+/// request gets a 503 that says why, counted under the listener's name.
+#[tokio::test]
+async fn a_request_on_a_removed_listener_is_answered_503_and_counted() {
+    let a = Backend::start("a").await;
+    let base = simple_config(&[&a], "", "");
+    let port = free_port();
+    let with_extra = base.replace(
+        "clusters:\n",
+        &format!(
+            "  - name: extra\n    bind: \"127.0.0.1:{port}\"\n    routes: [{{match: {{path_prefix: /}}, cluster: app}}]\nclusters:\n"
+        ),
+    );
+    let gw = Gateway::start(&with_extra);
+    let req = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let first = read_answers(&mut s, 1).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    gw.rewrite(&base);
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    assert_eq!(
+        r.json()["reload"]["listeners_removed"][0],
+        "extra",
+        "{:?}",
+        r.body
+    );
+
+    s.write_all(req).await.unwrap();
+    let second = read_answers(&mut s, 1).await;
+    assert!(second.starts_with("HTTP/1.1 503"), "{second}");
+    assert!(
+        second.contains("x-ninefold-reason: listener-removed"),
+        "{second}"
+    );
+    let metrics = get(&gw.admin_url("/metrics")).await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    let line = r#"ninefold_requests_total{cluster="",code_class="5xx",listener="extra",route="",slo="",slo_result=""} 1"#;
+    assert!(metrics.contains(line), "{metrics}");
 }

@@ -52,6 +52,8 @@ struct Conn {
 struct Backend {
     addr: SocketAddr,
     conns: Mutex<Vec<Arc<Mutex<Conn>>>>,
+    /// Non-blocking; accepted from only with `conns` locked.
+    listener: TcpListener,
 }
 
 struct Harness {
@@ -60,7 +62,29 @@ struct Harness {
     /// `NINEFOLD_FUZZ_DEBUG=1`: print each exchange (for reading a reproducer).
     debug: bool,
     /// Kept for the life of the process: dropping it would stop the workers.
-    _gateway: ninefold::server::Gateway,
+    gateway: ninefold::server::Gateway,
+}
+
+/// How long an input waits for the last one's connections to end in the gateway.
+const GATEWAY_QUIET: Duration = Duration::from_secs(2);
+
+impl Harness {
+    /// Waits (bounded) until the gateway holds no client connection, so that no
+    /// request of the last input can still open an upstream connection, which the
+    /// backend would count as this input's (on a busy machine one did: an earlier
+    /// input's cut-short body showed up under a later, complete one).
+    fn wait_quiet(&self) {
+        let open = self
+            .gateway
+            .shared()
+            .metrics
+            .open_connections
+            .with_label_values(&["web"]);
+        let deadline = Instant::now() + GATEWAY_QUIET;
+        while open.get() > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 fn harness() -> &'static Harness {
@@ -123,7 +147,7 @@ clusters:
         backend,
         listener,
         debug: std::env::var_os("NINEFOLD_FUZZ_DEBUG").is_some(),
-        _gateway: gateway,
+        gateway,
     }
 }
 
@@ -132,28 +156,51 @@ clusters:
 impl Backend {
     fn start() -> Arc<Backend> {
         let socket = TcpListener::bind("127.0.0.1:0").expect("backend binds");
+        socket
+            .set_nonblocking(true)
+            .expect("backend listener non-blocking");
         let backend = Arc::new(Backend {
             addr: socket.local_addr().unwrap(),
             conns: Mutex::new(Vec::new()),
+            listener: socket,
         });
         let b = backend.clone();
         thread::Builder::new()
             .name("fuzz-backend".into())
-            .spawn(move || {
-                for stream in socket.incoming().flatten() {
-                    let conn = Arc::new(Mutex::new(Conn::default()));
-                    b.conns.lock().unwrap().push(conn.clone());
-                    thread::spawn(move || serve(stream, &conn));
+            .spawn(move || loop {
+                // Accepting and recording happen under one lock, so `reset` sees every
+                // connection the kernel handed out either recorded or still queued.
+                let accepted = {
+                    let mut conns = b.conns.lock().unwrap();
+                    match b.listener.accept() {
+                        Ok((stream, _)) => {
+                            let conn = Arc::new(Mutex::new(Conn::default()));
+                            conns.push(conn.clone());
+                            Some((stream, conn))
+                        }
+                        Err(_) => None,
+                    }
+                };
+                match accepted {
+                    Some((stream, conn)) => {
+                        thread::spawn(move || serve(stream, &conn));
+                    }
+                    None => thread::sleep(Duration::from_micros(200)),
                 }
             })
             .unwrap();
         backend
     }
 
-    /// Forgets connections opened after the last input was collected (late ones are
-    /// the last input's); called before each input.
+    /// Forgets the last input's connections, those still in the listener's queue too
+    /// (they are served, not recorded); called before each input, once the gateway is
+    /// quiet ([`Harness::wait_quiet`]), so none of the last input's can come later.
     fn reset(&self) {
-        self.conns.lock().unwrap().clear();
+        let mut conns = self.conns.lock().unwrap();
+        while let Ok((stream, _)) = self.listener.accept() {
+            thread::spawn(move || serve(stream, &Mutex::new(Conn::default())));
+        }
+        conns.clear();
     }
 
     /// Waits (bounded) until every connection is done, then returns their bytes and
@@ -275,6 +322,7 @@ fn chunked_end(mut body: &[u8]) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let h = harness();
+    h.wait_quiet();
     h.backend.reset();
     let client = framing::parse_requests(data);
     let methods = methods(data, client.as_deref().ok());

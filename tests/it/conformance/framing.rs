@@ -343,6 +343,10 @@ fn read_chunked(bytes: &[u8]) -> Result<(Vec<u8>, Vec<(String, Vec<u8>)>, usize)
             return Err("bad trailer field name".into());
         }
         let value = trim_ows(&line[colon + 1..]);
+        // field-value (RFC 9110 §5.5): no control bytes but HTAB; obs-text is allowed.
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err("bad trailer field value".into());
+        }
         trailers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
     }
     Ok((body, trailers, at))
@@ -424,6 +428,7 @@ POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;ext=1\r\nhi\r
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
             b"GET / HTTP/1.1\r\nHost: x\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Sum: 1\x00 2\r\n\r\n",
         ] {
             assert!(
                 parse_requests(bad).is_err(),

@@ -509,6 +509,18 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>,
     }))
 }
 
+/// Whether the bytes of a head that was refused start as a HEAD request, so that the
+/// refusal is written without a body. Empty lines before the request line are skipped,
+/// as the parser skips them (RFC 9112 §2.2).
+pub fn starts_as_head(mut buf: &[u8]) -> bool {
+    loop {
+        match buf {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] => buf = rest,
+            _ => return buf.starts_with(b"HEAD "),
+        }
+    }
+}
+
 /// A head over its limit: 414 when the request line alone is too long (nginx's
 /// answer), else 431.
 fn too_large(path: Option<&str>, limits: &Limits) -> Failure {
@@ -1020,6 +1032,16 @@ mod tests {
 
     fn req(s: &str) -> Result<Option<RequestHead>, Failure> {
         parse_request(s.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn a_refused_head_request_is_known_after_empty_lines() {
+        assert!(starts_as_head(b"HEAD / HTTP/1.1\r\nBad Header\r\n\r\n"));
+        // The fuzz target `request_path` found the refusal of this one with a body.
+        assert!(starts_as_head(b"\r\n\nHEAD GET /p2 HTTP/;a\n"));
+        assert!(!starts_as_head(b"\r\rHEAD / HTTP/1.1\r\n"));
+        assert!(!starts_as_head(b"GET / HTTP/1.1\r\n"));
+        assert!(!starts_as_head(b"\r\n"));
     }
 
     #[test]

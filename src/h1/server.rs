@@ -212,7 +212,7 @@ async fn exchange(
                 Ok(None) => {}
                 Err(f) => {
                     // A head that starts as a HEAD request gets no body, even refused.
-                    let head_req = rbuf.data().starts_with(b"HEAD ");
+                    let head_req = head::starts_as_head(rbuf.data());
                     refuse(ctx, io, f, head_req).await;
                     return false;
                 }

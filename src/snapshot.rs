@@ -185,7 +185,7 @@ impl Snapshot {
         metrics: &Metrics,
         slo: &crate::slo::Engine,
     ) -> Result<Snapshot, String> {
-        let defs = config.slos.clone();
+        let defs = &config.slos;
         let mut carried: HashMap<(&str, SocketAddr), &Arc<EndpointState>> = HashMap::new();
         let mut lives: HashMap<&str, &Arc<ClusterLive>> = HashMap::new();
         let mut cluster_bulkheads: HashMap<&str, &Arc<Bulkhead>> = HashMap::new();

@@ -98,12 +98,12 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Respon
     // 2. Conformance: refuse what an upstream could read otherwise than we do, and put
     //    the host where routing and the upstream both read it.
     if let Err(f) = conform::check_request(head, &snap.config.limits) {
-        return unrouted(listener, f, start, log.as_deref());
+        return unrouted(&listener.unmatched, f, start, log.as_deref());
     }
 
     // 3. Route.
     let Some(route) = route::resolve(listener, head) else {
-        return unrouted(listener, Failure::NoRoute, start, log.as_deref());
+        return unrouted(&listener.unmatched, Failure::NoRoute, start, log.as_deref());
     };
     // From here the request is recorded exactly once, even if this future is dropped
     // (the client left: 499) or the body breaks after the head.
@@ -760,34 +760,25 @@ pub fn refused(ctx: &ConnCtx, f: Failure) -> Response<RespBody> {
     f.response()
 }
 
-/// Answers and records a request refused before any route matched.
 /// A request on a connection whose listener a reload removed (it was accepted before
 /// the reload): 503, counted under the listener's name with no route, logged.
 #[cold]
 fn listener_gone(ctx: &ConnCtx, start: Instant, log: Option<&LogLine>) -> Response<RespBody> {
-    let f = Failure::ListenerGone;
-    let status = f.status().as_u16();
     tracing::warn!(listener = %ctx.listener, "request on a listener a reload removed; answering 503");
-    ctx.shared
-        .metrics
-        .route(&ctx.listener, "", "", None)
-        .record(status, false, start.elapsed().as_secs_f64());
-    if let Some(log) = log {
-        log.unrouted(status, start, f.reason());
-    }
-    f.response()
+    let unmatched = ctx.shared.metrics.route(&ctx.listener, "", "", None);
+    unrouted(&unmatched, Failure::ListenerGone, start, log)
 }
 
+/// Answers and records a request refused before any route matched, in `unmatched`
+/// (its listener's series with no route).
 fn unrouted(
-    listener: &crate::snapshot::ListenerSnap,
+    unmatched: &crate::metrics::RouteMetrics,
     f: Failure,
     start: Instant,
     log: Option<&LogLine>,
 ) -> Response<RespBody> {
     let status = f.status().as_u16();
-    listener
-        .unmatched
-        .record(status, true, start.elapsed().as_secs_f64());
+    unmatched.record(status, true, start.elapsed().as_secs_f64());
     if let Some(log) = log {
         log.unrouted(status, start, f.reason());
     }

@@ -431,7 +431,8 @@ fn has_token(v: &HeaderValue, token: &str) -> bool {
 }
 
 /// Rewrites the client's request for the upstream: hop-by-hop headers out,
-/// `x-forwarded-*` in, Host kept, URI in the form the upstream protocol wants.
+/// `x-forwarded-*` in, URI in the form the upstream protocol wants, Host kept (to an
+/// h2 upstream, as `:authority`).
 fn rewrite_request(
     ctx: &ConnCtx,
     parts: &mut Parts,
@@ -439,13 +440,14 @@ fn rewrite_request(
     h2: bool,
 ) -> Result<(), Failure> {
     rewrite_fields(&mut parts.headers, &ctx.client_ip, ctx.tls, upgrade)?;
-    let h = &parts.headers;
     if h2 {
-        // hyper's h2 client wants an absolute URI; :authority comes from Host.
-        let authority = h
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse().ok());
+        // hyper's h2 client wants an absolute URI; :authority comes from Host, which
+        // then leaves the fields (RFC 9113 §8.3.1): nginx refuses a request with both
+        // ("client sent duplicate host header").
+        let authority = parts
+            .headers
+            .remove(header::HOST)
+            .and_then(|v| v.to_str().ok().and_then(|s| s.parse().ok()));
         let mut up = parts.uri.clone().into_parts();
         up.scheme = Some(Scheme::HTTP);
         up.authority = authority.or(up.authority);

@@ -273,6 +273,37 @@ async fn websocket_passes_through() {
     }
 }
 
+/// nginx as an h2c upstream: it refuses (400) a request that carries a Host field
+/// beside `:authority` ("client sent duplicate host header"), so the Host goes upstream
+/// as `:authority` alone, from an HTTP/1.1 client and from an h2c one.
+#[tokio::test]
+async fn an_nginx_h2_upstream_takes_the_host_as_authority() {
+    let Some(origin) = crate::conformance::anchors::Anchor::nginx_h2_origin().unwrap() else {
+        let require = std::env::var("NINEFOLD_REQUIRE_ANCHORS").is_ok_and(|v| v == "1");
+        assert!(
+            !require,
+            "nginx: not installed, and NINEFOLD_REQUIRE_ANCHORS=1"
+        );
+        eprintln!("skipped: nginx is not installed (scripts/test installs it)");
+        return;
+    };
+    let gw = Gateway::start(&one_endpoint_config(origin.addrs[0], "protocol: http2, "));
+    let a = get_with(&gw.url("web", "/x?y=1"), &[("host", "shop.example")]).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(&a.body[..], b"host=shop.example\n");
+    let req = Request::get(gw.url("web", "/x"))
+        .body(body(&b""[..]))
+        .unwrap();
+    let resp = h2c_client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &got[..],
+        b"host=127.0.0.1\n",
+        "from h2c, the client's :authority"
+    );
+}
+
 #[tokio::test]
 async fn http2_upstream_carries_grpc_trailers() {
     use bytes::Bytes;

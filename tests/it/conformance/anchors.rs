@@ -43,6 +43,33 @@ pub struct Anchor {
 impl Anchor {
     /// Starts nginx with one `server` per site; `Ok(None)` when it is not installed.
     pub fn nginx(sites: &[Site]) -> Result<Option<Anchor>, String> {
+        Anchor::nginx_servers(sites.len(), |i, port| {
+            let site = &sites[i];
+            // nginx 1.22 spells h2c prior knowledge as `listen ... http2` without ssl.
+            let h2 = if site.h2 { " http2" } else { "" };
+            format!(
+                "    server {{ listen 127.0.0.1:{port}{h2}; location / {{ proxy_pass http://{}; }} }}\n",
+                site.backend
+            )
+        })
+    }
+
+    /// Starts nginx as an h2c origin (HTTP/2 with prior knowledge): every request is
+    /// answered `200` with `host=` and the host nginx took from it. `Ok(None)` when nginx
+    /// is not installed.
+    pub fn nginx_h2_origin() -> Result<Option<Anchor>, String> {
+        Anchor::nginx_servers(1, |_, port| {
+            format!(
+                "    server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 \"host=$host\\n\"; }} }}\n"
+            )
+        })
+    }
+
+    /// Starts nginx with `n` servers, `server(i, port)` writing each one's block.
+    fn nginx_servers(
+        n: usize,
+        server: impl Fn(usize, u16) -> String,
+    ) -> Result<Option<Anchor>, String> {
         if !Path::new(NGINX).exists() {
             return Ok(None);
         }
@@ -51,8 +78,13 @@ impl Anchor {
         let mut last = String::new();
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
-            let ports = free_ports(sites.len());
-            let mut child = Anchor::spawn_nginx(sites, &dir, &ports)?;
+            let ports = free_ports(n);
+            let servers: String = ports
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| server(i, p))
+                .collect();
+            let mut child = Anchor::spawn_nginx(&servers, &dir)?;
             match Anchor::nginx_started(&mut child, &dir) {
                 Ok(()) => return Anchor::ready("nginx", child, dir, ports).map(Some),
                 Err(log) if log.contains("Address already in use") => last = log,
@@ -62,22 +94,10 @@ impl Anchor {
         Err(format!("nginx found a port taken three times: {last}"))
     }
 
-    /// Writes nginx's config for `sites` on `ports` into `dir`, and starts it.
-    fn spawn_nginx(
-        sites: &[Site],
-        dir: &tempfile::TempDir,
-        ports: &[u16],
-    ) -> Result<Child, String> {
+    /// Writes nginx's config with `servers` (its `server` blocks) into `dir`, and
+    /// starts it.
+    fn spawn_nginx(servers: &str, dir: &tempfile::TempDir) -> Result<Child, String> {
         let d = dir.path().display();
-        let mut servers = String::new();
-        for (site, port) in sites.iter().zip(ports) {
-            // nginx 1.22 spells h2c prior knowledge as `listen ... http2` without ssl.
-            let h2 = if site.h2 { " http2" } else { "" };
-            servers.push_str(&format!(
-                "    server {{ listen 127.0.0.1:{port}{h2}; location / {{ proxy_pass http://{}; }} }}\n",
-                site.backend
-            ));
-        }
         let conf = format!(
             "error_log {d}/error.log info;
 pid {d}/nginx.pid;

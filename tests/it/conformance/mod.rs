@@ -21,7 +21,7 @@
 //! carries a copy); `NINEFOLD_REQUIRE_ANCHORS=1` (set by scripts/test) turns a missing
 //! nginx or HAProxy into a failure instead of a ninefold-only run.
 
-mod anchors;
+pub(crate) mod anchors;
 pub(crate) mod backend;
 pub(crate) mod framing;
 mod tls;

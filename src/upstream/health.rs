@@ -12,7 +12,9 @@
 //! A probe is an HTTP `GET` over a fresh TCP connection (so it also catches what a
 //! pooled connection would hide: a listener that stopped accepting, a full accept
 //! queue), or a bare TCP connect. The whole probe, connect included, runs within the
-//! check's `timeout`.
+//! check's `timeout`. The `GET` speaks the cluster's protocol: HTTP/1.1, or HTTP/2 with
+//! prior knowledge for a `protocol: http2` cluster, whose endpoints (a gRPC server,
+//! nginx's `listen ... http2`) may refuse HTTP/1.1 altogether.
 //!
 //! # Start state and thresholds
 //!
@@ -50,12 +52,13 @@
 //! unknown, because an unknown endpoint takes traffic. Cancelling a task removes its
 //! label set, so the gauge never reports endpoints that are gone.
 
+use crate::config::UpstreamProtocol;
 use crate::config::{CheckKind, HealthCheckConfig};
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::{now_ms, CheckReport, ClusterLive, EndpointState, Health};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,6 +113,8 @@ pub struct Outcome {
 /// The running probe of one endpoint, as the reconciler knows it.
 struct Probe {
     cfg: HealthCheckConfig,
+    /// The cluster's protocol is HTTP/2 (the probe speaks it).
+    h2: bool,
     endpoint: Arc<EndpointState>,
     task: JoinHandle<()>,
 }
@@ -195,8 +200,9 @@ pub fn jittered(interval: Duration, jitter: f64, rng: &mut fastrand::Rng) -> Dur
 
 // === probes ===
 
-/// Runs one probe of `addr`, within `cfg.timeout`.
-pub async fn probe(addr: SocketAddr, cfg: &HealthCheckConfig) -> Outcome {
+/// Runs one probe of `addr`, within `cfg.timeout`; an HTTP probe speaks HTTP/2 with
+/// prior knowledge when `h2` is set (a `protocol: http2` cluster), HTTP/1.1 otherwise.
+pub async fn probe(addr: SocketAddr, cfg: &HealthCheckConfig, h2: bool) -> Outcome {
     let run = async {
         let stream = TcpStream::connect(addr)
             .await
@@ -214,6 +220,7 @@ pub async fn probe(addr: SocketAddr, cfg: &HealthCheckConfig) -> Outcome {
                     stream,
                     path,
                     &host,
+                    h2,
                     expect_status,
                     expect_json_status.as_deref(),
                 )
@@ -241,29 +248,44 @@ async fn http_probe(
     stream: TcpStream,
     path: &str,
     host: &str,
+    h2: bool,
     expect_status: &[(u16, u16)],
     expect_json_status: Option<&str>,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    // The connection ends with the probe: dropping `tx` closes it, or the task is
-    // cancelled with the probe's runtime.
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = http::Request::get(path)
-        .header(http::header::HOST, host)
-        .header(http::header::USER_AGENT, USER_AGENT)
-        // One probe, one connection: tell the backend not to keep it.
-        .header(http::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("request: {e}"))?;
-    let resp = tx
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
+    let io = TokioIo::new(stream);
+    // Each connection ends with the probe: dropping its sender closes it, or the task
+    // is cancelled with the probe's runtime.
+    let resp = if h2 {
+        let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        // The host goes as `:authority`; HTTP/2 has no `connection` field.
+        let req = http::Request::get(format!("http://{host}{path}"))
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("request: {e}"))?;
+        tx.send_request(req).await
+    } else {
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = http::Request::get(path)
+            .header(http::header::HOST, host)
+            .header(http::header::USER_AGENT, USER_AGENT)
+            // One probe, one connection: tell the backend not to keep it.
+            .header(http::header::CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("request: {e}"))?;
+        tx.send_request(req).await
+    }
+    .map_err(|e| format!("request: {e}"))?;
     let status = resp.status().as_u16();
     if !expect_status
         .iter()
@@ -364,23 +386,25 @@ impl Reconciler {
     }
 
     fn reconcile(&mut self, snap: &Snapshot) {
-        let mut wanted: HashMap<(Arc<str>, SocketAddr), (&HealthCheckConfig, usize)> =
+        let mut wanted: HashMap<(Arc<str>, SocketAddr), (&HealthCheckConfig, bool, usize)> =
             HashMap::new();
         for c in &snap.clusters {
             let Some(cfg) = &c.health_check else {
                 self.forget_health(c);
                 continue;
             };
+            let h2 = c.protocol == UpstreamProtocol::Http2;
             for (i, e) in c.endpoints().iter().enumerate() {
-                wanted.insert((c.name.clone(), e.address), (cfg, i));
+                wanted.insert((c.name.clone(), e.address), (cfg, h2, i));
             }
         }
         // Cancel what is gone or changed; a task is kept only if it probes the same
         // live state with the same settings.
         let by_name: HashMap<&str, _> = snap.clusters.iter().map(|c| (&*c.name, c)).collect();
         self.probes.retain(|key, p| {
-            let keep = wanted.get(key).is_some_and(|(cfg, i)| {
+            let keep = wanted.get(key).is_some_and(|(cfg, h2, i)| {
                 **cfg == p.cfg
+                    && *h2 == p.h2
                     && by_name
                         .get(&*key.0)
                         .is_some_and(|c| Arc::ptr_eq(&c.endpoints()[*i], &p.endpoint))
@@ -395,7 +419,7 @@ impl Reconciler {
             }
             keep
         });
-        for (key, (cfg, i)) in wanted {
+        for (key, (cfg, h2, i)) in wanted {
             if self.probes.contains_key(&key) {
                 continue;
             }
@@ -415,6 +439,7 @@ impl Reconciler {
                 Arc::clone(&endpoint),
                 Arc::clone(&c.select.live),
                 cfg.clone(),
+                h2,
                 gauge,
                 self.rng.fork(),
             ));
@@ -422,6 +447,7 @@ impl Reconciler {
                 key,
                 Probe {
                     cfg: cfg.clone(),
+                    h2,
                     endpoint,
                     task,
                 },
@@ -469,6 +495,7 @@ async fn probe_loop(
     endpoint: Arc<EndpointState>,
     live: Arc<ClusterLive>,
     cfg: HealthCheckConfig,
+    h2: bool,
     gauge: prometheus::IntGauge,
     mut rng: fastrand::Rng,
 ) {
@@ -478,7 +505,7 @@ async fn probe_loop(
     loop {
         tokio::time::sleep_until(next).await;
         let started = Instant::now();
-        let outcome = probe(endpoint.address, &cfg).await;
+        let outcome = probe(endpoint.address, &cfg, h2).await;
         let now = now_ms();
         let change = tracker.record(outcome.pass, cfg.healthy_threshold, cfg.unhealthy_threshold);
         if let Ok(mut r) = endpoint.check.lock() {
@@ -691,7 +718,7 @@ mod tests {
         // Listening but never accepting: the kernel completes the handshake, no answer.
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let o = probe(addr, &http_cfg(Duration::from_millis(100))).await;
+        let o = probe(addr, &http_cfg(Duration::from_millis(100)), false).await;
         assert_eq!(
             o,
             Outcome {
@@ -711,7 +738,7 @@ mod tests {
         let addr = s.local_addr().unwrap().as_socket().unwrap();
         let mut cfg = http_cfg(Duration::from_secs(1));
         cfg.kind = CheckKind::Tcp;
-        let o = probe(addr, &cfg).await;
+        let o = probe(addr, &cfg, false).await;
         assert!(!o.pass);
         assert!(o.reason.starts_with("connect: "), "{}", o.reason);
     }

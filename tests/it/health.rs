@@ -228,6 +228,31 @@ async fn http_check_follows_the_json_status_and_a_reload_removing_it_resets_to_u
     until_metrics(&gw, |m| !m.contains("ninefold_endpoint_healthy{")).await;
 }
 
+/// A `protocol: http2` cluster is probed over HTTP/2 with prior knowledge: its
+/// endpoints may speak nothing else (nginx's `listen ... http2` here, as a gRPC server
+/// would), and an HTTP/1.1 probe called such an endpoint unhealthy.
+#[tokio::test]
+async fn an_http2_cluster_is_probed_over_http2() {
+    let Some(origin) = crate::conformance::anchors::Anchor::nginx_h2_origin_for_test() else {
+        return;
+    };
+    let addr = origin.addrs[0];
+    let check = "{http: {path: /health, expect_status: [200]}, interval: 200ms, \
+                 timeout: 150ms, healthy_threshold: 1, unhealthy_threshold: 1}";
+    let yaml = config(check, &[(addr, 0)])
+        .replace("  - name: app\n", "  - name: app\n    protocol: http2\n");
+    let gw = Gateway::start(&yaml);
+    // Two passes in a row: the first probe alone could be the start state's.
+    let e = until_endpoint(&gw, addr, Duration::from_secs(3), |e| {
+        e["last_check"]["passes_in_a_row"].as_u64() >= Some(2)
+    })
+    .await;
+    assert_eq!(e["health"], "healthy", "{e}");
+    assert_eq!(e["last_check"]["result"], "ok", "{e}");
+    let a = get(&gw.url("web", "/x")).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+}
+
 #[tokio::test]
 async fn tcp_check_finds_a_refusing_endpoint_and_health_says_degraded_then_down() {
     let a = Backend::start("a").await;

@@ -65,6 +65,21 @@ impl Anchor {
         })
     }
 
+    /// [`Anchor::nginx_h2_origin`] for a test of its own: `None` (the test skips) when
+    /// nginx is not installed, a failure when `NINEFOLD_REQUIRE_ANCHORS=1` wants it.
+    pub fn nginx_h2_origin_for_test() -> Option<Anchor> {
+        let origin = Anchor::nginx_h2_origin().unwrap();
+        if origin.is_none() {
+            let require = std::env::var("NINEFOLD_REQUIRE_ANCHORS").is_ok_and(|v| v == "1");
+            assert!(
+                !require,
+                "nginx: not installed, and NINEFOLD_REQUIRE_ANCHORS=1"
+            );
+            eprintln!("skipped: nginx is not installed (scripts/test installs it)");
+        }
+        origin
+    }
+
     /// Starts nginx with `n` servers, `server(i, port)` writing each one's block.
     fn nginx_servers(
         n: usize,

@@ -52,8 +52,7 @@
 //! unknown, because an unknown endpoint takes traffic. Cancelling a task removes its
 //! label set, so the gauge never reports endpoints that are gone.
 
-use crate::config::UpstreamProtocol;
-use crate::config::{CheckKind, HealthCheckConfig};
+use crate::config::{CheckKind, HealthCheckConfig, UpstreamProtocol};
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::{now_ms, CheckReport, ClusterLive, EndpointState, Health};
 use bytes::Bytes;

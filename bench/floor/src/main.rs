@@ -94,6 +94,16 @@ impl Out<'_> {
         self.0[self.1..self.1 + s.len()].copy_from_slice(s);
         self.1 += s.len();
     }
+
+    /// Writes the end-to-end fields as `name: value` lines, the hop-by-hop ones cut.
+    fn fields(&mut self, headers: &[httparse::Header<'_>]) {
+        for f in headers.iter().filter(|f| !hop_by_hop(f.name)) {
+            self.put(f.name.as_bytes());
+            self.put(b": ");
+            self.put(f.value);
+            self.put(b"\r\n");
+        }
+    }
 }
 
 async fn conn(mut c: TcpStream, pool: Pool, upstream: SocketAddr) -> io::Result<()> {
@@ -122,22 +132,15 @@ async fn conn(mut c: TcpStream, pool: Pool, upstream: SocketAddr) -> io::Result<
             match r.parse(&buf[..len]) {
                 Ok(httparse::Status::Complete(_)) => {
                     let mut o = Out(&mut out, 0);
-                    let mut close = false;
+                    let close = r.headers.iter().any(|f| {
+                        f.name.eq_ignore_ascii_case("connection")
+                            && f.value.eq_ignore_ascii_case(b"close")
+                    });
                     o.put(r.method.unwrap_or("GET").as_bytes());
                     o.put(b" ");
                     o.put(r.path.unwrap_or("/").as_bytes());
                     o.put(b" HTTP/1.1\r\n");
-                    for f in r.headers.iter() {
-                        if hop_by_hop(f.name) {
-                            close |= f.name.eq_ignore_ascii_case("connection")
-                                && f.value.eq_ignore_ascii_case(b"close");
-                            continue;
-                        }
-                        o.put(f.name.as_bytes());
-                        o.put(b": ");
-                        o.put(f.value);
-                        o.put(b"\r\n");
-                    }
+                    o.fields(r.headers);
                     o.put(b"x-forwarded-for: ");
                     o.put(peer.as_bytes());
                     o.put(b"\r\nx-forwarded-proto: http\r\n\r\n");
@@ -174,27 +177,19 @@ async fn conn(mut c: TcpStream, pool: Pool, upstream: SocketAddr) -> io::Result<
             let mut r = httparse::Response::new(&mut h);
             if let Ok(httparse::Status::Complete(head_len)) = r.parse(&buf[..len]) {
                 let mut o = Out(&mut out, 0);
-                let mut body = 0usize;
+                let body: usize = r
+                    .headers
+                    .iter()
+                    .find(|f| f.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|f| std::str::from_utf8(f.value).ok())
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
                 o.put(b"HTTP/1.1 ");
                 o.put(r.code.unwrap_or(502).to_string().as_bytes());
                 o.put(b" ");
                 o.put(r.reason.unwrap_or("").as_bytes());
                 o.put(b"\r\n");
-                for f in r.headers.iter() {
-                    if f.name.eq_ignore_ascii_case("content-length") {
-                        body = std::str::from_utf8(f.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                    }
-                    if hop_by_hop(f.name) {
-                        continue;
-                    }
-                    o.put(f.name.as_bytes());
-                    o.put(b": ");
-                    o.put(f.value);
-                    o.put(b"\r\n");
-                }
+                o.fields(r.headers);
                 o.put(b"\r\n");
                 break (head_len, head_len + body, o.1);
             }

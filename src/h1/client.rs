@@ -156,13 +156,15 @@ pub enum ReadError {
 }
 
 /// Reads the answer's head into `rbuf` (which keeps any body bytes after it),
-/// relaying interim answers to the client (see the module doc).
+/// relaying interim answers to the client (see the module doc). `first`, when set,
+/// bounds the first receive (see `h1::splice::FIRST_READ`).
 pub async fn read_head(
     ctx: &ConnCtx,
     stream: &TcpStream,
     rbuf: &mut Buf,
     head_req: bool,
     max_head: usize,
+    mut first: Option<usize>,
 ) -> Result<ResponseHead, ReadError> {
     loop {
         if !rbuf.is_empty() {
@@ -183,10 +185,30 @@ pub async fn read_head(
                 Err(why) => return Err(ReadError::Invalid(why)),
             }
         }
-        match io::read(stream, rbuf, max_head.max(buf::SIZE)).await {
+        let read = match first.take() {
+            Some(room) => io::read_at_most(stream, rbuf, room).await,
+            None => io::read(stream, rbuf, max_head.max(buf::SIZE)).await,
+        };
+        match read {
             Ok(0) | Err(_) => return Err(ReadError::Closed),
             Ok(_) => {}
         }
+    }
+}
+
+/// After a first read bounded for a splice (see `read_head`): when the body will not
+/// be spliced after all (chunked, or too short), reads what more is already waiting,
+/// without waiting, so the body still goes to the client in one write as it would have
+/// without the bound. Costs no system call when the first read found the socket
+/// drained.
+pub async fn read_rest_if_copied(stream: &TcpStream, rbuf: &mut Buf, framing: Framing) {
+    let spliced = match framing {
+        Framing::Length(n) => n.saturating_sub(rbuf.len() as u64) >= super::splice::MIN,
+        Framing::Empty => true,
+        _ => false,
+    };
+    if !spliced {
+        let _ = poll_fn(|cx| Poll::Ready(stream.poll_read_into(cx, rbuf, buf::ANSWER_SIZE))).await;
     }
 }
 
@@ -349,6 +371,36 @@ impl Reader {
                     self.discard();
                     return Poll::Ready(Some(Err(e)));
                 }
+            }
+        }
+    }
+
+    /// The bytes of a `Content-Length` body still to come when none is waiting in the
+    /// read buffer: what may be spliced (see `h1::splice`). The read buffer goes back
+    /// to the pool meanwhile.
+    pub fn splice_left(&mut self) -> Option<u64> {
+        match self.framing {
+            Framing::Length(left)
+                if !self.done && self.stream.is_some() && self.is_drained() && left > 0 =>
+            {
+                self.buf.release_if_empty();
+                Some(left)
+            }
+            _ => None,
+        }
+    }
+
+    /// The upstream connection, while the body is being read.
+    pub fn stream(&self) -> Option<&TcpStream> {
+        self.stream.as_ref()
+    }
+
+    /// `n` bytes of the body went by splice; at its end the connection is checked in.
+    pub fn spliced(&mut self, n: u64) {
+        if let Framing::Length(left) = &mut self.framing {
+            *left -= n.min(*left);
+            if *left == 0 {
+                self.finish();
             }
         }
     }

@@ -62,7 +62,7 @@ impl Stream for TcpStream {
     ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.poll_read_ready(cx))?;
-            match try_read(self, buf.spare(max)) {
+            match try_read(self, buf.spare(max), usize::MAX) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 r => return Poll::Ready(r),
             }
@@ -246,16 +246,31 @@ pub async fn read_within<S: Stream + ?Sized>(
     tokio::time::timeout_at(at, read(io, buf, max)).await.ok()
 }
 
-/// One receive into the spare capacity of `v`. A read that did not fill the room it
-/// had drained the socket, so the stream's readiness is cleared with it, as tokio's
-/// own `AsyncRead` does: the next read waits for the next readiness event instead of
-/// first making a system call that fails with `EAGAIN` (two per request otherwise).
-fn try_read(io: &TcpStream, v: &mut Vec<u8>) -> io::Result<usize> {
+/// Reads like [`read`], but at most `room` bytes: the first read of an answer whose
+/// body may be spliced (see `h1::splice`) takes its head and no more than a little of
+/// its body into the gateway.
+pub async fn read_at_most(io: &TcpStream, buf: &mut Buf, room: usize) -> io::Result<usize> {
+    poll_fn(|cx| loop {
+        ready!(io.poll_read_ready(cx))?;
+        match try_read(io, buf.spare(room), room) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
+    })
+    .await
+}
+
+/// One receive into the spare capacity of `v`, at most `limit` bytes. A read that did
+/// not fill the room it had drained the socket, so the stream's readiness is cleared
+/// with it, as tokio's own `AsyncRead` does: the next read waits for the next
+/// readiness event instead of first making a system call that fails with `EAGAIN`
+/// (two per request otherwise).
+fn try_read(io: &TcpStream, v: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
     let mut got = None;
     let r = io.try_io(tokio::io::Interest::READABLE, || {
         let spare = v.spare_capacity_mut();
-        let room = spare.len();
-        let n = sys::recv(io, spare)?;
+        let room = spare.len().min(limit);
+        let n = sys::recv(io, &mut spare[..room])?;
         got = Some(n);
         if n > 0 && n < room {
             // Clears the readiness this read was made under (a newer event stays).
@@ -321,6 +336,18 @@ mod sys {
     /// `send(2)` of `b`, with no `SIGPIPE`.
     #[cfg(target_os = "linux")]
     pub fn send(io: &TcpStream, b: &[u8]) -> io::Result<usize> {
+        send_flags(io, b, libc::MSG_NOSIGNAL)
+    }
+
+    /// `send(2)` of `b` with `MSG_MORE`: more follows at once (a splice), so the kernel
+    /// holds these bytes to go out with it.
+    #[cfg(target_os = "linux")]
+    pub fn send_more(io: &TcpStream, b: &[u8]) -> io::Result<usize> {
+        send_flags(io, b, libc::MSG_NOSIGNAL | libc::MSG_MORE)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send_flags(io: &TcpStream, b: &[u8], flags: libc::c_int) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         // SAFETY: `b` is valid for reads of its length; as in `recv`.
         retried(|| unsafe {
@@ -329,7 +356,7 @@ mod sys {
                 libc::c_long::from(io.as_raw_fd()),
                 b.as_ptr(),
                 b.len(),
-                libc::c_long::from(libc::MSG_NOSIGNAL),
+                libc::c_long::from(flags),
                 std::ptr::null::<libc::sockaddr>(),
                 0 as libc::c_long,
             )
@@ -364,11 +391,38 @@ mod sys {
         socket2::SockRef::from(io).send(b)
     }
 
+    /// `send(2)` of `b` (no `MSG_MORE` to ask for).
+    #[cfg(not(target_os = "linux"))]
+    pub fn send_more(io: &TcpStream, b: &[u8]) -> io::Result<usize> {
+        send(io, b)
+    }
+
     /// `writev(2)` of `bufs`.
     #[cfg(not(target_os = "linux"))]
     pub fn writev(io: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         socket2::SockRef::from(io).send_vectored(bufs)
     }
+}
+
+/// Writes all of `b` to a plain connection with `MSG_MORE` (see `sys::send_more`):
+/// the bytes wait in the kernel for what is written next, to leave with it.
+pub async fn write_more(io: &TcpStream, mut b: &[u8]) -> io::Result<()> {
+    while !b.is_empty() {
+        let n = poll_fn(|cx| loop {
+            match io.try_io(tokio::io::Interest::WRITABLE, || sys::send_more(io, b)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(io.poll_write_ready(cx))?;
+                }
+                r => return Poll::Ready(r),
+            }
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        b = &b[n..];
+    }
+    Ok(())
 }
 
 /// Whether the stream has had no readiness event since its last read drained it: an

@@ -9,7 +9,8 @@
 //! takes buffers from a worker-local pool only while bytes are in flight ([`buf`]),
 //! reuses each request's state allocations within the worker ([`pooled`]),
 //! and runs the whole request, client side and upstream side, in the connection's own
-//! task ([`server`], [`client`]). h2 and h2c client connections stay on hyper, which
+//! task ([`server`], [`client`]). A long body from an upstream to a plain-TCP client
+//! goes by `splice(2)`, never entering the gateway ([`splice`]). h2 and h2c client connections stay on hyper, which
 //! hands its requests to the same pipeline; the choice is made per connection, after
 //! ALPN or by the h2c preface.
 
@@ -20,3 +21,4 @@ pub mod head;
 pub mod io;
 pub mod pooled;
 pub mod server;
+pub mod splice;

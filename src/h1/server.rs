@@ -17,7 +17,8 @@ use super::chunked::{self, Decoder};
 use super::head::{self, Framing};
 use super::io::{self, Client, Stream};
 use super::pooled::Pooled;
-use crate::proxy::body::{BoxError, RespBody, UpstreamBody};
+use super::splice::Pipe;
+use crate::proxy::body::{BoxError, Cut, RespBody, UpstreamBody};
 use crate::proxy::error::Failure;
 use crate::proxy::{self, ConnCtx};
 use bytes::Bytes;
@@ -564,6 +565,18 @@ async fn relay(
 ) -> std::io::Result<()> {
     let mut sent = false;
     loop {
+        // The rest of a long body to a plain client goes by splice (`h1::splice`).
+        if let Some(c) = splice_to(io, mode, b) {
+            if let Some(mut pipe) = Pipe::take() {
+                let r = b.splice(c, &mut pipe, out, &mut sent).await;
+                pipe.give();
+                return match r {
+                    Ok(()) => end(io, out, mode).await,
+                    Err(Cut::Upstream) => broken(io, out, sent).await,
+                    Err(Cut::Client(e)) => Err(e),
+                };
+            }
+        }
         // Poll once; if the body has to wait, send what is gathered first.
         let ready = match poll_fn(|cx| Poll::Ready(b.poll_piece(cx))).await {
             Poll::Ready(r) => r,
@@ -581,7 +594,8 @@ async fn relay(
                 // All the upstream sent so far is gathered: it goes now, one write per
                 // upstream read, so the client sees what the upstream sent whatever
                 // comes next (a pause, or the connection cut).
-                if !b.ended() && b.drained() {
+                // (Unless the rest goes by splice: then with the first spliced bytes.)
+                if !b.ended() && b.drained() && splice_to(io, mode, b).is_none() {
                     flush(io, out, &mut sent).await?;
                 }
             }
@@ -591,6 +605,16 @@ async fn relay(
         }
     }
     end(io, out, mode).await
+}
+
+/// The client's socket, if the rest of `b` may go to it by splice: a plain client, a
+/// body relayed as it came (not re-chunked), and what `UpstreamBody::splice_left`
+/// asks.
+fn splice_to<'a>(io: &'a Client, mode: Out, b: &mut UpstreamBody) -> Option<&'a TcpStream> {
+    match io {
+        Client::Tcp(c) if mode == Out::Length && b.splice_left().is_some() => Some(c),
+        _ => None,
+    }
 }
 
 /// Writes what `out` has gathered, if anything (`sent`: some of the answer has gone out).

@@ -16,17 +16,20 @@ use super::fallback::Pending;
 use super::record::Record;
 use crate::h1::client::{Reader, Tunnel};
 use crate::h1::head::RawFields;
+use crate::h1::io;
 use crate::h1::pooled::Pooled;
+use crate::h1::splice::{self, Pipe};
 use crate::upstream::InFlight;
 pub use crate::upstream::ReqBody;
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// Error type of response bodies: the upstream's error, or our idle timeout.
@@ -281,6 +284,114 @@ impl UpstreamBody {
         }
     }
 
+    /// The bytes still to come if the rest of the body may go by splice (see
+    /// `h1::splice`): an HTTP/1.1 upstream's `Content-Length` body with at least
+    /// `splice::MIN` bytes to come and none waiting in the read buffer, of which the
+    /// stale cache keeps no copy.
+    pub fn splice_left(&mut self) -> Option<u64> {
+        match &mut self.inner {
+            Inner::H1(r) if self.store.is_none() => r.splice_left().filter(|&n| n >= splice::MIN),
+            _ => None,
+        }
+    }
+
+    /// Relays the rest of the body to `client` by splice through `pipe` (see
+    /// `h1::splice`), after [`UpstreamBody::splice_left`] said it may. `out` holds what
+    /// is gathered for the client (the head, the first bytes): it goes with the first
+    /// spliced bytes, or at once when the upstream has none yet; `sent` says whether
+    /// any of the answer has gone out. Silence from the upstream is bounded by the idle
+    /// timeout, as for a copied body.
+    pub async fn splice(
+        &mut self,
+        client: &TcpStream,
+        pipe: &mut Pipe,
+        out: &mut Vec<u8>,
+        sent: &mut bool,
+    ) -> Result<(), Cut> {
+        loop {
+            let Inner::H1(r) = &mut self.inner else {
+                return Err(Cut::Upstream);
+            };
+            let Some(left) = r.splice_left() else { break };
+            let Some(stream) = r.stream() else {
+                return Err(Cut::Upstream);
+            };
+            let n = match pipe.try_fill(stream, left) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Nothing yet: what is gathered goes now, not after the wait.
+                    if !out.is_empty() {
+                        io::write_all(client, out).await.map_err(Cut::Client)?;
+                        out.clear();
+                        *sent = true;
+                    }
+                    poll_fn(|cx| self.poll_fill(cx, pipe, left)).await
+                }
+                r => r,
+            };
+            let n = match n {
+                Ok(n) if n > 0 => n,
+                _ => return Err(self.cut_upstream()),
+            };
+            if !out.is_empty() {
+                io::write_more(client, out)
+                    .await
+                    .map_err(|e| self.cut_client(e))?;
+                out.clear();
+                *sent = true;
+            }
+            while pipe.held() > 0 {
+                if let Err(e) = poll_fn(|cx| pipe.poll_drain(cx, client)).await {
+                    return Err(self.cut_client(e));
+                }
+            }
+            // After the bytes left: at the body's end the connection is checked in.
+            if let Inner::H1(r) = &mut self.inner {
+                r.spliced(n as u64);
+            }
+        }
+        self.armed = false;
+        self.end(true);
+        Ok(())
+    }
+
+    /// Polls a fill of the pipe from the upstream, within the idle timeout.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        pipe: &mut Pipe,
+        max: u64,
+    ) -> Poll<std::io::Result<usize>> {
+        let Inner::H1(r) = &mut self.inner else {
+            return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()));
+        };
+        let Some(stream) = r.stream() else {
+            return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()));
+        };
+        match pipe.poll_fill(cx, stream, max) {
+            Poll::Pending => match self.idle_fired(cx) {
+                Some(_) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+                None => Poll::Pending,
+            },
+            Poll::Ready(r) => {
+                self.armed = false;
+                Poll::Ready(r)
+            }
+        }
+    }
+
+    /// The upstream broke, ended early or went silent: the body is cut.
+    fn cut_upstream(&mut self) -> Cut {
+        self.inner.discard();
+        self.end(false);
+        Cut::Upstream
+    }
+
+    /// The client's connection failed mid-body: the upstream's is not reused.
+    fn cut_client(&mut self, e: std::io::Error) -> Cut {
+        self.inner.discard();
+        Cut::Client(e)
+    }
+
     /// Arms the idle timer when a read starts waiting; the error if it has fired.
     fn idle_fired(&mut self, cx: &mut Context<'_>) -> Option<BoxError> {
         if !self.armed {
@@ -339,6 +450,15 @@ impl UpstreamBody {
         }
         r
     }
+}
+
+/// Why a spliced body did not reach its end.
+#[derive(Debug)]
+pub enum Cut {
+    /// The upstream failed, closed early or stayed silent past the idle timeout.
+    Upstream,
+    /// The client's connection failed.
+    Client(std::io::Error),
 }
 
 impl std::fmt::Debug for UpstreamBody {

@@ -26,6 +26,8 @@ use crate::config::UpstreamProtocol;
 use crate::h1::buf::Buf;
 use crate::h1::client;
 use crate::h1::head::Forwarding;
+use crate::h1::io::Client;
+use crate::h1::splice;
 use crate::snapshot::ClusterSnap;
 use crate::upstream::pool::{self, ConnectError};
 use crate::upstream::retry::Cause;
@@ -168,9 +170,20 @@ pub async fn send<'a>(
     // before it has read the whole body (a 413, a 401), and then it is not waited for.
     let chunked = client::is_chunked(req);
     let mut rbuf = Buf::answer();
+    // A plain HTTP/1.1 client may get a long body by splice: the first read then takes
+    // the head and only the start of the body (see `h1::splice`).
+    let first = (cfg!(target_os = "linux") && matches!(ctx.stream, Some(Client::Tcp(_))))
+        .then_some(splice::FIRST_READ);
     let (head, body_sent) = {
         let write = client::write_body(&stream, &mut body, chunked);
-        let read = client::read_head(ctx, &stream, &mut rbuf, head_req, cluster.max_response_head);
+        let read = client::read_head(
+            ctx,
+            &stream,
+            &mut rbuf,
+            head_req,
+            cluster.max_response_head,
+            first,
+        );
         tokio::pin!(write, read);
         let (mut writing, mut complete) = (true, false);
         loop {
@@ -221,6 +234,9 @@ pub async fn send<'a>(
             Upgrade::Hyper(u) => tunnel(t, u),
         }
         return Ok(resp);
+    }
+    if first.is_some() {
+        client::read_rest_if_copied(&stream, &mut rbuf, head.framing).await;
     }
     // An answer that came before the whole request left shares its connection with
     // no later request: the rest of that request is not on it.

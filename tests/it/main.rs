@@ -22,6 +22,7 @@
 //! - `fallback`: the fallback ladder (another cluster, stale, static) and its privacy rules.
 //! - `engine`: the own HTTP/1.1 engine on raw sockets (limits, pooling, early answers,
 //!   pipelining with bodies, HTTP/1.0 keep-alive).
+//! - `splice`: long bodies relayed by `splice(2)`: whole, cut, stalled, abandoned.
 
 mod admin;
 mod balance;
@@ -51,6 +52,8 @@ mod lifecycle;
 mod ops;
 mod proxy;
 mod slo;
+// Long bodies by splice(2): whole beside copied ones, cut, stalled, abandoned.
+mod splice;
 mod streaming;
 mod support;
 mod tls;

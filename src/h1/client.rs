@@ -196,13 +196,16 @@ pub async fn read_head(
     }
 }
 
-/// After a first read bounded for a splice (see `read_head`): when the body will not
-/// be spliced after all (chunked, or too short), reads what more is already waiting,
-/// without waiting, so the body still goes to the client in one write as it would have
-/// without the bound. Costs no system call when the first read found the socket
-/// drained.
-pub async fn read_rest_if_copied(stream: &TcpStream, rbuf: &mut Buf, framing: Framing) {
-    let spliced = match framing {
+/// After a first read bounded for a splice (see `read_head`): when that read filled
+/// its room (more may be waiting) and the body will not be spliced after all (chunked,
+/// or too short), reads what more is already waiting, without waiting, so the body
+/// still goes to the client in one write as it would have without the bound. An answer
+/// that came whole in the first read costs nothing here.
+pub async fn read_rest_if_copied(stream: &TcpStream, rbuf: &mut Buf, head: &ResponseHead) {
+    if head.len + rbuf.len() < super::splice::FIRST_READ {
+        return;
+    }
+    let spliced = match head.framing {
         Framing::Length(n) => n.saturating_sub(rbuf.len() as u64) >= super::splice::MIN,
         Framing::Empty => true,
         _ => false,

@@ -236,7 +236,7 @@ pub async fn send<'a>(
         return Ok(resp);
     }
     if first.is_some() {
-        client::read_rest_if_copied(&stream, &mut rbuf, head.framing).await;
+        client::read_rest_if_copied(&stream, &mut rbuf, &head).await;
     }
     // An answer that came before the whole request left shares its connection with
     // no later request: the rest of that request is not on it.

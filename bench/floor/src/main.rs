@@ -11,6 +11,9 @@
 //! It listens on `NINEFOLD_LISTEN` and forwards to `NINEFOLD_UPSTREAM`, as the harness
 //! sets them. `PROBE_THREADS=N` starts N idle threads beside it (a process with more
 //! than one thread pays more for each file-descriptor lookup in the kernel).
+//! `PROBE_SPLICE=1` relays bodies as ninefold's `h1::splice` does: the first upstream
+//! read takes at most 4 KiB; when 8 KiB or more of the body are still to come, the head
+//! and the first bytes go with `MSG_MORE` and the rest by `splice(2)` through a pipe.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
@@ -26,6 +29,106 @@ thread_local! {
 fn take() -> Vec<u8> {
     FREE.with(|b| b.borrow_mut().pop())
         .unwrap_or_else(|| vec![0u8; 32 * 1024])
+}
+
+/// Whether `PROBE_SPLICE=1` is set.
+fn splicing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PROBE_SPLICE").is_ok_and(|v| v == "1"))
+}
+
+/// The thread's pipe for splicing (made once, always left empty).
+fn pipe() -> (i32, i32) {
+    thread_local! {
+        static PIPE: (i32, i32) = {
+            let mut fds = [0i32; 2];
+            // SAFETY: `fds` has room for the two descriptors.
+            let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+            assert_eq!(r, 0, "pipe2");
+            (fds[0], fds[1])
+        };
+    }
+    PIPE.with(|p| *p)
+}
+
+/// One `splice(2)` of up to `len` bytes, as a `WouldBlock`-aware result.
+fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    // SAFETY: plain descriptors, no offsets.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Sends the head and first bytes with `MSG_MORE`, then moves `left` bytes from `u` to
+/// `c` through the pipe: filled when empty, drained to empty.
+async fn relay_spliced(
+    c: &TcpStream,
+    u: &TcpStream,
+    mut head: &[u8],
+    mut left: usize,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (r, w) = pipe();
+    while !head.is_empty() {
+        c.writable().await?;
+        let sent = c.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: `head` is valid for reads of its length.
+            let n = unsafe {
+                libc::send(
+                    c.as_raw_fd(),
+                    head.as_ptr().cast(),
+                    head.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match sent {
+            Ok(n) => head = &head[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    while left > 0 {
+        u.readable().await?;
+        let mut held = match u.try_io(tokio::io::Interest::READABLE, || {
+            splice(u.as_raw_fd(), w, left)
+        }) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        left -= held;
+        while held > 0 {
+            c.writable().await?;
+            match c.try_io(tokio::io::Interest::WRITABLE, || {
+                splice(r, c.as_raw_fd(), held)
+            }) {
+                Ok(n) => held -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn give(v: Vec<u8>) {
@@ -167,8 +270,10 @@ async fn conn(mut c: TcpStream, pool: Pool, upstream: SocketAddr) -> io::Result<
         };
         u.write_all(&out[..olen]).await?;
         len = 0;
+        let first = if splicing() { 4096 } else { buf.len() };
         let (head_len, total, keep) = loop {
-            let n = u.read(&mut buf[len..]).await?;
+            let end = if len == 0 { first } else { buf.len() };
+            let n = u.read(&mut buf[len..end]).await?;
             if n == 0 {
                 return Ok(());
             }
@@ -194,6 +299,18 @@ async fn conn(mut c: TcpStream, pool: Pool, upstream: SocketAddr) -> io::Result<
                 break (head_len, head_len + body, o.1);
             }
         };
+        if splicing() && total - len >= 8192 {
+            let (body_now, left) = (len - head_len, total - len);
+            out[keep..keep + body_now].copy_from_slice(&buf[head_len..len]);
+            relay_spliced(&c, &u, &out[..keep + body_now], left).await?;
+            pool.borrow_mut().push(u);
+            give(buf);
+            give(out);
+            if close {
+                return Ok(());
+            }
+            continue;
+        }
         if total > buf.len() {
             buf.resize(total, 0);
         }

@@ -294,14 +294,14 @@ fn try_read(io: &TcpStream, v: &mut Vec<u8>, limit: usize) -> io::Result<usize> 
 /// process of several threads each call takes two atomic operations around the system
 /// call for that (about 2% of a small request's CPU, four calls per request). The
 /// gateway never cancels a thread. Elsewhere than Linux, the usual calls.
-mod sys {
+pub(super) mod sys {
     use std::io::{self, IoSlice};
     use std::mem::MaybeUninit;
     use tokio::net::TcpStream;
 
     /// Makes the call `call` until it is not interrupted; its count, or the error.
     #[cfg(target_os = "linux")]
-    fn retried(mut call: impl FnMut() -> libc::c_long) -> io::Result<usize> {
+    pub(in crate::h1) fn retried(mut call: impl FnMut() -> libc::c_long) -> io::Result<usize> {
         loop {
             let r = call();
             if r >= 0 {

@@ -162,26 +162,17 @@ impl Pipe {
 #[cfg(target_os = "linux")]
 fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: u64) -> io::Result<usize> {
     let len = usize::try_from(len).unwrap_or(usize::MAX);
-    loop {
-        // SAFETY: plain descriptors and no offsets (both ends are a socket or a pipe).
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    // SAFETY: plain descriptors and no offsets (both ends are a socket or a pipe).
+    super::io::sys::retried(|| unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        ) as libc::c_long
+    })
 }
 
 #[cfg(all(test, target_os = "linux"))]

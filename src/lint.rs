@@ -95,7 +95,7 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
                 .as_ref()
                 .and_then(|s| cfg.slos.iter().find(|x| &x.name == s));
             let is_latency = slo_def
-                .is_some_and(|s| matches!(s.indicator, crate::slo::Indicator::Latency { .. }));
+                .is_some_and(|s| matches!(s.indicator, crate::config::Indicator::Latency { .. }));
             let objective = slo_def.map(|s| s.objective);
             let target_clusters: Vec<&str> = match (&r.cluster, &r.cells) {
                 (Some(c), _) => vec![c.as_str()],

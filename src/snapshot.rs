@@ -130,7 +130,7 @@ pub struct RouteSnap {
 /// A route's SLO: how to classify an answer, and where to count it.
 pub struct RouteSlo {
     /// The SLI.
-    pub indicator: crate::slo::Indicator,
+    pub indicator: crate::config::Indicator,
     /// The SLO's counters (kept across reloads by name).
     pub counters: Arc<crate::slo::Counters>,
     /// Whether requests with an injected fault count (`count_faults`); when false they

@@ -20,7 +20,7 @@
 use crate::availability::{k_of_n, parallel, parse_availability, serial, Prob};
 use crate::config::raw::RawRoute;
 use crate::config::{ClusterConfig, Config};
-use crate::slo::{Indicator, SloDef};
+use crate::config::{Indicator, SloDef};
 use serde::Serialize;
 use std::collections::BTreeMap;
 

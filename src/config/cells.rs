@@ -9,9 +9,11 @@
 //! a success for a write (the ladder serves GET and HEAD only). The reasons are in
 //! `docs/failover.md`.
 
+use super::model::HashKey;
 use super::raw::*;
 use super::resolve_path;
-use super::validate::{parse_size, HashKey, V};
+use super::units::parse_size;
+use super::validate::V;
 use bytes::Bytes;
 use http::Method;
 use std::collections::HashSet;

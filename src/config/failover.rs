@@ -7,7 +7,8 @@
 //! `docs/failover.md`, with the reasons.
 
 use super::raw::*;
-use super::validate::{parse_size, parse_status_match, V};
+use super::units::{parse_size, parse_status_match};
+use super::validate::V;
 use std::time::Duration;
 
 /// Default time between two health checks of one endpoint (the seed's ALB example).

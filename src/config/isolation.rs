@@ -7,7 +7,8 @@
 //! validated; `V` wraps them to point errors at the file's key.
 
 use super::raw::*;
-use super::validate::{parse_duration, parse_percent, V};
+use super::units::{parse_duration, parse_percent};
+use super::validate::V;
 use std::time::Duration;
 
 /// Default `max_queue`: no queue. A bulkhead exists to fail fast when a dependency is

@@ -11,16 +11,24 @@
 
 pub mod breaker;
 pub mod cells;
+mod clusters;
 pub mod failover;
 pub mod isolation;
+mod listeners;
+pub mod model;
 pub mod raw;
+pub mod slo;
+pub mod units;
 pub mod validate;
 
 pub use breaker::*;
 pub use cells::*;
 pub use failover::*;
 pub use isolation::*;
-pub use validate::*;
+pub use model::*;
+pub use slo::*;
+pub use units::*;
+pub use validate::validate;
 
 use serde_saphyr::granit_parser::{Event, Parser};
 use std::collections::HashMap;

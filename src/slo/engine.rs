@@ -7,8 +7,8 @@
 //! its own current-thread runtime; the admin API reads the engine's state under a
 //! mutex the data path never touches.
 
-use super::spec::SloDef;
 use super::window::{budget, evaluate, fmt_dur, AlertEval, Budget, Windows};
+use crate::config::SloDef;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -692,7 +692,7 @@ mod tests {
     }
 
     fn def() -> SloDef {
-        crate::slo::spec::test_def("99.9%")
+        crate::config::slo::test_def("99.9%")
     }
 
     /// An engine saving to `dir` every 10 s on the driven `clock`.

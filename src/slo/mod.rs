@@ -12,5 +12,5 @@ pub mod rules;
 pub mod spec;
 pub mod window;
 
+pub use crate::config::{Indicator, SloDef};
 pub use engine::{Counters, Engine};
-pub use spec::{Indicator, SloDef};

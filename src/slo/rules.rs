@@ -17,8 +17,8 @@
 //! `slo_result="good"|"bad"`, classified by the gateway with the SLO's indicator, so
 //! the rules and the live engine agree on what is bad.
 
-use super::spec::SloDef;
 use super::window::fmt_dur;
+use crate::config::SloDef;
 use std::fmt::Write as _;
 use std::time::Duration;
 

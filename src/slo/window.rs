@@ -8,8 +8,8 @@
 //! gap (a restart, no traffic) is just empty buckets. Every function takes `now`: the
 //! clock is the caller's, and tests drive it.
 
-use super::spec::{AlertWindow, SloDef};
 use crate::availability::snap;
+use crate::config::{AlertWindow, SloDef};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -337,7 +337,7 @@ mod tests {
     use super::*;
 
     fn def(objective: &str) -> SloDef {
-        crate::slo::spec::test_def(objective)
+        crate::config::slo::test_def(objective)
     }
 
     const T0: u64 = 1_800_000_000;

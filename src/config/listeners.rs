@@ -1,0 +1,267 @@
+//! The validator of `listeners:` and their routes.
+
+use super::failover::Writes;
+use super::model::*;
+use super::raw::*;
+use super::resolve_path;
+use super::validate::V;
+use http::{HeaderName, HeaderValue};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The names a listener's validation checks against, and those listeners so far took.
+pub(super) struct Names<'a> {
+    /// Cluster names.
+    pub clusters: &'a HashSet<String>,
+    /// Cell set names.
+    pub cells: HashSet<&'a str>,
+    /// SLO names.
+    pub slos: HashSet<&'a str>,
+    /// Listener names taken so far.
+    pub listeners: HashSet<String>,
+    /// Bind addresses taken so far.
+    pub binds: HashSet<SocketAddr>,
+}
+
+// === impl V ===
+
+impl V<'_> {
+    /// Checks `listeners[i]` and builds it.
+    pub(super) fn listener(
+        &mut self,
+        i: usize,
+        l: &RawListener,
+        n: &mut Names<'_>,
+        base: &Path,
+    ) -> ListenerConfig {
+        let p = format!("listeners[{i}]");
+        if l.name.is_empty() {
+            self.err(&format!("{p}.name"), "must not be empty".into());
+        } else if !n.listeners.insert(l.name.clone()) {
+            self.err(
+                &format!("{p}.name"),
+                format!("duplicate listener name {:?}", l.name),
+            );
+        }
+        let bind = self.addr(&format!("{p}.bind"), &l.bind);
+        if let Some(b) = bind {
+            if b.port() != 0 && !n.binds.insert(b) {
+                self.err(
+                    &format!("{p}.bind"),
+                    format!("address {b} is used by another listener"),
+                );
+            }
+        }
+        let protocol = match l.protocol.as_deref() {
+            None | Some("http") => ListenerProtocol::Http,
+            Some("https") => ListenerProtocol::Https,
+            Some("tcp") => ListenerProtocol::Tcp,
+            Some(o) => {
+                self.err(
+                    &format!("{p}.protocol"),
+                    format!("must be one of http, https, tcp, got {o:?}"),
+                );
+                ListenerProtocol::Http
+            }
+        };
+        let tls = l.tls.as_ref().map(|t| TlsFiles {
+            cert: resolve_path(base, &t.cert),
+            key: resolve_path(base, &t.key),
+        });
+        match protocol {
+            ListenerProtocol::Https if tls.is_none() => self.err_hint(
+                &format!("{p}.tls"),
+                "an https listener needs tls".into(),
+                "add tls: {cert: server.pem, key: server.key}",
+            ),
+            ListenerProtocol::Http if tls.is_some() => self.err_hint(
+                &format!("{p}.tls"),
+                "tls is set but protocol is http".into(),
+                "set protocol: https",
+            ),
+            _ => {}
+        }
+        if protocol == ListenerProtocol::Tcp {
+            self.unsupported(&format!("{p}.protocol"), "TCP listeners");
+            match &l.cluster {
+                None => self.err(
+                    &format!("{p}.cluster"),
+                    "a tcp listener needs a cluster".into(),
+                ),
+                Some(c) if !n.clusters.contains(c) => {
+                    self.err(&format!("{p}.cluster"), format!("unknown cluster {c:?}"))
+                }
+                _ => {}
+            }
+        } else if l.cluster.is_some() {
+            self.err_hint(
+                &format!("{p}.cluster"),
+                "only tcp listeners take a cluster".into(),
+                "put the cluster on a route",
+            );
+        }
+        let mut routes = Vec::new();
+        let mut route_names = HashSet::new();
+        for (j, r) in l.routes.iter().enumerate() {
+            let rp = format!("{p}.routes[{j}]");
+            let name = r.name_in(&l.name, j);
+            if !route_names.insert(name.clone()) {
+                self.err(
+                    &format!("{rp}.name"),
+                    format!("duplicate route name {name:?} in listener {:?}", l.name),
+                );
+            }
+            let cluster = match (&r.cluster, &r.cells) {
+                (Some(c), None) => {
+                    if !n.clusters.contains(c) {
+                        self.err_hint(
+                            &format!("{rp}.cluster"),
+                            format!("unknown cluster {c:?}"),
+                            &format!(
+                                "define it under clusters: or use one of {}",
+                                list(n.clusters)
+                            ),
+                        );
+                    }
+                    c.clone()
+                }
+                (None, Some(c)) => {
+                    if !n.cells.contains(c.as_str()) {
+                        self.err(&format!("{rp}.cells"), format!("unknown cells {c:?}"));
+                    }
+                    String::new()
+                }
+                (Some(_), Some(_)) => {
+                    self.err(&rp, "set either cluster or cells, not both".into());
+                    String::new()
+                }
+                (None, None) => {
+                    self.err(&rp, "a route needs cluster (or cells)".into());
+                    String::new()
+                }
+            };
+            let timeout = self
+                .opt_duration(&format!("{rp}.timeout"), r.timeout.as_ref())
+                .unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+            let idle_timeout = self
+                .opt_duration(&format!("{rp}.idle_timeout"), r.idle_timeout.as_ref())
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT);
+            let matcher = self.matcher(&format!("{rp}.match"), &r.matcher);
+            self.route_extras(&rp, r, &n.slos);
+            let bulkhead = r
+                .bulkhead
+                .as_ref()
+                .and_then(|b| self.bulkhead(&format!("{rp}.bulkhead"), b));
+            let faults = r
+                .faults
+                .as_ref()
+                .and_then(|f| self.faults(&format!("{rp}.faults"), f));
+            let retry = self.retry(&format!("{rp}.retry"), r.retry.as_ref());
+            if let Some(t) = retry.per_try_timeout {
+                if t > timeout {
+                    self.err_hint(
+                        &format!("{rp}.retry.per_try_timeout"),
+                        format!("is longer than the route's timeout ({t:?} > {timeout:?})"),
+                        "the route's timeout bounds the whole request, retries included",
+                    );
+                }
+            }
+            let writes = self.writes(&format!("{rp}.writes"), r.writes.as_ref());
+            if let Some(Writes::Cluster(c)) = &writes {
+                if !n.clusters.contains(c) {
+                    self.err(
+                        &format!("{rp}.writes.cluster"),
+                        format!("unknown cluster {c:?}"),
+                    );
+                }
+            }
+            let fallback = r
+                .fallback
+                .as_ref()
+                .map(|f| self.fallback(&format!("{rp}.fallback"), f, n.clusters, base));
+            routes.push(RouteConfig {
+                name,
+                matcher,
+                cluster,
+                cells: r.cells.clone(),
+                fallback,
+                timeout,
+                idle_timeout,
+                slo: r.slo.clone(),
+                retry,
+                writes,
+                bulkhead,
+                faults,
+            });
+        }
+        if protocol == ListenerProtocol::Tcp && !l.routes.is_empty() {
+            self.err(
+                &format!("{p}.routes"),
+                "a tcp listener has no routes".into(),
+            );
+        }
+        ListenerConfig {
+            name: l.name.clone(),
+            bind: bind.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+            protocol,
+            tls,
+            routes,
+        }
+    }
+
+    fn matcher(&mut self, p: &str, m: &RawMatch) -> MatchConfig {
+        for (key, val) in [("path_prefix", &m.path_prefix), ("path", &m.path)] {
+            if let Some(v) = val {
+                if !v.starts_with('/') {
+                    self.err(
+                        &format!("{p}.{key}"),
+                        format!("must start with '/', got {v:?}"),
+                    );
+                }
+            }
+        }
+        let methods = m
+            .methods
+            .as_ref()
+            .map(|ms| self.methods(&format!("{p}.methods"), ms));
+        let mut headers = Vec::new();
+        for (k, val) in m.headers.iter().flatten() {
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(val),
+            ) {
+                (Ok(n), Ok(hv)) => headers.push((n, hv)),
+                _ => self.err(
+                    &format!("{p}.headers.{k}"),
+                    format!("invalid header {k:?}: {val:?}"),
+                ),
+            }
+        }
+        MatchConfig {
+            path_prefix: m.path_prefix.clone(),
+            path: m.path.clone(),
+            host: m.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            methods,
+            headers,
+        }
+    }
+
+    fn route_extras(&mut self, rp: &str, r: &RawRoute, slos: &HashSet<&str>) {
+        if let Some(s) = &r.slo {
+            if !slos.contains(s.as_str()) {
+                self.err(&format!("{rp}.slo"), format!("unknown slo {s:?}"));
+            }
+        }
+    }
+}
+
+fn list(names: &HashSet<String>) -> String {
+    let mut v: Vec<&str> = names.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    if v.is_empty() {
+        "(none defined)".into()
+    } else {
+        v.join(", ")
+    }
+}

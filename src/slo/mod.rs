@@ -1,4 +1,5 @@
-//! SLOs and error budgets: definitions in three formats ([`spec`]), rolling windows,
+//! SLOs and error budgets: definitions (the types are `config::slo`'s) read from three
+//! formats ([`spec`]), rolling windows,
 //! budgets, burn rates and multiwindow alerts ([`window`]), the live engine of a
 //! running gateway with persistence and the Alertmanager sender ([`engine`]),
 //! Prometheus rules for fleets ([`rules`]), the `ninefold slo` subcommands

@@ -1,6 +1,7 @@
-//! SLO definitions and the three formats they are read from: the gateway config's
-//! `slos:`, the seed's stand-alone SLO file, and OpenSLO v1 `kind: SLO` with a
-//! `ratioMetric`.
+//! Reading SLO definitions from the three formats `ninefold slo` takes: the seed's
+//! stand-alone SLO file, OpenSLO v1 `kind: SLO` with a `ratioMetric`, and a gateway
+//! config's `slos:` (read by `config`, where the definition types and their defaults
+//! live: this module reads config, never the other way).
 
 use crate::availability::parse_objective;
 use crate::config::{

@@ -38,6 +38,7 @@ pub mod h1;
 pub mod lint;
 pub mod logging;
 pub mod metrics;
+pub mod oneshot;
 pub mod origin;
 pub mod proxy;
 pub mod rlimit;

@@ -220,7 +220,7 @@ fn fetch(admin: &str) -> Result<Bytes, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let answer = rt
-        .block_on(super::http::exchange(addr, req, STATUS_TIMEOUT))
+        .block_on(crate::oneshot::exchange(addr, req, STATUS_TIMEOUT))
         .map_err(|e| {
             if e.is_connect() {
                 format!("cannot reach the admin API at {addr}: {e}")

@@ -552,7 +552,7 @@ async fn post(url: &str, body: &[u8]) -> Result<u16, String> {
             body,
         )))
         .map_err(|e| e.to_string())?;
-    let answer = super::http::exchange(&authority, req, POST_TIMEOUT)
+    let answer = crate::oneshot::exchange(&authority, req, POST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     Ok(answer.status.as_u16())

@@ -2,13 +2,11 @@
 //! formats ([`spec`]), rolling windows,
 //! budgets, burn rates and multiwindow alerts ([`window`]), the live engine of a
 //! running gateway with persistence and the Alertmanager sender ([`engine`]),
-//! Prometheus rules for fleets ([`rules`]), the `ninefold slo` subcommands
-//! ([`cli`]), and the small HTTP client both the sender and `slo status` use
-//! ([`http`]).
+//! Prometheus rules for fleets ([`rules`]), and the `ninefold slo` subcommands
+//! ([`cli`]).
 
 pub mod cli;
 pub mod engine;
-pub mod http;
 pub mod rules;
 pub mod spec;
 pub mod window;

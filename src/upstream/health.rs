@@ -57,7 +57,6 @@ use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::{now_ms, CheckReport, ClusterLive, EndpointState, Health};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -251,40 +250,25 @@ async fn http_probe(
     expect_status: &[(u16, u16)],
     expect_json_status: Option<&str>,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(stream);
-    // Each connection ends with the probe: dropping its sender closes it, or the task
-    // is cancelled with the probe's runtime.
-    let resp = if h2 {
-        let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+    let req = if h2 {
         // The host goes as `:authority`; HTTP/2 has no `connection` field.
-        let req = http::Request::get(format!("http://{host}{path}"))
+        http::Request::get(format!("http://{host}{path}"))
             .header(http::header::USER_AGENT, USER_AGENT)
             .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("request: {e}"))?;
-        tx.send_request(req).await
     } else {
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = http::Request::get(path)
+        http::Request::get(path)
             .header(http::header::HOST, host)
             .header(http::header::USER_AGENT, USER_AGENT)
             // One probe, one connection: tell the backend not to keep it.
             .header(http::header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("request: {e}"))?;
-        tx.send_request(req).await
     }
     .map_err(|e| format!("request: {e}"))?;
+    // The connection ends with the probe: its answer is dropped, or the task is
+    // cancelled with the probe's runtime.
+    let resp = crate::oneshot::send(stream, req, h2)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
     let status = resp.status().as_u16();
     if !expect_status
         .iter()

@@ -1,16 +1,20 @@
-//! A one-shot HTTP/1.1 exchange for the SLO tools: `slo status` reading the admin API
-//! and the engine posting alerts to Alertmanager.
+//! One-shot HTTP exchanges of the control plane: a health probe of an endpoint, an
+//! alert posted to Alertmanager, `ninefold slo status` reading the admin API.
 //!
-//! Both used to speak HTTP by hand and could not read a chunked answer; this uses
-//! hyper's connection-level client (as the upstream pool does) on a fresh TCP
-//! connection per exchange, which is all two calls a minute or one CLI run need. One
-//! deadline covers the whole exchange, connect included, so a peer that accepts and
-//! then stalls cannot hang the caller.
+//! Each is one request on a fresh TCP connection, with hyper's connection-level client
+//! (HTTP/1.1, or HTTP/2 with prior knowledge for an h2c-only endpoint): a fresh
+//! connection is what a probe wants (it catches what a pooled one would hide: a
+//! listener that stopped accepting, a full accept queue), and all a few calls a
+//! minute need. The data path never comes here: its upstream exchanges are the own
+//! engine's (`h1`) and the pipeline's h2 leg. [`exchange`] bounds the whole exchange,
+//! connect included, by one deadline, so a peer that accepts and then stalls cannot
+//! hang the caller; [`send`] leaves the deadline and the body to its caller.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -65,11 +69,8 @@ pub async fn exchange(
         .await
         .map_err(|_| ExchangeError::ConnectTimeout(timeout))?
         .map_err(ExchangeError::Connect)?;
-    let _ = stream.set_nodelay(true);
     let rest = async {
-        let (mut tx, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let resp = tx.send_request(req).await?;
+        let resp = send(stream, req, false).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
         Ok(Answer {
@@ -81,4 +82,32 @@ pub async fn exchange(
     tokio::time::timeout_at(deadline, rest)
         .await
         .map_err(|_| ExchangeError::Timeout(timeout))?
+}
+
+/// Sends `req` on `stream`, a fresh connection, over HTTP/2 with prior knowledge when
+/// `h2` is set, HTTP/1.1 otherwise, and returns the answer with its body still to
+/// read. Must run inside a tokio runtime: the connection is driven by a task of its
+/// own, which ends when the answer's body is done or dropped (the connection closes
+/// with it).
+pub async fn send<B>(
+    stream: TcpStream,
+    req: http::Request<B>,
+    h2: bool,
+) -> Result<http::Response<Incoming>, hyper::Error>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(stream);
+    if h2 {
+        let (mut tx, conn) = http2::handshake(TokioExecutor::new(), io).await?;
+        tokio::spawn(conn);
+        tx.send_request(req).await
+    } else {
+        let (mut tx, conn) = http1::handshake(io).await?;
+        tokio::spawn(conn);
+        tx.send_request(req).await
+    }
 }

@@ -1,9 +1,9 @@
 //! What does the own HTTP/1.1 engine (`src/h1/`) spend per request on its heads and
-//! bodies? Every request through the engine is parsed once (`head::parse_request`,
+//! bodies? Every request through the engine is parsed once (`parse::parse_request`,
 //! which copies its field lines into a pooled buffer: no header map), and its head is
-//! written again for the upstream (`head::write_request`, which cuts the hop-by-hop
+//! written again for the upstream (`write::write_request`, which cuts the hop-by-hop
 //! fields and adds the `x-forwarded-*` ones on the way); every answer is parsed once
-//! (`head::parse_response`, which keeps the answer's end-to-end lines for the client);
+//! (`parse::parse_response`, which keeps the answer's end-to-end lines for the client);
 //! chunked bodies go through `chunked::Decoder`.
 //!
 //! Measured: (a) `parse_request` of a browser-like head (10 field lines, about 550
@@ -18,7 +18,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ninefold::config::Limits;
 use ninefold::h1::chunked::{encode_size, Decoder, LAST_CHUNK};
-use ninefold::h1::head;
+use ninefold::h1::{parse, write};
 use std::hint::black_box;
 
 /// A browser's request for a script: the field lines a current browser sends.
@@ -76,7 +76,7 @@ fn bench_request(c: &mut Criterion) {
             bytes,
             |b, bytes| {
                 b.iter(|| {
-                    head::parse_request(black_box(bytes), &limits)
+                    parse::parse_request(black_box(bytes), &limits)
                         .unwrap()
                         .unwrap()
                 })
@@ -87,16 +87,16 @@ fn bench_request(c: &mut Criterion) {
             bytes,
             |b, bytes| {
                 let mut out = Vec::with_capacity(1024);
-                let fwd = head::Forwarding {
+                let fwd = write::Forwarding {
                     client_ip: b"192.0.2.10",
                     tls: false,
                 };
                 b.iter(|| {
-                    let h = head::parse_request(black_box(bytes), &limits)
+                    let h = parse::parse_request(black_box(bytes), &limits)
                         .unwrap()
                         .unwrap();
                     out.clear();
-                    head::write_request(&mut out, &h.parts, Some(&h.fields), fwd);
+                    write::write_request(&mut out, &h.parts, Some(&h.fields), fwd);
                     out.len()
                 })
             },
@@ -120,7 +120,7 @@ fn bench_response(c: &mut Criterion) {
     });
     g.bench_function("parse_response", |b| {
         b.iter(|| {
-            head::parse_response(black_box(ANSWER), false, 16 * 1024)
+            parse::parse_response(black_box(ANSWER), false, 16 * 1024)
                 .unwrap()
                 .unwrap()
         })

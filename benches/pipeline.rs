@@ -41,13 +41,13 @@ fn bench_route(c: &mut Criterion) {
     let snap = Snapshot::build(Arc::new(cfg), None, &metrics, &slo).unwrap();
     let listener = &snap.listeners[0];
     // As the own HTTP/1.1 engine hands it over: fields as raw lines.
-    let h = ninefold::h1::head::parse_request(
+    let h = ninefold::h1::parse::parse_request(
         b"GET /svc19/items?id=4 HTTP/1.1\r\nHost: a.example\r\nx-env: prod\r\n\r\n",
         &ninefold::config::Limits::default(),
     )
     .unwrap()
     .unwrap();
-    let head = ninefold::proxy::head::Head::from_raw(h.parts, h.fields);
+    let head = ninefold::message::Head::from_raw(h.parts, h.fields);
     c.bench_function("route: last of 20 routes", |b| {
         b.iter(|| route::resolve(black_box(listener), black_box(&head)).map(|r| r.timeout))
     });

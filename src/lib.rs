@@ -37,6 +37,7 @@ pub mod demo;
 pub mod h1;
 pub mod lint;
 pub mod logging;
+pub mod message;
 pub mod metrics;
 pub mod oneshot;
 pub mod origin;

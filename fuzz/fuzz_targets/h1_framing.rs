@@ -23,7 +23,7 @@
 //! 4. `parse_response` never panics; the same bytes as the answer to `GET /` on hyper's
 //!    HTTP/1 client: where both accept, status, version and body agree, with the
 //!    intended differences listed at [`response_refusal`]; and the field lines ninefold
-//!    keeps raw for its client (`head::RawFields`: hop-by-hop ones cut while copying,
+//!    keeps raw for its client (`h1::fields::RawFields`: hop-by-hop ones cut while copying,
 //!    no header map) are hyper's fields after the gateway's map-based rewrite
 //!    (`proxy::forward::strip_hop_headers`): a differential check of the answer's head
 //!    rewrite.
@@ -41,9 +41,10 @@ use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use ninefold::config::Limits;
 use ninefold::h1::chunked::{ChunkError, Decoder};
-use ninefold::h1::head::{self, Framing, RequestHead, ResponseHead};
-use ninefold::proxy::error::Failure;
-use ninefold::proxy::forward::{rewrite_fields, strip_hop_headers};
+use ninefold::h1::fields::{RawFields, RawRequest};
+use ninefold::h1::parse::{self, Framing, Refusal, RequestHead, ResponseHead};
+use ninefold::h1::write;
+use ninefold::proxy::forward::rewrite::{rewrite_fields, strip_hop_headers};
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -97,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
 
 /// Rules 1–3 for `data` read as a request.
 fn requests(data: &[u8], limits: &Limits) {
-    let mut ours = head::parse_request(data, limits);
+    let mut ours = parse::parse_request(data, limits);
     if let Ok(Some(h)) = &mut ours {
         round_trip(h, limits);
         if h.framing == Framing::Chunked {
@@ -139,11 +140,11 @@ fn round_trip(h: &mut RequestHead, limits: &Limits) {
     let h = &*h;
     let parts = &h.parts;
     let mut out = Vec::new();
-    let fwd = head::Forwarding {
+    let fwd = write::Forwarding {
         client_ip: CLIENT_IP.as_bytes(),
         tls: false,
     };
-    head::write_request(&mut out, parts, Some(&h.fields), fwd);
+    write::write_request(&mut out, parts, Some(&h.fields), fwd);
     let mut slots = vec![httparse::EMPTY_HEADER; limits.max_request_headers + ADDED];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(&out) {
@@ -209,7 +210,7 @@ fn round_trip(h: &mut RequestHead, limits: &Limits) {
         max_request_field: limits.max_request_head + 1024,
         ..*limits
     };
-    match head::parse_request(&out, &room) {
+    match parse::parse_request(&out, &room) {
         Ok(Some(again)) => {
             assert_eq!(again.framing, h.framing, "framing of the written head");
             same_fields("fields re-read", &raw_request(&again.fields), &written);
@@ -277,11 +278,11 @@ fn same_request(data: &[u8], h: &RequestHead, t: &HyperRequest, limits: &Limits)
 ///   last coding is `chunked`, such as `gzip, chunked` or `chunked, chunked`);
 /// - ninefold's size limits (`Limits::default()`: 16 KiB head, 8 KiB target, 8 KiB
 ///   field line), below hyper's (about 400 KiB of head, a 64 KiB target);
-/// - a `Content-Length` above `head::MAX_CONTENT_LENGTH` (18 digits; hyper takes up to
+/// - a `Content-Length` above `parse::MAX_CONTENT_LENGTH` (18 digits; hyper takes up to
 ///   2^64-3).
 ///
 /// `Transfer-Encoding` on HTTP/1.0 is refused by both, so it needs no entry here.
-fn request_refusal(data: &[u8], f: Failure, limits: &Limits) -> Option<&'static str> {
+fn request_refusal(data: &[u8], f: Refusal, limits: &Limits) -> Option<&'static str> {
     let mut slots = vec![httparse::EMPTY_HEADER; limits.max_request_headers + 1];
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(data) {
@@ -290,15 +291,15 @@ fn request_refusal(data: &[u8], f: Failure, limits: &Limits) -> Option<&'static 
     };
     let raw = Raw::new(req.headers);
     match f {
-        Failure::UriTooLong => (req.path.unwrap_or_default().len() > limits.max_uri)
+        Refusal::UriTooLong => (req.path.unwrap_or_default().len() > limits.max_uri)
             .then_some("request target over ninefold's limit"),
-        Failure::FieldTooLarge => (len > limits.max_request_head
+        Refusal::FieldTooLarge => (len > limits.max_request_head
             || req
                 .headers
                 .iter()
                 .any(|h| h.name.len() + 2 + h.value.len() > limits.max_request_field))
         .then_some("head or field line over ninefold's limit"),
-        Failure::BadRequest | Failure::UnsupportedCoding => {
+        Refusal::BadRequest | Refusal::UnsupportedCoding => {
             if raw.lengths >= 2 {
                 Some("repeated Content-Length")
             } else if raw.lengths >= 1 && raw.te_lines >= 1 {
@@ -311,7 +312,6 @@ fn request_refusal(data: &[u8], f: Failure, limits: &Limits) -> Option<&'static 
                 None
             }
         }
-        _ => None,
     }
 }
 
@@ -320,7 +320,7 @@ struct Raw {
     lengths: usize,
     /// A `Content-Length` value that is not `1*DIGIT` (a list such as `5, 5`).
     length_list: bool,
-    /// A `1*DIGIT` `Content-Length` above ninefold's `head::MAX_CONTENT_LENGTH`.
+    /// A `1*DIGIT` `Content-Length` above ninefold's `parse::MAX_CONTENT_LENGTH`.
     length_big: bool,
     te_lines: usize,
     /// The `Transfer-Encoding` lines hold exactly one element, `chunked`.
@@ -347,7 +347,7 @@ impl Raw {
                     && std::str::from_utf8(h.value)
                         .ok()
                         .and_then(|v| v.parse::<u128>().ok())
-                        .is_none_or(|n| n > u128::from(ninefold::h1::head::MAX_CONTENT_LENGTH));
+                        .is_none_or(|n| n > u128::from(parse::MAX_CONTENT_LENGTH));
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 raw.te_lines += 1;
                 codings.extend(h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii));
@@ -655,7 +655,7 @@ fn responses(data: &[u8], limits: &Limits) {
     // does; follow it to the final one.
     let mut at = 0;
     let ours = loop {
-        match head::parse_response(&data[at..], false, max) {
+        match parse::parse_response(&data[at..], false, max) {
             Ok(Some(h))
                 if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS =>
             {
@@ -712,7 +712,7 @@ fn same_response(data: &[u8], h: &ResponseHead, t: &HyperResponse, limits: &Limi
     // Intended: the length goes out as a number (`00128` as `128`).
     for (n, v) in &mut theirs {
         if n == "content-length" {
-            if let Some(l) = head::content_length(v) {
+            if let Some(l) = parse::content_length(v) {
                 *v = l.to_string().into_bytes();
             }
         }
@@ -866,12 +866,12 @@ fn fields(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The raw field lines ninefold keeps for its client: names in lower case, values.
-fn raw_fields(f: &head::RawFields) -> Vec<(String, Vec<u8>)> {
+fn raw_fields(f: &RawFields) -> Vec<(String, Vec<u8>)> {
     lower(f.iter())
 }
 
 /// A request's raw field lines as ninefold read them: names in lower case, values.
-fn raw_request(f: &head::RawRequest) -> Vec<(String, Vec<u8>)> {
+fn raw_request(f: &RawRequest) -> Vec<(String, Vec<u8>)> {
     lower(f.iter())
 }
 

@@ -10,12 +10,14 @@
 
 use super::buf::{self, Buf};
 use super::chunked::{self, Decoder};
-use super::head::{self, Forwarding, Framing, ResponseHead};
-use super::io::{self, Stream};
-use crate::proxy::head::Head;
-use crate::proxy::ConnCtx;
-use crate::upstream::{pool, ReqBody};
+use super::fields::{RawFields, RawRequest};
+use super::io::{self, Client, Stream};
+use super::parse::{self, Framing, ResponseHead};
+use super::pool;
+use super::write::{self, Forwarding};
 use bytes::Bytes;
+use http::request::Parts;
+use http::StatusCode;
 use http_body::{Body, SizeHint};
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -38,7 +40,10 @@ pub enum WriteError {
 /// Takes the first piece of body if it is there already (a replay's whole body, or
 /// what arrived with the client's head), so it can ride in the head's write, and be
 /// written again if a pooled connection turns out to be closed.
-pub async fn first_piece(body: &mut ReqBody<'_>) -> Result<Option<Bytes>, WriteError> {
+pub async fn first_piece<B>(body: &mut B) -> Result<Option<Bytes>, WriteError>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
     if body.is_end_stream() {
         return Ok(None);
     }
@@ -49,20 +54,22 @@ pub async fn first_piece(body: &mut ReqBody<'_>) -> Result<Option<Bytes>, WriteE
     }
 }
 
-/// Writes the request's head (see `head::write_request`; `fwd` is what the forwarding
+/// Writes the request's head (see [`write::write_request`]: `raw` holds its fields when
+/// the own engine read them, else they are `parts`' map; `fwd` is what the forwarding
 /// fields say of the client), then `first` (from [`first_piece`]) in the same write.
 /// The rest of the body follows with [`write_body`].
 pub async fn write_head(
     stream: &TcpStream,
-    req: &Head,
+    parts: &Parts,
+    raw: Option<&RawRequest>,
     fwd: Forwarding<'_>,
     first: Option<&Bytes>,
 ) -> Result<(), WriteError> {
     let mut out = buf::take();
-    head::write_request(&mut out, &req.parts, req.raw(), fwd);
+    write::write_request(&mut out, parts, raw, fwd);
     let r = match first {
         Some(d) if !d.is_empty() => {
-            if is_chunked(req) {
+            if is_chunked(parts, raw) {
                 chunked::encode_size(&mut out, d.len());
                 match io::write_all2(stream, &out, d).await {
                     Ok(()) => io::write_all(stream, b"\r\n").await,
@@ -79,11 +86,10 @@ pub async fn write_head(
 }
 
 /// Whether the request's body goes chunked (decided by `proxy::forward::prepare`).
-pub fn is_chunked(req: &Head) -> bool {
-    match req.raw() {
+pub fn is_chunked(parts: &Parts, raw: Option<&RawRequest>) -> bool {
+    match raw {
         Some(r) => r.chunked,
-        None => req
-            .parts
+        None => parts
             .headers
             .get(http::header::TRANSFER_ENCODING)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked")),
@@ -92,11 +98,14 @@ pub fn is_chunked(req: &Head) -> bool {
 
 /// Writes the rest of a request body after [`write_head`], frame by frame (chunked
 /// when `chunked`), ending a chunked body with the last chunk.
-pub async fn write_body(
+pub async fn write_body<B>(
     stream: &TcpStream,
-    body: &mut ReqBody<'_>,
+    body: &mut B,
     chunked: bool,
-) -> Result<(), WriteError> {
+) -> Result<(), WriteError>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
     let mut out = Vec::new();
     loop {
         if body.is_end_stream() {
@@ -156,10 +165,11 @@ pub enum ReadError {
 }
 
 /// Reads the answer's head into `rbuf` (which keeps any body bytes after it),
-/// relaying interim answers to the client (see the module doc). `first`, when set,
-/// bounds the first receive (see `h1::splice::FIRST_READ`).
+/// relaying interim answers to `interim`, the client, when it takes them (see the
+/// module doc). `first`, when set, bounds the first receive (see
+/// `h1::splice::FIRST_READ`).
 pub async fn read_head(
-    ctx: &ConnCtx,
+    interim: Option<&Client>,
     stream: &TcpStream,
     rbuf: &mut Buf,
     head_req: bool,
@@ -168,13 +178,13 @@ pub async fn read_head(
 ) -> Result<ResponseHead, ReadError> {
     loop {
         if !rbuf.is_empty() {
-            match head::parse_response(rbuf.data(), head_req, max_head) {
+            match parse::parse_response(rbuf.data(), head_req, max_head) {
                 Ok(Some(h)) => {
                     let code = h.status.as_u16();
                     if (100..200).contains(&code) && code != 101 {
                         rbuf.consume(h.len);
-                        if code != 100 {
-                            ctx.interim(h.status, &h.fields).await;
+                        if let (true, Some(client)) = (code != 100, interim) {
+                            relay_interim(client, h.status, &h.fields).await;
                         }
                         continue;
                     }
@@ -194,6 +204,16 @@ pub async fn read_head(
             Ok(_) => {}
         }
     }
+}
+
+/// Relays an interim answer (103 Early Hints and the like) to the client; a failed
+/// write is left for the final answer to find.
+async fn relay_interim(client: &Client, status: StatusCode, fields: &RawFields) {
+    let mut out = Vec::with_capacity(128);
+    write::write_status(&mut out, status);
+    out.extend_from_slice(fields.lines());
+    out.extend_from_slice(b"\r\n");
+    let _ = io::write_all(client, &out).await;
 }
 
 /// After a first read bounded for a splice (see `read_head`): when that read filled
@@ -279,7 +299,7 @@ impl Reader {
         self.done = true;
         let stream = self.stream.take();
         if let (Some(s), Some((slot, addr)), true) = (stream, self.keep, self.buf.is_empty()) {
-            pool::checkin_h1(slot, addr, s);
+            pool::checkin(slot, addr, s);
         }
         self.buf.release_if_empty();
     }
@@ -442,21 +462,4 @@ struct Piece {
     consumed: usize,
     /// The body ends with it.
     done: bool,
-}
-
-/// The upstream side of a tunnel after a `101`: the connection and the bytes that
-/// came after the `101`'s head.
-pub struct Tunnel {
-    /// The upstream connection.
-    pub upstream: TcpStream,
-    /// Bytes the upstream sent after its `101`, for the client first.
-    pub early: Vec<u8>,
-    /// The endpoint counts the tunnel as a request in flight while it lasts.
-    pub in_flight: crate::upstream::InFlight,
-}
-
-impl std::fmt::Debug for Tunnel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tunnel").finish_non_exhaustive()
-    }
 }

@@ -23,9 +23,9 @@
 //!
 //! Nothing here allocates unless it rewrites `Host`.
 
-use super::error::Failure;
-use super::head::Head;
 use crate::config::Limits;
+use crate::message::Failure;
+use crate::message::Head;
 use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::Version;
 
@@ -92,36 +92,15 @@ pub fn check_request(head: &mut Head, limits: &Limits) -> Result<(), Failure> {
 }
 
 /// `Transfer-Encoding` must be exactly one `chunked`, in any case: another coding is
-/// 501 (`UnsupportedCoding`), a repeated or empty one 400. The own HTTP/1.1 engine's
-/// head parser (`h1::head`) applies the same rule.
+/// 501 (`UnsupportedCoding`), a repeated or empty one 400: the own HTTP/1.1 engine's
+/// rule (`h1::parse::transfer_codings`), for a head hyper read.
 pub(crate) fn transfer_coding(h: &HeaderMap) -> Result<(), Failure> {
-    transfer_codings(
+    crate::h1::parse::transfer_codings(
         h.get_all(TRANSFER_ENCODING)
             .iter()
             .map(HeaderValue::as_bytes),
     )
-}
-
-/// [`transfer_coding`]'s rule over the `Transfer-Encoding` field values themselves.
-pub(crate) fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(), Failure> {
-    let mut chunked = 0;
-    for v in values {
-        for t in v.split(|&b| b == b',') {
-            let t = t.trim_ascii();
-            if t.eq_ignore_ascii_case(b"chunked") {
-                chunked += 1;
-            } else if t.is_empty() {
-                return Err(Failure::BadRequest);
-            } else {
-                return Err(Failure::UnsupportedCoding);
-            }
-        }
-    }
-    if chunked == 1 {
-        Ok(())
-    } else {
-        Err(Failure::BadRequest)
-    }
+    .map_err(Failure::from)
 }
 
 /// Host rules; see the module doc.
@@ -266,11 +245,13 @@ mod tests {
                 text += &format!("{k}: {val}\r\n");
             }
             text += "\r\n";
-            let raw = crate::h1::head::parse_request(text.as_bytes(), &limits).and_then(|h| {
-                let h = h.expect("a whole head");
-                let mut head = Head::from_raw(h.parts, h.fields);
-                check_request(&mut head, &limits).map(|()| head)
-            });
+            let raw = crate::h1::parse::parse_request(text.as_bytes(), &limits)
+                .map_err(Failure::from)
+                .and_then(|h| {
+                    let h = h.expect("a whole head");
+                    let mut head = Head::from_raw(h.parts, h.fields);
+                    check_request(&mut head, &limits).map(|()| head)
+                });
             assert_eq!(raw.as_ref().err(), map.as_ref().err(), "{text:?}");
             if let (Ok(a), Ok(b)) = (&raw, &map) {
                 assert_eq!(a.get("host"), b.get("host"), "{text:?}");

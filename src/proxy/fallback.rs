@@ -24,8 +24,8 @@
 //! Its body is copied as it streams (see `proxy::body`) and the entry is inserted only
 //! when the body ended cleanly, so a cut body is never served later.
 
-use super::body::RespBody;
 use crate::config::{StaleConfig, StaticConfig, STALE_MAX_ENTRY};
+use crate::message::RespBody;
 use crate::snapshot::ClusterSnap;
 use bytes::{Bytes, BytesMut};
 use http::header::{

@@ -20,9 +20,9 @@
 //! never sees the request. The data path pays one check of an empty list when a route
 //! has no faults.
 
-use super::body::RespBody;
 use crate::config::raw::{RawAbort, RawDelay, Scalar};
 use crate::config::{parse_duration, AbortFault, DelayFault, FaultsConfig, MAX_FAULT_TTL};
+use crate::message::RespBody;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HeaderName, CONTENT_TYPE};

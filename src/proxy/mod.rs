@@ -15,29 +15,26 @@
 //! ([`crate::upstream::breaker`]) and the retry budget ([`crate::upstream::retry`]);
 //! the fallback ladder is [`fallback`].
 
-pub mod body;
 pub mod bulkhead;
 pub mod cells;
 pub mod conform;
-pub mod error;
 pub mod fallback;
 pub mod fault;
 pub mod forward;
-pub mod head;
 pub mod record;
 pub mod route;
 
 use crate::config::{BreakerConfig, RetryOn, UpstreamProtocol};
+use crate::message::body::materialize;
+use crate::message::{Failure, Head, ReqBody, RespBody};
 use crate::snapshot::Shared;
 use crate::snapshot::{ClusterSnap, RouteSnap};
 use crate::upstream::breaker::{self, Admit, Breaker, State, Transition};
 use crate::upstream::retry::{self, Cause};
 use crate::upstream::select::{NoPick, Tried};
-use crate::upstream::{now_ms, now_ms_at, Ejection, ReqBody};
-use body::RespBody;
-use error::Failure;
-use head::Head;
+use crate::upstream::{now_ms, now_ms_at, Ejection};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
+pub use record::Finish;
 use record::{LogLine, Record};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,24 +61,28 @@ pub struct ConnCtx {
     pub interim: std::sync::atomic::AtomicBool,
 }
 
-impl ConnCtx {
-    /// Relays an interim answer (103 Early Hints and the like) to the client, if it
-    /// takes them; a failed write is left for the final answer to find.
-    pub async fn interim(&self, status: StatusCode, fields: &crate::h1::head::RawFields) {
-        let Some(io) = &self.stream else { return };
-        if !self.interim.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
+/// What [`handle`] gives the connection driver: the answer, and what must happen when
+/// its body ends (`None` when the answer is whole already: a body the gateway made, or
+/// one that has ended).
+pub struct Answer {
+    /// The response, its body streaming.
+    pub response: Response<RespBody>,
+    /// The record and the stale copy that end with the body; see [`Finish`].
+    pub finish: Option<Finish>,
+}
+
+impl Answer {
+    /// An answer with nothing left to finish.
+    fn whole(response: Response<RespBody>) -> Self {
+        Answer {
+            response,
+            finish: None,
         }
-        let mut out = Vec::with_capacity(128);
-        crate::h1::head::write_status(&mut out, status);
-        out.extend_from_slice(fields.lines());
-        out.extend_from_slice(b"\r\n");
-        let _ = crate::h1::io::write_all(io, &out).await;
     }
 }
 
 /// Handles one request; never fails: every failure is a response.
-pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Response<RespBody> {
+pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Answer {
     let start = Instant::now();
     // 1. One config version for the whole request.
     let snap = ctx.shared.snapshot.load_full();
@@ -92,18 +93,19 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Respon
         &head.parts.uri,
     );
     let Some(listener) = snap.listener(&ctx.listener) else {
-        return listener_gone(ctx, start, log.as_deref());
+        return Answer::whole(listener_gone(ctx, start, log.as_deref()));
     };
 
     // 2. Conformance: refuse what an upstream could read otherwise than we do, and put
     //    the host where routing and the upstream both read it.
     if let Err(f) = conform::check_request(head, &snap.config.limits) {
-        return unrouted(&listener.unmatched, f, start, log.as_deref());
+        return Answer::whole(unrouted(&listener.unmatched, f, start, log.as_deref()));
     }
 
     // 3. Route.
     let Some(route) = route::resolve(listener, head) else {
-        return unrouted(&listener.unmatched, Failure::NoRoute, start, log.as_deref());
+        let f = Failure::NoRoute;
+        return Answer::whole(unrouted(&listener.unmatched, f, start, log.as_deref()));
     };
     // From here the request is recorded exactly once, even if this future is dropped
     // (the client left: 499) or the body breaks after the head.
@@ -137,7 +139,7 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Respon
         record.fault_injected();
         record.head(status, None);
         record.finish(status, "fault-abort", true);
-        return fault::abort_response(status);
+        return Answer::whole(fault::abort_response(status));
     }
 
     // 6. What the fallback ladder needs is kept first, and only on routes that have
@@ -207,7 +209,9 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Respon
     }
 
     // 9. The answer, and its record: now for an answer the gateway made or a body
-    //    that has already ended, else when the body ends.
+    //    that has already ended, else when the body ends (the connection driver
+    //    finishes it then).
+    let mut finish = None;
     let resp = match result {
         Ok((mut resp, name)) => {
             let status = resp.status();
@@ -215,16 +219,13 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Respon
             // A good answer from an upstream may be kept for the stale rung.
             let store = match (ladder, &kept, degraded) {
                 (Some(f), Some(h), None | Some(fallback::Kind::Cluster)) if f.stale.is_some() => {
-                    body::materialize(&mut resp);
+                    materialize(&mut resp);
                     f.pending(&h.method, &h.uri, &h.headers, status, resp.headers())
                 }
                 _ => None,
             };
             match resp.body_mut() {
-                RespBody::Upstream(b) if !b.ended() => {
-                    b.store = store;
-                    b.record = Some(record);
-                }
+                RespBody::Upstream(b) if !b.ended() => finish = Some(Finish::new(record, store)),
                 RespBody::Upstream(_) => {
                     if let Some(p) = store {
                         p.commit(Instant::now());
@@ -250,7 +251,10 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Respon
             f.response()
         }
     };
-    delayed(resp, injected)
+    Answer {
+        response: delayed(resp, injected),
+        finish,
+    }
 }
 
 /// Marks the answer of a request an injected delay held.
@@ -400,8 +404,9 @@ async fn attempts(
 
     // What a retry needs: the head again (only if a sent request may be repeated), and
     // the body again (kept whole when small enough; see `upstream::retry`).
-    let may_retry = cfg.attempts > 1 && upgrade.is_none();
-    let repeatable = may_retry && retry::repeatable(head, cfg);
+    let may_retry = cfg.attempts > 1 && !upgrade;
+    let repeatable =
+        may_retry && retry::repeatable(&head.parts.method, head.contains("idempotency-key"), cfg);
     // The clock read above serves the first pick too, unless reading the body may have
     // waited (a body already whole, or none, is kept without a wait).
     let mut first_now = Some(now);
@@ -429,7 +434,6 @@ async fn attempts(
     // The head stays here for every attempt (`forward::send` borrows it); the body is
     // handed to each attempt and comes back unsent, or again from the replay copy.
     let mut next = Some(body);
-    let mut upgrade = upgrade;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -485,7 +489,7 @@ async fn attempts(
             head,
             body,
             route.idle_timeout,
-            upgrade.take(),
+            upgrade,
         ));
         let outcome = match cfg.per_try_timeout {
             Some(t) => crate::timer::timeout(t, send)
@@ -577,7 +581,7 @@ async fn attempts(
         let mut answer = answer;
         let wait = match &mut answer {
             Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                body::materialize(resp);
+                materialize(resp);
                 retry::retry_after(resp.headers())
             }
             _ => None,

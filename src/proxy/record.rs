@@ -3,10 +3,11 @@
 //!
 //! A status line is not an outcome: an upstream can send `200 OK` and die halfway
 //! through the body, and a client can leave before its answer. So a routed request
-//! carries a [`Record`] from route match to the end of its response body (it rides in
-//! `RespBody`), and the record is written when the body ends cleanly (the status as
-//! sent), when the upstream breaks the body (502, `upstream-body-cut`: bad for the SLO),
-//! or when the request is dropped unanswered or half-answered (499, `client-gone`).
+//! carries a [`Record`] from route match to the end of its response body (past
+//! `proxy::handle`, in the [`Finish`] the connection driver holds while it writes the
+//! body), and the record is written when the body ends cleanly (the status as sent),
+//! when the upstream breaks the body (502, `upstream-body-cut`: bad for the SLO), or
+//! when the request is dropped unanswered or half-answered (499, `client-gone`).
 //!
 //! The record also holds the request's bulkhead permits, so a request counts as in
 //! progress until its last body byte, and it knows whether a fault was injected: an
@@ -14,6 +15,7 @@
 //! abort is otherwise bad, like any answer the gateway makes instead of the upstream).
 
 use super::bulkhead::Permit;
+use super::fallback::Pending;
 use super::ConnCtx;
 use crate::config::AccessLog;
 use crate::snapshot::RouteSnap;
@@ -43,6 +45,16 @@ pub struct Record {
     /// Bulkhead permits (route, cluster), given back when the record is written or
     /// dropped, which is when the answer has ended.
     permits: [Option<Permit>; 2],
+}
+
+/// What must happen when an answer's body ends, held by the connection driver that
+/// writes the body: the request's [`Record`], written then, and the stale cache's copy
+/// of the body, stored then if the body ended cleanly (see `proxy::fallback`). Dropped
+/// before its end (the client left, or its connection failed), the record says 499
+/// and the copy is not stored.
+pub struct Finish {
+    record: Record,
+    store: Option<Box<Pending>>,
 }
 
 /// What the access log needs beyond the route; built only when the log is on.
@@ -155,6 +167,38 @@ impl Drop for Record {
             // (an upstream hang with impatient clients must not look like no traffic).
             self.write(499, CLIENT_GONE, true);
         }
+    }
+}
+
+// === impl Finish ===
+
+impl Finish {
+    /// What ends with a body: its record and the stale cache's copy, if any.
+    pub fn new(record: Record, store: Option<Box<Pending>>) -> Self {
+        Finish { record, store }
+    }
+
+    /// Whether the body's bytes must be seen ([`Finish::data`]): the stale cache keeps
+    /// a copy. Such a body is relayed through the gateway, never spliced.
+    #[inline]
+    pub fn copies(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// A piece of the body, as it goes to the client.
+    #[inline]
+    pub fn data(&mut self, d: &[u8]) {
+        if let Some(p) = &mut self.store {
+            p.data(d);
+        }
+    }
+
+    /// The body ended: as the upstream framed it (`ok`), or cut by the upstream.
+    pub fn end(self, ok: bool) {
+        if let (Some(p), true) = (self.store, ok) {
+            p.commit(Instant::now());
+        }
+        self.record.finish_body(ok);
     }
 }
 

@@ -3,8 +3,8 @@
 //! Conditions: exact `path`, `path_prefix`, `host` (case-insensitive, port ignored),
 //! `methods`, and exact `headers`. Matching allocates nothing.
 
-use super::head::Head;
 use crate::config::{HashKey, MatchConfig};
+use crate::message::Head;
 use crate::snapshot::{ListenerSnap, RouteSnap};
 use crate::upstream::balance::hash_bytes;
 use std::sync::Arc;

@@ -11,13 +11,11 @@ pub mod balance;
 pub mod breaker;
 pub mod endpoint;
 pub mod health;
-pub mod pool;
 pub mod retry;
 pub mod ring;
 pub mod select;
 
 pub use endpoint::*;
-pub use pool::ReqBody;
 
 use std::sync::OnceLock;
 use tokio::time::Instant;

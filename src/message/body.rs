@@ -1,28 +1,30 @@
-//! Body types of the data path: what is sent upstream and what is answered
-//! downstream. Both stream frame by frame; nothing is buffered whole.
+//! Body types of the data path: what is sent upstream ([`ReqBody`]) and what is
+//! answered downstream ([`RespBody`]). Both stream frame by frame; nothing is buffered
+//! whole.
 //!
 //! [`RespBody::Upstream`] carries the upstream connection while the body streams (an
 //! HTTP/1.1 one goes back to the worker's pool once the body has ended cleanly, see
-//! `h1::client::Reader`); it also holds the
-//! endpoint's in-flight guard, so least-request sees a request as busy until its last
-//! byte has been relayed. An upstream that stops sending midway is cut after the route's
-//! `idle_timeout` of silence (the idle timer is armed only while a read is actually waiting),
-//! so a stalled body never hangs the client. It also carries the request's
-//! [`Record`], written when the body ends: cleanly, cut by the upstream, or dropped,
-//! and, for an answer the route's stale cache may keep, a [`Pending`] copy of the body
-//! that enters the cache only at a clean end (see `proxy::fallback`).
+//! `h1::client::Reader`); it also holds the endpoint's in-flight guard, so
+//! least-request sees a request as busy until its last byte has been relayed. An
+//! upstream that stops sending midway is cut after the route's `idle_timeout` of
+//! silence (the idle timer is armed only while a read is actually waiting), so a
+//! stalled body never hangs the client. What must happen when a body ends (the
+//! request's record, the stale cache's copy) is not the body's business: the
+//! connection driver that writes the body holds it (`proxy::Finish`), and tells it
+//! how the body ended.
 
-use super::fallback::Pending;
-use super::record::Record;
-use crate::h1::client::{Reader, Tunnel};
-use crate::h1::head::RawFields;
+use super::failure::{Failure, REASON};
+use crate::h1::client::Reader;
+use crate::h1::fields::RawFields;
+use crate::h1::inbound::Inbound;
 use crate::h1::io;
 use crate::h1::pooled::Pooled;
 use crate::h1::splice::{self, Pipe};
+use crate::h1::BoxError;
 use crate::upstream::InFlight;
-pub use crate::upstream::ReqBody;
 use bytes::Bytes;
-use http::Response;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::{poll_fn, Future};
@@ -30,10 +32,75 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
-/// Error type of response bodies: the upstream's error, or our idle timeout.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A request body sent upstream: the client's, streamed, or one kept in memory for
+/// replay (see `upstream::retry`).
+#[derive(Debug)]
+pub enum ReqBody<'a> {
+    /// The body of a request hyper read (h2, TLS), streamed.
+    Stream(Incoming),
+    /// The body of a request the own HTTP/1.1 engine read, streamed from the client
+    /// connection.
+    Client(Inbound<'a>),
+    /// Frames pumped from a `Client` body by the request's task, for an h2 upstream
+    /// (whose sender needs a body that owns its data).
+    Bridge(mpsc::Receiver<Result<Bytes, BoxError>>),
+    /// A body held whole in memory (kept for replay), or none.
+    Full(Option<Bytes>),
+}
+
+// === impl ReqBody ===
+
+impl<'a> ReqBody<'a> {
+    /// The body as one that owns its data, or the client body that borrows its
+    /// connection.
+    pub fn into_owned(self) -> Result<ReqBody<'static>, Inbound<'a>> {
+        match self {
+            ReqBody::Stream(b) => Ok(ReqBody::Stream(b)),
+            ReqBody::Bridge(b) => Ok(ReqBody::Bridge(b)),
+            ReqBody::Full(b) => Ok(ReqBody::Full(b)),
+            ReqBody::Client(b) => Err(b),
+        }
+    }
+}
+
+impl Body for ReqBody<'_> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ReqBody::Stream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ReqBody::Client(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Bridge(rx) => rx.poll_recv(cx).map(|f| f.map(|r| r.map(Frame::data))),
+            ReqBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Stream(b) => b.is_end_stream(),
+            ReqBody::Client(b) => b.is_end_stream(),
+            ReqBody::Bridge(_) => false,
+            ReqBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Stream(b) => b.size_hint(),
+            ReqBody::Client(b) => b.size_hint(),
+            ReqBody::Bridge(_) => SizeHint::default(),
+            ReqBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ReqBody::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
 
 /// A response body sent downstream.
 #[derive(Debug)]
@@ -42,9 +109,25 @@ pub enum RespBody {
     Upstream(Pooled<UpstreamBody>),
     /// A body made by the gateway (errors, 404s).
     Full(Option<Bytes>),
-    /// A `101` from an HTTP/1.1 upstream to a client of the own engine: the engine
-    /// relays the tunnel once it has written the head.
+    /// A `101` from an HTTP/1.1 upstream to a client of the own engine: the connection
+    /// driver relays the tunnel once it has written the head.
     Tunnel(Box<Tunnel>),
+}
+
+/// The upstream side of a tunnel after a `101`.
+pub struct Tunnel {
+    /// The upstream connection.
+    pub upstream: TcpStream,
+    /// Bytes the upstream sent after its `101`, for the client first.
+    pub early: Vec<u8>,
+    /// The endpoint counts the tunnel as a request in flight while it lasts.
+    pub in_flight: InFlight,
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel").finish_non_exhaustive()
+    }
 }
 
 /// Where an upstream body comes from.
@@ -99,10 +182,6 @@ pub struct UpstreamBody {
     armed: bool,
     /// The answer's field lines while they are raw (HTTP/1.1 upstreams).
     fields: Option<RawFields>,
-    /// The request's record, written when this body ends (see `proxy::record`).
-    pub record: Option<Record>,
-    /// A copy for the stale cache, stored when the body ends cleanly, dropped if not.
-    pub store: Option<Box<Pending>>,
 }
 
 // === impl RespBody ===
@@ -141,8 +220,6 @@ impl RespBody {
             timer: None,
             armed: false,
             fields: None,
-            record: None,
-            store: None,
         });
         RespBody::Upstream(b)
     }
@@ -206,18 +283,6 @@ impl UpstreamBody {
         self.inner.is_end_stream()
     }
 
-    /// The body ended: as the upstream framed it (`ok`), or broken.
-    fn end(&mut self, ok: bool) {
-        if let Some(p) = self.store.take() {
-            if ok {
-                p.commit(Instant::now());
-            }
-        }
-        if let Some(r) = self.record.take() {
-            r.finish_body(ok);
-        }
-    }
-
     /// Whether the body can be relayed piece by piece from its read buffer
     /// ([`UpstreamBody::poll_piece`]): an HTTP/1.1 upstream's.
     pub fn lends(&self) -> bool {
@@ -239,7 +304,6 @@ impl UpstreamBody {
             },
             Poll::Ready(None) => {
                 self.armed = false;
-                self.end(true);
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(()))) => {
@@ -248,7 +312,6 @@ impl UpstreamBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 self.inner.discard();
-                self.end(false);
                 Poll::Ready(Some(Err(e.into())))
             }
         }
@@ -272,26 +335,19 @@ impl UpstreamBody {
 
     /// The ready piece has been relayed.
     pub fn advance(&mut self) {
-        let Inner::H1(r) = &mut self.inner else {
-            return;
-        };
-        if let Some(p) = &mut self.store {
-            p.data(r.piece());
-        }
-        r.advance();
-        if r.is_done() {
-            self.end(true);
+        if let Inner::H1(r) = &mut self.inner {
+            r.advance();
         }
     }
 
     /// The bytes still to come if the rest of the body may go by splice (see
     /// `h1::splice`): an HTTP/1.1 upstream's `Content-Length` body with at least
-    /// `splice::MIN` bytes to come and none waiting in the read buffer, of which the
-    /// stale cache keeps no copy.
+    /// `splice::MIN` bytes to come and none waiting in the read buffer. (A body whose
+    /// bytes the caller must see, for a copy, is not spliced: the caller asks first.)
     pub fn splice_left(&mut self) -> Option<u64> {
         match &mut self.inner {
-            Inner::H1(r) if self.store.is_none() => r.splice_left().filter(|&n| n >= splice::MIN),
-            _ => None,
+            Inner::H1(r) => r.splice_left().filter(|&n| n >= splice::MIN),
+            Inner::H2(_) => None,
         }
     }
 
@@ -350,7 +406,6 @@ impl UpstreamBody {
             }
         }
         self.armed = false;
-        self.end(true);
         Ok(())
     }
 
@@ -382,7 +437,6 @@ impl UpstreamBody {
     /// The upstream broke, ended early or went silent: the body is cut.
     fn cut_upstream(&mut self) -> Cut {
         self.inner.discard();
-        self.end(false);
         Cut::Upstream
     }
 
@@ -412,7 +466,6 @@ impl UpstreamBody {
         // Silent too long: fail the body so the client sees a broken response, not a
         // short one; the connection is dropped, not pooled.
         self.inner.discard();
-        self.end(false);
         Some(Box::new(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "upstream body idle timeout",
@@ -430,29 +483,35 @@ impl UpstreamBody {
                     return Poll::Ready(Some(Err(e)));
                 }
             }
-            Poll::Ready(None) => {
-                self.armed = false;
-                self.end(true);
-            }
-            Poll::Ready(Some(Ok(f))) => {
-                self.armed = false;
-                if let (Some(p), Some(d)) = (&mut self.store, f.data_ref()) {
-                    p.data(d);
-                }
-                if self.inner.is_end_stream() {
-                    self.end(true);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                self.inner.discard();
-                self.end(false);
-            }
+            Poll::Ready(None) | Poll::Ready(Some(Ok(_))) => self.armed = false,
+            Poll::Ready(Some(Err(_))) => self.inner.discard(),
         }
         r
     }
 }
 
-/// Why a spliced body did not reach its end.
+// === impl Failure ===
+
+impl Failure {
+    /// The gateway's answer for this failure.
+    pub fn response(self) -> Response<RespBody> {
+        let mut r = Response::new(RespBody::Full(Some(Bytes::from_static(
+            self.body().as_bytes(),
+        ))));
+        *r.status_mut() = self.status();
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(REASON.clone(), HeaderValue::from_static(self.reason()));
+        if self == Failure::BulkheadFull {
+            // Shedding is brief by design (the limit frees as requests finish): one
+            // second tells well-behaved clients to back off without giving up.
+            h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+/// Why a body did not reach its end.
 #[derive(Debug)]
 pub enum Cut {
     /// The upstream failed, closed early or stayed silent past the idle timeout.

@@ -1,11 +1,11 @@
 //! Every failure of the data path becomes a response: one table maps what went wrong to
-//! a status, an `x-ninefold-reason` header and a short JSON body. Nothing here
-//! allocates per request; the bodies are static.
+//! a status, an `x-ninefold-reason` header and a short JSON body (the response itself
+//! is made by [`Failure::response`], beside the bodies). Nothing here allocates per
+//! request; the bodies are static.
 
-use super::body::RespBody;
-use bytes::Bytes;
-use http::header::{HeaderName, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderValue, Response, StatusCode};
+use crate::h1::parse::Refusal;
+use http::header::HeaderName;
+use http::StatusCode;
 
 /// The header that says why the gateway answered instead of an upstream.
 pub static REASON: HeaderName = HeaderName::from_static("x-ninefold-reason");
@@ -178,21 +178,16 @@ impl Failure {
                 | Failure::NoCellKey
         )
     }
+}
 
-    /// The gateway's answer for this failure.
-    pub fn response(self) -> Response<RespBody> {
-        let mut r = Response::new(RespBody::Full(Some(Bytes::from_static(
-            self.body().as_bytes(),
-        ))));
-        *r.status_mut() = self.status();
-        let h = r.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(REASON.clone(), HeaderValue::from_static(self.reason()));
-        if self == Failure::BulkheadFull {
-            // Shedding is brief by design (the limit frees as requests finish): one
-            // second tells well-behaved clients to back off without giving up.
-            h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+impl From<Refusal> for Failure {
+    /// The engine's refusal of a request head, as the gateway answers it.
+    fn from(r: Refusal) -> Failure {
+        match r {
+            Refusal::BadRequest => Failure::BadRequest,
+            Refusal::UriTooLong => Failure::UriTooLong,
+            Refusal::FieldTooLarge => Failure::FieldTooLarge,
+            Refusal::UnsupportedCoding => Failure::UnsupportedCoding,
         }
-        r
     }
 }

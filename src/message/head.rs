@@ -1,11 +1,11 @@
 //! A request's head as the pipeline reads it: method, target and version in `http`'s
 //! types, and the fields either as the own HTTP/1.1 engine read them (raw lines in a
-//! pooled buffer, no header map: `h1::head::RawRequest`) or as hyper's map (h2 and h2c
-//! clients). Every stage reads fields through [`Head::get`] and [`Head::values`]; what
+//! pooled buffer, no header map: `h1::fields::RawRequest`) or as hyper's map (h2 and
+//! h2c clients). Every stage reads fields through [`Head::get`] and [`Head::values`]; what
 //! needs a map (an h2 upstream, an Upgrade, the fallback ladder's copy) makes one with
 //! [`Head::materialize`] or [`Head::to_map`].
 
-use crate::h1::head::{self as h1head, RawRequest};
+use crate::h1::fields::{self, RawRequest};
 use http::header::{HeaderMap, HeaderValue, ValueIter};
 use http::request::Parts;
 
@@ -95,7 +95,7 @@ impl Head {
         }
     }
 
-    /// What `h1::head::write_request` takes.
+    /// The raw fields, for `h1::client::write_head`.
     pub fn raw(&self) -> Option<&RawRequest> {
         self.raw.as_ref()
     }
@@ -104,7 +104,7 @@ impl Head {
 /// The values of one field of a [`Head`].
 pub enum Values<'a, 'n> {
     /// Of raw lines.
-    Raw(h1head::Values<'a, 'n>),
+    Raw(fields::Values<'a, 'n>),
     /// Of a map.
     Map(ValueIter<'a, HeaderValue>),
 }

@@ -80,6 +80,27 @@ impl Anchor {
         origin
     }
 
+    /// The installed nginx's version (`1.22.1`, from `nginx -v`); `None` when it is not
+    /// installed or says no version.
+    pub fn nginx_version() -> Option<String> {
+        let out = Command::new(NGINX).arg("-v").output().ok()?;
+        // `nginx version: nginx/1.22.1`, on stderr.
+        let text = String::from_utf8_lossy(&out.stderr);
+        let v = text.split("nginx/").nth(1)?.split_whitespace().next()?;
+        Some(v.to_owned())
+    }
+
+    /// The installed HAProxy's upstream version (`2.6.12`, from `haproxy -v`, without
+    /// Debian's revision: a patch that changes what HAProxy does shows in the table's
+    /// cells anyway); `None` when it is not installed or says no version.
+    pub fn haproxy_version() -> Option<String> {
+        let out = Command::new(HAPROXY).arg("-v").output().ok()?;
+        // `HAProxy version 2.6.12-1+deb12u3 2025/10/03 - https://haproxy.org/`.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = text.split("version ").nth(1)?.split_whitespace().next()?;
+        Some(v.split('-').next()?.to_owned())
+    }
+
     /// Starts nginx with `n` servers, `server(i, port)` writing each one's block.
     fn nginx_servers(
         n: usize,

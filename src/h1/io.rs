@@ -181,15 +181,9 @@ impl Stream for Client {
     ) -> Poll<io::Result<usize>> {
         match self {
             Client::Tcp(s) => s.poll_read_into(cx, buf, max),
-            Client::Tls(t) => {
-                let v = buf.spare(max);
-                let mut rb = ReadBuf::uninit(v.spare_capacity_mut());
-                ready!(Pin::new(&mut *Self::tls(t)).poll_read(cx, &mut rb))?;
-                let n = rb.filled().len();
-                // SAFETY: the read initialised the first `n` bytes of the spare room.
-                unsafe { v.set_len(v.len() + n) };
-                Poll::Ready(Ok(n))
-            }
+            Client::Tls(t) => poll_read_spare(buf.spare(max), |rb| {
+                Pin::new(&mut *Self::tls(t)).poll_read(cx, rb)
+            }),
         }
     }
 
@@ -221,6 +215,37 @@ impl Stream for Client {
             Client::Tls(t) => Pin::new(&mut *Self::tls(t)).poll_shutdown(cx),
         }
     }
+}
+
+/// Polls `read` (an `AsyncRead`'s `poll_read`) into the spare capacity of `v`, which
+/// then holds what was read: the count of it, or the error.
+///
+/// `read` is handed a `&mut ReadBuf` and, being safe code, could put another buffer in
+/// its place (`*rb = ReadBuf::new(..)`); the filled length would then count bytes that
+/// are not in `v`, and `v` would take uninitialised memory as read. So the `ReadBuf` is
+/// checked to still be `v`'s before its count is trusted, as tokio-util's
+/// `poll_read_buf` does. rustls never swaps it: a swap is a bug, and fails the one
+/// connection (an error) rather than the process (a panic).
+fn poll_read_spare(
+    v: &mut Vec<u8>,
+    read: impl FnOnce(&mut ReadBuf<'_>) -> Poll<io::Result<()>>,
+) -> Poll<io::Result<usize>> {
+    let spare = v.spare_capacity_mut();
+    let (start, room) = (spare.as_ptr().cast::<u8>(), spare.len());
+    let mut rb = ReadBuf::uninit(spare);
+    ready!(read(&mut rb))?;
+    let n = rb.filled().len();
+    if rb.filled().as_ptr() != start || n > room {
+        return Poll::Ready(Err(io::Error::other(
+            "a read put its bytes in another buffer than the one it was given",
+        )));
+    }
+    // SAFETY: `rb` still reads into `v`'s spare room: checked just above (the same start,
+    // and no more than that room; safe code cannot make another `ReadBuf` over this
+    // memory, which only `rb` borrows). A `ReadBuf`'s filled part is initialised, so the
+    // `n` bytes after `v.len()` are, and `v.len() + n` is within `v`'s capacity.
+    unsafe { v.set_len(v.len() + n) };
+    Poll::Ready(Ok(n))
 }
 
 /// Reads what is available into `buf` (waiting for readability); `Ok(0)` at the end of
@@ -281,7 +306,9 @@ fn try_read(io: &TcpStream, v: &mut Vec<u8>, limit: usize) -> io::Result<usize> 
     });
     match (r, got) {
         (_, Some(n)) => {
-            // SAFETY: `recv` initialised the first `n` bytes of the spare capacity.
+            // SAFETY: `recv` returned `n`, the bytes the kernel wrote at the start of the
+            // spare capacity, which it never makes more than the `room` it was given:
+            // they are initialised, and `v.len() + n` is within the capacity.
             unsafe { v.set_len(v.len() + n) };
             Ok(n)
         }
@@ -520,5 +547,37 @@ impl<S: Stream + ?Sized> AsyncWrite for Shared<'_, S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_into_spare_room_counts_its_bytes() {
+        let mut v = Vec::with_capacity(16);
+        v.push(b'>');
+        let r = poll_read_spare(&mut v, |rb| {
+            rb.put_slice(b"abc");
+            Poll::Ready(Ok(()))
+        });
+        assert!(matches!(r, Poll::Ready(Ok(3))), "{r:?}");
+        assert_eq!(v, b">abc");
+    }
+
+    #[test]
+    fn a_read_that_swaps_its_buffer_fails_and_counts_nothing() {
+        let mut v = Vec::with_capacity(16);
+        let r = poll_read_spare(&mut v, |rb| {
+            // Safe code can do this: a buffer that lives long enough, filled, in place
+            // of the one it was given.
+            let other: &'static mut [u8] = Box::leak(vec![1u8; 8].into_boxed_slice());
+            *rb = ReadBuf::new(other);
+            rb.set_filled(8);
+            Poll::Ready(Ok(()))
+        });
+        assert!(matches!(r, Poll::Ready(Err(_))), "{r:?}");
+        assert!(v.is_empty(), "no bytes counted that are not in the buffer");
     }
 }

@@ -390,18 +390,32 @@ pub(super) mod sys {
         })
     }
 
-    /// `writev(2)` of `bufs` (a broken connection is `EPIPE`: the process ignores
-    /// `SIGPIPE`, as every Rust program does).
+    /// A gathering write of `bufs`, as `writev(2)` makes it, but by `sendmsg(2)` with
+    /// `MSG_NOSIGNAL`: a write to a connection whose peer is gone fails with `EPIPE`
+    /// (or `ECONNRESET`) and raises no `SIGPIPE`, as with `send`. A Rust binary ignores
+    /// `SIGPIPE` from its start, but the engine does not lean on that: a host program
+    /// of the library may not, and a thread that blocks the signal would find it
+    /// pending. Counts, errors and `EINTR` retries are those of `writev`.
     #[cfg(target_os = "linux")]
     pub fn writev(io: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        // SAFETY: an `IoSlice` is an `iovec` on Unix, and each is valid for reads.
+        // SAFETY: all zeros is a valid `msghdr` (null pointers and zero lengths: no
+        // address, no iovecs, no control data); it is plain data with no invariants.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // An `IoSlice` is an `iovec` on Unix (std's guarantee); the kernel only reads them.
+        msg.msg_iov = bufs.as_ptr().cast_mut().cast::<libc::iovec>();
+        // `size_t` with glibc, `c_int` with musl; two slices here, far below `IOV_MAX`.
+        msg.msg_iovlen = bufs.len() as _;
+        // SAFETY: `msg` lives across the call and points at `bufs`, whose iovecs are
+        // each valid for reads of their length for as long as `bufs` is borrowed; the
+        // kernel reads `msg` and the iovecs and writes neither (no address, no control
+        // data to fill in). The other arguments are plain values, as in `recv`.
         retried(|| unsafe {
             libc::syscall(
-                libc::SYS_writev,
+                libc::SYS_sendmsg,
                 libc::c_long::from(io.as_raw_fd()),
-                bufs.as_ptr(),
-                bufs.len(),
+                &msg as *const libc::msghdr,
+                libc::c_long::from(libc::MSG_NOSIGNAL),
             )
         })
     }
@@ -579,5 +593,108 @@ mod tests {
         });
         assert!(matches!(r, Poll::Ready(Err(_))), "{r:?}");
         assert!(v.is_empty(), "no bytes counted that are not in the buffer");
+    }
+
+    /// Blocks `SIGPIPE` in this thread while it lives, so one raised here stays pending
+    /// where `sigpending` sees it (the test harness, like any Rust binary, ignores
+    /// `SIGPIPE`, and an ignored signal that is not blocked is dropped unseen). On drop
+    /// it takes a pending one and puts the old mask back.
+    #[cfg(target_os = "linux")]
+    struct SigpipeBlocked {
+        old: libc::sigset_t,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl SigpipeBlocked {
+        fn sigpipe() -> libc::sigset_t {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: `sigemptyset` initialises the set it is given (it cannot fail on
+            // a valid pointer), then `sigaddset` adds a valid signal to it.
+            unsafe {
+                libc::sigemptyset(set.as_mut_ptr());
+                libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+                set.assume_init()
+            }
+        }
+
+        fn new() -> Self {
+            let set = Self::sigpipe();
+            let mut old = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: `set` is initialised; the call writes the old mask into `old`.
+            let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) };
+            assert_eq!(r, 0, "pthread_sigmask");
+            SigpipeBlocked {
+                // SAFETY: the call succeeded, so it wrote `old`.
+                old: unsafe { old.assume_init() },
+            }
+        }
+
+        fn pending(&self) -> bool {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: `sigpending` writes the set it is given.
+            assert_eq!(unsafe { libc::sigpending(set.as_mut_ptr()) }, 0);
+            // SAFETY: written by the call above, which succeeded.
+            unsafe { libc::sigismember(set.as_ptr(), libc::SIGPIPE) == 1 }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for SigpipeBlocked {
+        fn drop(&mut self) {
+            let set = Self::sigpipe();
+            let now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `set` and `now` are initialised and only read; no `siginfo` is
+            // asked for. Takes a pending `SIGPIPE`, if any, without waiting.
+            unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &now) };
+            // SAFETY: `self.old` is the mask `new` read; the old-mask out pointer may
+            // be null.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_gathered_write_to_a_peer_that_is_gone_fails_without_sigpipe() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        // A close with a zero linger resets the connection.
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(peer);
+        // The writes are made in this thread (the runtime is the test's own thread).
+        let blocked = SigpipeBlocked::new();
+        let bufs = [IoSlice::new(b"head"), IoSlice::new(b"body")];
+        // Once the reset has come, the first write reports it (`ECONNRESET`, no
+        // signal) and the next ones fail with `EPIPE`: those raise `SIGPIPE` unless
+        // told not to.
+        let mut errors = Vec::new();
+        for _ in 0..1000 {
+            match sys::writev(&ours, &bufs) {
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Err(e) => {
+                    errors.push(e.raw_os_error());
+                    if e.raw_os_error() == Some(libc::EPIPE) {
+                        break;
+                    }
+                }
+            }
+        }
+        let sigpipe = blocked.pending();
+        drop(blocked);
+        assert_eq!(errors.last(), Some(&Some(libc::EPIPE)), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .all(|e| matches!(*e, Some(libc::EPIPE | libc::ECONNRESET))),
+            "{errors:?}"
+        );
+        assert!(!sigpipe, "the write raised SIGPIPE");
     }
 }

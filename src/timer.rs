@@ -247,9 +247,14 @@ impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: `fut` is pinned with the struct and never moved out of it; `Drop`
-        // below does not touch it.
+        // SAFETY: `fut` is the one field pinned with the struct (projected just below);
+        // the others are used through `&mut` and are not pinned (the fallback `Sleep` is
+        // pinned in its own box). Nothing moves `fut` out of a pinned `Timeout`: `Drop`
+        // below touches only the slot fields, no method takes `fut` by value or
+        // `mem::replace`s it, the struct is not `repr(packed)`, and it is `Unpin` only
+        // when `F` is (the auto trait; its other fields are all `Unpin`).
         let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `fut` is pinned with the struct (see above), which is pinned.
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
         if let Poll::Ready(v) = fut.poll(cx) {
             return Poll::Ready(Ok(v));

@@ -181,15 +181,9 @@ impl Stream for Client {
     ) -> Poll<io::Result<usize>> {
         match self {
             Client::Tcp(s) => s.poll_read_into(cx, buf, max),
-            Client::Tls(t) => {
-                let v = buf.spare(max);
-                let mut rb = ReadBuf::uninit(v.spare_capacity_mut());
-                ready!(Pin::new(&mut *Self::tls(t)).poll_read(cx, &mut rb))?;
-                let n = rb.filled().len();
-                // SAFETY: the read initialised the first `n` bytes of the spare room.
-                unsafe { v.set_len(v.len() + n) };
-                Poll::Ready(Ok(n))
-            }
+            Client::Tls(t) => poll_read_spare(buf.spare(max), |rb| {
+                Pin::new(&mut *Self::tls(t)).poll_read(cx, rb)
+            }),
         }
     }
 
@@ -221,6 +215,37 @@ impl Stream for Client {
             Client::Tls(t) => Pin::new(&mut *Self::tls(t)).poll_shutdown(cx),
         }
     }
+}
+
+/// Polls `read` (an `AsyncRead`'s `poll_read`) into the spare capacity of `v`, which
+/// then holds what was read: the count of it, or the error.
+///
+/// `read` is handed a `&mut ReadBuf` and, being safe code, could put another buffer in
+/// its place (`*rb = ReadBuf::new(..)`); the filled length would then count bytes that
+/// are not in `v`, and `v` would take uninitialised memory as read. So the `ReadBuf` is
+/// checked to still be `v`'s before its count is trusted, as tokio-util's
+/// `poll_read_buf` does. rustls never swaps it: a swap is a bug, and fails the one
+/// connection (an error) rather than the process (a panic).
+fn poll_read_spare(
+    v: &mut Vec<u8>,
+    read: impl FnOnce(&mut ReadBuf<'_>) -> Poll<io::Result<()>>,
+) -> Poll<io::Result<usize>> {
+    let spare = v.spare_capacity_mut();
+    let (start, room) = (spare.as_ptr().cast::<u8>(), spare.len());
+    let mut rb = ReadBuf::uninit(spare);
+    ready!(read(&mut rb))?;
+    let n = rb.filled().len();
+    if rb.filled().as_ptr() != start || n > room {
+        return Poll::Ready(Err(io::Error::other(
+            "a read put its bytes in another buffer than the one it was given",
+        )));
+    }
+    // SAFETY: `rb` still reads into `v`'s spare room: checked just above (the same start,
+    // and no more than that room; safe code cannot make another `ReadBuf` over this
+    // memory, which only `rb` borrows). A `ReadBuf`'s filled part is initialised, so the
+    // `n` bytes after `v.len()` are, and `v.len() + n` is within `v`'s capacity.
+    unsafe { v.set_len(v.len() + n) };
+    Poll::Ready(Ok(n))
 }
 
 /// Reads what is available into `buf` (waiting for readability); `Ok(0)` at the end of
@@ -281,7 +306,9 @@ fn try_read(io: &TcpStream, v: &mut Vec<u8>, limit: usize) -> io::Result<usize> 
     });
     match (r, got) {
         (_, Some(n)) => {
-            // SAFETY: `recv` initialised the first `n` bytes of the spare capacity.
+            // SAFETY: `recv` returned `n`, the bytes the kernel wrote at the start of the
+            // spare capacity, which it never makes more than the `room` it was given:
+            // they are initialised, and `v.len() + n` is within the capacity.
             unsafe { v.set_len(v.len() + n) };
             Ok(n)
         }
@@ -363,18 +390,32 @@ pub(super) mod sys {
         })
     }
 
-    /// `writev(2)` of `bufs` (a broken connection is `EPIPE`: the process ignores
-    /// `SIGPIPE`, as every Rust program does).
+    /// A gathering write of `bufs`, as `writev(2)` makes it, but by `sendmsg(2)` with
+    /// `MSG_NOSIGNAL`: a write to a connection whose peer is gone fails with `EPIPE`
+    /// (or `ECONNRESET`) and raises no `SIGPIPE`, as with `send`. A Rust binary ignores
+    /// `SIGPIPE` from its start, but the engine does not lean on that: a host program
+    /// of the library may not, and a thread that blocks the signal would find it
+    /// pending. Counts, errors and `EINTR` retries are those of `writev`.
     #[cfg(target_os = "linux")]
     pub fn writev(io: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        // SAFETY: an `IoSlice` is an `iovec` on Unix, and each is valid for reads.
+        // SAFETY: all zeros is a valid `msghdr` (null pointers and zero lengths: no
+        // address, no iovecs, no control data); it is plain data with no invariants.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // An `IoSlice` is an `iovec` on Unix (std's guarantee); the kernel only reads them.
+        msg.msg_iov = bufs.as_ptr().cast_mut().cast::<libc::iovec>();
+        // `size_t` with glibc, `c_int` with musl; two slices here, far below `IOV_MAX`.
+        msg.msg_iovlen = bufs.len() as _;
+        // SAFETY: `msg` lives across the call and points at `bufs`, whose iovecs are
+        // each valid for reads of their length for as long as `bufs` is borrowed; the
+        // kernel reads `msg` and the iovecs and writes neither (no address, no control
+        // data to fill in). The other arguments are plain values, as in `recv`.
         retried(|| unsafe {
             libc::syscall(
-                libc::SYS_writev,
+                libc::SYS_sendmsg,
                 libc::c_long::from(io.as_raw_fd()),
-                bufs.as_ptr(),
-                bufs.len(),
+                &msg as *const libc::msghdr,
+                libc::c_long::from(libc::MSG_NOSIGNAL),
             )
         })
     }
@@ -520,5 +561,140 @@ impl<S: Stream + ?Sized> AsyncWrite for Shared<'_, S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_into_spare_room_counts_its_bytes() {
+        let mut v = Vec::with_capacity(16);
+        v.push(b'>');
+        let r = poll_read_spare(&mut v, |rb| {
+            rb.put_slice(b"abc");
+            Poll::Ready(Ok(()))
+        });
+        assert!(matches!(r, Poll::Ready(Ok(3))), "{r:?}");
+        assert_eq!(v, b">abc");
+    }
+
+    #[test]
+    fn a_read_that_swaps_its_buffer_fails_and_counts_nothing() {
+        let mut v = Vec::with_capacity(16);
+        let r = poll_read_spare(&mut v, |rb| {
+            // Safe code can do this: a buffer that lives long enough, filled, in place
+            // of the one it was given.
+            let other: &'static mut [u8] = Box::leak(vec![1u8; 8].into_boxed_slice());
+            *rb = ReadBuf::new(other);
+            rb.set_filled(8);
+            Poll::Ready(Ok(()))
+        });
+        assert!(matches!(r, Poll::Ready(Err(_))), "{r:?}");
+        assert!(v.is_empty(), "no bytes counted that are not in the buffer");
+    }
+
+    /// Blocks `SIGPIPE` in this thread while it lives, so one raised here stays pending
+    /// where `sigpending` sees it (the test harness, like any Rust binary, ignores
+    /// `SIGPIPE`, and an ignored signal that is not blocked is dropped unseen). On drop
+    /// it takes a pending one and puts the old mask back.
+    #[cfg(target_os = "linux")]
+    struct SigpipeBlocked {
+        old: libc::sigset_t,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl SigpipeBlocked {
+        fn sigpipe() -> libc::sigset_t {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: `sigemptyset` initialises the set it is given (it cannot fail on
+            // a valid pointer), then `sigaddset` adds a valid signal to it.
+            unsafe {
+                libc::sigemptyset(set.as_mut_ptr());
+                libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+                set.assume_init()
+            }
+        }
+
+        fn new() -> Self {
+            let set = Self::sigpipe();
+            let mut old = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: `set` is initialised; the call writes the old mask into `old`.
+            let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) };
+            assert_eq!(r, 0, "pthread_sigmask");
+            SigpipeBlocked {
+                // SAFETY: the call succeeded, so it wrote `old`.
+                old: unsafe { old.assume_init() },
+            }
+        }
+
+        fn pending(&self) -> bool {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: `sigpending` writes the set it is given.
+            assert_eq!(unsafe { libc::sigpending(set.as_mut_ptr()) }, 0);
+            // SAFETY: written by the call above, which succeeded.
+            unsafe { libc::sigismember(set.as_ptr(), libc::SIGPIPE) == 1 }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for SigpipeBlocked {
+        fn drop(&mut self) {
+            let set = Self::sigpipe();
+            let now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `set` and `now` are initialised and only read; no `siginfo` is
+            // asked for. Takes a pending `SIGPIPE`, if any, without waiting.
+            unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &now) };
+            // SAFETY: `self.old` is the mask `new` read; the old-mask out pointer may
+            // be null.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_gathered_write_to_a_peer_that_is_gone_fails_without_sigpipe() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        // A close with a zero linger resets the connection.
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(peer);
+        // The writes are made in this thread (the runtime is the test's own thread).
+        let blocked = SigpipeBlocked::new();
+        let bufs = [IoSlice::new(b"head"), IoSlice::new(b"body")];
+        // Once the reset has come, the first write reports it (`ECONNRESET`, no
+        // signal) and the next ones fail with `EPIPE`: those raise `SIGPIPE` unless
+        // told not to.
+        let mut errors = Vec::new();
+        for _ in 0..1000 {
+            match sys::writev(&ours, &bufs) {
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Err(e) => {
+                    errors.push(e.raw_os_error());
+                    if e.raw_os_error() == Some(libc::EPIPE) {
+                        break;
+                    }
+                }
+            }
+        }
+        let sigpipe = blocked.pending();
+        drop(blocked);
+        assert_eq!(errors.last(), Some(&Some(libc::EPIPE)), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .all(|e| matches!(*e, Some(libc::EPIPE | libc::ECONNRESET))),
+            "{errors:?}"
+        );
+        assert!(!sigpipe, "the write raised SIGPIPE");
     }
 }

@@ -8,13 +8,23 @@
 //! freed request blocks for new connections and `bench/idle-mem.sh` read about 120 more
 //! bytes per idle connection (1,058 against 935; with glibc's caches turned off, both
 //! read 972).
+//!
+//! A future in a block is polled where it is: [`Pooled::with`] hands it out pinned, as
+//! `Pin<Pooled<F>>`, the way `Box::pin` hands out a `Pin<Box<F>>`, and it is polled
+//! through the standard `Future for Pin<P>` (a `Pooled` is not a future itself). Safe
+//! code cannot then move it: reaching the value mutably through the `Pin` needs
+//! `F: Unpin`, and the block is neither given back nor reused until the value has
+//! been dropped in place. A `Pooled` made by [`Pooled::new`] is not pinned and derefs
+//! mutably, for state that is not a future (an answer's body state); it cannot be
+//! polled as a future unless its value is `Unpin`.
+//!
+//! Pinning costs nothing: a `Pin<Pooled<F>>` is the one pointer a `Pooled<F>` is, and
+//! its block comes from the same free list.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::RefCell;
-use std::future::Future;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::task::{Context, Poll};
 
 /// Blocks kept per worker at most, all sizes together: about the requests a worker has
 /// in flight at once under load. More are freed.
@@ -93,8 +103,9 @@ fn give(layout: Layout, p: NonNull<u8>) {
     }
 }
 
-/// A `T` in a block from the worker's free list (a `Box` whose memory is reused); a
-/// future in it is polled in place, never moved.
+/// A `T` in a block from the worker's free list: a `Box` whose memory is reused. Like a
+/// `Box`, it may be pinned ([`Pooled::with`]): the value never moves while the
+/// `Pooled` lives, which only moves its pointer.
 pub struct Pooled<T> {
     ptr: NonNull<T>,
 }
@@ -102,25 +113,60 @@ pub struct Pooled<T> {
 // SAFETY: `Pooled<T>` owns its `T` like a `Box<T>`; the block itself is plain memory of
 // the global allocator, which any thread may give back.
 unsafe impl<T: Send> Send for Pooled<T> {}
-// SAFETY: as above; shared access only reads the `T`.
+// SAFETY: as above; a shared `Pooled<T>` lends only `&T` (through `Deref`), so sharing
+// it across threads shares a `&T`, which `T: Sync` allows.
 unsafe impl<T: Sync> Sync for Pooled<T> {}
 
 impl<T> Pooled<T> {
     /// `value` in a pooled block.
     pub fn new(value: T) -> Self {
-        Self::with(|| value)
+        Self::place(|| value)
     }
 
     /// The value `make` returns, written straight into its block (a state of several
-    /// KiB is not built on the stack and copied over).
-    pub fn with(make: impl FnOnce() -> T) -> Self {
+    /// KiB is not built on the stack and copied over), and pinned there: for a future,
+    /// which is then polled in place (see the module doc).
+    ///
+    /// A future that is not `Unpin` cannot be moved out of its block:
+    ///
+    /// ```compile_fail,E0596
+    /// use ninefold::h1::pooled::Pooled;
+    /// let make = || async {};
+    /// let (mut a, mut b) = (Pooled::with(make), Pooled::with(make));
+    /// std::mem::swap(&mut *a, &mut *b); // no `&mut` to a pinned `!Unpin` value
+    /// ```
+    ///
+    /// while one that is `Unpin` may move, as pinning does not bind it:
+    ///
+    /// ```
+    /// use ninefold::h1::pooled::Pooled;
+    /// let make = || std::future::ready(());
+    /// let (mut a, mut b) = (Pooled::with(make), Pooled::with(make));
+    /// std::mem::swap(&mut *a, &mut *b);
+    /// ```
+    pub fn with(make: impl FnOnce() -> T) -> Pin<Self> {
+        // SAFETY: the value stays at its address until it is dropped in place: the
+        // `Pooled` is moved into the `Pin` at once, and a `Pin` lends the value mutably
+        // (to move it) only when `T: Unpin`; `Deref` and `DerefMut` return the block's
+        // address and move nothing; `Drop` drops the value in place before the block is
+        // given back, and a leaked `Pooled` leaks its block (the pinning guarantee:
+        // the memory is not reused before the value's `drop`).
+        unsafe { Pin::new_unchecked(Self::place(make)) }
+    }
+
+    /// The value `make` returns, in a new block.
+    fn place(make: impl FnOnce() -> T) -> Self {
         let layout = Layout::new::<T>();
         let ptr = if layout.size() == 0 {
             NonNull::dangling()
         } else {
             take(layout).cast::<T>()
         };
-        // SAFETY: `ptr` is valid for a write of `T` and properly aligned.
+        // SAFETY: `ptr` is valid for a write of `T` and aligned for it: a block `take`
+        // allocated (or was given back) with `T`'s own layout, or, for a zero-sized `T`,
+        // a dangling aligned pointer, which a write of no bytes may use. Nothing else
+        // holds the block (a block in the free list belongs to no `Pooled`). Should
+        // `make` panic, nothing was written and the block is leaked, not given back.
         unsafe { ptr.as_ptr().write(make()) };
         Pooled { ptr }
     }
@@ -129,7 +175,8 @@ impl<T> Pooled<T> {
 impl<T> Drop for Pooled<T> {
     fn drop(&mut self) {
         let layout = Layout::new::<T>();
-        // SAFETY: the value was written by `with` and is dropped once, here.
+        // SAFETY: `ptr` holds the value `place` wrote, valid and aligned; it is dropped
+        // once, here, and the block is given back only after that.
         unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
         if layout.size() != 0 {
             give(layout, self.ptr.cast());
@@ -141,14 +188,16 @@ impl<T> std::ops::Deref for Pooled<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: valid and initialised for the life of `self`.
+        // SAFETY: `ptr` holds an initialised value for the life of `self`, lent mutably
+        // only through `&mut self` (so not while this borrow lasts).
         unsafe { self.ptr.as_ref() }
     }
 }
 
 impl<T> std::ops::DerefMut for Pooled<T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: valid, initialised, and borrowed uniquely through `self`.
+        // SAFETY: `ptr` holds an initialised value for the life of `self`, and the
+        // `Pooled` owns it alone, so `&mut self` makes this borrow unique.
         unsafe { self.ptr.as_mut() }
     }
 }
@@ -159,19 +208,13 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Pooled<T> {
     }
 }
 
-impl<F: Future> Future for Pooled<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: the future stays in its block until it is dropped in place: a
-        // `Pooled` moves only its pointer, and gives no way to move the value out.
-        unsafe { Pin::new_unchecked(&mut **self.get_mut()) }.poll(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::marker::PhantomPinned;
+    use std::task::{Context, Poll};
 
     #[test]
     fn blocks_are_reused_and_values_dropped() {
@@ -201,5 +244,48 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(rt.block_on(f), 42);
+    }
+
+    /// A future that is ready on its second poll, and checks that it was polled at the
+    /// same address both times (as a self-referential `async` state needs).
+    struct StaysPut {
+        first: Cell<usize>,
+        _pin: PhantomPinned,
+    }
+
+    impl Future for StaysPut {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let here = &*self as *const StaysPut as usize;
+            match self.first.replace(here) {
+                0 => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                first => {
+                    assert_eq!(first, here, "the pinned future moved between polls");
+                    Poll::Ready(())
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pinned_future_stays_put_while_its_handle_moves() {
+        let f = Pooled::with(|| StaysPut {
+            first: Cell::new(0),
+            _pin: PhantomPinned,
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut f = f;
+            assert!(futures_util::poll!(f.as_mut()).is_pending());
+            // The handle moves (into a box on the heap); the future does not.
+            let moved = Box::new(f);
+            moved.await;
+        });
     }
 }

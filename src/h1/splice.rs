@@ -162,7 +162,10 @@ impl Pipe {
 #[cfg(target_os = "linux")]
 fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: u64) -> io::Result<usize> {
     let len = usize::try_from(len).unwrap_or(usize::MAX);
-    // SAFETY: plain descriptors and no offsets (both ends are a socket or a pipe).
+    // SAFETY: the call reads and writes no memory of ours: the offsets are null (both
+    // ends are a socket or a pipe, which have none) and the rest are plain values. The
+    // descriptors are those of a socket and a pipe that the callers borrow across the
+    // call, so they are open and are the ones meant.
     super::io::sys::retried(|| unsafe {
         libc::splice(
             from,

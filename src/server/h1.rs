@@ -327,9 +327,13 @@ impl<F: std::future::Future> std::future::Future for Watch<'_, F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: `handling` is pinned with the struct: it is never moved out of it,
-        // and the struct has no `Drop` that could move it.
+        // SAFETY: `handling` is the one field pinned with the struct (projected just
+        // below); `io` and `watching` are used through `&mut` and are not pinned.
+        // Nothing moves `handling` out of a pinned `Watch`: it has no `Drop`, no method
+        // takes `handling` by value or `mem::replace`s it, it is not `repr(packed)`,
+        // and it is `Unpin` only when `F` is (the auto trait).
         let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `handling` is pinned with the struct (see above), which is pinned.
         let handling = unsafe { Pin::new_unchecked(&mut this.handling) };
         if let Poll::Ready(r) = handling.poll(cx) {
             return Poll::Ready(Some(r));

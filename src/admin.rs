@@ -21,9 +21,9 @@
 //! body is validated as the file's `faults:` is, with a `ttl` required. A 1 s tick on
 //! this thread sweeps expired ones out of memory (they stop applying at expiry anyway).
 
+use crate::bulkhead::Bulkhead;
 use crate::config::{AdminConfig, BreakerConfig};
-use crate::proxy::bulkhead::Bulkhead;
-use crate::proxy::fault::{ActiveFault, FaultRequest};
+use crate::fault::{ActiveFault, FaultRequest};
 use crate::server::{ControlRequest, Shared};
 use crate::snapshot::ClusterSnap;
 use crate::upstream::breaker::Breaker;

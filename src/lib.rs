@@ -31,9 +31,14 @@
 
 pub mod admin;
 pub mod availability;
+pub mod bulkhead;
 pub mod calc;
+pub mod cells;
 pub mod config;
 pub mod demo;
+pub mod fallback;
+pub mod fault;
+pub mod gate;
 pub mod h1;
 pub mod lint;
 pub mod logging;

@@ -417,13 +417,13 @@ pub fn render_live(snap: &crate::snapshot::Snapshot, now: u64, out: &mut String)
 
 /// The bulkheads' gauges and shed counter, per route and cluster that has one.
 fn bulkheads(snap: &crate::snapshot::Snapshot, out: &mut String) {
-    let all: Vec<&crate::proxy::bulkhead::Bulkhead> = snap
+    let all: Vec<&crate::bulkhead::Bulkhead> = snap
         .listeners
         .iter()
         .flat_map(|l| l.routes.iter().filter_map(|r| r.bulkhead.as_deref()))
         .chain(snap.clusters.iter().filter_map(|c| c.bulkhead.as_deref()))
         .collect();
-    type Read = fn(&crate::proxy::bulkhead::Bulkhead) -> f64;
+    type Read = fn(&crate::bulkhead::Bulkhead) -> f64;
     let families: [(&str, &str, &str, Read); 3] = [
         (
             "ninefold_bulkhead_in_flight",

@@ -8,15 +8,15 @@
 //! least-request counts nor orphans pooled connections. A request loads the snapshot
 //! once and finishes on it, even if a reload swaps in a new one meanwhile.
 
+use crate::bulkhead::{Bulkhead, Scope};
+use crate::cells::CellSet;
 use crate::config::{
     BreakerConfig, ClusterConfig, Config, HashKey, HealthCheckConfig, LbKind, ListenerProtocol,
     MatchConfig, OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
 };
+use crate::fallback::{RouteFallback, KIND_LABELS};
+use crate::fault::RouteFaults;
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::proxy::bulkhead::{Bulkhead, Scope};
-use crate::proxy::cells::CellSet;
-use crate::proxy::fallback::{RouteFallback, KIND_LABELS};
-use crate::proxy::fault::RouteFaults;
 use crate::upstream::balance::Balancer;
 use crate::upstream::retry::{Budget, Cause};
 use crate::upstream::select::{EndpointMeta, Selector};
@@ -55,7 +55,7 @@ pub struct Shared {
     pub slo: Arc<crate::slo::Engine>,
     /// Faults set through the admin API: outside the snapshot so that a reload keeps
     /// them, each ending at its own expiry time.
-    pub faults: crate::proxy::fault::RuntimeFaults,
+    pub faults: crate::fault::RuntimeFaults,
 }
 
 /// A compiled configuration.
@@ -69,7 +69,7 @@ pub struct Snapshot {
     /// Clusters, in config order (a reload looks them up by name once, at build).
     pub clusters: Vec<Arc<ClusterSnap>>,
     /// Cell sets, in config order.
-    pub cells: Vec<Arc<CellSet>>,
+    pub cells: Vec<Arc<CellSet<ClusterSnap>>>,
 }
 
 /// A compiled listener.
@@ -99,9 +99,9 @@ pub struct RouteSnap {
     /// first member), which only names the route's target in logs.
     pub cluster: Arc<ClusterSnap>,
     /// Target cell set: when set, each request runs on its cell's cluster.
-    pub cells: Option<Arc<CellSet>>,
+    pub cells: Option<Arc<CellSet<ClusterSnap>>>,
     /// The fallback ladder.
-    pub fallback: Option<RouteFallback>,
+    pub fallback: Option<RouteFallback<ClusterSnap>>,
     /// Timeout until response headers.
     pub timeout: Duration,
     /// Longest silence inside the response body.
@@ -491,5 +491,14 @@ impl ClusterSnap {
     /// The endpoints' live state, in config order.
     pub fn endpoints(&self) -> &[Arc<EndpointState>] {
         &self.select.endpoints
+    }
+}
+
+// === impl CellSet ===
+
+impl CellSet<ClusterSnap> {
+    /// Whether member `i`'s cluster has an available endpoint at `now` (ms).
+    pub fn live(&self, i: usize, now: u64) -> bool {
+        self.members[i].cluster.select.available(now) > 0
     }
 }

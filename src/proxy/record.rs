@@ -14,10 +14,10 @@
 //! SLO with `count_faults: false` leaves such requests out entirely (an injected
 //! abort is otherwise bad, like any answer the gateway makes instead of the upstream).
 
-use super::bulkhead::Permit;
-use super::fallback::Pending;
 use super::ConnCtx;
+use crate::bulkhead::Permit;
 use crate::config::AccessLog;
+use crate::fallback::Pending;
 use crate::snapshot::RouteSnap;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -26,7 +26,6 @@
 
 use crate::config::{StaleConfig, StaticConfig, STALE_MAX_ENTRY};
 use crate::message::RespBody;
-use crate::snapshot::ClusterSnap;
 use bytes::{Bytes, BytesMut};
 use http::header::{
     HeaderName, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE, VARY,
@@ -55,12 +54,13 @@ pub enum Kind {
     Static = 2,
 }
 
-/// A route's compiled ladder.
-pub struct RouteFallback {
+/// A route's compiled ladder; `C` is the cluster of its first rung (the snapshot's:
+/// this module only carries it).
+pub struct RouteFallback<C> {
     /// Identity of the route's stale cache: `listener/route`, stable across reloads.
     pub cache_id: Arc<str>,
     /// Another cluster.
-    pub cluster: Option<Arc<ClusterSnap>>,
+    pub cluster: Option<Arc<C>>,
     /// The stale rung.
     pub stale: Option<StaleConfig>,
     /// The static rung.
@@ -131,7 +131,7 @@ impl Kind {
 
 // === impl RouteFallback ===
 
-impl RouteFallback {
+impl<C> RouteFallback<C> {
     /// Whether the ladder serves requests with this method.
     pub fn serves(&self, m: &Method) -> bool {
         self.methods.contains(m)
@@ -410,7 +410,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn fb(cfg: StaleConfig, id: &str) -> RouteFallback {
+    fn fb(cfg: StaleConfig, id: &str) -> RouteFallback<()> {
         let c = prometheus::IntCounter::new("x", "x").unwrap();
         RouteFallback {
             cache_id: id.into(),
@@ -440,7 +440,7 @@ mod tests {
     }
 
     fn store(
-        f: &RouteFallback,
+        f: &RouteFallback<()>,
         uri: &str,
         req: &HeaderMap,
         resp: &HeaderMap,
@@ -465,7 +465,7 @@ mod tests {
         }
     }
 
-    fn lookup(f: &RouteFallback, uri: &str, req: &HeaderMap, now: Instant) -> Option<Bytes> {
+    fn lookup(f: &RouteFallback<()>, uri: &str, req: &HeaderMap, now: Instant) -> Option<Bytes> {
         f.stale(&Method::GET, &uri.parse().unwrap(), req, now)
             .map(body_of)
     }

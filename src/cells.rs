@@ -6,7 +6,8 @@
 //! Adding a cell to N moves only the keys the new cell now wins, about 1/(N+1) of them,
 //! and removing or reordering cells moves nothing else; `hash % N` would move almost
 //! every key. A cell is live while its cluster has an available endpoint (health
-//! checks, ejections and drains decide, as for any cluster).
+//! checks, ejections and drains decide, as for any cluster: the snapshot, which knows
+//! what a cluster is, says so).
 //!
 //! When a key's home cell is down, `on_cell_down` decides: `fail` answers 503
 //! `cell-down` (the blast radius stays one cell: the others keep their users and their
@@ -19,15 +20,15 @@
 //! per-cell request counters; a request costs one score per cell and an atomic add.
 
 use crate::config::{CellSetConfig, HashKey, OnCellDown};
-use crate::snapshot::ClusterSnap;
 use crate::upstream::balance::hash_bytes;
 use std::sync::Arc;
 
 /// Labels of `ninefold_cell_requests_total{outcome}`, by [`Outcome`] index.
 pub const OUTCOME_LABELS: [&str; 3] = ["home", "evacuated", "cell_down"];
 
-/// A compiled cell set.
-pub struct CellSet {
+/// A compiled cell set; `C` is what a cell routes to (the snapshot's cluster: this
+/// module only carries it).
+pub struct CellSet<C> {
     /// Name.
     pub name: Arc<str>,
     /// The request key.
@@ -37,17 +38,17 @@ pub struct CellSet {
     /// Member taking requests without the key.
     pub default: Option<usize>,
     /// Members, in config order.
-    pub members: Vec<Cell>,
+    pub members: Vec<Cell<C>>,
 }
 
 /// One member cell.
-pub struct Cell {
+pub struct Cell<C> {
     /// Name.
     pub name: Arc<str>,
     /// Rendezvous seed: a hash of the name, so it survives reordering and reloads.
     pub seed: u64,
     /// The cluster serving the cell.
-    pub cluster: Arc<ClusterSnap>,
+    pub cluster: Arc<C>,
     /// `ninefold_cell_requests_total{cells,cell,outcome}` of requests whose home is this
     /// cell, by [`Outcome`] index.
     pub requests: [prometheus::IntCounter; 3],
@@ -75,14 +76,14 @@ pub enum NoCell {
 
 // === impl CellSet ===
 
-impl CellSet {
+impl<C> CellSet<C> {
     /// Compiles a cell set; `cluster` finds a member's cluster by name, and `counter`
     /// resolves a member's counter for an outcome label.
     pub fn build(
         c: &CellSetConfig,
-        cluster: impl Fn(&str) -> Option<Arc<ClusterSnap>>,
+        cluster: impl Fn(&str) -> Option<Arc<C>>,
         counter: impl Fn(&str, &str) -> prometheus::IntCounter,
-    ) -> Result<CellSet, String> {
+    ) -> Result<CellSet<C>, String> {
         let members = c
             .members
             .iter()
@@ -135,11 +136,6 @@ impl CellSet {
                 .ok_or((Some(own), NoCell::Down)),
             (OnCellDown::Fail, _) => Err((Some(own), NoCell::Down)),
         }
-    }
-
-    /// Whether member `i`'s cluster has an available endpoint at `now` (ms).
-    pub fn live(&self, i: usize, now: u64) -> bool {
-        self.members[i].cluster.select.available(now) > 0
     }
 }
 

@@ -38,7 +38,8 @@ fn bench_route(c: &mut Criterion) {
         Arc::new(ninefold::slo::engine::SystemClock),
         metrics.slo_alert_firing.clone(),
     );
-    let snap = Snapshot::build(Arc::new(cfg), None, &metrics, &slo).unwrap();
+    let slots = ninefold::snapshot::Slots::default();
+    let (snap, _) = Snapshot::build(Arc::new(cfg), None, &metrics, &slo, &slots).unwrap();
     let listener = &snap.listeners[0];
     // As the own HTTP/1.1 engine hands it over: fields as raw lines.
     let h = ninefold::h1::parse::parse_request(
@@ -93,7 +94,8 @@ fn bench_select(c: &mut Criterion) {
         Arc::new(ninefold::slo::engine::SystemClock),
         metrics.slo_alert_firing.clone(),
     );
-    let snap = Snapshot::build(Arc::new(cfg), None, &metrics, &slo).unwrap();
+    let slots = ninefold::snapshot::Slots::default();
+    let (snap, _) = Snapshot::build(Arc::new(cfg), None, &metrics, &slo, &slots).unwrap();
     let cluster = &snap.clusters[0];
     let route = &snap.listeners[0].routes[0];
     let tried = Tried::default();

@@ -78,25 +78,17 @@ pub fn start_backends() -> anyhow::Result<Vec<Backend>> {
         alive: backends.iter().map(|_| watch::channel(true).0).collect(),
         backends: backends.clone(),
     });
-    std::thread::Builder::new()
-        .name("ninefold-demo-backends".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                for (i, l) in listeners.into_iter().enumerate() {
-                    let Ok(l) = tokio::net::TcpListener::from_std(l) else {
-                        continue;
-                    };
-                    tokio::spawn(run_backend(fleet.clone(), i, l));
-                }
-                std::future::pending::<()>().await;
-            });
-        })?;
+    crate::runtime::thread("ninefold-demo-backends", move |rt| {
+        rt.block_on(async move {
+            for (i, l) in listeners.into_iter().enumerate() {
+                let Ok(l) = tokio::net::TcpListener::from_std(l) else {
+                    continue;
+                };
+                tokio::spawn(run_backend(fleet.clone(), i, l));
+            }
+            std::future::pending::<()>().await;
+        });
+    })?;
     Ok(backends)
 }
 

@@ -48,6 +48,7 @@ pub mod oneshot;
 pub mod origin;
 pub mod proxy;
 pub mod rlimit;
+pub mod runtime;
 pub mod server;
 pub mod slo;
 pub mod snapshot;

@@ -128,20 +128,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config } => {
-            let cfg = match ninefold::config::load(&config) {
+            let source = ConfigSource::File(config);
+            let cfg = match ninefold::server::load(&source) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
                     return ExitCode::from(2);
                 }
             };
-            if let Err(e) = ninefold::server::refuse_unsupported(&cfg) {
-                eprintln!("{e}");
-                return ExitCode::from(2);
-            }
             // After validation, so a refused configuration prints its errors alone.
             ninefold::rlimit::raise_nofile_limit();
-            run(cfg, ConfigSource::File(config), None)
+            run(cfg, source, None)
         }
         Command::Origin { name, listen } => match ninefold::origin::run(&name, listen) {
             Ok(()) => ExitCode::SUCCESS,
@@ -153,14 +150,13 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(e) => return fail(format_args!("cannot start demo backends: {e:#}"), 1),
             };
-            let text = ninefold::demo::config_text(listen, admin, &backends);
-            let cfg = match ninefold::config::parse("demo.yaml", &text, std::path::Path::new(".")) {
-                Ok(c) => c,
-                Err(e) => return fail(e, 1),
-            };
             let source = ConfigSource::Text {
                 name: "demo.yaml".into(),
-                text,
+                text: ninefold::demo::config_text(listen, admin, &backends),
+            };
+            let cfg = match ninefold::server::load(&source) {
+                Ok(c) => c,
+                Err(e) => return fail(e, 1),
             };
             run(cfg, source, Some(&backends))
         }
@@ -253,33 +249,42 @@ fn check(
 }
 
 fn error_json(e: &ninefold::config::ConfigError) -> serde_json::Value {
-    serde_json::json!({
-        "file": e.file, "line": e.line, "column": e.column, "path": e.path,
-        "message": e.message, "hint": e.hint,
-    })
+    serde_json::to_value(e).unwrap_or_default()
 }
 
+/// Starts the gateway, then its admin API, serves until SIGTERM or SIGINT, and stops
+/// both (the admin API last, so it answers while the gateway drains).
 fn run(
-    cfg: ninefold::config::Config,
+    cfg: ninefold::server::Servable,
     source: ConfigSource,
     demo: Option<&[ninefold::demo::Backend]>,
 ) -> ExitCode {
+    let admin_cfg = cfg.config().admin.clone();
     let gw = match Gateway::start(cfg, source) {
         Ok(g) => g,
         Err(e) => return fail(e, 1),
     };
+    let admin = match ninefold::admin::start(gw.shared().clone(), gw.control(), &admin_cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            gw.shutdown();
+            return fail(format_args!("cannot start the admin listener: {e:#}"), 1);
+        }
+    };
     for (name, addr) in gw.bound() {
         println!("ninefold: listener {name} on {addr}");
     }
-    println!("ninefold: admin on {}", gw.admin_addr);
+    println!("ninefold: admin on {}", admin.addr());
     if let Some(backends) = demo {
         let web = gw.bound().first().map(|(_, a)| *a);
         if let Some(web) = web {
-            print_demo(web, gw.admin_addr, backends);
+            print_demo(web, admin.addr(), backends);
         }
     }
     println!("ninefold: ready");
-    match gw.run() {
+    let ran = gw.run();
+    admin.stop();
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e, 1),
     }

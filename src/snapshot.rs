@@ -7,40 +7,67 @@
 //! over from the previous snapshot by (cluster, address), so a reload neither resets
 //! least-request counts nor orphans pooled connections. A request loads the snapshot
 //! once and finishes on it, even if a reload swaps in a new one meanwhile.
+//!
+//! [`Snapshot::build`] changes nothing shared: what a new snapshot changes besides
+//! being stored (breakers it leaves without a scope, the pool slots it takes and
+//! frees, SLO counters it starts) comes back as [`Changes`], which the control plane
+//! applies only once the snapshot is stored. A reload refused after the build (a
+//! listener that cannot bind) drops them, and the gateway is as it was.
 
 use crate::bulkhead::{Bulkhead, Scope};
 use crate::cells::CellSet;
 use crate::config::{
-    BreakerConfig, ClusterConfig, Config, HashKey, HealthCheckConfig, LbKind, ListenerProtocol,
-    MatchConfig, OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
+    BreakerConfig, ClusterConfig, Config, ConfigError, HashKey, HealthCheckConfig, LbKind,
+    ListenerProtocol, MatchConfig, OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
 };
 use crate::fallback::{RouteFallback, KIND_LABELS};
 use crate::fault::RouteFaults;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::balance::Balancer;
+use crate::upstream::health::{ClusterTargets, Targets};
 use crate::upstream::retry::{Budget, Cause};
 use crate::upstream::select::{EndpointMeta, Selector};
 use crate::upstream::{ClusterLive, EndpointState};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 
-/// Allocator of pool slots: the next never-used slot ...
-static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
-/// ... and the slots of endpoints that reloads removed, reused first. Only a snapshot
-/// build touches it (a reload, off the data path). A reused slot cannot hand out a
-/// connection to the old endpoint: pooled connections are checked by address.
-static FREE_SLOTS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+/// The pool slots of a gateway's endpoints (each worker keeps its idle connections to
+/// an endpoint under its slot, see `h1::pool`): the next never-used slot, and the
+/// slots of endpoints that reloads removed, reused first. A reused slot cannot hand
+/// out a connection to the old endpoint: pooled connections are checked by address.
+/// Owned by the control plane; a build plans on a copy, and the copy becomes the
+/// allocator only when its snapshot is stored ([`Changes::apply`]).
+#[derive(Debug, Default, Clone)]
+pub struct Slots {
+    next: usize,
+    free: Vec<usize>,
+}
 
-fn take_slot() -> usize {
-    FREE_SLOTS
-        .lock()
-        .ok()
-        .and_then(|mut f| f.pop())
-        .unwrap_or_else(|| NEXT_SLOT.fetch_add(1, Ordering::Relaxed))
+/// What storing a new snapshot changes besides the swap itself, applied by the
+/// control plane right after the store ([`Changes::apply`]); dropped unapplied, it
+/// changes nothing.
+#[must_use = "a snapshot's changes apply only when it is stored"]
+pub struct Changes {
+    /// The slot allocator after this snapshot: slots taken by its new endpoints, slots
+    /// of endpoints it dropped freed.
+    slots: Slots,
+    /// Breakers this snapshot leaves without a scope (the cluster's breaker settings
+    /// went, or moved to the other scope): reset, or they would keep rejecting with
+    /// nothing to record an outcome or probe them again.
+    resets: Vec<Reset>,
+    /// SLO counters this snapshot starts (SLOs new to the engine).
+    counters: Vec<(String, Arc<crate::slo::Counters>)>,
+}
+
+/// A breaker to reset.
+enum Reset {
+    /// A cluster's own.
+    Cluster(Arc<ClusterLive>),
+    /// An endpoint's.
+    Endpoint(Arc<EndpointState>),
 }
 
 /// State every worker and the admin API read.
@@ -175,17 +202,49 @@ pub struct ClusterSnap {
     pub bulkhead: Option<Arc<Bulkhead>>,
 }
 
+/// A cluster's health in the seed's words (`/health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterHealth {
+    /// Every endpoint is available.
+    Ok,
+    /// Some are lost (unhealthy, ejected or drained), not all.
+    Degraded,
+    /// None is available.
+    Down,
+}
+
+// === impl ClusterHealth ===
+
+impl ClusterHealth {
+    /// The word `/health` says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterHealth::Ok => "ok",
+            ClusterHealth::Degraded => "degraded",
+            ClusterHealth::Down => "down",
+        }
+    }
+}
+
 // === impl Snapshot ===
 
 impl Snapshot {
-    /// Compiles `config`, carrying endpoint state over from `prev`.
+    /// Compiles `config`, carrying endpoint state over from `prev`; `slots` is the
+    /// running allocator of pool slots. Returns the snapshot and what storing it
+    /// changes (see [`Changes`]); builds nothing shared.
     pub fn build(
         config: Arc<Config>,
         prev: Option<&Snapshot>,
         metrics: &Metrics,
         slo: &crate::slo::Engine,
-    ) -> Result<Snapshot, String> {
+        slots: &Slots,
+    ) -> Result<(Snapshot, Changes), ConfigError> {
         let defs = &config.slos;
+        let mut changes = Changes {
+            slots: slots.clone(),
+            resets: Vec::new(),
+            counters: Vec::new(),
+        };
         let mut carried: HashMap<(&str, SocketAddr), &Arc<EndpointState>> = HashMap::new();
         let mut lives: HashMap<&str, &Arc<ClusterLive>> = HashMap::new();
         let mut cluster_bulkheads: HashMap<&str, &Arc<Bulkhead>> = HashMap::new();
@@ -218,6 +277,7 @@ impl Snapshot {
                     lives.get(c.name.as_str()).copied(),
                     metrics,
                     &config.limits,
+                    &mut changes,
                 );
                 snap.bulkhead = c.bulkhead.map(|b| {
                     Bulkhead::carry(
@@ -247,15 +307,17 @@ impl Snapshot {
                 )
                 .map(Arc::new)
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| config_error(&config, "cells", e))?;
 
         let mut listeners = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
             let tls = match (&l.tls, l.protocol) {
-                (Some(files), ListenerProtocol::Https) => Some(
-                    crate::tls::acceptor(&files.cert, &files.key)
-                        .map_err(|e| format!("{}: listeners[{i}].tls: {e}", config.source))?,
-                ),
+                (Some(files), ListenerProtocol::Https) => {
+                    Some(crate::tls::acceptor(&files.cert, &files.key).map_err(|e| {
+                        config_error(&config, &format!("listeners[{i}].tls"), e.to_string())
+                    })?)
+                }
                 _ => None,
             };
             let mut routes = Vec::new();
@@ -266,7 +328,13 @@ impl Snapshot {
                             .iter()
                             .find(|s| &*s.name == name.as_str())
                             .cloned()
-                            .ok_or_else(|| format!("route {:?}: unknown cells {name:?}", r.name))?,
+                            .ok_or_else(|| {
+                                config_error(
+                                    &config,
+                                    "listeners",
+                                    format!("route {:?}: unknown cells {name:?}", r.name),
+                                )
+                            })?,
                     ),
                     None => None,
                 };
@@ -275,9 +343,19 @@ impl Snapshot {
                         .members
                         .get(s.default.unwrap_or(0))
                         .map(|m| &m.cluster)
-                        .ok_or_else(|| format!("cells {:?}: no members", s.name))?,
+                        .ok_or_else(|| {
+                            config_error(
+                                &config,
+                                "cells",
+                                format!("cells {:?}: no members", s.name),
+                            )
+                        })?,
                     None => by_name.get(r.cluster.as_str()).copied().ok_or_else(|| {
-                        format!("route {:?}: unknown cluster {:?}", r.name, r.cluster)
+                        config_error(
+                            &config,
+                            "listeners",
+                            format!("route {:?}: unknown cluster {:?}", r.name, r.cluster),
+                        )
                     })?,
                 };
                 let target_label = match &r.cells {
@@ -290,7 +368,11 @@ impl Snapshot {
                         cluster: match &f.cluster {
                             Some(c) => {
                                 Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(|| {
-                                    format!("route {:?}: unknown cluster {c:?}", r.name)
+                                    config_error(
+                                        &config,
+                                        "listeners",
+                                        format!("route {:?}: unknown cluster {c:?}", r.name),
+                                    )
                                 })?))
                             }
                             None => None,
@@ -307,7 +389,7 @@ impl Snapshot {
                     let d = defs.iter().find(|d| d.name == name)?;
                     Some(RouteSlo {
                         indicator: d.indicator.clone(),
-                        counters: slo.counters(name),
+                        counters: changes.counters_of(slo, name),
                         count_faults: d.count_faults,
                     })
                 });
@@ -331,7 +413,11 @@ impl Snapshot {
                     write_cluster: match &r.writes {
                         Some(Writes::Cluster(c)) => {
                             Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(|| {
-                                format!("route {:?}: unknown cluster {c:?}", r.name)
+                                config_error(
+                                    &config,
+                                    "listeners",
+                                    format!("route {:?}: unknown cluster {c:?}", r.name),
+                                )
                             })?))
                         }
                         _ => None,
@@ -364,32 +450,56 @@ impl Snapshot {
         }
         // Slots of endpoints this snapshot drops go back to the allocator.
         if let Some(prev) = prev {
-            let kept: std::collections::HashSet<usize> = clusters
+            let kept: HashSet<usize> = clusters
                 .iter()
                 .flat_map(|c| c.select.endpoints.iter().map(|e| e.slot))
                 .collect();
-            if let Ok(mut free) = FREE_SLOTS.lock() {
-                for c in &prev.clusters {
-                    for e in &c.select.endpoints {
-                        if !kept.contains(&e.slot) && !free.contains(&e.slot) {
-                            free.push(e.slot);
-                        }
+            for c in &prev.clusters {
+                for e in &c.select.endpoints {
+                    if !kept.contains(&e.slot) {
+                        changes.slots.give(e.slot);
                     }
                 }
             }
         }
-        Ok(Snapshot {
+        let snap = Snapshot {
             generation: prev.map_or(1, |p| p.generation + 1),
             config,
             listeners,
             clusters,
             cells,
-        })
+        };
+        Ok((snap, changes))
     }
 
     /// The listener named `name`.
     pub fn listener(&self, name: &str) -> Option<&ListenerSnap> {
         self.listeners.iter().find(|l| &*l.name == name)
+    }
+
+    /// What the health checks probe while this snapshot runs: each cluster's check
+    /// and its endpoints' live state.
+    pub fn health_targets(&self) -> Targets {
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|c| ClusterTargets {
+                name: c.name.clone(),
+                check: c.health_check.clone(),
+                h2: c.protocol == UpstreamProtocol::Http2,
+                live: Arc::clone(&c.select.live),
+                endpoints: c
+                    .endpoint_names
+                    .iter()
+                    .cloned()
+                    .zip(c.select.endpoints.iter().cloned())
+                    .collect(),
+            })
+            .collect();
+        Targets {
+            generation: self.generation,
+            clusters,
+        }
     }
 }
 
@@ -402,6 +512,7 @@ impl ClusterSnap {
         live: Option<&Arc<ClusterLive>>,
         metrics: &Metrics,
         limits: &crate::config::Limits,
+        changes: &mut Changes,
     ) -> ClusterSnap {
         // Live state is carried by (cluster, address) whatever else changed: a weight,
         // zone or priority edit must not reset an ejection, a failed check or a drain.
@@ -410,21 +521,20 @@ impl ClusterSnap {
             .iter()
             .map(|e| match carried.get(&(c.name.as_str(), e.address)) {
                 Some(s) => Arc::clone(s),
-                None => Arc::new(EndpointState::new(take_slot(), e.address)),
+                None => Arc::new(EndpointState::new(changes.slots.take(), e.address)),
             })
             .collect();
         let live = live.cloned().unwrap_or_default();
         // A breaker a reload took away (or moved to the other scope) must not keep
-        // rejecting: nothing would ever record an outcome or probe it again.
-        let now = crate::upstream::now_ms();
+        // rejecting: nothing would ever record an outcome or probe it again. Reset
+        // once the snapshot is stored.
         let scope = c.breaker.map(|b| b.scope);
         if !scope.is_some_and(|s| s.cluster()) {
-            live.breaker.reset(now);
+            changes.resets.push(Reset::Cluster(Arc::clone(&live)));
         }
         if !scope.is_some_and(|s| s.endpoint()) {
-            for e in &endpoints {
-                e.breaker.reset(now);
-            }
+            let eps = endpoints.iter().map(|e| Reset::Endpoint(Arc::clone(e)));
+            changes.resets.extend(eps);
         }
         let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight).collect();
         let names: Vec<String> = c.endpoints.iter().map(|e| e.address.to_string()).collect();
@@ -474,17 +584,16 @@ impl ClusterSnap {
         }
     }
 
-    /// Health in the seed's words: `ok` when every endpoint is available, `down` when
-    /// none is, `degraded` in between (lost endpoints: unhealthy, ejected or drained).
-    pub fn health(&self) -> &'static str {
+    /// Health at `now` (ms) in the seed's words: see [`ClusterHealth`].
+    pub fn health(&self, now: u64) -> ClusterHealth {
         let n = self.select.endpoints.len();
-        let up = self.select.available(crate::upstream::now_ms());
+        let up = self.select.available(now);
         if up == n && n > 0 {
-            "ok"
+            ClusterHealth::Ok
         } else if up == 0 {
-            "down"
+            ClusterHealth::Down
         } else {
-            "degraded"
+            ClusterHealth::Degraded
         }
     }
 
@@ -500,5 +609,71 @@ impl CellSet<ClusterSnap> {
     /// Whether member `i`'s cluster has an available endpoint at `now` (ms).
     pub fn live(&self, i: usize, now: u64) -> bool {
         self.members[i].cluster.select.available(now) > 0
+    }
+}
+
+// === impl Slots ===
+
+impl Slots {
+    /// A slot for a new endpoint: a freed one first, else the next never used.
+    fn take(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    /// Frees the slot of an endpoint a snapshot dropped.
+    fn give(&mut self, slot: usize) {
+        if !self.free.contains(&slot) {
+            self.free.push(slot);
+        }
+    }
+}
+
+// === impl Changes ===
+
+impl Changes {
+    /// The counters of SLO `name`: the engine's, or new ones started when this
+    /// snapshot is stored.
+    fn counters_of(&mut self, slo: &crate::slo::Engine, name: &str) -> Arc<crate::slo::Counters> {
+        if let Some(c) = slo.counters_if_any(name) {
+            return c;
+        }
+        if let Some((_, c)) = self.counters.iter().find(|(n, _)| n == name) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(crate::slo::Counters::default());
+        self.counters.push((name.to_owned(), Arc::clone(&c)));
+        c
+    }
+
+    /// Applies the changes of the snapshot just stored: `slots` becomes the allocator
+    /// it planned with, breakers left without a scope are reset at `now` (ms), and the
+    /// SLO engine adopts the counters it started.
+    pub fn apply(self, slots: &mut Slots, slo: &crate::slo::Engine, now: u64) {
+        *slots = self.slots;
+        for r in self.resets {
+            match r {
+                Reset::Cluster(live) => live.breaker.reset(now),
+                Reset::Endpoint(e) => e.breaker.reset(now),
+            };
+        }
+        for (name, c) in self.counters {
+            slo.adopt_counters(&name, c);
+        }
+    }
+}
+
+/// A build error about key `path` of `config`, located in its file.
+fn config_error(config: &Config, path: &str, message: String) -> ConfigError {
+    let (line, column) = config.index.locate(path);
+    ConfigError {
+        file: config.source.clone(),
+        line,
+        column,
+        path: path.to_owned(),
+        message,
+        hint: None,
     }
 }

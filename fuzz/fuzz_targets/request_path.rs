@@ -130,12 +130,11 @@ clusters:
 ",
         backend.addr
     );
-    let cfg = ninefold::config::parse("fuzz.yaml", &yaml, std::path::Path::new("."))
-        .unwrap_or_else(|e| panic!("fuzz config: {e}"));
     let source = ninefold::server::ConfigSource::Text {
         name: "fuzz.yaml".into(),
         text: yaml,
     };
+    let cfg = ninefold::server::load(&source).unwrap_or_else(|e| panic!("fuzz config: {e}"));
     let gateway = ninefold::server::Gateway::start(cfg, source).expect("gateway starts");
     let listener = gateway
         .bound()

@@ -36,7 +36,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigError {
     /// File name as given by the user.
     pub file: String,
@@ -52,8 +52,9 @@ pub struct ConfigError {
     pub hint: Option<String>,
 }
 
-/// All problems found in one file.
-#[derive(Debug, Clone)]
+/// All problems found in one file (as JSON, the list of them).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(transparent)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 /// Key path → position of its value in the YAML document.

@@ -2,17 +2,24 @@
 //! starts them, reloads the configuration and shuts down gracefully.
 //!
 //! Thread per core, like nginx: each worker runs its own current_thread tokio runtime
-//! and its own listening socket per listener (SO_REUSEPORT, so the kernel spreads
-//! connections), and a connection lives and dies on the worker that accepted it,
-//! together with its upstream connections (see `upstream::pool`). What workers share is
-//! the [`Shared`] state: one `ArcSwap<Snapshot>` and atomics.
+//! ([`worker`]) and its own listening socket per listener ([`listen`]: SO_REUSEPORT, so
+//! the kernel spreads connections), and a connection lives and dies on the worker that
+//! accepted it, together with its upstream connections (see `h1::pool`). Its driver is
+//! the own engine's connection loop ([`h1`], answers written by `answer`) for HTTP/1.x,
+//! hyper's ([`hyper`]) for h2 and h2c. What workers share is the [`Shared`] state: one
+//! `ArcSwap<Snapshot>` and atomics.
 //!
-//! The control plane (the main thread) owns the listener sockets' lifecycle. A reload
-//! validates the new file, builds a new snapshot, binds sockets for new listeners,
-//! and only when all of that worked swaps the snapshot and hands the sockets to the
-//! workers; removed listeners stop accepting. A failed reload changes nothing.
-//! Connections already open, including WebSocket tunnels and h2 connections, carry on:
-//! each request reads whatever snapshot is current when it starts.
+//! The control plane (the main thread, [`Gateway`]) owns the listener sockets'
+//! lifecycle. A reload validates the new file, builds a new snapshot, binds sockets for
+//! new listeners, and only when all of that worked swaps the snapshot, applies what it
+//! changes (`snapshot::Changes`), pushes the health checks their new targets and hands
+//! the sockets to the workers; removed listeners stop accepting. A refused reload
+//! changes nothing, and says why as a list of `file:line:col` errors. Connections
+//! already open, including WebSocket tunnels and h2 connections, carry on: each request
+//! reads whatever snapshot is current when it starts.
+//!
+//! The admin API sits above this module and asks it to reload over a channel
+//! ([`ControlRequest`]); the face (`main`) starts both.
 
 mod answer;
 pub mod h1;
@@ -20,9 +27,10 @@ mod hyper;
 mod listen;
 mod worker;
 
-use crate::config::{self, Config, ListenerProtocol};
+use crate::config::{self, Config, ConfigError, ConfigErrors, ListenerProtocol};
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Slots, Snapshot};
+use crate::upstream::health::Targets;
 use anyhow::{anyhow, Context as _};
 use arc_swap::ArcSwap;
 use listen::bind_sockets;
@@ -31,7 +39,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
-use worker::{worker_main, Cmd};
+use worker::Cmd;
 
 pub use crate::snapshot::Shared;
 
@@ -49,10 +57,16 @@ pub enum ConfigSource {
     },
 }
 
+/// A configuration `serve` can run: valid, and using no setting that is not built yet
+/// (see `Config::unsupported`). Only [`Servable::check`] makes one, so the check runs
+/// once for each configuration read, at start and at each reload.
+#[derive(Debug)]
+pub struct Servable(Config);
+
 /// Requests the admin API sends to the control plane.
 pub enum ControlRequest {
-    /// Reload the configuration; the answer says what happened.
-    Reload(oneshot::Sender<Result<ReloadOutcome, String>>),
+    /// Reload the configuration; the answer says what happened, or why not.
+    Reload(oneshot::Sender<Result<ReloadOutcome, ConfigErrors>>),
 }
 
 /// What a successful reload did.
@@ -74,9 +88,12 @@ pub struct Gateway {
     source: ConfigSource,
     workers: Vec<Worker>,
     listeners: HashMap<String, Active>,
+    control_tx: mpsc::Sender<ControlRequest>,
     control_rx: mpsc::Receiver<ControlRequest>,
-    /// Admin listener address actually bound.
-    pub admin_addr: SocketAddr,
+    /// The pool slots of the running snapshot's endpoints.
+    slots: Slots,
+    /// What the health checks probe: the running snapshot's targets.
+    targets: Arc<ArcSwap<Targets>>,
     slo_stop: watch::Sender<bool>,
     slo_thread: Option<std::thread::JoinHandle<()>>,
     health_stop: watch::Sender<bool>,
@@ -95,42 +112,70 @@ struct Active {
     stop: watch::Sender<bool>,
 }
 
-/// Reads a config source.
-pub fn load_source(source: &ConfigSource) -> Result<Config, String> {
-    match source {
-        ConfigSource::File(p) => config::load(p).map_err(|e| e.to_string()),
-        ConfigSource::Text { name, text } => {
-            config::parse(name, text, std::path::Path::new(".")).map_err(|e| e.to_string())
-        }
-    }
+/// A listener a reload starts: its sockets, bound, one per worker.
+struct NewListener {
+    name: String,
+    active: Active,
+    sockets: Vec<std::net::TcpListener>,
+    tls: bool,
 }
 
-/// Refuses settings whose behaviour is not built yet (see `Config::unsupported`).
-pub fn refuse_unsupported(cfg: &Config) -> Result<(), String> {
-    if cfg.unsupported.is_empty() {
-        return Ok(());
+/// The listeners a configuration starts and stops.
+struct ListenerPlan {
+    added: Vec<NewListener>,
+    removed: Vec<String>,
+}
+
+/// Reads a config source and checks that `serve` can run it.
+pub fn load(source: &ConfigSource) -> Result<Servable, ConfigErrors> {
+    let cfg = match source {
+        ConfigSource::File(p) => config::load(p)?,
+        ConfigSource::Text { name, text } => config::parse(name, text, std::path::Path::new("."))?,
+    };
+    Servable::check(cfg)
+}
+
+// === impl Servable ===
+
+impl Servable {
+    /// `cfg`, unless it uses settings whose behaviour is not built yet: those are the
+    /// errors, each at its key.
+    pub fn check(cfg: Config) -> Result<Servable, ConfigErrors> {
+        if cfg.unsupported.is_empty() {
+            Ok(Servable(cfg))
+        } else {
+            Err(ConfigErrors(cfg.unsupported))
+        }
     }
-    let lines: Vec<String> = cfg.unsupported.iter().map(ToString::to_string).collect();
-    Err(lines.join("\n"))
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0
+    }
 }
 
 // === impl Gateway ===
 
 impl Gateway {
-    /// Validates `cfg`, binds every listener and the admin API, and starts the workers.
-    pub fn start(cfg: Config, source: ConfigSource) -> anyhow::Result<Gateway> {
-        refuse_unsupported(&cfg).map_err(|e| anyhow!("{e}"))?;
+    /// Binds every listener of `cfg` and starts the workers, the health checks and the
+    /// SLO engine. The admin API is the caller's to start (`admin::start`, with
+    /// [`Gateway::shared`] and [`Gateway::control`]).
+    pub fn start(cfg: Servable, source: ConfigSource) -> anyhow::Result<Gateway> {
         let metrics = Metrics::new()?;
-        let cfg = Arc::new(cfg);
+        let cfg = Arc::new(cfg.0);
         let slo = crate::slo::Engine::new(
             cfg.state_dir.as_deref(),
             cfg.state_flush,
             Arc::new(crate::slo::engine::SystemClock),
             metrics.slo_alert_firing.clone(),
         );
+        let mut slots = Slots::default();
+        let (snap, changes) = Snapshot::build(cfg.clone(), None, &metrics, &slo, &slots)
+            .map_err(|e| anyhow!("{e}"))?;
+        changes.apply(&mut slots, &slo, crate::upstream::now_ms());
         slo.update(&cfg.slos);
-        let snap =
-            Snapshot::build(cfg.clone(), None, &metrics, &slo).map_err(|e| anyhow!("{e}"))?;
+        let targets = Arc::new(ArcSwap::from_pointee(snap.health_targets()));
+        let endpoint_healthy = metrics.endpoint_healthy.clone();
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snap),
             metrics,
@@ -139,27 +184,21 @@ impl Gateway {
             faults: Default::default(),
         });
         let (control_tx, control_rx) = mpsc::channel(16);
-        let admin_addr = crate::admin::start(shared.clone(), control_tx, &cfg.admin)
-            .context("cannot start the admin listener")?;
-        slo.set_admin(admin_addr);
         let (slo_stop, slo_stop_rx) = watch::channel(false);
-        let slo_thread = std::thread::Builder::new()
-            .name("ninefold-slo".into())
-            .spawn(move || slo.run(slo_stop_rx))
+        let slo_thread = slo
+            .spawn(slo_stop_rx)
             .context("cannot start the SLO thread")?;
         // Active health checks, off the data path on their own thread and runtime.
         let (health_stop, health_stop_rx) = watch::channel(false);
-        let health_thread = crate::upstream::health::spawn(shared.clone(), health_stop_rx)
-            .context("cannot start the health check thread")?;
+        let health_thread =
+            crate::upstream::health::spawn(targets.clone(), endpoint_healthy, health_stop_rx)
+                .context("cannot start the health check thread")?;
 
         let mut workers = Vec::new();
         for id in 0..cfg.workers {
             let (tx, rx) = mpsc::unbounded_channel();
-            let shared = shared.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("ninefold-w{id}"))
-                .spawn(move || worker_main(shared, rx))
-                .context("cannot start a worker thread")?;
+            let thread =
+                worker::spawn(id, shared.clone(), rx).context("cannot start a worker thread")?;
             workers.push(Worker {
                 tx,
                 thread: Some(thread),
@@ -170,20 +209,28 @@ impl Gateway {
             source,
             workers,
             listeners: HashMap::new(),
+            control_tx,
             control_rx,
-            admin_addr,
+            slots,
+            targets,
             slo_stop,
             slo_thread: Some(slo_thread),
             health_stop,
             health_thread: Some(health_thread),
         };
-        gw.sync_listeners(&cfg).map_err(|e| anyhow!("{e}"))?;
+        let plan = gw.plan_listeners(&cfg).map_err(|e| anyhow!("{e}"))?;
+        gw.commit_listeners(plan);
         Ok(gw)
     }
 
-    /// The shared state (for tests and the demo).
+    /// The shared state (for the admin API, tests and the demo).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Where the admin API sends its requests (a reload).
+    pub fn control(&self) -> mpsc::Sender<ControlRequest> {
+        self.control_tx.clone()
     }
 
     /// Addresses bound per listener.
@@ -192,8 +239,8 @@ impl Gateway {
     }
 
     /// Re-reads the configuration source and applies it, or changes nothing.
-    pub fn reload(&mut self) -> Result<ReloadOutcome, String> {
-        let result = load_source(&self.source).and_then(|cfg| self.apply(cfg));
+    pub fn reload(&mut self) -> Result<ReloadOutcome, ConfigErrors> {
+        let result = load(&self.source).and_then(|cfg| self.apply(cfg));
         let label = if result.is_ok() { "ok" } else { "failed" };
         self.shared
             .metrics
@@ -212,9 +259,12 @@ impl Gateway {
         result
     }
 
-    /// Applies a validated configuration.
-    pub fn apply(&mut self, cfg: Config) -> Result<ReloadOutcome, String> {
-        refuse_unsupported(&cfg)?;
+    /// Applies a configuration: builds its snapshot and binds its new listeners, and
+    /// only when both worked stores the snapshot, applies what it changes, pushes the
+    /// health checks their targets and starts and stops listeners. Refused, it changes
+    /// nothing.
+    pub fn apply(&mut self, cfg: Servable) -> Result<ReloadOutcome, ConfigErrors> {
+        let cfg = cfg.0;
         let old = self.shared.snapshot.load_full();
         let mut needs_restart = Vec::new();
         if cfg.admin.bind != old.config.admin.bind || cfg.admin.token != old.config.admin.token {
@@ -227,49 +277,41 @@ impl Gateway {
             ));
         }
         let cfg = Arc::new(cfg);
-        let snap = Snapshot::build(
+        let shared = &self.shared;
+        let (snap, changes) = Snapshot::build(
             cfg.clone(),
             Some(&old),
-            &self.shared.metrics,
-            &self.shared.slo,
-        )?;
-        let generation = snap.generation;
+            &shared.metrics,
+            &shared.slo,
+            &self.slots,
+        )
+        .map_err(|e| ConfigErrors(vec![e]))?;
         // Bind before swapping: a listener that cannot bind fails the whole reload.
-        let (added, removed) = self.plan_listeners(&cfg)?;
+        let plan = self.plan_listeners(&cfg)?;
+        // From here the reload is committed.
+        let generation = snap.generation;
+        let targets = snap.health_targets();
         self.shared.snapshot.store(Arc::new(snap));
-        // Only a reload that is committed changes the SLO engine.
+        changes.apply(&mut self.slots, &self.shared.slo, crate::upstream::now_ms());
         self.shared.slo.update(&cfg.slos);
+        self.targets.store(Arc::new(targets));
         let outcome = ReloadOutcome {
             generation,
-            listeners_added: added.iter().map(|(n, ..)| n.clone()).collect(),
-            listeners_removed: removed.clone(),
+            listeners_added: plan.added.iter().map(|l| l.name.clone()).collect(),
+            listeners_removed: plan.removed.clone(),
             needs_restart,
         };
-        self.commit_listeners(added, removed);
+        self.commit_listeners(plan);
         Ok(outcome)
-    }
-
-    fn sync_listeners(&mut self, cfg: &Config) -> Result<(), String> {
-        let (added, removed) = self.plan_listeners(cfg)?;
-        self.commit_listeners(added, removed);
-        Ok(())
     }
 
     /// Binds sockets for listeners that are new or changed; returns them with the names
     /// of listeners to stop.
-    #[allow(clippy::type_complexity)]
-    fn plan_listeners(
-        &self,
-        cfg: &Config,
-    ) -> Result<
-        (
-            Vec<(String, Active, Vec<std::net::TcpListener>, bool)>,
-            Vec<String>,
-        ),
-        String,
-    > {
+    /// Binds sockets for listeners that are new or changed; returns them with the names
+    /// of listeners to stop. A listener that cannot bind is an error at its `bind` key.
+    fn plan_listeners(&self, cfg: &Config) -> Result<ListenerPlan, ConfigErrors> {
         let mut added = Vec::new();
-        for l in &cfg.listeners {
+        for (i, l) in cfg.listeners.iter().enumerate() {
             let same = self
                 .listeners
                 .get(&l.name)
@@ -281,23 +323,31 @@ impl Gateway {
                 .listeners
                 .values()
                 .any(|a| a.bind == l.bind || a.local == l.bind);
-            let sockets = bind_sockets(l.bind, self.workers.len(), held)
-                .map_err(|e| format!("listener {:?}: cannot bind {}: {e}", l.name, l.bind))?;
+            let at = format!("listeners[{i}].bind");
+            let sockets = bind_sockets(l.bind, self.workers.len(), held).map_err(|e| {
+                let why = format!("listener {:?} cannot bind {}: {e}", l.name, l.bind);
+                config_errors(
+                    cfg,
+                    &at,
+                    why,
+                    "another process holds the address, or it is not this host's",
+                )
+            })?;
             let local = sockets[0]
                 .local_addr()
-                .map_err(|e| format!("listener {:?}: {e}", l.name))?;
+                .map_err(|e| config_errors(cfg, &at, format!("listener {:?}: {e}", l.name), ""))?;
             let (stop, _) = watch::channel(false);
-            added.push((
-                l.name.clone(),
-                Active {
+            added.push(NewListener {
+                name: l.name.clone(),
+                active: Active {
                     bind: l.bind,
                     protocol: l.protocol,
                     local,
                     stop,
                 },
                 sockets,
-                l.protocol == ListenerProtocol::Https,
-            ));
+                tls: l.protocol == ListenerProtocol::Https,
+            });
         }
         let removed = self
             .listeners
@@ -309,22 +359,25 @@ impl Gateway {
             })
             .map(|(n, _)| n.clone())
             .collect();
-        Ok((added, removed))
+        Ok(ListenerPlan { added, removed })
     }
 
-    #[allow(clippy::type_complexity)]
-    fn commit_listeners(
-        &mut self,
-        added: Vec<(String, Active, Vec<std::net::TcpListener>, bool)>,
-        removed: Vec<String>,
-    ) {
-        for name in removed {
+    /// Stops the listeners `plan` removes and hands the sockets of those it adds to the
+    /// workers.
+    fn commit_listeners(&mut self, plan: ListenerPlan) {
+        for name in plan.removed {
             if let Some(a) = self.listeners.remove(&name) {
                 let _ = a.stop.send(true);
                 tracing::info!(listener = %name, "listener stopped");
             }
         }
-        for (name, active, sockets, tls) in added {
+        for NewListener {
+            name,
+            active,
+            sockets,
+            tls,
+        } in plan.added
+        {
             let arc_name: Arc<str> = name.as_str().into();
             for (w, socket) in self.workers.iter().zip(sockets) {
                 let _ = w.tx.send(Cmd::Listen {
@@ -401,4 +454,18 @@ impl Gateway {
         }
         tracing::info!("stopped");
     }
+}
+
+/// `message` about key `path` of `cfg` (with `hint`, unless empty), as a reload's
+/// error list.
+fn config_errors(cfg: &Config, path: &str, message: String, hint: &str) -> ConfigErrors {
+    let (line, column) = cfg.index.locate(path);
+    ConfigErrors(vec![ConfigError {
+        file: cfg.source.clone(),
+        line,
+        column,
+        path: path.to_owned(),
+        message,
+        hint: (!hint.is_empty()).then(|| hint.to_owned()),
+    }])
 }

@@ -22,17 +22,16 @@ pub(super) enum Cmd {
     },
 }
 
-pub(super) fn worker_main(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("worker runtime: {e}");
-            return;
-        }
-    };
+/// Starts worker `id`'s thread, which serves what the control plane sends on `rx`.
+pub(super) fn spawn(
+    id: usize,
+    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    crate::runtime::thread(&format!("ninefold-w{id}"), move |rt| run(rt, shared, rx))
+}
+
+fn run(rt: tokio::runtime::Runtime, shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
     rt.block_on(async move {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let active = Arc::new(AtomicUsize::new(0));

@@ -159,6 +159,20 @@ impl Engine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The counters of SLO `name`, if the engine has them (a reload's snapshot takes
+    /// them, or starts new ones it hands over with [`Engine::adopt_counters`] once it
+    /// is stored).
+    pub fn counters_if_any(&self, name: &str) -> Option<Arc<Counters>> {
+        let c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(name).cloned()
+    }
+
+    /// Takes `counters` as SLO `name`'s, unless it has some already.
+    pub fn adopt_counters(&self, name: &str, counters: Arc<Counters>) {
+        let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.entry(name.to_owned()).or_insert(counters);
+    }
+
     /// The counters of SLO `name` (created on first use, then kept across reloads).
     pub fn counters(&self, name: &str) -> Arc<Counters> {
         let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -391,16 +405,20 @@ impl Engine {
         json!({ "now": now, "persisted": st.state_file.is_some(), "slos": slos })
     }
 
-    /// Runs the engine: a tick a second, the webhook sender, until `stop` fires;
-    /// then a last tick and a save. Blocks; run it on its own thread.
-    pub fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => return tracing::error!("SLO engine runtime: {e}"),
-        };
+    /// Starts the `ninefold-slo` thread, which runs the engine: a tick a second and
+    /// the webhook sender, until `stop` fires; then a last tick and a save.
+    pub fn spawn(
+        self: Arc<Self>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        crate::runtime::thread("ninefold-slo", move |rt| self.run(rt, stop))
+    }
+
+    fn run(
+        self: Arc<Self>,
+        rt: tokio::runtime::Runtime,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let rx = self
             .alerts_rx
             .lock()

@@ -2,8 +2,10 @@
 //! `health_check`, run off the data path on the `ninefold-health` thread.
 //!
 //! The thread has its own current_thread runtime, so a slow or hung probe never
-//! shares a scheduler with client requests. A reconciler re-reads the snapshot every
-//! [`RECONCILE_EVERY`] and keeps exactly one task per (cluster, endpoint address):
+//! shares a scheduler with client requests. What to probe is pushed to it: each time
+//! the control plane stores a snapshot, it stores that snapshot's [`Targets`] too, and
+//! a reconciler looks for a new generation every [`RECONCILE_EVERY`] and keeps exactly
+//! one task per (cluster, endpoint address):
 //! new endpoints get a task, removed endpoints (and endpoints of a cluster whose check
 //! settings changed) have theirs cancelled, and an unchanged endpoint keeps its task,
 //! and its streak of passes or failures, across a reload. A cluster whose
@@ -52,9 +54,9 @@
 //! unknown, because an unknown endpoint takes traffic. Cancelling a task removes its
 //! label set, so the gauge never reports endpoints that are gone.
 
-use crate::config::{CheckKind, HealthCheckConfig, UpstreamProtocol};
-use crate::snapshot::{Shared, Snapshot};
+use crate::config::{CheckKind, HealthCheckConfig};
 use crate::upstream::{now_ms, CheckReport, ClusterLive, EndpointState, Health};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use std::collections::HashMap;
@@ -108,6 +110,32 @@ pub struct Outcome {
     pub reason: String,
 }
 
+/// What the health checks probe: every cluster of one snapshot, with its check (or
+/// none) and its endpoints' live state. The control plane stores a new one each time
+/// it stores a snapshot.
+#[derive(Default)]
+pub struct Targets {
+    /// The snapshot's generation.
+    pub generation: u64,
+    /// The clusters, in config order.
+    pub clusters: Vec<ClusterTargets>,
+}
+
+/// One cluster's targets.
+pub struct ClusterTargets {
+    /// The cluster's name.
+    pub name: Arc<str>,
+    /// Its health check; `None`: its endpoints' health goes back to unknown (a reload
+    /// may have removed the check that made them healthy or unhealthy).
+    pub check: Option<HealthCheckConfig>,
+    /// The cluster's protocol is HTTP/2 (an HTTP probe speaks it).
+    pub h2: bool,
+    /// The cluster's live state (a passing probe ends an ejection in it).
+    pub live: Arc<ClusterLive>,
+    /// The endpoints, with their names (`ip:port`), in config order.
+    pub endpoints: Vec<(Arc<str>, Arc<EndpointState>)>,
+}
+
 /// The running probe of one endpoint, as the reconciler knows it.
 struct Probe {
     cfg: HealthCheckConfig,
@@ -117,9 +145,10 @@ struct Probe {
     task: JoinHandle<()>,
 }
 
-/// Keeps one probe task per (cluster, endpoint address) of the current snapshot.
+/// Keeps one probe task per (cluster, endpoint address) of the current targets.
 struct Reconciler {
-    shared: Arc<Shared>,
+    targets: Arc<ArcSwap<Targets>>,
+    gauge: prometheus::IntGaugeVec,
     probes: HashMap<(Arc<str>, SocketAddr), Probe>,
     generation: u64,
     rng: fastrand::Rng,
@@ -314,28 +343,27 @@ pub fn judge_body(body: &[u8], expected: &str) -> Result<(), String> {
 
 // === the thread ===
 
-/// Starts the `ninefold-health` thread; it stops when `stop` turns true (or its
+/// Starts the `ninefold-health` thread, probing what `targets` holds and writing
+/// `gauge` (`ninefold_endpoint_healthy`); it stops when `stop` turns true (or its
 /// sender is dropped).
 pub fn spawn(
-    shared: Arc<Shared>,
+    targets: Arc<ArcSwap<Targets>>,
+    gauge: prometheus::IntGaugeVec,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("ninefold-health".into())
-        .spawn(move || run(shared, stop))
+    crate::runtime::thread("ninefold-health", move |rt| run(rt, targets, gauge, stop))
 }
 
-fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return tracing::error!("health check runtime: {e}"),
-    };
+fn run(
+    rt: tokio::runtime::Runtime,
+    targets: Arc<ArcSwap<Targets>>,
+    gauge: prometheus::IntGaugeVec,
+    mut stop: watch::Receiver<bool>,
+) {
     rt.block_on(async {
         let mut r = Reconciler {
-            shared,
+            targets,
+            gauge,
             probes: HashMap::new(),
             generation: 0,
             rng: fastrand::Rng::new(),
@@ -360,69 +388,53 @@ fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 
 impl Reconciler {
     fn tick(&mut self) {
-        let snap = self.shared.snapshot.load_full();
-        if snap.generation == self.generation {
+        let targets = self.targets.load_full();
+        if targets.generation == self.generation {
             return;
         }
-        self.generation = snap.generation;
-        self.reconcile(&snap);
+        self.generation = targets.generation;
+        self.reconcile(&targets);
     }
 
-    fn reconcile(&mut self, snap: &Snapshot) {
-        let mut wanted: HashMap<(Arc<str>, SocketAddr), (&HealthCheckConfig, bool, usize)> =
-            HashMap::new();
-        for c in &snap.clusters {
-            let Some(cfg) = &c.health_check else {
-                self.forget_health(c);
+    fn reconcile(&mut self, targets: &Targets) {
+        type Wanted<'t> = (&'t ClusterTargets, &'t HealthCheckConfig, usize);
+        let mut wanted: HashMap<(Arc<str>, SocketAddr), Wanted<'_>> = HashMap::new();
+        for c in &targets.clusters {
+            let Some(cfg) = &c.check else {
+                forget_health(c);
                 continue;
             };
-            let h2 = c.protocol == UpstreamProtocol::Http2;
-            for (i, e) in c.endpoints().iter().enumerate() {
-                wanted.insert((c.name.clone(), e.address), (cfg, h2, i));
+            for (i, (_, e)) in c.endpoints.iter().enumerate() {
+                wanted.insert((c.name.clone(), e.address), (c, cfg, i));
             }
         }
         // Cancel what is gone or changed; a task is kept only if it probes the same
         // live state with the same settings.
-        let by_name: HashMap<&str, _> = snap.clusters.iter().map(|c| (&*c.name, c)).collect();
         self.probes.retain(|key, p| {
-            let keep = wanted.get(key).is_some_and(|(cfg, h2, i)| {
-                **cfg == p.cfg
-                    && *h2 == p.h2
-                    && by_name
-                        .get(&*key.0)
-                        .is_some_and(|c| Arc::ptr_eq(&c.endpoints()[*i], &p.endpoint))
+            let keep = wanted.get(key).is_some_and(|(c, cfg, i)| {
+                **cfg == p.cfg && c.h2 == p.h2 && Arc::ptr_eq(&c.endpoints[*i].1, &p.endpoint)
             });
             if !keep {
                 p.task.abort();
                 let _ = self
-                    .shared
-                    .metrics
-                    .endpoint_healthy
+                    .gauge
                     .remove_label_values(&[&*key.0, &key.1.to_string()]);
             }
             keep
         });
-        for (key, (cfg, h2, i)) in wanted {
+        for (key, (c, cfg, i)) in wanted {
             if self.probes.contains_key(&key) {
                 continue;
             }
-            let Some(c) = by_name.get(&*key.0) else {
-                continue;
-            };
-            let endpoint = Arc::clone(&c.endpoints()[i]);
-            let name = c.endpoint_names[i].clone();
-            let gauge = self
-                .shared
-                .metrics
-                .endpoint_healthy
-                .with_label_values(&[&c.name, &name]);
+            let (name, endpoint) = &c.endpoints[i];
+            let gauge = self.gauge.with_label_values(&[&c.name, name]);
             let task = tokio::spawn(probe_loop(
                 c.name.clone(),
-                name,
-                Arc::clone(&endpoint),
-                Arc::clone(&c.select.live),
+                name.clone(),
+                Arc::clone(endpoint),
+                Arc::clone(&c.live),
                 cfg.clone(),
-                h2,
+                c.h2,
                 gauge,
                 self.rng.fork(),
             ));
@@ -430,29 +442,11 @@ impl Reconciler {
                 key,
                 Probe {
                     cfg: cfg.clone(),
-                    h2,
-                    endpoint,
+                    h2: c.h2,
+                    endpoint: Arc::clone(endpoint),
                     task,
                 },
             );
-        }
-    }
-
-    /// A cluster without a health check: its endpoints' health is `unknown` (a reload
-    /// may have removed the check that made them healthy or unhealthy).
-    fn forget_health(&self, c: &crate::snapshot::ClusterSnap) {
-        let now = now_ms();
-        let mut reset = 0;
-        for e in c.endpoints() {
-            if e.set_health(Health::Unknown, now) {
-                reset += 1;
-            }
-            if let Ok(mut r) = e.check.lock() {
-                *r = CheckReport::default();
-            }
-        }
-        if reset > 0 {
-            tracing::info!(cluster = %c.name, endpoints = reset, "health check removed: endpoint health back to unknown");
         }
     }
 
@@ -460,6 +454,24 @@ impl Reconciler {
         for (_, p) in self.probes.drain() {
             p.task.abort();
         }
+    }
+}
+
+/// A cluster without a health check: its endpoints' health is `unknown` (a reload
+/// may have removed the check that made them healthy or unhealthy).
+fn forget_health(c: &ClusterTargets) {
+    let now = now_ms();
+    let mut reset = 0;
+    for (_, e) in &c.endpoints {
+        if e.set_health(Health::Unknown, now) {
+            reset += 1;
+        }
+        if let Ok(mut r) = e.check.lock() {
+            *r = CheckReport::default();
+        }
+    }
+    if reset > 0 {
+        tracing::info!(cluster = %c.name, endpoints = reset, "health check removed: endpoint health back to unknown");
     }
 }
 

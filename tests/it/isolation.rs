@@ -157,11 +157,12 @@ async fn isolation_a_hanging_route_does_not_hurt_another() {
         a.hits()
     );
     assert_eq!(errors, 0, "B must keep zero errors");
-    // 2 ms floor: below it, a p99 on a shared 2-core machine, with the rest of the
-    // suite's gateways running beside this test, is scheduler noise (a run saw 1.17 ms
-    // unloaded and 2.46 ms loaded). A route that is not isolated shows as B waiting on
-    // A's 10 s answers or being shed: thousands of times above the bound either way.
-    let bound = 2 * unloaded.max(Duration::from_millis(2));
+    // A 100 ms floor: a p99 on a shared 2-core machine, with the rest of the suite's
+    // gateways or a build running beside this test, moves by milliseconds with the
+    // scheduler alone (runs saw 1.17 ms unloaded and 2.46 ms loaded, and 0.6 ms and
+    // 5.0 ms beside a release build). A route that is not isolated shows as B waiting
+    // on A's 10 s answers or being shed (an error): a hundred times the bound or more.
+    let bound = 2 * unloaded.max(Duration::from_millis(50));
     assert!(
         loaded <= bound,
         "B's p99 {loaded:?} is over 2x its unloaded p99 {unloaded:?}"

@@ -79,6 +79,79 @@ async fn a_bad_reload_is_refused_and_the_old_config_keeps_serving() {
     assert_eq!(who(&gw).await, "a");
 }
 
+/// Issue 22: a reload refused after its snapshot was built (a new listener's port is
+/// held by another process) used to reset breakers and free the pool slots of the
+/// endpoints it dropped anyway. Forced-open breakers closed, and a later reload gave a
+/// live endpoint's slot to a new one, so the two evicted each other's pooled
+/// connections.
+#[tokio::test]
+async fn a_refused_reload_changes_nothing() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let c = Backend::start("c").await;
+    // One worker: one pool, so sharing a slot would show on every request.
+    let config = |eps: &[&Backend], breaker: bool, extra_listener: &str| {
+        let breaker = if breaker {
+            "    circuit_breaker: {scope: endpoint}\n"
+        } else {
+            ""
+        };
+        simple_config(eps, breaker, "")
+            .replace("workers: 2", "workers: 1")
+            .replace("clusters:\n", &format!("{extra_listener}clusters:\n"))
+    };
+    let gw = Gateway::start(&config(&[&a, &b], true, ""));
+    let url = gw.url("web", "/");
+    let forced = |addr| {
+        let gw = &gw;
+        async move {
+            let url = gw.admin_url(&format!("/api/v1/clusters/app/endpoints/{addr}/breaker/open"));
+            post(&url, None).await
+        }
+    };
+    assert_eq!(forced(a.addr).await.status, 200);
+    get_ok_n(&url, 4).await;
+    assert_eq!(a.hits(), 0, "a's breaker is forced open");
+
+    // Refused: the new listener's port is held. The file also drops the breaker (which
+    // would reset a's) and endpoint b (which would free its slot).
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let extra = format!(
+        "  - name: extra\n    bind: \"127.0.0.1:{port}\"\n    routes: [{{match: {{path_prefix: /}}, cluster: app}}]\n"
+    );
+    gw.rewrite(&config(&[&a], false, &extra));
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let e = &r.json()["errors"][0];
+    assert_eq!(e["path"], "listeners[1].bind", "{e}");
+    assert!(e["line"].as_u64().unwrap() > 0, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("cannot bind"),
+        "{e}"
+    );
+    let state = get(&gw.admin_url("/api/v1/state")).await.json();
+    let eps = &state["clusters"][0]["endpoints"];
+    assert_eq!(eps[0]["breaker"]["forced"], "open", "{eps}");
+    assert_eq!(eps.as_array().unwrap().len(), 2, "b is still there: {eps}");
+    assert_eq!(state["generation"], 1);
+    get_ok_n(&url, 4).await;
+    assert_eq!(a.hits(), 0, "a's breaker is still forced open");
+
+    // Accepted: endpoint c joins. It must get a slot of its own, not b's.
+    gw.rewrite(&config(&[&a, &b, &c], true, ""));
+    let r = post(&gw.admin_url("/api/v1/reload"), None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let before = (b.conns(), c.conns());
+    get_ok_n(&url, 100).await;
+    assert_eq!(a.hits(), 0);
+    assert!(b.hits() > 30 && c.hits() > 30, "b {} c {}", b.hits(), c.hits());
+    // Pooled connections are reused: a few new ones at most, not one per request.
+    let (nb, nc) = (b.conns() - before.0, c.conns() - before.1);
+    assert!(nb <= 2 && nc <= 2, "new connections: b {nb}, c {nc}");
+    drop(held);
+}
+
 #[tokio::test]
 async fn reload_adds_and_removes_listeners() {
     let a = Backend::start("a").await;

@@ -264,6 +264,8 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU64>,
+    /// Connections accepted.
+    conns: Arc<AtomicU64>,
     health: Arc<Mutex<(u16, String)>>,
     ctl: Arc<Ctl>,
     task: tokio::task::JoinHandle<()>,
@@ -303,10 +305,12 @@ impl Backend {
         let l = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = l.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
+        let conns = Arc::new(AtomicU64::new(0));
         let health = Arc::new(Mutex::new((200, HEALTH_OK.to_owned())));
         let ctl = Arc::new(Ctl::default());
         let name_s: Arc<str> = name.into();
         let h = hits.clone();
+        let accepted = conns.clone();
         let hl = health.clone();
         let cl = ctl.clone();
         let task = tokio::spawn(async move {
@@ -314,6 +318,7 @@ impl Backend {
                 let Ok((s, _)) = l.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let name = name_s.clone();
                 let hits = h.clone();
                 let health = hl.clone();
@@ -379,6 +384,7 @@ impl Backend {
             name: name.to_owned(),
             addr,
             hits,
+            conns,
             health,
             ctl,
             task,
@@ -404,6 +410,11 @@ impl Backend {
 
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far.
+    pub fn conns(&self) -> u64 {
+        self.conns.load(Ordering::Relaxed)
     }
 
     pub fn stop(&self) {

@@ -1,0 +1,212 @@
+//! The admin listener: `/metrics`, `/health`, and the JSON API under `/api/v1/`.
+//!
+//! It runs on its own thread and runtime, never on a data-path worker, and binds to
+//! loopback unless told otherwise (a non-loopback bind needs `admin.token`, which
+//! validation enforces). Reads are open ([`views`], [`live`]); mutations
+//! ([`mutations`], and setting or ending a run-time fault, [`faults`]) need
+//! `Authorization: Bearer <admin.token>` when a token is configured, checked once, by
+//! the [`Authorized`] extractor every mutation takes. Without a token the listener is
+//! loopback-only, so whoever can reach it is local and mutations are allowed, as for
+//! any local admin socket.
+//!
+//! It sits above the server: it reads the gateway's [`Shared`] state and asks the
+//! control plane to reload over a channel ([`ControlRequest`]). The face (`main`)
+//! starts the gateway, then this, and stops this after the gateway has drained.
+//! A 1 s tick on this thread sweeps expired run-time faults out of memory (they stop
+//! applying at expiry anyway).
+
+mod faults;
+pub mod live;
+mod mutations;
+mod views;
+
+use crate::config::AdminConfig;
+use crate::server::{ControlRequest, Shared};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+#[derive(Clone)]
+struct AdminState {
+    shared: Arc<Shared>,
+    control: mpsc::Sender<ControlRequest>,
+    token: Option<Arc<str>>,
+}
+
+/// The running admin listener.
+pub struct Admin {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A request allowed to mutate: it carries `Authorization: Bearer <admin.token>`, or
+/// no token is configured. Rejected, the client gets 401 with
+/// `WWW-Authenticate: Bearer`.
+pub struct Authorized;
+
+/// A 404 that says what was not found.
+struct NotFound(String);
+
+impl IntoResponse for NotFound {
+    fn into_response(self) -> Response {
+        not_found(self.0)
+    }
+}
+
+/// Binds the admin listener on `cfg.bind` and serves it on a thread of its own,
+/// reading `shared` and sending reloads to `control`.
+pub fn start(
+    shared: Arc<Shared>,
+    control: mpsc::Sender<ControlRequest>,
+    cfg: &AdminConfig,
+) -> anyhow::Result<Admin> {
+    let std_listener = std::net::TcpListener::bind(cfg.bind)?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    // Alerts link back to the live SLO page.
+    shared.slo.set_admin(addr);
+    let sweeper = shared.clone();
+    let app = router(shared, control, cfg.token.as_deref());
+    let (stop, mut stopped) = watch::channel(false);
+    let thread = crate::runtime::thread("ninefold-admin", move |rt| {
+        rt.block_on(async move {
+            // Expired run-time faults stopped applying at their expiry; this only frees
+            // them, off the data path.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    sweeper.faults.sweep(crate::upstream::now_ms());
+                }
+            });
+            match tokio::net::TcpListener::from_std(std_listener) {
+                Ok(l) => {
+                    let stop = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stop).await {
+                        tracing::error!("admin listener: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("admin listener: {e}"),
+            }
+        });
+    })?;
+    Ok(Admin {
+        addr,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// The admin API's routes.
+fn router(
+    shared: Arc<Shared>,
+    control: mpsc::Sender<ControlRequest>,
+    token: Option<&str>,
+) -> Router {
+    let endpoint = "/api/v1/clusters/{cluster}/endpoints/{address}";
+    Router::new()
+        .route("/metrics", get(views::metrics))
+        .route("/health", get(views::health))
+        .route("/api/v1/state", get(views::state))
+        .route("/api/v1/slos", get(views::slos))
+        .route("/api/v1/reload", post(mutations::reload))
+        .route("/api/v1/faults", post(faults::add).get(faults::list))
+        .route("/api/v1/faults/{id}", delete(faults::remove))
+        .route(&format!("{endpoint}/drain"), post(mutations::drain))
+        .route(&format!("{endpoint}/enable"), post(mutations::enable))
+        .route(
+            &format!("{endpoint}/breaker/{{action}}"),
+            post(mutations::endpoint_breaker),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/breaker/{action}",
+            post(mutations::cluster_breaker),
+        )
+        .with_state(AdminState {
+            shared,
+            control,
+            token: token.map(Into::into),
+        })
+}
+
+// === impl Admin ===
+
+impl Admin {
+    /// The address the listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the listener (calls in progress finish) and joins its thread.
+    pub fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// === impl Authorized ===
+
+impl FromRequestParts<AdminState> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AdminState) -> Result<Self, Response> {
+        let Some(token) = &s.token else {
+            return Ok(Authorized);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return Ok(Authorized);
+        }
+        let body = json!({"error": "a valid bearer token is required"});
+        let denied = (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(body),
+        );
+        Err(denied.into_response())
+    }
+}
+
+fn bad_request(error: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+}
+
+fn not_found(error: String) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": error }))).into_response()
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

@@ -105,7 +105,9 @@ async fn a_refused_reload_changes_nothing() {
     let forced = |addr| {
         let gw = &gw;
         async move {
-            let url = gw.admin_url(&format!("/api/v1/clusters/app/endpoints/{addr}/breaker/open"));
+            let url = gw.admin_url(&format!(
+                "/api/v1/clusters/app/endpoints/{addr}/breaker/open"
+            ));
             post(&url, None).await
         }
     };
@@ -145,7 +147,12 @@ async fn a_refused_reload_changes_nothing() {
     let before = (b.conns(), c.conns());
     get_ok_n(&url, 100).await;
     assert_eq!(a.hits(), 0);
-    assert!(b.hits() > 30 && c.hits() > 30, "b {} c {}", b.hits(), c.hits());
+    assert!(
+        b.hits() > 30 && c.hits() > 30,
+        "b {} c {}",
+        b.hits(),
+        c.hits()
+    );
     // Pooled connections are reused: a few new ones at most, not one per request.
     let (nb, nc) = (b.conns() - before.0, c.conns() - before.1);
     assert!(nb <= 2 && nc <= 2, "new connections: b {nb}, c {nc}");

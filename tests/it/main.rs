@@ -23,6 +23,7 @@
 //! - `engine`: the own HTTP/1.1 engine on raw sockets (limits, pooling, early answers,
 //!   pipelining with bodies, HTTP/1.0 keep-alive).
 //! - `splice`: long bodies relayed by `splice(2)`: whole, cut, stalled, abandoned.
+//! - `layers`: the floors of `src/` (docs/architecture.md), read from the code's imports.
 
 mod admin;
 mod balance;
@@ -48,6 +49,8 @@ mod health;
 mod isolation;
 // Issue 9: drain/enable through the admin API, and the failover metric families.
 mod failover_admin;
+// The floors of src/: each module imports only from below (no binary is run).
+mod layers;
 mod lifecycle;
 mod ops;
 mod proxy;

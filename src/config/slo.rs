@@ -132,6 +132,18 @@ pub fn default_good() -> Vec<(u16, u16)> {
     vec![(100, 499)]
 }
 
+impl SloDef {
+    /// How alerts name it: `checkout SLO payments`, or `SLO payments` when its service
+    /// is its own name (no service set), not the name twice.
+    pub fn title(&self) -> String {
+        if self.service == self.name {
+            format!("SLO {}", self.name)
+        } else {
+            format!("{} SLO {}", self.service, self.name)
+        }
+    }
+}
+
 impl Indicator {
     /// Whether an answer is good. Answers the gateway made itself for an upstream
     /// failure are never good.

@@ -1,15 +1,17 @@
-//! The live SLO engine of a running gateway: counters the data path bumps, a
+//! The live SLO engine of a running gateway: counters the data path bumps, and a
 //! once-a-second tick that moves them into rolling windows and evaluates the burn-rate
-//! alerts, state that survives restarts, and the Alertmanager sender.
+//! alerts. Its state survives restarts ([`super::persist`]); its alerts go to
+//! Alertmanager ([`super::alerts`]).
 //!
 //! The data path only does one relaxed atomic add per request (plus the Prometheus
 //! counter). Everything else runs on the engine's own thread, `ninefold-slo`, with
 //! its own current-thread runtime; the admin API reads the engine's state under a
 //! mutex the data path never touches.
 
+use super::alerts::{alert_json, hostname, log_change, sender, RESEND};
+use super::persist::{restore, save};
 use super::window::{budget, evaluate, fmt_dur, AlertEval, Budget, Windows};
 use crate::config::SloDef;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,26 +103,6 @@ pub struct Engine {
     firing_gauge: prometheus::IntGaugeVec,
     webhook_url: Mutex<HashMap<String, String>>,
 }
-
-/// The on-disk state (`state_dir/slo-state.json`).
-#[derive(Serialize, Deserialize)]
-struct Persisted {
-    format: String,
-    version: u32,
-    saved_at: u64,
-    slos: Vec<PersistedSlo>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PersistedSlo {
-    name: String,
-    windows: Windows,
-}
-
-const FORMAT: &str = "ninefold-slo-state";
-/// How often a firing alert is sent again (Alertmanager forgets alerts whose
-/// `endsAt` passed).
-const RESEND: u64 = 60;
 
 impl Engine {
     /// Creates the engine, reading `state_dir/slo-state.json` when there is one. A file
@@ -341,7 +323,7 @@ impl Engine {
         let due = now.saturating_sub(st.last_flush) >= st.flush_every;
         if due {
             st.last_flush = now;
-            save(&st, now);
+            save_state(&st, now);
         }
         drop(st);
         if !outgoing.is_empty() {
@@ -355,7 +337,7 @@ impl Engine {
         self.tick(now);
         let mut st = self.lock();
         st.last_flush = now;
-        save(&st, now);
+        save_state(&st, now);
     }
 
     /// The live state of every SLO, as served at `/api/v1/slos`.
@@ -370,6 +352,7 @@ impl Engine {
                 let burn = |d: u64| {
                     let c = t.windows.over(now, Duration::from_secs(d));
                     super::window::burn_rate(c, t.def.objective.down())
+                        .map(crate::availability::snap)
                 };
                 let alerts: Vec<Value> = t
                     .alerts
@@ -442,7 +425,8 @@ impl Engine {
         });
     }
 
-    fn webhook(&self, slo: &str) -> Option<String> {
+    /// The webhook of SLO `slo`, as the running config sets it.
+    pub(super) fn webhook(&self, slo: &str) -> Option<String> {
         self.webhook_url
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -451,250 +435,11 @@ impl Engine {
     }
 }
 
-fn log_change(def: &SloDef, e: &AlertEval) {
-    let burn = e.long_burn_rate.unwrap_or(0.0);
-    if e.firing {
-        tracing::warn!(
-            slo = %def.name, severity = %e.severity, long_window = %e.long_window, short_window = %e.short_window,
-            burn_rate = burn, threshold = e.burn_rate_threshold,
-            "SLO alert firing: error budget burning at {burn:.1}× over {} (threshold {}×)", e.long_window, e.burn_rate_threshold
-        );
-    } else {
-        tracing::info!(
-            slo = %def.name, severity = %e.severity, long_window = %e.long_window, short_window = %e.short_window,
-            "SLO alert resolved"
-        );
-    }
-}
-
-/// One alert in Alertmanager's v2 format.
-fn alert_json(
-    def: &SloDef,
-    e: &AlertEval,
-    started: u64,
-    now: u64,
-    admin_url: &str,
-    instance: &str,
-) -> Value {
-    let mut labels = serde_json::Map::new();
-    labels.insert("alertname".into(), json!("ErrorBudgetBurn"));
-    labels.insert("slo".into(), json!(def.name));
-    labels.insert("service".into(), json!(def.service));
-    labels.insert("severity".into(), json!(e.severity));
-    labels.insert("long_window".into(), json!(e.long_window));
-    labels.insert("short_window".into(), json!(e.short_window));
-    // Several gateways measure the same SLO: each one's alert is its own.
-    labels.insert("gateway".into(), json!(instance));
-    for (k, v) in &def.alerts.labels {
-        labels.insert(k.clone(), json!(v));
-    }
-    let tte = e
-        .time_to_exhaustion_seconds
-        .map_or("unknown".to_owned(), crate::availability::human_secs);
-    let ends = if e.firing { now + 4 * RESEND } else { now };
-    json!({
-        "labels": labels,
-        "annotations": {
-            "summary": format!(
-                "{} SLO {}: error budget burning at {:.1}× over {} and {:.1}× over {} (threshold {}×)",
-                def.service, def.name,
-                e.long_burn_rate.unwrap_or(0.0), e.long_window,
-                e.short_burn_rate.unwrap_or(0.0), e.short_window,
-                e.burn_rate_threshold
-            ),
-            "burn_rate_long": format!("{:.3}", e.long_burn_rate.unwrap_or(0.0)),
-            "burn_rate_short": format!("{:.3}", e.short_burn_rate.unwrap_or(0.0)),
-            "time_to_exhaustion": tte,
-            "objective": def.objective_text,
-        },
-        "startsAt": rfc3339(started.min(now)),
-        "endsAt": rfc3339(ends),
-        "generatorURL": admin_url,
-    })
-}
-
-/// Posts alert batches, retrying a failed send (network error or 5xx) with backoff.
-async fn sender(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<Vec<Value>>) {
-    while let Some(batch) = rx.recv().await {
-        // One POST per webhook URL.
-        let mut by_url: HashMap<String, Vec<Value>> = HashMap::new();
-        for a in batch {
-            let slo = a["labels"]["slo"].as_str().unwrap_or_default().to_owned();
-            if let Some(url) = engine.webhook(&slo) {
-                by_url.entry(url).or_default().push(a);
-            }
-        }
-        for (url, alerts) in by_url {
-            let body = serde_json::to_vec(&alerts).unwrap_or_default();
-            let mut delay = Duration::from_millis(250);
-            for attempt in 1..=6 {
-                match post(&url, &body).await {
-                    Ok(s) if (200..300).contains(&s) => break,
-                    Ok(s) if (400..500).contains(&s) => {
-                        tracing::error!(%url, status = s, "alert webhook refused the alerts; not retrying");
-                        break;
-                    }
-                    Ok(s) => {
-                        tracing::warn!(%url, status = s, attempt, "alert webhook failed; retrying")
-                    }
-                    Err(e) => {
-                        tracing::warn!(%url, error = %e, attempt, "alert webhook unreachable; retrying")
-                    }
-                }
-                if attempt == 6 {
-                    tracing::error!(%url, "alert webhook: giving up after 6 attempts");
-                    break;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(8));
-            }
-        }
-    }
-}
-
-/// How long one alert POST may take, connect included.
-const POST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// POSTs `body` (JSON) to `url`; the answer's status. The answer's body is read to its
-/// end (chunked or not) so the exchange completes, and then ignored.
-async fn post(url: &str, body: &[u8]) -> Result<u16, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().ok_or("no host")?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let authority = format!("{host}:{port}");
-    let req = http::Request::post(path)
-        .header(http::header::HOST, &authority)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
-            body,
-        )))
-        .map_err(|e| e.to_string())?;
-    let answer = crate::oneshot::exchange(&authority, req, POST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(answer.status.as_u16())
-}
-
-/// Reads the saved state; a file that is not ours is moved aside.
-fn restore(path: &Path) -> HashMap<String, Windows> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
-        Err(e) => {
-            tracing::error!(file = %path.display(), "cannot read the SLO state file: {e}; budgets start fresh");
-            return HashMap::new();
-        }
-    };
-    let parsed: Result<Persisted, String> = serde_json::from_slice::<Persisted>(&text)
-        .map_err(|e| e.to_string())
-        .and_then(|p| {
-            if p.format != FORMAT {
-                Err(format!("format {:?} is not {FORMAT:?}", p.format))
-            } else if p.version != 1 {
-                Err(format!("version {} is not 1", p.version))
-            } else if p.slos.iter().any(|s| !s.windows.is_valid()) {
-                Err("a ring of buckets is malformed (or counts more bad than total events)".into())
-            } else {
-                Ok(p)
-            }
-        });
-    match parsed {
-        Ok(p) => {
-            tracing::info!(file = %path.display(), slos = p.slos.len(), saved_at = p.saved_at, "SLO state restored");
-            p.slos.into_iter().map(|s| (s.name, s.windows)).collect()
-        }
-        Err(why) => {
-            let stamp = SystemClock.now();
-            let aside = path.with_file_name(format!("slo-state.json.corrupt-{stamp}"));
-            let moved = std::fs::rename(path, &aside);
-            tracing::error!(
-                file = %path.display(),
-                kept_as = %aside.display(),
-                "the SLO state file is corrupt or not ninefold's ({why}); {}; budgets start fresh",
-                if moved.is_ok() { "it was kept aside" } else { "it could not be moved aside" }
-            );
-            HashMap::new()
-        }
-    }
-}
-
-/// Writes the state atomically: a temp file, fsync, rename, fsync of the directory.
-fn save(st: &State, now: u64) {
+/// Saves the tracks' windows and the parked ones to the state file, if any.
+fn save_state(st: &State, now: u64) {
     let Some(path) = &st.state_file else { return };
-    let mut slos: Vec<PersistedSlo> = st
-        .tracks
-        .iter()
-        .map(|t| PersistedSlo {
-            name: t.def.name.clone(),
-            windows: t.windows.clone(),
-        })
-        .collect();
-    for (name, w) in &st.parked {
-        // Counts of a removed SLO are kept while any of them is still in the span its
-        // rings cover; after that there is nothing left to keep.
-        let span = w.tiers.iter().map(|t| t.secs * t.total.len() as u64).max();
-        if span.is_some_and(|s| w.over(now, Duration::from_secs(s)).total == 0) {
-            continue;
-        }
-        slos.push(PersistedSlo {
-            name: name.clone(),
-            windows: w.clone(),
-        });
-    }
-    let p = Persisted {
-        format: FORMAT.into(),
-        version: 1,
-        saved_at: now,
-        slos,
-    };
-    if let Err(e) = write_atomic(path, &p) {
-        tracing::error!(file = %path.display(), "cannot save the SLO state: {e}");
-    }
-}
-
-fn write_atomic(path: &Path, p: &Persisted) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(p).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "ninefold".into())
-}
-
-/// Unix seconds as RFC 3339 UTC (`2026-11-25T10:00:00Z`).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let tracks = st.tracks.iter().map(|t| (t.def.name.as_str(), &t.windows));
+    save(path, tracks, &st.parked, now);
 }
 
 #[cfg(test)]
@@ -724,13 +469,6 @@ mod tests {
             &["slo", "severity", "long_window", "short_window"],
         )
         .unwrap()
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_608_000), "2026-11-25T12:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

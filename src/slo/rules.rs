@@ -211,8 +211,8 @@ fn slo_groups(out: &mut String, s: &SloDef, selector: Option<&str>) {
         }
         let _ = writeln!(out, "        annotations:");
         let summary = format!(
-            "{} SLO {}: error budget burning over {f}x over {l} and {sh}",
-            s.service, s.name
+            "{}: error budget burning over {f}x over {l} and {sh}",
+            s.title()
         );
         let desc = format!(
             "Error ratio {{{{ $value | humanizePercentage }}}} over {l} (objective {}); at {f}x the {period} budget is gone in {exhaustion}.",

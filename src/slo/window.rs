@@ -310,8 +310,9 @@ fn eval_one(
         long_window: fmt_dur(a.long),
         short_window: fmt_dur(a.short),
         burn_rate_threshold: a.burn_rate,
-        long_burn_rate: lb,
-        short_burn_rate: sb,
+        // For people: 12 significant digits, not 499.9999999999999.
+        long_burn_rate: lb.map(snap),
+        short_burn_rate: sb.map(snap),
         long_events: long.total,
         firing,
         time_to_exhaustion_seconds: tte,

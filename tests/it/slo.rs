@@ -251,7 +251,7 @@ fn now_rfc3339() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    ninefold::slo::engine::rfc3339(secs + 1)
+    ninefold::slo::alerts::rfc3339(secs + 1)
 }
 
 fn saved_total(dir: &Path) -> Option<u64> {
@@ -437,15 +437,15 @@ tests:
         exp_alerts:
           - exp_labels: {severity: page, sloth_severity: page, long_window: 1h, short_window: 5m, exhaustion: "2.08 d", sloth_id: payments-payments, sloth_service: payments, sloth_slo: payments}
             exp_annotations:
-              summary: "payments SLO payments: error budget burning over 14.4x over 1h and 5m"
+              summary: "SLO payments: error budget burning over 14.4x over 1h and 5m"
               description: "Error ratio 0.73% over 1h (objective 99.95%); at 14.4x the 30d budget is gone in 2.08 d."
           - exp_labels: {severity: page, sloth_severity: page, long_window: 6h, short_window: 30m, exhaustion: "5 d", sloth_id: payments-payments, sloth_service: payments, sloth_slo: payments}
             exp_annotations:
-              summary: "payments SLO payments: error budget burning over 6x over 6h and 30m"
+              summary: "SLO payments: error budget burning over 6x over 6h and 30m"
               description: "Error ratio 0.73% over 6h (objective 99.95%); at 6x the 30d budget is gone in 5 d."
           - exp_labels: {severity: ticket, sloth_severity: ticket, long_window: 3d, short_window: 6h, exhaustion: "30 d", sloth_id: payments-payments, sloth_service: payments, sloth_slo: payments}
             exp_annotations:
-              summary: "payments SLO payments: error budget burning over 1x over 3d and 6h"
+              summary: "SLO payments: error budget burning over 1x over 3d and 6h"
               description: "Error ratio 0.73% over 3d (objective 99.95%); at 1x the 30d budget is gone in 30 d."
   - name: burning at 1x stays quiet
     interval: 1m

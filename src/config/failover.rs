@@ -188,6 +188,15 @@ pub enum Writes {
 // === impl RetryOn ===
 
 impl RetryOn {
+    /// Adds the failures of an upstream that gave no answer: connect failure, reset,
+    /// per-try timeout, and a refused stream where that counts (`refused_stream`).
+    fn unreachable(&mut self, refused_stream: bool) {
+        self.connect_failure = true;
+        self.reset = true;
+        self.timeout = true;
+        self.refused_stream |= refused_stream;
+    }
+
     /// Whether `status` allows a retry.
     pub fn status(&self, status: u16) -> bool {
         (500..600).contains(&status) && self.statuses & (1u128 << (status - 500)) != 0
@@ -408,11 +417,18 @@ impl V<'_> {
                 "refused-stream" if refused_stream => on.refused_stream = true,
                 "reset" => on.reset = true,
                 "timeout" => on.timeout = true,
-                "5xx" => on.statuses = ALL_5XX,
+                // Envoy's words mean what Envoy's do: an upstream that answers 5xx and
+                // one that cannot answer at all (not reached, reset, silent past the
+                // per-try timeout, refusing the stream) fail the same way.
+                "5xx" => {
+                    on.statuses = ALL_5XX;
+                    on.unreachable(refused_stream);
+                }
                 "gateway-error" => {
                     for s in [502, 503, 504] {
                         on.statuses |= 1 << (s - 500);
                     }
+                    on.unreachable(refused_stream);
                 }
                 other => match other.parse::<u16>() {
                     Ok(s) if (500..600).contains(&s) => on.statuses |= 1 << (s - 500),

@@ -162,6 +162,8 @@ pub enum ReadError {
     Closed,
     /// The head is malformed, ambiguous or too large (the cause, for the log).
     Invalid(&'static str),
+    /// The upstream went silent for longer than allowed.
+    Idle,
 }
 
 /// Reads the answer's head into `rbuf` (which keeps any body bytes after it),
@@ -233,6 +235,25 @@ pub async fn read_rest_if_copied(stream: &TcpStream, rbuf: &mut Buf, head: &Resp
     if !spliced {
         let _ = poll_fn(|cx| Poll::Ready(stream.poll_read_into(cx, rbuf, buf::ANSWER_SIZE))).await;
     }
+}
+
+/// Reads until `rbuf` holds `len` bytes (an answer's whole `Content-Length` body, held
+/// before its head goes on: see `proxy::forward`); the connection closing or failing
+/// first is [`ReadError::Closed`], and `idle` of silence [`ReadError::Idle`].
+pub async fn read_body_whole(
+    stream: &TcpStream,
+    rbuf: &mut Buf,
+    len: usize,
+    idle: std::time::Duration,
+) -> Result<(), ReadError> {
+    while rbuf.len() < len {
+        match io::read_within(stream, rbuf, len, &mut None, idle).await {
+            Some(Ok(0)) | Some(Err(_)) => return Err(ReadError::Closed),
+            Some(Ok(_)) => {}
+            None => return Err(ReadError::Idle),
+        }
+    }
+    Ok(())
 }
 
 /// An answer's body being read from its upstream connection; see the module doc.

@@ -161,6 +161,10 @@ impl<'a> Attempts<'a> {
             }
             b => b,
         };
+        // A repeatable request's answer is held until its body is whole (up to
+        // `retry.buffer`), so an upstream cut between head and body is retried like a
+        // reset (see `forward::send`).
+        let hold = (repeatable && cfg.on.reset).then_some(cfg.buffer);
         let replay = Replay {
             body: match &body {
                 ReqBody::Full(b) => Some(b.clone()),
@@ -190,7 +194,7 @@ impl<'a> Attempts<'a> {
             for p in [&mut ep_probe, &mut cluster_probe].into_iter().flatten() {
                 p.sent();
             }
-            let outcome = self.send(i, head, body, upgrade).await;
+            let outcome = self.send(i, head, body, upgrade, hold).await;
             // 5. What it counts as; only the first attempt of a probing request is the
             //    cluster's probe.
             let probes = [ep_probe, cluster_probe.take()];
@@ -279,13 +283,15 @@ impl<'a> Attempts<'a> {
         }
     }
 
-    /// Sends the request to endpoint `i`, within the route's per-try timeout.
+    /// Sends the request to endpoint `i`, within the route's per-try timeout (`hold`:
+    /// see `forward::send`).
     async fn send<'b>(
         &self,
         i: usize,
         head: &Head,
         body: ReqBody<'b>,
         upgrade: bool,
+        hold: Option<usize>,
     ) -> Result<Response<RespBody>, SendError<'b>> {
         let (route, cluster) = (self.route, self.cluster);
         let ep = &cluster.select.endpoints[i];
@@ -297,6 +303,7 @@ impl<'a> Attempts<'a> {
             body,
             route.idle_timeout,
             upgrade,
+            hold,
         ));
         match route.retry.per_try_timeout {
             Some(t) => crate::timer::timeout(t, send)

@@ -92,7 +92,10 @@ pub fn prepare(
 /// Sends a prepared request to endpoint `ep` of `cluster` and returns the upstream's
 /// response, with its body streaming; `idle` bounds the silence between two body
 /// frames; `upgrade`: the request is an Upgrade its client can follow (see
-/// [`prepare`]).
+/// [`prepare`]); `hold`: the request may go again if its answer breaks, so an answer's
+/// body of up to this many bytes is read whole before its head is returned (see
+/// [`hold_body`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn send<'a>(
     ctx: &ConnCtx,
     cluster: &ClusterSnap,
@@ -101,6 +104,7 @@ pub async fn send<'a>(
     body: ReqBody<'a>,
     idle: std::time::Duration,
     upgrade: bool,
+    hold: Option<usize>,
 ) -> Result<Response<RespBody>, SendError<'a>> {
     let in_flight = ep.start();
     if cluster.protocol == UpstreamProtocol::Http2 {
@@ -192,7 +196,7 @@ pub async fn send<'a>(
     drop(body);
     let head = match head {
         Ok(h) => h,
-        Err(client::ReadError::Closed) => return Err(reset()),
+        Err(client::ReadError::Closed | client::ReadError::Idle) => return Err(reset()),
         Err(client::ReadError::Invalid(why)) => {
             tracing::warn!(cluster = %cluster.name, endpoint = %ep.address, "upstream answer refused: {why}; answering 502");
             return Err(upstream_fault());
@@ -220,6 +224,9 @@ pub async fn send<'a>(
     if first.is_some() {
         client::read_rest_if_copied(&stream, &mut rbuf, &head).await;
     }
+    if let Some(limit) = hold {
+        hold_body(&stream, &mut rbuf, &head, limit, first.is_some(), idle).await?;
+    }
     // An answer that came before the whole request left shares its connection with
     // no later request: the rest of that request is not on it.
     let keep = (head.keep_alive && body_sent).then_some((ep.slot, ep.address));
@@ -236,6 +243,43 @@ pub async fn send<'a>(
     *resp.status_mut() = head.status;
     *resp.version_mut() = head.version;
     Ok(resp)
+}
+
+/// Reads the rest of an answer's body into `rbuf` before its head goes anywhere, when
+/// the request may be sent again (`limit`: `retry.buffer`): an answer framed by a
+/// `Content-Length` of at most `limit` bytes that has not arrived whole with its head.
+/// An upstream that dies between its head and the end of its body then costs the
+/// client nothing: the attempt failed like a reset, before any byte of it reached the
+/// client, and goes to another endpoint (Envoy and HAProxy cannot retry once a head
+/// has left). A body that will go by splice (a plain client, `splice::MIN` or more to
+/// come) is not held: it never enters the gateway. Costs nothing when the body came
+/// with the head (most answers), and saves the client a write when it did not. A body
+/// silent for the route's `idle_timeout` fails the attempt as a timeout (504).
+async fn hold_body<'a>(
+    stream: &tokio::net::TcpStream,
+    rbuf: &mut Buf,
+    head: &crate::h1::parse::ResponseHead,
+    limit: usize,
+    plain: bool,
+    idle: std::time::Duration,
+) -> Result<(), SendError<'a>> {
+    let crate::h1::parse::Framing::Length(n) = head.framing else {
+        return Ok(());
+    };
+    let have = rbuf.len() as u64;
+    let spliced = plain && n.saturating_sub(have) >= splice::MIN;
+    if have >= n || n > limit as u64 || spliced {
+        return Ok(());
+    }
+    match client::read_body_whole(stream, rbuf, n as usize, idle).await {
+        Ok(()) => Ok(()),
+        Err(client::ReadError::Idle) => Err(SendError {
+            failure: Failure::Timeout,
+            cause: Some(Cause::Timeout),
+            unsent: None,
+        }),
+        Err(_) => Err(reset()),
+    }
 }
 
 /// An answer the upstream got wrong: 502, counted against the endpoint, not retried

@@ -856,7 +856,15 @@ fn judge(v: &Vector, nf: &Outcome, anchors: &[Grade]) -> (Vec<String>, Vec<Strin
             fails.push("forwarded a well-formed request cut short".into())
         }
         (Fwd::Complete(got) | Fwd::Partial(got), Some(sent)) => {
-            if got.len() > sent.len() {
+            // A retry (the same request again, after an answer that broke before any of
+            // it reached the client) is no smuggled request: only a request the client
+            // did not send counts.
+            let smuggled = got[sent.len().min(got.len())..].iter().any(|g| {
+                !sent
+                    .iter()
+                    .any(|s| s.start_line == g.start_line && s.body == g.body)
+            });
+            if got.len() > sent.len() && smuggled {
                 fails.push(format!(
                     "forwarded {} requests for {}",
                     got.len(),

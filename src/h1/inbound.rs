@@ -8,12 +8,10 @@ use super::buf::{self, Buf};
 use super::chunked::Decoder;
 use super::io::{Client, Stream};
 use super::parse::Framing;
-use super::BoxError;
 use crate::config::Limits;
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::SizeHint;
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -124,22 +122,16 @@ impl std::error::Error for BodyError {}
 // === impl Inbound ===
 
 impl Inbound<'_> {
-    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Bytes, BodyError>>> {
         self.st.failed = true;
         self.st.done = true;
-        Poll::Ready(Some(Err(Box::new(BodyError(why)))))
+        Poll::Ready(Some(Err(BodyError(why))))
     }
-}
 
-impl Body for Inbound<'_> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
+    /// The next piece of the body (answering `Expect: 100-continue` first); `None` at
+    /// its end. (The pipeline reads it as `message::ReqBody`, whose `Body` this is.)
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        let this = self;
         loop {
             if this.st.done {
                 return Poll::Ready(None);
@@ -173,7 +165,7 @@ impl Body for Inbound<'_> {
                         this.st.buf.consume(n);
                         *left -= n as u64;
                         this.st.done = *left == 0;
-                        return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                        return Poll::Ready(Some(Ok(chunk)));
                     }
                     Framing::Chunked => match this.st.decoder.decode(data) {
                         Ok(d) => {
@@ -181,7 +173,7 @@ impl Body for Inbound<'_> {
                             this.st.buf.consume(d.consumed);
                             this.st.done = d.done;
                             if let Some(c) = chunk {
-                                return Poll::Ready(Some(Ok(Frame::data(c))));
+                                return Poll::Ready(Some(Ok(c)));
                             }
                             if d.done {
                                 return Poll::Ready(None);
@@ -203,11 +195,13 @@ impl Body for Inbound<'_> {
         }
     }
 
-    fn is_end_stream(&self) -> bool {
+    /// Whether the body has been read to its end (or broke).
+    pub fn is_done(&self) -> bool {
         self.st.done
     }
 
-    fn size_hint(&self) -> SizeHint {
+    /// The bytes still to come, when known.
+    pub fn size_hint(&self) -> SizeHint {
         match self.st.framing {
             _ if self.st.done => SizeHint::with_exact(0),
             Framing::Length(n) => SizeHint::with_exact(n),
@@ -231,10 +225,10 @@ pub async fn drain(io: &Client, st: &mut InState, idle: Duration) -> bool {
     let mut budget = DRAIN_LIMIT;
     let mut body = st.reader(io);
     let run = async {
-        while let Some(f) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        while let Some(f) = poll_fn(|cx| body.poll_data(cx)).await {
             match f {
-                Ok(f) => {
-                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                Ok(d) => {
+                    let n = d.len() as u64;
                     if n > budget {
                         return false;
                     }

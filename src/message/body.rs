@@ -76,16 +76,16 @@ impl Body for ReqBody<'_> {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ReqBody::Stream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            ReqBody::Client(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Client(b) => b.poll_data(cx).map(data_frame),
             ReqBody::Bridge(rx) => rx.poll_recv(cx).map(|f| f.map(|r| r.map(Frame::data))),
-            ReqBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            ReqBody::Full(b) => whole::poll(b),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ReqBody::Stream(b) => b.is_end_stream(),
-            ReqBody::Client(b) => b.is_end_stream(),
+            ReqBody::Client(b) => b.is_done(),
             ReqBody::Bridge(_) => false,
             ReqBody::Full(b) => b.is_none(),
         }
@@ -96,8 +96,7 @@ impl Body for ReqBody<'_> {
             ReqBody::Stream(b) => b.size_hint(),
             ReqBody::Client(b) => b.size_hint(),
             ReqBody::Bridge(_) => SizeHint::default(),
-            ReqBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            ReqBody::Full(None) => SizeHint::with_exact(0),
+            ReqBody::Full(b) => whole::size_hint(b),
         }
     }
 }
@@ -156,9 +155,7 @@ impl Inner {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self {
             Inner::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Inner::H1(r) => r
-                .poll_data(cx)
-                .map(|o| o.map(|r| r.map(Frame::data).map_err(Into::into))),
+            Inner::H1(r) => r.poll_data(cx).map(data_frame),
         }
     }
 
@@ -253,7 +250,7 @@ impl Body for RespBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RespBody::Upstream(b) => b.poll_upstream(cx),
-            RespBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            RespBody::Full(b) => whole::poll(b),
             RespBody::Tunnel(_) => Poll::Ready(None),
         }
     }
@@ -269,8 +266,8 @@ impl Body for RespBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RespBody::Upstream(b) => b.inner.size_hint(),
-            RespBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            RespBody::Full(None) | RespBody::Tunnel(_) => SizeHint::with_exact(0),
+            RespBody::Full(b) => whole::size_hint(b),
+            RespBody::Tunnel(_) => SizeHint::with_exact(0),
         }
     }
 }
@@ -487,6 +484,31 @@ impl UpstreamBody {
             Poll::Ready(Some(Err(_))) => self.inner.discard(),
         }
         r
+    }
+}
+
+/// A piece of body read by one of the engine's readers, as a `Body` frame.
+fn data_frame<E: Into<BoxError>>(
+    piece: Option<Result<Bytes, E>>,
+) -> Option<Result<Frame<Bytes>, BoxError>> {
+    piece.map(|r| r.map(Frame::data).map_err(Into::into))
+}
+
+/// A body held whole in memory (or none): what both directions' `Full` is.
+mod whole {
+    use super::BoxError;
+    use bytes::Bytes;
+    use http_body::{Frame, SizeHint};
+    use std::task::Poll;
+
+    /// Its one frame, then the end.
+    pub fn poll(b: &mut Option<Bytes>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(b.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    /// Its exact length.
+    pub fn size_hint(b: &Option<Bytes>) -> SizeHint {
+        SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
 

@@ -74,15 +74,8 @@ pub async fn send<'a>(
             let (btx, brx) = tokio::sync::mpsc::channel(4);
             let send = tx.send_request(Request::from_parts(parts, ReqBody::Bridge(brx)));
             let pump = async move {
-                use http_body_util::BodyExt as _;
-                while let Some(f) = inbound.frame().await {
-                    let item = match f {
-                        Ok(f) => match f.into_data() {
-                            Ok(d) => Ok(d),
-                            Err(_) => continue,
-                        },
-                        Err(e) => Err(e),
-                    };
+                while let Some(f) = std::future::poll_fn(|cx| inbound.poll_data(cx)).await {
+                    let item = f.map_err(Into::into);
                     let failed = item.is_err();
                     if btx.send(item).await.is_err() || failed {
                         break;

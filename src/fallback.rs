@@ -21,7 +21,7 @@
 //! answer is stored only if it is a 2xx (not 206), is not marked `no-store` or
 //! `private`, sets no cookie, does not `Vary: *`, and answers a request without
 //! credentials (unless opted in): one user's answer must never reach another user.
-//! Its body is copied as it streams (see `proxy::body`) and the entry is inserted only
+//! Its body is copied as it streams (see `proxy::Finish`) and the entry is inserted only
 //! when the body ended cleanly, so a cut body is never served later.
 
 use crate::config::{StaleConfig, StaticConfig, STALE_MAX_ENTRY};

@@ -6,27 +6,31 @@
 //!
 //! ```text
 //! worker (thread per core, own runtime, SO_REUSEPORT socket)
-//!   └─ plain HTTP/1.x: h1::server (own engine) │ h2c, TLS: hyper (server::serve_conn)
-//!        └─ proxy::handle: snapshot → route → balancer → forward → record
-//!             └─ HTTP/1.1 upstream: h1::client │ h2: hyper's client
-//!                  └─ upstream::pool (per-worker keep-alive connections)
+//!   └─ HTTP/1.x, plain or TLS: server::h1 (the own engine's loop) │ h2, h2c: hyper (server::hyper)
+//!        └─ proxy::handle: snapshot → route → faults → bulkheads → attempts → forward → ladder → record
+//!             └─ HTTP/1.1 upstream: h1::client (h1::pool's keep-alive connections) │ h2: proxy::forward::h2
 //! ```
 //!
-//! Module map:
-//! - [`config`]: YAML → validated `Config`, errors with file:line:col and key path.
-//! - [`snapshot`]: `Config` → immutable compiled `Snapshot` behind an `ArcSwap`.
-//! - [`h1`]: the own HTTP/1.1 engine (heads on httparse, strict framing, pooled
-//!   buffers) for plain client connections and every HTTP/1.1 upstream.
-//! - [`proxy`]: the request pipeline (route, forward, bodies, error responses).
-//! - [`upstream`]: endpoint state (atomics), load balancers, connection pools.
-//! - [`server`]: workers, listeners, reload, graceful shutdown.
-//! - [`admin`]: `/metrics`, `/health`, `/api/v1/*` (axum, off the data path).
-//! - [`availability`], [`topology`], [`calc`]: availability arithmetic, a config's
-//!   estimate, and `ninefold calc`.
-//! - [`lint`]: the HA anti-pattern warnings of `ninefold check`.
-//! - [`slo`]: SLOs, error budgets, burn-rate alerts, state on disk, Prometheus rules.
-//! - [`metrics`], [`tls`], [`logging`], [`demo`], [`origin`] (a tiny backend for drills).
-//! - [`rlimit`]: the open-files limit raised to the hard limit at start.
+//! The modules stand on floors, each importing only from the floors below
+//! (docs/architecture.md, "Layers"; `tests/it/layers.rs` enforces it), ground first:
+//! - ground: [`availability`] (nines, k-of-n), [`logging`], [`oneshot`] (the control
+//!   plane's one-shot HTTP exchanges), [`rlimit`], [`runtime`] (named threads with their
+//!   runtime), [`timer`] (the workers' deadlines), [`tls`];
+//! - model: [`config`] (YAML → validated `Config`, errors with file:line:col and key
+//!   path), [`metrics`] (the Prometheus families);
+//! - engine: [`h1`] (the own HTTP/1.1 engine: codec, exchange, keep-alive pool,
+//!   splice), [`upstream`] (endpoint state, selection, balancers, breakers, retry
+//!   policy, health checks);
+//! - message: [`message`] (the request head, the bodies, `Failure`);
+//! - policy: [`bulkhead`], [`cells`], [`fallback`], [`fault`], [`gate`] (the breaker
+//!   gate), [`slo`];
+//! - [`snapshot`]: `Config` → immutable compiled `Snapshot` behind an `ArcSwap`;
+//! - [`proxy`]: the request pipeline;
+//! - [`server`]: the control plane, listeners, workers, connection drivers;
+//! - [`admin`]: `/metrics`, `/health`, `/api/v1/*` (axum, off the data path);
+//! - [`topology`]: a config's availability estimate;
+//! - the face: [`calc`], [`lint`] (`ninefold check`'s warnings), [`demo`], [`origin`]
+//!   (a tiny backend for drills); `main.rs` starts the gateway and then its admin API.
 #![deny(missing_docs)]
 
 pub mod admin;

@@ -1,4 +1,4 @@
-//! Fuzz target: the pure parts of ninefold's own HTTP/1.1 engine (`src/h1/head.rs`,
+//! Fuzz target: the pure parts of ninefold's own HTTP/1.1 engine (`src/h1/parse.rs`, `src/h1/fields.rs`, `src/h1/write.rs`,
 //! `src/h1/chunked.rs`) on arbitrary bytes, checked against themselves and against
 //! hyper's HTTP/1 parsers. No sockets, no gateway: thousands of inputs a second.
 //!
@@ -25,7 +25,7 @@
 //!    intended differences listed at [`response_refusal`]; and the field lines ninefold
 //!    keeps raw for its client (`h1::fields::RawFields`: hop-by-hop ones cut while copying,
 //!    no header map) are hyper's fields after the gateway's map-based rewrite
-//!    (`proxy::forward::strip_hop_headers`): a differential check of the answer's head
+//!    (`proxy::forward::rewrite::strip_hop_headers`): a differential check of the answer's head
 //!    rewrite.
 //!
 //! A broken rule panics, which libFuzzer reports as a crash with the input. The
@@ -53,7 +53,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the engine's server side gives a request's chunked decoder: extensions up to
 /// `max_chunk_extension`, a trailer section up to `max_request_head`
-/// (`src/h1/server.rs`).
+/// (`src/h1/inbound.rs`).
 fn request_decoder(limits: &Limits) -> Decoder {
     Decoder::new(limits.max_chunk_extension, limits.max_request_head)
 }
@@ -270,7 +270,7 @@ fn same_request(data: &[u8], h: &RequestHead, t: &HyperRequest, limits: &Limits)
 }
 
 /// ninefold refused a request head hyper takes: which intended strictness of
-/// `src/h1/head.rs` explains it, if any.
+/// `src/h1/parse.rs` explains it, if any.
 ///
 /// - a repeated `Content-Length`, even with equal values (hyper keeps the first);
 /// - `Content-Length` beside `Transfer-Encoding` (hyper drops the length);
@@ -753,7 +753,7 @@ fn same_response(data: &[u8], h: &ResponseHead, t: &HyperResponse, limits: &Limi
 }
 
 /// ninefold refused an answer hyper takes (`why` is `parse_response`'s cause): which
-/// intended strictness of `src/h1/head.rs` explains it, if any.
+/// intended strictness of `src/h1/parse.rs` explains it, if any.
 ///
 /// - two `Content-Length` fields, even equal (hyper takes equal ones);
 /// - a `Content-Length` that is not `1*DIGIT`: a list such as `5, 5` (hyper takes equal

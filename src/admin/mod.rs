@@ -2,8 +2,8 @@
 //!
 //! It runs on its own thread and runtime, never on a data-path worker, and binds to
 //! loopback unless told otherwise (a non-loopback bind needs `admin.token`, which
-//! validation enforces). Reads are open ([`views`], [`live`]); mutations
-//! ([`mutations`], and setting or ending a run-time fault, [`faults`]) need
+//! validation enforces). Reads are open (`views`, [`live`]); mutations
+//! (`mutations`, and setting or ending a run-time fault, `faults`) need
 //! `Authorization: Bearer <admin.token>` when a token is configured, checked once, by
 //! the [`Authorized`] extractor every mutation takes. Without a token the listener is
 //! loopback-only, so whoever can reach it is local and mutations are allowed, as for

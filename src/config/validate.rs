@@ -2,7 +2,7 @@
 //!
 //! [`validate()`] checks the top-level settings and hands each section to its own
 //! validator (`listeners`, `clusters`, `cells`, `breaker`, `failover`, `isolation`,
-//! `slo`), all methods of one collector, [`V`], which names the key path of every
+//! `slo`), all methods of one collector, `V`, which names the key path of every
 //! problem and finds its position in the document's [`PosIndex`]. Settings that are
 //! valid but whose behaviour this build of ninefold does not implement yet are
 //! collected in [`Config::unsupported`]: `ninefold check` accepts them (tools can read

@@ -9,7 +9,7 @@
 //!
 //! Each field's name is classified once per head ([`Name`], eight bytes at a time), and
 //! lines the client or upstream already wrote as `name: value` CRLF are copied as runs
-//! of the read buffer ([`Runs`]), not line by line.
+//! of the read buffer (`Runs`), not line by line.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -169,7 +169,7 @@ impl std::fmt::Debug for RawFields {
 
 /// A request's fields as the client sent them: `name: value` lines (each ended by
 /// CRLF, in the client's order and spelling) in a pooled buffer. The pipeline reads
-/// them through `proxy::head::Head`; [`write_request`] writes the upstream's head from
+/// them through `message::Head`; `write_request` writes the upstream's head from
 /// them, cutting the hop-by-hop fields and adding the forwarding ones on the way (what
 /// `proxy::forward` does to a map for h2).
 pub struct RawRequest {
@@ -430,7 +430,7 @@ fn lower_eq(n: &[u8], lower: &[u8]) -> bool {
 
 /// Calls `emit` with each end-to-end field of `fields` (each with its [`Name`]), in
 /// order: the hop-by-hop ones are cut (see [`RawFields`]; the same rules as
-/// `proxy::forward::strip_hop_headers` for a map), and the first `TE` that lists
+/// `proxy::forward::rewrite::strip_hop_headers` for a map), and the first `TE` that lists
 /// `trailers` is emitted as `trailers`. `seen`: the names among the fields, one bit
 /// each. `upgrade`: the message is a `101` or an Upgrade request, whose `Connection`
 /// and `Upgrade` go on.

@@ -515,7 +515,7 @@ pub async fn shutdown<S: Stream + ?Sized>(io: &S) {
 }
 
 /// Reads and drops what the peer sends until it closes, an error, `idle` without a
-/// byte, or `total` in all (see `h1::server`'s lingering close). A pooled buffer is
+/// byte, or `total` in all (see `server::h1`'s lingering close). A pooled buffer is
 /// held only while bytes are read.
 pub async fn linger<S: Stream + ?Sized>(
     io: &S,

@@ -6,7 +6,7 @@
 //! header map per connection for the connection's whole life, and hands each upstream
 //! request to a connection task over channels. This engine parses heads with
 //! `httparse` ([`parse`]) into raw field lines ([`fields`]) and writes them back out
-//! ([`write`]), decodes bodies with its own strict framing ([`chunked`]), takes buffers
+//! (`write`), decodes bodies with its own strict framing ([`chunked`]), takes buffers
 //! from a worker-local pool only while bytes are in flight ([`buf`]), reuses each
 //! request's state allocations within the worker ([`pooled`]), reads a client's body as
 //! the pipeline asks for it ([`inbound`]), and writes a request upstream and reads its

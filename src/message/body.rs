@@ -231,7 +231,7 @@ impl RespBody {
     }
 }
 
-/// Moves an answer's raw field lines (an HTTP/1.1 upstream's, see `h1::head::RawFields`)
+/// Moves an answer's raw field lines (an HTTP/1.1 upstream's, see `h1::fields::RawFields`)
 /// into its header map, for whatever reads the answer's fields as a map: an h2 client's
 /// connection, the stale cache, `Retry-After`. Fields the pipeline set already win.
 pub fn materialize(resp: &mut Response<RespBody>) {

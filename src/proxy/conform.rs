@@ -16,7 +16,7 @@
 //!   `limits.max_request_field` 431.
 //!
 //! Upstream answers are framed by the HTTP/1.1 engine's own rules
-//! (`h1::head::parse_response`): two `Content-Length`s or a `Transfer-Encoding` other
+//! (`h1::parse::parse_response`): two `Content-Length`s or a `Transfer-Encoding` other
 //! than `chunked` are refused (502); `Content-Length` beside `Transfer-Encoding:
 //! chunked` is removed, as RFC 9112 §6.3 requires of an intermediary, and such a
 //! connection is not reused.
@@ -33,7 +33,7 @@ use http::Version;
 pub fn check_request(head: &mut Head, limits: &Limits) -> Result<(), Failure> {
     if head.raw.is_some() {
         // The own engine's parse applied the limits and the framing rules already
-        // (`h1::head::parse_request`); the length goes upstream as the number read.
+        // (`h1::parse::parse_request`); the length goes upstream as the number read.
         return host(head);
     }
     let parts = &mut head.parts;

@@ -12,8 +12,8 @@
 //! as work in progress; the route's bulkhead ([`bulkhead`]) comes before its
 //! cluster's, so a route over its own limit never takes a slot its cluster's other
 //! routes could use. The attempt loop, over the breakers (`gate`) and the retry
-//! budget (`upstream::retry`), is [`attempts`]; the fallback ladder's run is
-//! [`ladder`], its rungs `fallback`'s.
+//! budget (`upstream::retry`), is `attempts`; the fallback ladder's run is
+//! `ladder`, its rungs `fallback`'s.
 
 mod attempts;
 pub mod conform;

@@ -49,7 +49,7 @@ pub struct Record {
 
 /// What must happen when an answer's body ends, held by the connection driver that
 /// writes the body: the request's [`Record`], written then, and the stale cache's copy
-/// of the body, stored then if the body ended cleanly (see `proxy::fallback`). Dropped
+/// of the body, stored then if the body ended cleanly (see `fallback`). Dropped
 /// before its end (the client left, or its connection failed), the record says 499
 /// and the copy is not stored.
 pub struct Finish {

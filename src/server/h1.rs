@@ -1,6 +1,6 @@
 //! The own engine's connection loop (the HTTP/1.x client side): one task per
 //! connection reads request heads, runs each request through the pipeline
-//! (`proxy::handle`) in that same task, and writes the answer ([`super::answer`]), in
+//! (`proxy::handle`) in that same task, and writes the answer (`server::answer`), in
 //! order (pipelined requests wait in the buffer).
 //!
 //! Between requests the connection holds no buffer (see `h1::buf`). The request body

@@ -2,11 +2,11 @@
 //! starts them, reloads the configuration and shuts down gracefully.
 //!
 //! Thread per core, like nginx: each worker runs its own current_thread tokio runtime
-//! ([`worker`]) and its own listening socket per listener ([`listen`]: SO_REUSEPORT, so
+//! (`worker`) and its own listening socket per listener (`listen`: SO_REUSEPORT, so
 //! the kernel spreads connections), and a connection lives and dies on the worker that
 //! accepted it, together with its upstream connections (see `h1::pool`). Its driver is
 //! the own engine's connection loop ([`h1`], answers written by `answer`) for HTTP/1.x,
-//! hyper's ([`hyper`]) for h2 and h2c. What workers share is the [`Shared`] state: one
+//! hyper's (`hyper`) for h2 and h2c. What workers share is the [`Shared`] state: one
 //! `ArcSwap<Snapshot>` and atomics.
 //!
 //! The control plane (the main thread, [`Gateway`]) owns the listener sockets'

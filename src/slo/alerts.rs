@@ -1,6 +1,6 @@
 //! SLO alerts as Alertmanager takes them: a firing or resolved burn-rate alert in
 //! the v2 format, posted to the SLO's webhook (one POST per webhook URL, retried with
-//! backoff on a network error or a 5xx), re-sent every [`RESEND`] while it fires.
+//! backoff on a network error or a 5xx), re-sent every `RESEND` while it fires.
 
 use super::engine::Engine;
 use super::window::AlertEval;

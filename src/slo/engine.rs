@@ -1,6 +1,6 @@
 //! The live SLO engine of a running gateway: counters the data path bumps, and a
 //! once-a-second tick that moves them into rolling windows and evaluates the burn-rate
-//! alerts. Its state survives restarts ([`super::persist`]); its alerts go to
+//! alerts. Its state survives restarts (`slo::persist`); its alerts go to
 //! Alertmanager ([`super::alerts`]).
 //!
 //! The data path only does one relaxed atomic add per request (plus the Prometheus
@@ -279,7 +279,7 @@ impl Engine {
     }
 
     /// Moves new counts into the windows, evaluates alerts, and saves the state when
-    /// a flush interval has passed. Called once a second by [`Engine::run`]; tests
+    /// a flush interval has passed. Called once a second by `Engine::run`; tests
     /// call it with their own `now`.
     pub fn tick(&self, now: u64) {
         let mut st = self.lock();

@@ -94,7 +94,7 @@ pub fn prepare(
 /// frames; `upgrade`: the request is an Upgrade its client can follow (see
 /// [`prepare`]); `hold`: the request may go again if its answer breaks, so an answer's
 /// body of up to this many bytes is read whole before its head is returned (see
-/// [`hold_body`]).
+/// `hold_body`).
 #[allow(clippy::too_many_arguments)]
 pub async fn send<'a>(
     ctx: &ConnCtx,
@@ -210,7 +210,7 @@ pub async fn send<'a>(
             return Err(upstream_fault());
         }
         // The fields keep Connection/Upgrade: the client needs them to complete its
-        // handshake (see `h1::head::RawFields`).
+        // handshake (see `h1::fields::RawFields`).
         let t = Tunnel {
             upstream: stream,
             early: rbuf.data().to_vec(),

@@ -58,7 +58,7 @@ pub(super) fn rewrite_request(
 
 /// The map's side of the fields' rewrite for the upstream: hop-by-hop fields out,
 /// the client (`client_ip`, over TLS or not) into `x-forwarded-*`. A head the own
-/// engine read gets the same rewrite from `h1::head::write_request`; the `h1_framing`
+/// engine read gets the same rewrite from `h1::write::write_request`; the `h1_framing`
 /// fuzz target holds the two to the same result.
 pub fn rewrite_fields(
     h: &mut HeaderMap,

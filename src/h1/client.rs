@@ -271,19 +271,20 @@ pub struct Reader {
 
 impl Reader {
     /// A reader of a body framed by `framing`, with `buf` holding what arrived after the
-    /// head.
+    /// head; a chunked one may carry `ext_limit` bytes of chunk extensions and a
+    /// trailer section of `trailer_limit` bytes (the answer head's own limit).
     pub fn new(
         stream: TcpStream,
         buf: Buf,
         framing: Framing,
-        ext_limit: usize,
+        (ext_limit, trailer_limit): (usize, usize),
         keep: Option<(usize, SocketAddr)>,
     ) -> Self {
         let mut r = Reader {
             stream: Some(stream),
             buf,
             framing,
-            decoder: Decoder::new(ext_limit, 64 * 1024),
+            decoder: Decoder::new(ext_limit, trailer_limit),
             done: false,
             pending: None,
             keep,

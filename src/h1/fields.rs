@@ -344,6 +344,9 @@ pub enum Name {
     ForwardedProto,
     /// `X-Forwarded-Host`.
     ForwardedHost,
+    /// `X-Ninefold-Fault`: a client's request for an injected fault, the gateway's own
+    /// business; never forwarded.
+    NinefoldFault,
     /// Any other.
     Other,
 }
@@ -363,6 +366,7 @@ impl Name {
             15 if lower_eq(n, b"x-forwarded-for") => Name::ForwardedFor,
             16 if lower_eq(n, b"proxy-connection") => Name::ProxyConnection,
             16 if lower_eq(n, b"x-forwarded-host") => Name::ForwardedHost,
+            16 if lower_eq(n, b"x-ninefold-fault") => Name::NinefoldFault,
             17 if lower_eq(n, b"transfer-encoding") => Name::TransferEncoding,
             17 if lower_eq(n, b"x-forwarded-proto") => Name::ForwardedProto,
             _ => Name::Other,
@@ -386,7 +390,8 @@ pub(super) const REWRITTEN: u16 = Name::ContentLength.bit()
     | Name::Te.bit()
     | Name::ForwardedFor.bit()
     | Name::ForwardedProto.bit()
-    | Name::ForwardedHost.bit();
+    | Name::ForwardedHost.bit()
+    | Name::NinefoldFault.bit();
 
 /// Whether `n` is `lower` in any case; `lower` is of the same length, lower-case letters
 /// and `-` (a known field name). Eight bytes at a time: a letter of `n` OR 0x20 is its

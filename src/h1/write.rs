@@ -64,7 +64,7 @@ fn write_raw_fields(out: &mut Vec<u8>, r: &RawRequest, fwd: Forwarding<'_>) {
         let mut runs = Runs::new(&r.lines);
         let fields = r.iter().map(|(n, v)| (Name::of(n), n, v));
         end_to_end(fields, r.seen, false, |name, n, v| match name {
-            Name::ContentLength | Name::ForwardedProto => {}
+            Name::ContentLength | Name::ForwardedProto | Name::NinefoldFault => {}
             Name::ForwardedFor => forwarded = true,
             Name::Host if r.host.is_some() => {}
             Name::ForwardedHost if host.is_some() => {}

@@ -234,7 +234,7 @@ pub async fn send<'a>(
         stream,
         rbuf,
         head.framing,
-        cluster.max_chunk_extension,
+        (cluster.max_chunk_extension, cluster.max_response_head),
         keep,
     );
     // The answer's fields stay raw (no header map) until something needs them as a

@@ -67,6 +67,8 @@ pub fn rewrite_fields(
     upgrade: bool,
 ) -> Result<(), Failure> {
     strip_hop_headers(h, upgrade);
+    // A client's request for an injected fault is the gateway's business, read by then.
+    h.remove(&crate::fault::FAULT_HEADER);
     // Room for the x-forwarded-* headers, so adding them does not grow the map twice.
     h.reserve(3);
 

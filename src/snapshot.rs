@@ -25,7 +25,7 @@ use crate::fault::RouteFaults;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::balance::Balancer;
 use crate::upstream::health::{ClusterTargets, Targets};
-use crate::upstream::retry::{Budget, Cause};
+use crate::upstream::retry::{Budget, Reason};
 use crate::upstream::select::{EndpointMeta, Selector};
 use crate::upstream::{ClusterLive, EndpointState};
 use std::collections::{HashMap, HashSet};
@@ -141,8 +141,8 @@ pub struct RouteSnap {
     pub retry: RetryConfig,
     /// Retry budget, shared by all workers.
     pub budget: Budget,
-    /// `ninefold_retries_total{listener,route,reason}`, by `retry::Cause::index`.
-    pub retries: [prometheus::IntCounter; 5],
+    /// `ninefold_retries_total{listener,route,reason}`, by `retry::Reason`.
+    pub retries: [prometheus::IntCounter; Reason::ALL.len()],
     /// Where writes go when split from reads: another cluster ...
     pub write_cluster: Option<Arc<ClusterSnap>>,
     /// ... or one zone of the route's cluster.
@@ -405,10 +405,10 @@ impl Snapshot {
                     slo: route_slo,
                     retry: r.retry,
                     budget: Budget::new(&r.retry),
-                    retries: Cause::LABELS.map(|reason| {
+                    retries: Reason::ALL.map(|reason| {
                         metrics
                             .retries
-                            .with_label_values(&[&l.name, &r.name, reason])
+                            .with_label_values(&[&l.name, &r.name, reason.label()])
                     }),
                     write_cluster: match &r.writes {
                         Some(Writes::Cluster(c)) => {

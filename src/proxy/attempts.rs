@@ -358,7 +358,7 @@ impl<'a> Attempts<'a> {
         if !route.budget.withdraw(now_ms()) {
             return Err(last);
         }
-        route.retries[cause.index()].inc();
+        route.retries[cause.reason() as usize].inc();
         drop(last);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;

@@ -71,34 +71,55 @@ impl Cause {
         matches!(self, Cause::ConnectFailure | Cause::RefusedStream)
     }
 
-    /// The `reason` label of `ninefold_retries_total`.
-    pub fn label(self) -> &'static str {
+    /// The `reason` a retry on this cause is counted under.
+    pub fn reason(self) -> Reason {
         match self {
-            Cause::ConnectFailure => "connect-failure",
-            Cause::RefusedStream => "refused-stream",
-            Cause::Reset => "reset",
-            Cause::Timeout => "timeout",
-            Cause::Status(_) => "status",
+            Cause::ConnectFailure => Reason::ConnectFailure,
+            Cause::RefusedStream => Reason::RefusedStream,
+            Cause::Reset => Reason::Reset,
+            Cause::Timeout => Reason::Timeout,
+            Cause::Status(_) => Reason::Status,
         }
     }
+}
 
-    /// All labels, for pre-resolving counters.
-    pub const LABELS: [&'static str; 5] = [
-        "connect-failure",
-        "refused-stream",
-        "reset",
-        "timeout",
-        "status",
+/// The `reason` label of `ninefold_retries_total`: what failed, without the status.
+/// A route resolves one counter per reason, in [`Reason::ALL`]'s order, and a retry
+/// bumps `retries[reason as usize]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// See [`Cause::ConnectFailure`].
+    ConnectFailure = 0,
+    /// See [`Cause::RefusedStream`].
+    RefusedStream = 1,
+    /// See [`Cause::Reset`].
+    Reset = 2,
+    /// See [`Cause::Timeout`].
+    Timeout = 3,
+    /// A 5xx answer, whatever its status.
+    Status = 4,
+}
+
+// === impl Reason ===
+
+impl Reason {
+    /// Every reason, each at its own index.
+    pub const ALL: [Reason; 5] = [
+        Reason::ConnectFailure,
+        Reason::RefusedStream,
+        Reason::Reset,
+        Reason::Timeout,
+        Reason::Status,
     ];
 
-    /// Index of [`Cause::label`] in [`Cause::LABELS`].
-    pub fn index(self) -> usize {
+    /// The label.
+    pub fn label(self) -> &'static str {
         match self {
-            Cause::ConnectFailure => 0,
-            Cause::RefusedStream => 1,
-            Cause::Reset => 2,
-            Cause::Timeout => 3,
-            Cause::Status(_) => 4,
+            Reason::ConnectFailure => "connect-failure",
+            Reason::RefusedStream => "refused-stream",
+            Reason::Reset => "reset",
+            Reason::Timeout => "timeout",
+            Reason::Status => "status",
         }
     }
 }
@@ -231,6 +252,14 @@ mod tests {
         assert_eq!(backoff(&c, 40, 1.0), Duration::from_millis(250));
         assert_eq!(backoff(&c, 3, 0.5), Duration::from_millis(50));
         assert_eq!(backoff(&c, 3, 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn every_reason_sits_at_its_own_index() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        assert_eq!(Cause::Status(503).reason().label(), "status");
     }
 
     #[test]

@@ -320,16 +320,13 @@ async fn an_answer_given_before_the_body_reaches_a_client_still_sending_whole() 
 async fn a_request_on_a_removed_listener_is_answered_503_and_counted() {
     let a = Backend::start("a").await;
     let base = simple_config(&[&a], "", "");
-    let port = free_port();
     let with_extra = base.replace(
         "clusters:\n",
-        &format!(
-            "  - name: extra\n    bind: \"127.0.0.1:{port}\"\n    routes: [{{match: {{path_prefix: /}}, cluster: app}}]\nclusters:\n"
-        ),
+        "  - name: extra\n    bind: \"127.0.0.1:0\"\n    routes: [{match: {path_prefix: /}, cluster: app}]\nclusters:\n",
     );
     let gw = Gateway::start(&with_extra);
     let req = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = TcpStream::connect(gw.bound("extra").await).await.unwrap();
     s.write_all(req).await.unwrap();
     let first = read_answers(&mut s, 1).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");

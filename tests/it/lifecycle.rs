@@ -163,19 +163,17 @@ async fn a_refused_reload_changes_nothing() {
 async fn reload_adds_and_removes_listeners() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&simple_config(&[&a], "", ""));
-    let port = free_port();
     let base = simple_config(&[&a], "", "");
     let with_extra = base.replace(
         "clusters:\n",
-        &format!(
-            "  - name: extra\n    bind: \"127.0.0.1:{port}\"\n    routes: [{{match: {{path_prefix: /}}, cluster: app}}]\nclusters:\n"
-        ),
+        "  - name: extra\n    bind: \"127.0.0.1:0\"\n    routes: [{match: {path_prefix: /}, cluster: app}]\nclusters:\n",
     );
     gw.rewrite(&with_extra);
     let r = post(&gw.admin_url("/api/v1/reload"), None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["reload"]["listeners_added"][0], "extra");
-    let a2 = get(&format!("http://127.0.0.1:{port}/")).await;
+    let extra = gw.bound("extra").await;
+    let a2 = get(&format!("http://{extra}/")).await;
     assert_eq!(a2.header("x-backend"), Some("a"));
     // The original listener kept its socket.
     assert_eq!(who(&gw).await, "a");
@@ -184,7 +182,7 @@ async fn reload_adds_and_removes_listeners() {
     let r = post(&gw.admin_url("/api/v1/reload"), None).await;
     assert_eq!(r.json()["reload"]["listeners_removed"][0], "extra");
     let refused = eventually(Duration::from_secs(5), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        std::net::TcpStream::connect(extra).is_err()
     })
     .await;
     assert!(refused, "removed listener still accepts");

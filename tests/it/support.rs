@@ -55,9 +55,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Writes `yaml` to a temp file and serves it; waits for "ninefold: ready".
+    /// Writes `yaml` to a temp file and serves it; waits for "ninefold: ready". A file
+    /// that does not say `workers:` gets two (see [`two_workers`]).
     pub fn start(yaml: &str) -> Gateway {
-        Self::try_start(yaml).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+        Self::try_start(&two_workers(yaml)).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
     }
 
     /// Like `start`, returning the stderr text when the gateway exits instead.
@@ -76,7 +77,7 @@ impl Gateway {
     pub fn start_with(yaml: &str, tweak: impl FnOnce(&mut Command)) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ninefold.yaml");
-        std::fs::write(&config, yaml).unwrap();
+        std::fs::write(&config, two_workers(yaml)).unwrap();
         Self::start_file_with(config, dir, tweak)
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
     }
@@ -164,6 +165,20 @@ impl Gateway {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
+    }
+
+    /// Where listener `name` is bound now, as the state API says (for listeners a
+    /// reload added, bound to port 0 like every test listener: no port is picked ahead
+    /// of the gateway, where another process could take it).
+    pub async fn bound(&self, name: &str) -> SocketAddr {
+        let state = get(&self.admin_url("/api/v1/state")).await.json();
+        let l = state["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("no listener {name}: {state}"));
+        l["address"].as_str().unwrap().parse().unwrap()
     }
 
     pub fn pid(&self) -> u32 {
@@ -652,14 +667,25 @@ pub fn refusing_endpoint() -> (socket2::Socket, std::net::SocketAddr) {
     (s, addr)
 }
 
-/// Free ephemeral port (bound and released): only for configs that must name a port
-/// before the gateway starts, such as a reload adding a listener.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `yaml` with `workers: 2` at its end unless it sets `workers` itself: the suite runs
+/// many gateways at once, and the default (one worker per core) would start dozens of
+/// threads each on a large machine, and more scheduling noise than the tests measure.
+/// Appended, so the lines and columns of the file's own keys stay where they are.
+pub fn two_workers(yaml: &str) -> String {
+    if yaml.lines().any(|l| l.starts_with("workers:")) {
+        return yaml.to_owned();
+    }
+    let sep = if yaml.ends_with('\n') { "" } else { "\n" };
+    format!("{yaml}{sep}workers: 2\n")
+}
+
+/// Says on the terminal, even under `cargo test`'s output capture (which takes
+/// `print!` and `eprint!` only), that a part of a test was skipped and why: a plain
+/// `cargo test` never skips silently (`scripts/test` sets the `NINEFOLD_REQUIRE_*`
+/// variables, under which a missing tool fails the test instead).
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "note: skipped {what}");
 }
 
 /// Config YAML: listener `web` on an ephemeral port, one catch-all route to cluster

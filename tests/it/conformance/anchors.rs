@@ -75,7 +75,9 @@ impl Anchor {
                 !require,
                 "nginx: not installed, and NINEFOLD_REQUIRE_ANCHORS=1"
             );
-            eprintln!("skipped: nginx is not installed (scripts/test installs it)");
+            crate::support::skipped(
+                "a test against nginx: it is not installed (scripts/test installs it; NINEFOLD_REQUIRE_ANCHORS=1 fails instead)",
+            );
         }
         origin
     }

@@ -51,6 +51,8 @@ pub(super) struct Attempts<'a> {
     cluster: &'a ClusterSnap,
     /// Only this zone's endpoints (a write kept to one zone of `cluster`).
     zone: Option<&'a str>,
+    /// When the route's timeout ends the attempts (a `Retry-After` must fit before).
+    deadline: Instant,
 }
 
 /// What became of one attempt, once classified.
@@ -99,18 +101,21 @@ impl Failed {
 // === impl Attempts ===
 
 impl<'a> Attempts<'a> {
-    /// The attempts of a request of `route` on `cluster` (kept to `zone`, if any).
+    /// The attempts of a request of `route` on `cluster` (kept to `zone`, if any),
+    /// which the route's timeout ends at `deadline`.
     pub(super) fn new(
         ctx: &'a ConnCtx,
         route: &'a RouteSnap,
         cluster: &'a ClusterSnap,
         zone: Option<&'a str>,
+        deadline: Instant,
     ) -> Self {
         Attempts {
             ctx,
             route,
             cluster,
             zone,
+            deadline,
         }
     }
 
@@ -347,6 +352,8 @@ impl<'a> Attempts<'a> {
             },
             None => return Err(last),
         };
+        // A 503's `Retry-After` when it fits in the time the route's timeout leaves, else
+        // the jittered backoff.
         let wait = match &mut last {
             Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 materialize(resp);
@@ -354,6 +361,7 @@ impl<'a> Attempts<'a> {
             }
             _ => None,
         }
+        .filter(|w| Instant::now() + *w < self.deadline)
         .unwrap_or_else(|| retry::backoff(cfg, attempt, fastrand::f64()));
         if !route.budget.withdraw(now_ms()) {
             return Err(last);

@@ -66,9 +66,10 @@ pub(super) async fn run(
     // a body skips this rung (the body went to the first cluster).
     if let (Some(cluster), Some(head), true) = (&f.cluster, head, bodiless) {
         let mut again = rebuild(head);
-        let attempts = Attempts::new(ctx, route, cluster, None);
+        let at = Instant::now() + route.timeout;
+        let attempts = Attempts::new(ctx, route, cluster, None, at);
         let run = attempts.run(&mut again, ReqBody::Full(None), None);
-        if let Ok(Ok(a)) = crate::timer::timeout(route.timeout, run).await {
+        if let Ok(Ok(a)) = crate::timer::timeout_at(at, run).await {
             if !a.response.status().is_server_error() {
                 f.count(Kind::Cluster);
                 let response = fallback::degraded(a.response, Kind::Cluster);

@@ -179,9 +179,9 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Answer
                 Err(Failed::at(Failure::BulkheadFull, None))
             } else {
                 // Pinned where it is made (see `server::h1`'s `exchange`).
-                let attempts = Attempts::new(ctx, route, cluster, zone);
-                let run = std::pin::pin!(attempts.run(head, body, from));
                 let at = from.unwrap_or_else(Instant::now) + route.timeout;
+                let attempts = Attempts::new(ctx, route, cluster, zone, at);
+                let run = std::pin::pin!(attempts.run(head, body, from));
                 crate::timer::timeout_at(at, run)
                     .await
                     .unwrap_or(Err(Failed::at(Failure::Timeout, None)))

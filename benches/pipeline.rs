@@ -4,7 +4,11 @@
 //! lock-free picks stay in the tens of nanoseconds; the whole selection step (live
 //! state, priority levels, zones, balancer) with every endpoint available and with one
 //! out, beside the bare balancer; the retry budget's per-request count; the SLI step.
-//! Route matching has no baseline: it is a loop over the routes.
+//! Route matching has no baseline: it is a loop over the routes. The stale cache of the
+//! fallback ladder: what a route with `stale` adds to a cacheable 2xx GET (the copy and
+//! the store) and what an answer of the stale rung costs (the lookup), alone and with
+//! two threads at once on one route, beside a naive baseline (one `Mutex<HashMap>` per
+//! route, no LRU, no bounds, the key already made).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ninefold::metrics::Metrics;
@@ -143,5 +147,186 @@ fn bench_slo(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_route, bench_pick, bench_select, bench_slo);
+/// The stale cache of one route: a store (the whole path a cacheable answer takes:
+/// `pending`, its 1 KiB body, `commit`) into a full cache, so each store evicts one
+/// answer; a lookup that hits; then both, alternately, on two threads at once (each
+/// figure is the wall time of one store or lookup on each thread), on one route and on
+/// a route each (nothing shared, as with a cache per worker); each beside a bare
+/// `Mutex<HashMap>` doing the same inserts and gets.
+fn bench_stale(c: &mut Criterion) {
+    use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+    use ninefold::config::StaleConfig;
+    use ninefold::fallback::RouteFallback;
+    use std::collections::HashMap;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    const URLS: usize = 2000;
+    let cfg = StaleConfig {
+        max_age: Duration::from_secs(300),
+        max_entries: URLS / 2,
+        max_bytes: 16 << 20,
+        private: false,
+    };
+    let served = prometheus::IntCounter::new("x", "x").unwrap();
+    let route = |id: &str| RouteFallback::<()> {
+        cache_id: id.into(),
+        cluster: None,
+        stale: Some(cfg),
+        static_answer: None,
+        methods: vec![Method::GET, Method::HEAD],
+        served: [served.clone(), served.clone(), served.clone()],
+    };
+    let uris: Vec<Uri> = (0..URLS)
+        .map(|i| format!("/catalog/items/{i}?page=2").parse().unwrap())
+        .collect();
+    let mut req = HeaderMap::new();
+    req.insert("host", HeaderValue::from_static("shop.example"));
+    req.insert("user-agent", HeaderValue::from_static("curl/8.5.0"));
+    req.insert("accept", HeaderValue::from_static("*/*"));
+    let mut resp = HeaderMap::new();
+    resp.insert("content-type", HeaderValue::from_static("application/json"));
+    resp.insert("content-length", HeaderValue::from_static("1024"));
+    resp.insert("cache-control", HeaderValue::from_static("max-age=60"));
+    resp.insert("etag", HeaderValue::from_static("\"5f3c9a\""));
+    resp.insert(
+        "date",
+        HeaderValue::from_static("Mon, 04 May 2026 10:00:00 GMT"),
+    );
+    let body = vec![b'x'; 1024];
+    let now = Instant::now();
+    let store = |f: &RouteFallback<()>, i: usize| {
+        let p = f.pending(&Method::GET, &uris[i % URLS], &req, StatusCode::OK, &resp);
+        if let Some(mut p) = p {
+            p.data(black_box(&body));
+            p.commit(now);
+        }
+    };
+    let lookup = |f: &RouteFallback<()>, i: usize| {
+        f.stale(&Method::GET, &uris[i % URLS], &req, now)
+            .map(|r| r.status())
+    };
+    let naive: Mutex<HashMap<Box<[u8]>, bytes::Bytes>> = Mutex::new(HashMap::new());
+    let keys: Vec<Box<[u8]>> = uris
+        .iter()
+        .map(|u| format!("GET {u}").into_bytes().into_boxed_slice())
+        .collect();
+    let naive_store = |i: usize| {
+        let b = bytes::Bytes::copy_from_slice(black_box(&body));
+        naive.lock().unwrap().insert(keys[i % URLS].clone(), b);
+    };
+    let naive_lookup = |i: usize| naive.lock().unwrap().get(&keys[i % URLS]).cloned();
+    let mut g = c.benchmark_group("stale cache of one route (1000 entries, 1 KiB answers)");
+    let f = route("bench/store");
+    let mut i = 0;
+    g.bench_function("store into a full cache (pending + body + commit)", |b| {
+        b.iter(|| {
+            i += 1;
+            store(&f, i)
+        })
+    });
+    let f = route("bench/lookup");
+    for i in 0..URLS / 2 {
+        store(&f, i);
+    }
+    let mut i = 0;
+    g.bench_function("lookup, a hit", |b| {
+        b.iter(|| {
+            i = (i + 1) % (URLS / 2);
+            lookup(&f, i)
+        })
+    });
+    g.bench_function("baseline: mutex map, store", |b| {
+        b.iter(|| {
+            i += 1;
+            naive_store(i)
+        })
+    });
+    g.bench_function("baseline: mutex map, lookup", |b| {
+        b.iter(|| {
+            i += 1;
+            naive_lookup(i)
+        })
+    });
+    g.finish();
+
+    // Two long-lived threads (as two workers), each doing `iters` turns per sample: a
+    // store on even turns, on odd ones a lookup of what it just stored (a hit, unless
+    // the other thread's stores evicted it). The figure is the wall time over `iters`.
+    let shared = route("bench/two");
+    let own = [route("bench/own0"), route("bench/own1")];
+    for i in 0..URLS {
+        store(&shared, i);
+        store(&own[0], i);
+        store(&own[1], i);
+    }
+    // `op(thread, key, store)`.
+    type Op<'a> = &'a (dyn Fn(usize, usize, bool) + Sync);
+    let ops: [(&str, Op); 3] = [
+        ("one route, store and lookup in turn", &|_, k, st| {
+            if st {
+                store(&shared, k)
+            } else {
+                black_box(lookup(&shared, k));
+            }
+        }),
+        // Nothing shared: each thread on a route of its own, as with a cache per
+        // worker. What sharing costs is the gap to the figure above.
+        ("a route each, store and lookup in turn", &|t, k, st| {
+            if st {
+                store(&own[t], k)
+            } else {
+                black_box(lookup(&own[t], k));
+            }
+        }),
+        ("baseline: mutex map, store and get in turn", &|_, k, st| {
+            if st {
+                naive_store(k)
+            } else {
+                black_box(naive_lookup(k));
+            }
+        }),
+    ];
+    let mut g = c.benchmark_group("stale cache, two threads at once");
+    let job = Mutex::new((0u64, None::<usize>));
+    let (go, done) = (std::sync::Barrier::new(3), std::sync::Barrier::new(3));
+    std::thread::scope(|s| {
+        for t in 0..2usize {
+            let (job, go, done, ops) = (&job, &go, &done, &ops);
+            s.spawn(move || loop {
+                go.wait();
+                let (iters, Some(which)) = *job.lock().unwrap() else {
+                    return;
+                };
+                for n in 0..iters as usize {
+                    (ops[which].1)(t, n / 2 * 7 + t * 1000, n % 2 == 0);
+                }
+                done.wait();
+            });
+        }
+        for (which, (name, _)) in ops.iter().enumerate() {
+            g.bench_function(*name, |b| {
+                b.iter_custom(|iters| {
+                    *job.lock().unwrap() = (iters, Some(which));
+                    let start = std::time::Instant::now();
+                    go.wait();
+                    done.wait();
+                    start.elapsed()
+                })
+            });
+        }
+        *job.lock().unwrap() = (0, None);
+        go.wait();
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_route,
+    bench_pick,
+    bench_select,
+    bench_slo,
+    bench_stale
+);
 criterion_main!(benches);

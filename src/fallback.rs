@@ -13,28 +13,60 @@
 //! Only the methods in `fallback.methods` (GET and HEAD by default) use the ladder: a
 //! POST must never get a made-up success.
 //!
-//! The stale cache is per worker thread (`thread_local!`), so storing and serving take
-//! no lock; each worker keeps its own copy of popular answers. Per route it is an LRU
-//! bounded by entries and bytes, keyed by method and URI (plus `Authorization` and
-//! `Cookie` when the route opts in with `stale.private`), and each entry remembers the
-//! request header values its answer's `Vary` names, which must match to serve it. An
-//! answer is stored only if it is a 2xx (not 206), is not marked `no-store` or
-//! `private`, sets no cookie, does not `Vary: *`, and answers a request without
-//! credentials (unless opted in): one user's answer must never reach another user.
-//! Its body is copied as it streams (see `proxy::Finish`) and the entry is inserted only
-//! when the body ended cleanly, so a cut body is never served later.
+//! The stale cache is one per process: an answer one worker stored serves a client
+//! whose connection the kernel gave to another worker. (It was one per worker thread,
+//! and with two workers a URL just served could get the static answer: issue 22.) Per
+//! route it is bounded by entries and bytes, keyed by method and URI (plus
+//! `Authorization` and `Cookie` when the route opts in with `stale.private`), and each
+//! entry remembers the request header values its answer's `Vary` names, which must
+//! match to serve it. An answer is stored only if it is a 2xx (not 206), is not marked
+//! `no-store` or `private`, sets no cookie, does not `Vary: *`, and answers a request
+//! without credentials (unless opted in): one user's answer must never reach another
+//! user. Its body is copied as it streams (see `proxy::Finish`) and the entry is inserted
+//! only when the body ended cleanly, so a cut body is never served later. An answer
+//! older than `max_age` is not served (it stays until evicted).
+//!
+//! # Sharing it between workers
+//!
+//! A route's cache is [`SHARDS`] shards, each a `Mutex` over an LRU of the keys that
+//! hash to it. A store or a lookup takes one shard's lock, briefly: a map probe, the
+//! key check and the LRU update. The response is built after the lock (the entry is
+//! shared, `Arc<Stored>`), and evicted answers are freed after it. Workers storing or
+//! serving different keys of one route rarely meet, and requests of routes without
+//! `stale` never come here (a store happens only for a cacheable 2xx of a route with
+//! `stale`, a lookup only on the ladder).
+//!
+//! The bounds are the route's, counted over all its shards (two atomics beside
+//! them), not split into a share per shard. A split would give a cache of fewer than 16
+//! entries shards that hold nothing, leave a 1 MiB answer a whole shard's share of a
+//! 16 MiB cache, and tie the shards to bounds that a reload may change while it keeps
+//! the cache. A store that needs room evicts its own shard's least recently used
+//! answers first; only when its shard has none left (a cache of a few entries, or a
+//! large answer) does it look at each shard's oldest, one lock at a time, and evict the
+//! oldest of them. Eviction is LRU within a shard, and close to it across the route: in
+//! a full cache, an answer evicted is the least recently used of about a sixteenth of
+//! it. The other choice, one exact LRU per route behind one lock, puts every worker's
+//! stores to a busy route on that lock (`benches/pipeline.rs` compares a bare
+//! `Mutex<HashMap>`).
+//!
+//! The caches are found by `cache_id` (`listener/route`) in a map read through
+//! `ArcSwap`, with no lock; a route's first store adds its cache, once. A reload keeps
+//! a route's cache, and new bounds apply from its next store. A route removed keeps its
+//! cache, within its last bounds, until the process exits.
 
 use crate::config::{StaleConfig, StaticConfig, STALE_MAX_ENTRY};
 use crate::message::RespBody;
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::header::{
     HeaderName, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// The header that marks an answer of the ladder.
@@ -85,7 +117,9 @@ pub struct Pending {
     overflow: bool,
 }
 
-struct Entry {
+/// A stored answer. Shared, so that a lookup takes it under its shard's lock and builds
+/// the response after, and an evicted one is freed after the lock.
+struct Stored {
     key: Box<[u8]>,
     vary: Box<[HeaderName]>,
     variant: Box<[u8]>,
@@ -93,23 +127,63 @@ struct Entry {
     headers: HeaderMap,
     body: Bytes,
     stored: Instant,
-    tick: u64,
     size: usize,
 }
 
-/// One route's LRU on one worker.
-#[derive(Default)]
-struct RouteCache {
-    map: HashMap<u64, Entry>,
-    /// Use tick → key hash, oldest first.
-    order: BTreeMap<u64, u64>,
-    tick: u64,
-    bytes: usize,
+/// A stored answer in its shard, with its place in the shard's LRU order.
+struct Entry {
+    stored: Arc<Stored>,
+    used: Used,
 }
 
-thread_local! {
-    static CACHES: RefCell<HashMap<Arc<str>, RouteCache>> = RefCell::new(HashMap::new());
+/// When an entry was last stored or served, then a number of its shard that tells two
+/// uses at the same instant apart: the LRU order.
+type Used = (Instant, u64);
+
+/// One route's stale cache, for the whole process.
+struct RouteCache {
+    shards: [Padded<Mutex<Shard>>; SHARDS],
+    /// Entries and bytes of all the shards: the route's bounds are on these.
+    totals: Padded<Totals>,
 }
+
+/// Answers a store evicted, freed when it returns, after the locks: freeing a large
+/// body must not hold a shard. A store usually evicts one, kept without a `Vec`.
+#[derive(Default)]
+struct Gone {
+    one: Option<Arc<Stored>>,
+    more: Vec<Arc<Stored>>,
+}
+
+/// Counts of a route's cache, changed under the lock of the shard that changed.
+#[derive(Default)]
+struct Totals {
+    entries: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// The entries whose keys hash to one shard.
+#[derive(Default)]
+struct Shard {
+    map: HashMap<u64, Entry>,
+    /// Last use → key hash, least recently used first.
+    order: BTreeMap<Used, u64>,
+    seq: u64,
+}
+
+/// A value on cache lines of its own (128 bytes: x86-64 fetches lines in pairs), so
+/// that two cores taking two shards' locks do not pass one line back and forth.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// Shards of a route's stale cache. Two stores or lookups at once meet on one shard's
+/// lock one time in 16; the cost is 2 KiB per route with `stale`.
+const SHARDS: usize = 16;
+
+/// Every route's stale cache, by `cache_id`. Read with no lock; copied and swapped
+/// once per route, by its first store.
+static CACHES: OnceLock<ArcSwap<HashMap<Arc<str>, Arc<RouteCache>>>> = OnceLock::new();
 
 // === impl Kind ===
 
@@ -153,22 +227,13 @@ impl<C> RouteFallback<C> {
         let cfg = self.stale?;
         let key = cache_key(method, uri, headers, cfg.private);
         let h = hash(&key);
-        CACHES.with(|c| {
-            let mut caches = c.borrow_mut();
-            let cache = caches.get_mut(&self.cache_id)?;
-            let e = cache.map.get(&h)?;
-            if e.key != key || variant(&e.vary, headers) != e.variant {
-                return None;
-            }
-            if now.saturating_duration_since(e.stored) > cfg.max_age {
-                return None;
-            }
-            let mut resp = Response::new(RespBody::Full(Some(e.body.clone())));
-            *resp.status_mut() = e.status;
-            *resp.headers_mut() = e.headers.clone();
-            cache.touch(h);
-            Some(degraded(resp, Kind::Stale))
-        })
+        let e = with_cache(&self.cache_id, false, |c| {
+            c.lookup(h, &key, headers, cfg.max_age, now)
+        })??;
+        let mut resp = Response::new(RespBody::Full(Some(e.body.clone())));
+        *resp.status_mut() = e.status;
+        *resp.headers_mut() = e.headers.clone();
+        Some(degraded(resp, Kind::Stale))
     }
 
     /// The fixed answer, if the route has one.
@@ -238,7 +303,7 @@ impl Pending {
         STALE_MAX_ENTRY.min(self.cfg.max_bytes)
     }
 
-    /// The body ended cleanly: the answer goes into this worker's cache.
+    /// The body ended cleanly: the answer goes into the route's cache.
     pub fn commit(self: Box<Self>, now: Instant) {
         if self.overflow {
             return;
@@ -255,63 +320,195 @@ impl Pending {
             return;
         }
         let cfg = p.cfg;
-        CACHES.with(|c| {
-            let mut caches = c.borrow_mut();
-            let cache = caches.entry(p.cache_id.clone()).or_default();
-            cache.insert(
-                Entry {
-                    key: p.key,
-                    vary: p.vary,
-                    variant: p.variant,
-                    status: p.status,
-                    headers: p.headers,
-                    body: p.buf.freeze(),
-                    stored: now,
-                    tick: 0,
-                    size,
-                },
-                &cfg,
-            );
+        let h = hash(&p.key);
+        let stored = Arc::new(Stored {
+            key: p.key,
+            vary: p.vary,
+            variant: p.variant,
+            status: p.status,
+            headers: p.headers,
+            body: p.buf.freeze(),
+            stored: now,
+            size,
         });
+        with_cache(&p.cache_id, true, |c| c.insert(h, stored, &cfg, now));
     }
+}
+
+/// Runs `f` on the route's cache; `create`: adds the cache if the route has none yet.
+/// `f` runs under a read guard of the map, so it takes no reference count.
+fn with_cache<R>(id: &Arc<str>, create: bool, f: impl FnOnce(&RouteCache) -> R) -> Option<R> {
+    let all = CACHES.get_or_init(ArcSwap::default);
+    if let Some(c) = all.load().get(id) {
+        return Some(f(c));
+    }
+    if !create {
+        return None;
+    }
+    all.rcu(|m| {
+        let mut m = HashMap::clone(m);
+        m.entry(Arc::clone(id))
+            .or_insert_with(|| Arc::new(RouteCache::default()));
+        m
+    });
+    all.load().get(id).map(|c| f(c))
 }
 
 // === impl RouteCache ===
 
+impl Default for RouteCache {
+    fn default() -> Self {
+        RouteCache {
+            shards: std::array::from_fn(|_| Padded::default()),
+            totals: Padded::default(),
+        }
+    }
+}
+
 impl RouteCache {
-    fn insert(&mut self, mut e: Entry, cfg: &StaleConfig) {
-        let h = hash(&e.key);
-        self.remove(h);
-        while !self.map.is_empty()
-            && (self.map.len() >= cfg.max_entries || self.bytes + e.size > cfg.max_bytes)
+    /// Shard `i`, locked. A release build aborts on a panic, so no shard is ever
+    /// poisoned there; a test build's poisoned shard is used on.
+    fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The entry for this key and request, if fresh at `now`; marks it used.
+    fn lookup(
+        &self,
+        h: u64,
+        key: &[u8],
+        req: &HeaderMap,
+        max_age: Duration,
+        now: Instant,
+    ) -> Option<Arc<Stored>> {
+        let mut s = self.shard(shard_of(h));
+        let e = &s.map.get(&h)?.stored;
+        if *e.key != *key || !same_variant(&e.vary, req, &e.variant) {
+            return None;
+        }
+        if now.saturating_duration_since(e.stored) > max_age {
+            return None;
+        }
+        let e = Arc::clone(e);
+        s.touch(h, now);
+        Some(e)
+    }
+
+    /// Stores an answer (replacing the key's old one) and evicts until the route is
+    /// within its bounds again.
+    fn insert(&self, h: u64, new: Arc<Stored>, cfg: &StaleConfig, now: Instant) {
+        let totals = &self.totals.0;
+        let size = new.size;
+        let mut gone = Gone::default();
         {
-            let Some((_, &oldest)) = self.order.iter().next() else {
-                break;
-            };
-            self.remove(oldest);
+            let mut s = self.shard(shard_of(h));
+            if let Some(old) = s.remove(h) {
+                totals.sub(&old);
+                gone.push(old);
+            }
+            while !totals.fits(1, size, cfg) {
+                let Some(old) = s.pop_oldest() else {
+                    break;
+                };
+                totals.sub(&old);
+                gone.push(old);
+            }
+            totals.add(&new);
+            s.insert(h, new, now);
         }
-        self.tick += 1;
-        e.tick = self.tick;
-        self.order.insert(e.tick, h);
-        self.bytes += e.size;
-        self.map.insert(h, e);
+        // The shard had too little to give: the route's oldest go, wherever they are.
+        while !totals.fits(0, 0, cfg) {
+            match self.evict_oldest() {
+                Some(old) => gone.push(old),
+                None => break,
+            }
+        }
     }
 
-    fn remove(&mut self, h: u64) {
-        if let Some(old) = self.map.remove(&h) {
-            self.order.remove(&old.tick);
-            self.bytes -= old.size;
+    /// Evicts the least recently used entry of all the shards: a look at each shard's
+    /// oldest, one lock at a time, then the oldest of them goes (or, if its shard
+    /// changed meanwhile, that shard's oldest now). None when every shard is empty.
+    fn evict_oldest(&self) -> Option<Arc<Stored>> {
+        loop {
+            let (i, _) = (0..SHARDS)
+                .filter_map(|i| Some((i, *self.shard(i).order.keys().next()?)))
+                .min_by_key(|&(_, used)| used)?;
+            if let Some(old) = self.shard(i).pop_oldest() {
+                self.totals.0.sub(&old);
+                return Some(old);
+            }
         }
     }
+}
 
-    fn touch(&mut self, h: u64) {
-        self.tick += 1;
-        let t = self.tick;
+// === impl Gone ===
+
+impl Gone {
+    fn push(&mut self, e: Arc<Stored>) {
+        match self.one {
+            None => self.one = Some(e),
+            Some(_) => self.more.push(e),
+        }
+    }
+}
+
+// === impl Totals ===
+
+impl Totals {
+    /// Whether `entries` more entries of `bytes` more bytes keep the route within its
+    /// bounds.
+    fn fits(&self, entries: usize, bytes: usize, cfg: &StaleConfig) -> bool {
+        self.entries.load(Relaxed) + entries <= cfg.max_entries
+            && self.bytes.load(Relaxed) + bytes <= cfg.max_bytes
+    }
+
+    fn add(&self, e: &Stored) {
+        self.entries.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(e.size, Relaxed);
+    }
+
+    fn sub(&self, e: &Stored) {
+        self.entries.fetch_sub(1, Relaxed);
+        self.bytes.fetch_sub(e.size, Relaxed);
+    }
+}
+
+// === impl Shard ===
+
+impl Shard {
+    fn insert(&mut self, h: u64, stored: Arc<Stored>, now: Instant) {
+        let used = self.next(now);
+        self.order.insert(used, h);
+        self.map.insert(h, Entry { stored, used });
+    }
+
+    fn remove(&mut self, h: u64) -> Option<Arc<Stored>> {
+        let e = self.map.remove(&h)?;
+        self.order.remove(&e.used);
+        Some(e.stored)
+    }
+
+    fn pop_oldest(&mut self) -> Option<Arc<Stored>> {
+        let (_, h) = self.order.pop_first()?;
+        self.map.remove(&h).map(|e| e.stored)
+    }
+
+    fn touch(&mut self, h: u64, now: Instant) {
+        let used = self.next(now);
         if let Some(e) = self.map.get_mut(&h) {
-            self.order.remove(&e.tick);
-            e.tick = t;
-            self.order.insert(t, h);
+            self.order.remove(&e.used);
+            // Another worker's clock reading may be a little older than the last use.
+            e.used = used.max(e.used);
+            self.order.insert(e.used, h);
         }
+    }
+
+    fn next(&mut self, now: Instant) -> Used {
+        self.seq += 1;
+        (now, self.seq)
     }
 }
 
@@ -403,6 +600,38 @@ fn hash(key: &[u8]) -> u64 {
             .build_hasher();
     h.write(key);
     h.finish()
+}
+
+/// Whether the request's values of `names` are `want` (what [`variant`] would make of
+/// them), compared piece by piece: no copy under the shard's lock.
+fn same_variant(names: &[HeaderName], req: &HeaderMap, want: &[u8]) -> bool {
+    let mut rest = want;
+    let mut eat = |piece: &[u8]| match rest.strip_prefix(piece) {
+        Some(r) => {
+            rest = r;
+            true
+        }
+        None => false,
+    };
+    for n in names {
+        if !(eat(n.as_str().as_bytes()) && eat(b":")) {
+            return false;
+        }
+        for v in req.get_all(n) {
+            if !(eat(v.as_bytes()) && eat(&[0])) {
+                return false;
+            }
+        }
+        if !eat(b"\n") {
+            return false;
+        }
+    }
+    rest.is_empty()
+}
+
+/// The shard of a key hash.
+fn shard_of(h: u64) -> usize {
+    (h % SHARDS as u64) as usize
 }
 
 #[cfg(test)]
@@ -537,21 +766,79 @@ mod tests {
         assert!(lookup(&f, "/a?x=1", &HeaderMap::new(), t0).is_none());
     }
 
+    /// The shard of a GET of `path` without credentials.
+    fn shard_of_path(path: &str) -> usize {
+        let k = cache_key(
+            &Method::GET,
+            &path.parse().unwrap(),
+            &HeaderMap::new(),
+            false,
+        );
+        shard_of(hash(&k))
+    }
+
+    /// `n` paths whose keys hash to shard `shard`.
+    fn paths_in(shard: usize, n: usize) -> Vec<String> {
+        (0..)
+            .map(|i| format!("/k{i}"))
+            .filter(|p| shard_of_path(p) == shard)
+            .take(n)
+            .collect()
+    }
+
+    /// Entries and bytes of a route's cache, counted from its shards, after checking
+    /// that they agree with its totals and that each shard's map and order agree.
+    fn counted(id: &str) -> (usize, usize) {
+        with_cache(&Arc::from(id), false, |c| {
+            let (mut n, mut bytes) = (0, 0);
+            for i in 0..SHARDS {
+                let s = c.shard(i);
+                assert_eq!(s.map.len(), s.order.len());
+                n += s.map.len();
+                bytes += s.map.values().map(|e| e.stored.size).sum::<usize>();
+            }
+            assert_eq!(n, c.totals.0.entries.load(Relaxed));
+            assert_eq!(bytes, c.totals.0.bytes.load(Relaxed));
+            (n, bytes)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_answer_stored_on_one_thread_is_served_on_another() {
+        let f = fb(cfg(), "t/threads");
+        let t0 = Instant::now();
+        let none = HeaderMap::new();
+        std::thread::scope(|s| {
+            s.spawn(|| store(&f, "/there", &none, &none, b"stored there", t0));
+        });
+        assert_eq!(
+            lookup(&f, "/there", &none, t0).as_deref(),
+            Some(&b"stored there"[..])
+        );
+        store(&f, "/here", &none, &none, b"stored here", t0);
+        let there = std::thread::scope(|s| s.spawn(|| lookup(&f, "/here", &none, t0)).join());
+        assert_eq!(there.unwrap().as_deref(), Some(&b"stored here"[..]));
+    }
+
     #[test]
     fn lru_bounded_by_entries_and_bytes() {
+        // Four keys of one shard: within a shard the order is exactly LRU.
         let f = fb(cfg(), "t/lru");
         let t0 = Instant::now();
         let none = HeaderMap::new();
-        for u in ["/1", "/2", "/3"] {
+        let p = paths_in(5, 4);
+        for u in &p[..3] {
             store(&f, u, &none, &none, b"x", t0);
         }
-        // Touch /1, so /2 is the least recently used.
-        assert!(lookup(&f, "/1", &none, t0).is_some());
-        store(&f, "/4", &none, &none, b"x", t0);
-        assert!(lookup(&f, "/2", &none, t0).is_none());
-        for u in ["/1", "/3", "/4"] {
+        // Touch the first, so the second is the least recently used.
+        assert!(lookup(&f, &p[0], &none, t0).is_some());
+        store(&f, &p[3], &none, &none, b"x", t0);
+        assert!(lookup(&f, &p[1], &none, t0).is_none());
+        for u in [&p[0], &p[2], &p[3]] {
             assert!(lookup(&f, u, &none, t0).is_some(), "{u}");
         }
+        assert_eq!(counted("t/lru").0, 3);
 
         let small = StaleConfig {
             max_bytes: 100,
@@ -560,13 +847,61 @@ mod tests {
         };
         let f = fb(small, "t/bytes");
         store(&f, "/a", &none, &none, &[b'a'; 60], t0);
-        store(&f, "/b", &none, &none, &[b'b'; 60], t0);
+        store(&f, "/b", &none, &none, &[b'b'; 60], t1(t0, 1));
         assert!(lookup(&f, "/a", &none, t0).is_none(), "evicted for bytes");
         assert!(lookup(&f, "/b", &none, t0).is_some());
         // Larger than the whole cache: not stored, nothing evicted.
         assert!(store(&f, "/c", &none, &none, &[b'c'; 200], t0));
         assert!(lookup(&f, "/c", &none, t0).is_none());
         assert!(lookup(&f, "/b", &none, t0).is_some());
+        assert!(counted("t/bytes").1 <= 100);
+    }
+
+    fn t1(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_full_cache_evicts_the_least_recently_used_answer_of_the_route() {
+        // Four keys, each in a shard of its own: the store of the fourth finds nothing
+        // to evict in its shard and evicts the route's least recently used.
+        let f = fb(cfg(), "t/route-lru");
+        let t0 = Instant::now();
+        let none = HeaderMap::new();
+        let p: Vec<String> = (0..4).map(|s| paths_in(s, 1).remove(0)).collect();
+        for (i, u) in p[..3].iter().enumerate() {
+            store(&f, u, &none, &none, b"x", t1(t0, i as u64));
+        }
+        assert!(lookup(&f, &p[0], &none, t1(t0, 3)).is_some());
+        store(&f, &p[3], &none, &none, b"x", t1(t0, 4));
+        assert!(lookup(&f, &p[1], &none, t0).is_none());
+        for u in [&p[0], &p[2], &p[3]] {
+            assert!(lookup(&f, u, &none, t0).is_some(), "{u}");
+        }
+        assert_eq!(counted("t/route-lru").0, 3);
+    }
+
+    #[test]
+    fn a_store_makes_room_in_its_own_shard_first() {
+        // The approximation the shards cost: in a full cache, a store evicts its own
+        // shard's least recently used even when another shard holds an older one.
+        let f = fb(
+            StaleConfig {
+                max_entries: 2,
+                ..cfg()
+            },
+            "t/own-shard",
+        );
+        let t0 = Instant::now();
+        let none = HeaderMap::new();
+        let other = paths_in(0, 1).remove(0);
+        let same = paths_in(1, 2);
+        store(&f, &other, &none, &none, b"x", t0);
+        store(&f, &same[0], &none, &none, b"x", t1(t0, 1));
+        store(&f, &same[1], &none, &none, b"x", t1(t0, 2));
+        assert!(lookup(&f, &other, &none, t0).is_some());
+        assert!(lookup(&f, &same[0], &none, t0).is_none());
+        assert!(lookup(&f, &same[1], &none, t0).is_some());
     }
 
     #[test]
@@ -633,5 +968,79 @@ mod tests {
         p.data(&[0; 50]);
         p.commit(Instant::now());
         assert!(lookup(&f, "/big", &none, Instant::now()).is_none());
+    }
+
+    #[test]
+    fn the_bounds_hold_with_threads_storing_at_once() {
+        let small = StaleConfig {
+            max_entries: 50,
+            max_bytes: 20_000,
+            ..cfg()
+        };
+        let f = fb(small, "t/race");
+        let none = HeaderMap::new();
+        let body = [b'r'; 700];
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (f, none) = (&f, &none);
+                s.spawn(move || {
+                    for i in 0..3000usize {
+                        let k = (i * 7 + t * 13) % 300;
+                        let now = Instant::now();
+                        if i % 3 == 0 {
+                            lookup(f, &format!("/r{k}"), none, now);
+                        } else {
+                            store(f, &format!("/r{k}"), none, none, &body[..k % 7 * 100], now);
+                        }
+                    }
+                });
+            }
+        });
+        let (n, bytes) = counted("t/race");
+        assert!(n > 0 && n <= 50, "{n} entries");
+        assert!(bytes <= 20_000, "{bytes} bytes");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_cache_and_its_new_bounds_apply_from_the_next_store() {
+        let t0 = Instant::now();
+        let none = HeaderMap::new();
+        let before = fb(cfg(), "t/reload");
+        for u in ["/1", "/2", "/3"] {
+            store(&before, u, &none, &none, b"x", t0);
+        }
+        // The reloaded route: same `cache_id`, another `Arc`, smaller bounds.
+        let after = fb(
+            StaleConfig {
+                max_entries: 1,
+                ..cfg()
+            },
+            "t/reload",
+        );
+        for u in ["/1", "/2", "/3"] {
+            assert!(lookup(&after, u, &none, t0).is_some(), "{u}");
+        }
+        store(&after, "/4", &none, &none, b"x", t1(t0, 1));
+        assert_eq!(counted("t/reload").0, 1);
+        assert!(lookup(&after, "/4", &none, t0).is_some());
+    }
+
+    #[test]
+    fn same_variant_agrees_with_variant() {
+        let names: Vec<HeaderName> = vec![VARY, http::header::ACCEPT_ENCODING];
+        let reqs = [
+            HeaderMap::new(),
+            hm(&[("vary", "a"), ("accept-encoding", "gzip")]),
+            hm(&[("accept-encoding", "gzip"), ("accept-encoding", "br")]),
+            hm(&[("accept-encoding", "gzip, br")]),
+        ];
+        for a in &reqs {
+            for b in &reqs {
+                let want = variant(&names, a);
+                assert_eq!(same_variant(&names, b, &want), variant(&names, b) == want);
+            }
+            assert!(same_variant(&[], a, &[]));
+            assert!(!same_variant(&[], a, b"x"));
+        }
     }
 }

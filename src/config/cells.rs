@@ -23,10 +23,10 @@ use std::time::Duration;
 /// Default oldest stale answer served: long enough to ride out a deploy or a short
 /// outage, short enough that nobody reads yesterday's data as today's.
 pub const DEFAULT_STALE_MAX_AGE: Duration = Duration::from_secs(300);
-/// Default entries of a route's stale cache, per worker.
+/// Default entries of a route's stale cache (one per process, all workers together).
 pub const DEFAULT_STALE_MAX_ENTRIES: usize = 1000;
-/// Default bytes of a route's stale cache, per worker: bounded memory whatever the
-/// answers' sizes (16 MiB × workers × routes with `stale`).
+/// Default bytes of a route's stale cache (one per process): bounded memory whatever
+/// the answers' sizes (16 MiB × routes with `stale`).
 pub const DEFAULT_STALE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Largest single answer kept: a few huge answers must not evict every small one, and
 /// the copy made while it streams stays small.
@@ -83,9 +83,9 @@ pub struct FallbackConfig {
 pub struct StaleConfig {
     /// Oldest answer served.
     pub max_age: Duration,
-    /// Entries per worker.
+    /// Entries of the route's cache, all workers together.
     pub max_entries: usize,
-    /// Bytes per worker.
+    /// Bytes of the route's cache, all workers together.
     pub max_bytes: usize,
     /// Keep answers to requests with `Authorization`/`Cookie`, keyed by their values.
     pub private: bool,

@@ -232,7 +232,7 @@ pub struct RawStale {
     pub max_age: Option<Scalar>,
     /// Cache size.
     pub max_entries: Option<u64>,
-    /// Bytes of answers kept per worker.
+    /// Bytes of answers kept for the route, all workers together.
     pub max_bytes: Option<Scalar>,
     /// Also keep answers to requests with `Authorization` or `Cookie`, keyed by them.
     pub private: Option<bool>,

@@ -2,7 +2,9 @@
 //! (stale) on a connect failure, a 5xx and a timeout, and not past `max_age`, a static
 //! answer, never for a POST, and never one user's answer to another user.
 //!
-//! One worker, so that every request meets the same per-worker stale cache.
+//! One worker, except where the test is about workers: the stale cache is one per
+//! process, and `stale_answers_do_not_depend_on_the_worker_a_connection_landed_on`
+//! checks it with four.
 
 use crate::support::*;
 use std::time::Duration;
@@ -231,4 +233,49 @@ async fn a_private_stale_cache_serves_each_user_only_their_own_answer() {
         assert_eq!(r.status, 503, "{headers:?}: {r:?}");
         assert_eq!(degraded(&r), None);
     }
+}
+
+/// Issue 22: with a stale cache per worker, a URL just served got the static answer
+/// when the next connection landed on another worker. Four workers, and every request
+/// on a connection of its own, so that the kernel spreads them over the workers: when
+/// the upstream fails, every worker serves the answer another one stored.
+#[tokio::test]
+async fn stale_answers_do_not_depend_on_the_worker_a_connection_landed_on() {
+    const URLS: usize = 16;
+    const READS: usize = 8;
+    let b = Backend::start("b").await;
+    let yaml = config(
+        b.addr,
+        "        fallback: {stale: {max_age: 1m}, static: {status: 503, body: static}}",
+        "",
+    )
+    .replace("workers: 1", "workers: 4");
+    let gw = Gateway::start(&yaml);
+    let paths: Vec<String> = (0..URLS).map(|i| format!("/item/{i}")).collect();
+    let mut fresh = Vec::new();
+    for p in &paths {
+        let r = get(&gw.url("web", p)).await;
+        assert_eq!(r.status, 200, "{p}: {r:?}");
+        assert_eq!(degraded(&r), None, "{p}");
+        fresh.push(r.body);
+    }
+
+    b.fail_with(500);
+    // Each URL again, on READS new connections at once.
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, p) in paths.iter().enumerate() {
+        for _ in 0..READS {
+            let url = gw.url("web", p);
+            reads.spawn(async move { (i, get(&url).await) });
+        }
+    }
+    let mut served = 0;
+    while let Some(done) = reads.join_next().await {
+        let (i, r) = done.unwrap();
+        assert_eq!(degraded(&r), Some("stale"), "{}: {r:?}", paths[i]);
+        assert_eq!(r.status, 200, "{}", paths[i]);
+        assert_eq!(r.body, fresh[i], "{}", paths[i]);
+        served += 1;
+    }
+    assert_eq!(served, URLS * READS);
 }

@@ -6,9 +6,9 @@
 //! `max_open_for` shorter than `open_for`, an unknown failure condition. Defaults are
 //! those of `docs/failover.md`, with the reasons there.
 
+use super::collect::V;
 use super::failover::{RetryOn, ALL_5XX};
 use super::raw::*;
-use super::validate::V;
 use std::time::Duration;
 
 /// Default failures in a row that open the breaker (the seed's and Hystrix-like figure).

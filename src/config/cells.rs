@@ -9,13 +9,12 @@
 //! a success for a write (the ladder serves GET and HEAD only). The reasons are in
 //! `docs/failover.md`.
 
-use super::model::HashKey;
+use super::collect::V;
 use super::raw::*;
 use super::resolve_path;
 use super::units::parse_size;
-use super::validate::V;
 use bytes::Bytes;
-use http::Method;
+use http::{HeaderName, Method};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +30,17 @@ pub const DEFAULT_STALE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Largest single answer kept: a few huge answers must not evict every small one, and
 /// the copy made while it streams stays small.
 pub const STALE_MAX_ENTRY: usize = 1024 * 1024;
+
+/// A request key used for hashing: a cell set's `key`, a cluster's `hash_on`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// A header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value.
+    Query(String),
+}
 
 /// A validated cell set.
 #[derive(Debug, Clone)]
@@ -117,6 +127,34 @@ impl OnCellDown {
 // === impl V ===
 
 impl V<'_> {
+    /// A request key (`{header: ...}`, `{cookie: ...}` or `{query: ...}`).
+    pub(super) fn key(&mut self, path: &str, k: &RawKey) -> Option<HashKey> {
+        let n = [&k.header, &k.cookie, &k.query]
+            .iter()
+            .filter(|x| x.is_some())
+            .count();
+        if n != 1 {
+            self.err(path, "set exactly one of header, cookie, query".into());
+            return None;
+        }
+        if let Some(h) = &k.header {
+            match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(h) => Some(HashKey::Header(h)),
+                Err(_) => {
+                    self.err(
+                        &format!("{path}.header"),
+                        format!("invalid header name {h:?}"),
+                    );
+                    None
+                }
+            }
+        } else if let Some(c) = &k.cookie {
+            Some(HashKey::Cookie(c.clone()))
+        } else {
+            k.query.clone().map(HashKey::Query)
+        }
+    }
+
     pub(super) fn cell_sets(
         &mut self,
         cells: &[RawCell],

@@ -1,9 +1,9 @@
 //! The validator of `clusters:` and their endpoints.
 
+use super::collect::V;
 use super::failover::DEFAULT_ZONE_SPILL_BELOW;
 use super::model::*;
 use super::raw::*;
-use super::validate::V;
 use std::collections::HashSet;
 
 // === impl V ===

@@ -6,9 +6,9 @@
 //! reached one), and passive detection is on. The defaults are documented in
 //! `docs/failover.md`, with the reasons.
 
+use super::collect::V;
 use super::raw::*;
 use super::units::{parse_size, parse_status_match};
-use super::validate::V;
 use std::time::Duration;
 
 /// Default time between two health checks of one endpoint (the seed's ALB example).

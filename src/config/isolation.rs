@@ -6,9 +6,9 @@
 //! API's `POST /api/v1/faults` validates its body exactly as the file's `faults:` is
 //! validated; `V` wraps them to point errors at the file's key.
 
+use super::collect::V;
 use super::raw::*;
 use super::units::{parse_duration, parse_percent};
-use super::validate::V;
 use std::time::Duration;
 
 /// Default `max_queue`: no queue. A bulkhead exists to fail fast when a dependency is

@@ -1,10 +1,10 @@
 //! The validator of `listeners:` and their routes.
 
+use super::collect::V;
 use super::failover::Writes;
 use super::model::*;
 use super::raw::*;
 use super::resolve_path;
-use super::validate::V;
 use http::{HeaderName, HeaderValue};
 use std::collections::HashSet;
 use std::net::SocketAddr;

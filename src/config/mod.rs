@@ -12,6 +12,7 @@
 pub mod breaker;
 pub mod cells;
 mod clusters;
+mod collect;
 pub mod failover;
 pub mod isolation;
 mod listeners;

@@ -4,7 +4,7 @@
 //! their types beside it (`breaker`, `cells`, `failover`, `isolation`, `slo`).
 
 use super::breaker::BreakerConfig;
-use super::cells::{CellSetConfig, FallbackConfig};
+use super::cells::{CellSetConfig, FallbackConfig, HashKey};
 use super::failover::{HealthCheckConfig, OutlierConfig, RetryConfig, Writes};
 use super::isolation::{BulkheadConfig, FaultsConfig};
 use super::raw::RawConfig;
@@ -243,17 +243,6 @@ impl LbKind {
             LbKind::ConsistentHash => "consistent_hash",
         }
     }
-}
-
-/// A request key used for hashing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
-    /// A header's value.
-    Header(HeaderName),
-    /// A cookie's value.
-    Cookie(String),
-    /// A query parameter's value.
-    Query(String),
 }
 
 /// Upstream protocol.

@@ -3,9 +3,9 @@
 //! and the validator that builds them from the file, the one place the defaults of a
 //! definition are applied.
 
+use super::collect::V;
 use super::raw::*;
 use super::units::{parse_duration, parse_status_match, percent_sign};
-use super::validate::V;
 use crate::availability::{parse_objective, Prob};
 use std::collections::HashSet;
 use std::time::Duration;

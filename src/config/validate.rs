@@ -2,31 +2,20 @@
 //!
 //! [`validate()`] checks the top-level settings and hands each section to its own
 //! validator (`listeners`, `clusters`, `cells`, `breaker`, `failover`, `isolation`,
-//! `slo`), all methods of one collector, `V`, which names the key path of every
-//! problem and finds its position in the document's [`PosIndex`]. Settings that are
-//! valid but whose behaviour this build of ninefold does not implement yet are
+//! `slo`), all methods of one collector (`collect::V`), which names the key path of
+//! every problem and finds its position in the document's [`PosIndex`]. Settings that
+//! are valid but whose behaviour this build of ninefold does not implement yet are
 //! collected in [`Config::unsupported`]: `ninefold check` accepts them (tools can read
 //! any valid file), `ninefold serve` refuses them, so a setting is never accepted and
 //! silently ignored.
 
+use super::collect::V;
 use super::listeners::Names;
 use super::model::*;
 use super::raw::*;
-use super::units::{parse_duration, parse_percent, parse_size};
-use super::{resolve_path, ConfigError, ConfigErrors, PosIndex};
-use http::{HeaderName, Method};
+use super::{resolve_path, ConfigErrors, PosIndex};
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
-
-/// The collector of a file's problems; each section's validator is a method of it.
-pub(crate) struct V<'a> {
-    file: &'a str,
-    index: &'a PosIndex,
-    errors: Vec<ConfigError>,
-    unsupported: Vec<ConfigError>,
-}
 
 /// Validates a raw config. `base` resolves relative file paths.
 pub fn validate(
@@ -35,12 +24,7 @@ pub fn validate(
     index: &PosIndex,
     base: &Path,
 ) -> Result<Config, ConfigErrors> {
-    let mut v = V {
-        file,
-        index,
-        errors: Vec::new(),
-        unsupported: Vec::new(),
-    };
+    let mut v = V::new(file, index);
 
     let admin = {
         let a = raw.admin.clone().unwrap_or_default();
@@ -124,7 +108,8 @@ pub fn validate(
     let cells = v.cell_sets(&raw.cells, &cluster_names);
     let slos = v.slos(&raw.slos);
 
-    if v.errors.is_empty() {
+    let (errors, unsupported) = v.finish();
+    if errors.is_empty() {
         Ok(Config {
             source: file.to_owned(),
             admin,
@@ -138,101 +123,20 @@ pub fn validate(
             cells,
             slos,
             raw,
-            unsupported: v.unsupported,
+            unsupported,
             index: index.clone(),
             state_dir,
             state_flush,
         })
     } else {
-        Err(ConfigErrors(v.errors))
+        Err(ConfigErrors(errors))
     }
 }
 
 // === impl V ===
 
 impl V<'_> {
-    fn make(&self, path: &str, message: String, hint: Option<String>) -> ConfigError {
-        let (line, column) = self.index.locate(path);
-        ConfigError {
-            file: self.file.to_owned(),
-            line,
-            column,
-            path: path.to_owned(),
-            message,
-            hint,
-        }
-    }
-
-    pub(super) fn err(&mut self, path: &str, message: String) {
-        let e = self.make(path, message, None);
-        self.errors.push(e);
-    }
-
-    pub(super) fn err_hint(&mut self, path: &str, message: String, hint: &str) {
-        let e = self.make(path, message, Some(hint.to_owned()));
-        self.errors.push(e);
-    }
-
-    pub(super) fn unsupported(&mut self, path: &str, what: &str) {
-        let e = self.make(
-            path,
-            format!("{what} is not built yet in this version of ninefold"),
-            Some("remove the key to serve this file; `ninefold check` accepts it".into()),
-        );
-        self.unsupported.push(e);
-    }
-
-    pub(super) fn addr(&mut self, path: &str, s: &str) -> Option<SocketAddr> {
-        match s.trim().parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.err_hint(
-                    path,
-                    format!("invalid socket address {s:?}"),
-                    "use ip:port, e.g. 127.0.0.1:8080 or [::1]:8080",
-                );
-                None
-            }
-        }
-    }
-
-    pub(super) fn opt_duration(&mut self, path: &str, s: Option<&Scalar>) -> Option<Duration> {
-        let s = s?;
-        match parse_duration(&s.0) {
-            Ok(d) if d.is_zero() => {
-                self.err(path, format!("must be greater than zero, got {s}"));
-                None
-            }
-            Ok(d) => Some(d),
-            Err(m) => {
-                self.err_hint(path, m, "write durations like 250ms, 5s, 1m, 2h or 30d");
-                None
-            }
-        }
-    }
-
-    /// A size between `min` and 1 GiB, or `default` when absent.
-    pub(super) fn size(
-        &mut self,
-        path: &str,
-        s: Option<&Scalar>,
-        min: usize,
-        default: usize,
-    ) -> usize {
-        let Some(s) = s else { return default };
-        match parse_size(&s.0) {
-            Ok(n) if n < min => {
-                self.err(path, format!("must be at least {min} bytes, got {s}"));
-                default
-            }
-            Ok(n) => n,
-            Err(m) => {
-                self.err(path, m);
-                default
-            }
-        }
-    }
-
+    /// `limits:`, each bound with its floor.
     fn limits(&mut self, raw: Option<&RawLimits>) -> Limits {
         let d = Limits::default();
         let Some(l) = raw else { return d };
@@ -275,60 +179,6 @@ impl V<'_> {
                 d.max_chunk_extension,
             ),
         }
-    }
-
-    pub(super) fn opt_percent(&mut self, path: &str, s: Option<&Scalar>) -> Option<f64> {
-        let s = s?;
-        match parse_percent(&s.0) {
-            Ok(p) => Some(p),
-            Err(m) => {
-                self.err(path, m);
-                None
-            }
-        }
-    }
-
-    pub(super) fn key(&mut self, path: &str, k: &RawKey) -> Option<HashKey> {
-        let n = [&k.header, &k.cookie, &k.query]
-            .iter()
-            .filter(|x| x.is_some())
-            .count();
-        if n != 1 {
-            self.err(path, "set exactly one of header, cookie, query".into());
-            return None;
-        }
-        if let Some(h) = &k.header {
-            match HeaderName::from_bytes(h.as_bytes()) {
-                Ok(h) => Some(HashKey::Header(h)),
-                Err(_) => {
-                    self.err(
-                        &format!("{path}.header"),
-                        format!("invalid header name {h:?}"),
-                    );
-                    None
-                }
-            }
-        } else if let Some(c) = &k.cookie {
-            Some(HashKey::Cookie(c.clone()))
-        } else {
-            k.query.clone().map(HashKey::Query)
-        }
-    }
-
-    /// A list of HTTP methods (any case); each invalid one is an error at its index.
-    pub(super) fn methods(&mut self, p: &str, list: &[String]) -> Vec<Method> {
-        list.iter()
-            .enumerate()
-            .filter_map(
-                |(i, s)| match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        self.err(&format!("{p}[{i}]"), format!("invalid method {s:?}"));
-                        None
-                    }
-                },
-            )
-            .collect()
     }
 }
 

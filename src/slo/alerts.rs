@@ -2,18 +2,21 @@
 //! the v2 format, posted to the SLO's webhook (one POST per webhook URL, retried with
 //! backoff on a network error or a 5xx), re-sent every `RESEND` while it fires.
 
-use super::engine::Engine;
 use super::window::AlertEval;
 use crate::config::SloDef;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// How often a firing alert is sent again (Alertmanager forgets alerts whose
 /// `endsAt` passed).
 pub(super) const RESEND: u64 = 60;
+
+/// Each SLO's webhook URL by SLO name, as the running config sets it; the engine
+/// writes it at each reload, the sender reads it for each batch.
+pub(super) type Webhooks = Arc<Mutex<HashMap<String, String>>>;
 
 /// How long one alert POST may take, connect included.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,13 +84,18 @@ pub(super) fn alert_json(
 }
 
 /// Posts alert batches, retrying a failed send (network error or 5xx) with backoff.
-pub(super) async fn sender(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<Vec<Value>>) {
+pub(super) async fn sender(webhooks: Webhooks, mut rx: mpsc::UnboundedReceiver<Vec<Value>>) {
     while let Some(batch) = rx.recv().await {
         // One POST per webhook URL.
         let mut by_url: HashMap<String, Vec<Value>> = HashMap::new();
         for a in batch {
             let slo = a["labels"]["slo"].as_str().unwrap_or_default().to_owned();
-            if let Some(url) = engine.webhook(&slo) {
+            let url = webhooks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&slo)
+                .cloned();
+            if let Some(url) = url {
                 by_url.entry(url).or_default().push(a);
             }
         }

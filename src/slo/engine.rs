@@ -8,7 +8,7 @@
 //! its own current-thread runtime; the admin API reads the engine's state under a
 //! mutex the data path never touches.
 
-use super::alerts::{alert_json, hostname, log_change, sender, RESEND};
+use super::alerts::{alert_json, hostname, log_change, sender, Webhooks, RESEND};
 use super::persist::{restore, save};
 use super::window::{budget, evaluate, fmt_dur, AlertEval, Budget, Windows};
 use crate::config::SloDef;
@@ -101,7 +101,8 @@ pub struct Engine {
     alerts_tx: mpsc::UnboundedSender<Vec<Value>>,
     alerts_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<Value>>>>,
     firing_gauge: prometheus::IntGaugeVec,
-    webhook_url: Mutex<HashMap<String, String>>,
+    /// Each SLO's webhook, as the running config sets it (the sender reads it).
+    webhooks: Webhooks,
 }
 
 impl Engine {
@@ -115,9 +116,12 @@ impl Engine {
         firing_gauge: prometheus::IntGaugeVec,
     ) -> Arc<Engine> {
         let state_file = state_dir.map(|d| d.join("slo-state.json"));
-        let parked = state_file.as_deref().map(restore).unwrap_or_default();
-        let (tx, rx) = mpsc::unbounded_channel();
         let now = clock.now();
+        let parked = state_file
+            .as_deref()
+            .map(|f| restore(f, now))
+            .unwrap_or_default();
+        let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(Engine {
             state: Mutex::new(State {
                 tracks: Vec::new(),
@@ -133,7 +137,7 @@ impl Engine {
             alerts_tx: tx,
             alerts_rx: Mutex::new(Some(rx)),
             firing_gauge,
-            webhook_url: Mutex::new(HashMap::new()),
+            webhooks: Webhooks::default(),
         })
     }
 
@@ -234,7 +238,7 @@ impl Engine {
         }
         drop(st);
         {
-            let mut u = self.webhook_url.lock().unwrap_or_else(|p| p.into_inner());
+            let mut u = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
             // Resolves still go to the URL the alert was sent to.
             for a in &outgoing {
                 let slo = a["labels"]["slo"].as_str().unwrap_or_default();
@@ -409,7 +413,7 @@ impl Engine {
             .take();
         rt.block_on(async {
             if let Some(rx) = rx {
-                tokio::spawn(sender(self.clone(), rx));
+                tokio::spawn(sender(Arc::clone(&self.webhooks), rx));
             }
             let mut every = tokio::time::interval(Duration::from_secs(1));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -423,15 +427,6 @@ impl Engine {
             // Give alerts already queued a moment to leave.
             tokio::time::sleep(Duration::from_millis(200)).await;
         });
-    }
-
-    /// The webhook of SLO `slo`, as the running config sets it.
-    pub(super) fn webhook(&self, slo: &str) -> Option<String> {
-        self.webhook_url
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(slo)
-            .cloned()
     }
 }
 

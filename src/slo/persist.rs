@@ -4,7 +4,6 @@
 //! is not ninefold's, or is corrupt, is moved aside with a log line and the budgets
 //! start fresh: a bad file never stops the gateway.
 
-use super::engine::{Clock, SystemClock};
 use super::window::Windows;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -29,8 +28,9 @@ struct PersistedSlo {
     windows: Windows,
 }
 
-/// Reads the saved state; a file that is not ours is moved aside.
-pub(super) fn restore(path: &Path) -> HashMap<String, Windows> {
+/// Reads the saved state at `now` (Unix seconds); a file that is not ours is moved
+/// aside, stamped with `now`.
+pub(super) fn restore(path: &Path, now: u64) -> HashMap<String, Windows> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
@@ -58,7 +58,7 @@ pub(super) fn restore(path: &Path) -> HashMap<String, Windows> {
             p.slos.into_iter().map(|s| (s.name, s.windows)).collect()
         }
         Err(why) => {
-            let stamp = SystemClock.now();
+            let stamp = now;
             let aside = path.with_file_name(format!("slo-state.json.corrupt-{stamp}"));
             let moved = std::fs::rename(path, &aside);
             tracing::error!(

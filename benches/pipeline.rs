@@ -11,7 +11,7 @@
 //! route, no LRU, no bounds, the key already made).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ninefold::metrics::Metrics;
+use ninefold::metrics::{Metrics, SloResult};
 use ninefold::proxy::route;
 use ninefold::snapshot::Snapshot;
 use ninefold::upstream::balance::{hash_bytes, Balancer};
@@ -140,10 +140,10 @@ fn bench_slo(c: &mut Criterion) {
     let plain = metrics.route("l", "r", "c", None);
     let with_slo = metrics.route("l", "r2", "c", Some("s"));
     c.bench_function("metrics: record without slo", |b| {
-        b.iter(|| plain.record(black_box(200), true, 0.0009))
+        b.iter(|| plain.record(black_box(200), SloResult::Good, 0.0009))
     });
     c.bench_function("metrics: record with slo (good)", |b| {
-        b.iter(|| with_slo.record(black_box(200), black_box(true), 0.0009))
+        b.iter(|| with_slo.record(black_box(200), black_box(SloResult::Good), 0.0009))
     });
 }
 

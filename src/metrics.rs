@@ -28,7 +28,8 @@ pub const DURATION_BUCKETS: &[f64] = &[
 pub struct Metrics {
     registry: Registry,
     /// `ninefold_requests_total{listener,route,cluster,code_class,slo,slo_result}`;
-    /// `slo` and `slo_result` (`good`/`bad`) are empty on routes without an SLO.
+    /// `slo` and `slo_result` (`good`, `bad`, or `excluded` for a request its SLO
+    /// leaves out) are empty on routes without an SLO.
     pub requests: IntCounterVec,
     /// `ninefold_request_duration_seconds{listener,route,cluster}`: until response headers.
     pub duration: HistogramVec,
@@ -68,12 +69,24 @@ struct PullingCounter {
     read: fn() -> u64,
 }
 
+/// What an answer was for its route's SLO: the `slo_result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SloResult {
+    /// A bad event (or any answer of a route without an SLO).
+    Bad = 0,
+    /// A good event.
+    Good = 1,
+    /// Left out of the SLO: an injected fault under `count_faults: false`. Rules built
+    /// on the counter leave it out of the total too.
+    Excluded = 2,
+}
+
 /// Pre-resolved counters of one route (or of the "no route matched" pseudo route).
 #[derive(Clone, Debug)]
 pub struct RouteMetrics {
-    /// Indexed by SLO result (0 bad, 1 good; the same counters without an SLO), then
-    /// by status class: 0 for `1xx` … 4 for `5xx`.
-    pub by_class: [[IntCounter; 5]; 2],
+    /// Indexed by [`SloResult`] (the same counters for each on a route without an
+    /// SLO), then by status class: 0 for `1xx` … 4 for `5xx`.
+    pub by_class: [[IntCounter; 5]; 3],
     /// Duration until response headers.
     pub duration: prometheus::Histogram,
 }
@@ -245,7 +258,7 @@ impl Metrics {
             ]
         };
         RouteMetrics {
-            by_class: [classes("bad"), classes("good")],
+            by_class: [classes("bad"), classes("good"), classes("excluded")],
             duration: self.duration.with_label_values(&[listener, route, cluster]),
         }
     }
@@ -292,12 +305,11 @@ impl Collector for PullingCounter {
 // === impl RouteMetrics ===
 
 impl RouteMetrics {
-    /// Counts one answer with its status; `good` is its SLO result (true without an
-    /// SLO).
+    /// Counts one answer with its status and its SLO result (any without an SLO).
     #[inline]
-    pub fn record(&self, status: u16, good: bool, seconds: f64) {
+    pub fn record(&self, status: u16, result: SloResult, seconds: f64) {
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
-        self.by_class[usize::from(good)][class].inc();
+        self.by_class[result as usize][class].inc();
         self.duration.observe(seconds);
     }
 }

@@ -23,6 +23,7 @@ pub mod record;
 pub mod route;
 
 use crate::message::body::materialize;
+use crate::metrics::SloResult;
 use crate::message::{Failure, Head, ReqBody, RespBody};
 use crate::snapshot::{ClusterSnap, RouteSnap, Shared};
 use crate::upstream::now_ms;
@@ -313,7 +314,7 @@ fn pick_cell<'a>(
 pub fn refused(ctx: &ConnCtx, f: Failure) -> Response<RespBody> {
     let snap = ctx.shared.snapshot.load();
     if let Some(l) = snap.listener(&ctx.listener) {
-        l.unmatched.record(f.status().as_u16(), true, 0.0);
+        l.unmatched.record(f.status().as_u16(), SloResult::Good, 0.0);
     }
     f.response()
 }
@@ -336,7 +337,7 @@ fn unrouted(
     log: Option<&LogLine>,
 ) -> Response<RespBody> {
     let status = f.status().as_u16();
-    unmatched.record(status, true, start.elapsed().as_secs_f64());
+    unmatched.record(status, SloResult::Good, start.elapsed().as_secs_f64());
     if let Some(log) = log {
         log.unrouted(status, start, f.reason());
     }

@@ -17,6 +17,7 @@
 use super::ConnCtx;
 use crate::bulkhead::Permit;
 use crate::config::AccessLog;
+use crate::metrics::SloResult;
 use crate::fallback::Pending;
 use crate::snapshot::RouteSnap;
 use std::net::SocketAddr;
@@ -136,17 +137,21 @@ impl Record {
         self.done = true;
         let route = &*self.route;
         let head_time = self.head_time.unwrap_or_else(|| self.start.elapsed());
-        let good = match &route.slo {
+        let result = match &route.slo {
             // Left out of the SLO: the drill is not the service's failure.
-            Some(s) if self.fault && !s.count_faults => true,
+            Some(s) if self.fault && !s.count_faults => SloResult::Excluded,
             Some(s) => {
                 let good = s.indicator.is_good(status, head_time, gateway_failure);
                 s.counters.record(good);
-                good
+                if good {
+                    SloResult::Good
+                } else {
+                    SloResult::Bad
+                }
             }
-            None => true,
+            None => SloResult::Good,
         };
-        route.metrics.record(status, good, head_time.as_secs_f64());
+        route.metrics.record(status, result, head_time.as_secs_f64());
         if let Some(log) = &self.log {
             access_log(
                 log,

@@ -116,7 +116,7 @@ fn slo_groups(out: &mut String, s: &SloDef, selector: Option<&str>) {
         let wd = fmt_dur(*w);
         let _ = writeln!(out, "      - record: slo:sli_error:ratio_rate{wd}");
         let e = format!(
-            "(sum(rate(ninefold_requests_total{{{sel}, slo_result=\"bad\"}}[{wd}])) or vector(0))\n/\n(sum(rate(ninefold_requests_total{{{sel}}}[{wd}])) > 0)"
+            "(sum(rate(ninefold_requests_total{{{sel}, slo_result=\"bad\"}}[{wd}])) or vector(0))\n/\n(sum(rate(ninefold_requests_total{{{sel}, slo_result!=\"excluded\"}}[{wd}])) > 0)"
         );
         let _ = writeln!(out, "        expr: {}", expr(&e));
         labels(out, &[("sloth_window", wd)]);

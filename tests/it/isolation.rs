@@ -570,4 +570,19 @@ slos:
     assert_eq!(slo(&v, "quiet")["total"], 5, "{v}");
     assert_eq!(slo(&v, "quiet")["bad"], 0, "{v}");
     assert_eq!(b.hits(), 5);
+    // The counter says the same: the faulted answers are `excluded`, not `good`, so
+    // rules built on it (which leave `excluded` out of the total) agree with the SLO.
+    let m = metrics(&gw).await;
+    let line = |result: &str, class: &str| {
+        m.lines()
+            .find(|l| {
+                l.starts_with("ninefold_requests_total{")
+                    && l.contains(&format!("code_class=\"{class}\""))
+                    && l.contains("route=\"quiet\"")
+                    && l.contains(&format!("slo_result=\"{result}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+    assert_eq!(line("excluded", "5xx").as_deref(), Some("10"), "{m}");
+    assert_eq!(line("good", "5xx").as_deref(), Some("0"), "{m}");
 }

@@ -27,10 +27,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// What a bulkhead guards: a route or a cluster (the `scope` label of its metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
-    /// A route's own limit.
-    Route,
+    /// A route's own limit; the listener the route belongs to (two listeners may have
+    /// routes of one name).
+    Route(Arc<str>),
     /// A cluster's limit, shared by every route to it.
     Cluster,
 }
@@ -65,10 +66,18 @@ pub struct Permit {
 
 impl Scope {
     /// The `scope` label value.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
-            Scope::Route => "route",
+            Scope::Route(_) => "route",
             Scope::Cluster => "cluster",
+        }
+    }
+
+    /// The `listener` label value: the route's listener, empty for a cluster.
+    pub fn listener(&self) -> &str {
+        match self {
+            Scope::Route(l) => l,
+            Scope::Cluster => "",
         }
     }
 }
@@ -225,7 +234,7 @@ mod tests {
 
     fn bulkhead(max_concurrent: u32, max_queue: u32, queue_ms: u64) -> Arc<Bulkhead> {
         Arc::new(Bulkhead::new(
-            Scope::Route,
+            Scope::Route("l".into()),
             "r".into(),
             BulkheadConfig {
                 max_concurrent,
@@ -341,14 +350,14 @@ mod tests {
     fn carry_keeps_a_bulkhead_whose_settings_did_not_change() {
         let b = bulkhead(2, 0, 50);
         assert!(b.try_take());
-        let same = Bulkhead::carry(Scope::Route, "r", b.config, Some(&b));
+        let same = Bulkhead::carry(Scope::Route("l".into()), "r", b.config, Some(&b));
         assert!(Arc::ptr_eq(&same, &b));
         assert_eq!(same.in_flight(), 1);
         let changed = BulkheadConfig {
             max_concurrent: 3,
             ..b.config
         };
-        let new = Bulkhead::carry(Scope::Route, "r", changed, Some(&b));
+        let new = Bulkhead::carry(Scope::Route("l".into()), "r", changed, Some(&b));
         assert!(!Arc::ptr_eq(&new, &b));
         assert_eq!(new.in_flight(), 0);
     }

@@ -428,7 +428,7 @@ impl Snapshot {
                     },
                     bulkhead: r.bulkhead.map(|b| {
                         Bulkhead::carry(
-                            Scope::Route,
+                            Scope::Route(l.name.as_str().into()),
                             &r.name,
                             b,
                             route_bulkheads

@@ -152,7 +152,11 @@ fn bulkheads(snap: &Snapshot, out: &mut String) {
             sample(
                 out,
                 name,
-                &[("scope", b.scope.as_str()), ("name", &b.name)],
+                &[
+                    ("scope", b.scope.as_str()),
+                    ("listener", b.scope.listener()),
+                    ("name", &b.name),
+                ],
                 read(b),
             );
         }

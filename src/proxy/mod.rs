@@ -23,8 +23,8 @@ pub mod record;
 pub mod route;
 
 use crate::message::body::materialize;
-use crate::metrics::SloResult;
 use crate::message::{Failure, Head, ReqBody, RespBody};
+use crate::metrics::SloResult;
 use crate::snapshot::{ClusterSnap, RouteSnap, Shared};
 use crate::upstream::now_ms;
 use crate::{bulkhead, cells, fallback, fault};
@@ -314,7 +314,8 @@ fn pick_cell<'a>(
 pub fn refused(ctx: &ConnCtx, f: Failure) -> Response<RespBody> {
     let snap = ctx.shared.snapshot.load();
     if let Some(l) = snap.listener(&ctx.listener) {
-        l.unmatched.record(f.status().as_u16(), SloResult::Good, 0.0);
+        l.unmatched
+            .record(f.status().as_u16(), SloResult::Good, 0.0);
     }
     f.response()
 }

@@ -17,8 +17,8 @@
 use super::ConnCtx;
 use crate::bulkhead::Permit;
 use crate::config::AccessLog;
-use crate::metrics::SloResult;
 use crate::fallback::Pending;
+use crate::metrics::SloResult;
 use crate::snapshot::RouteSnap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -151,7 +151,9 @@ impl Record {
             }
             None => SloResult::Good,
         };
-        route.metrics.record(status, result, head_time.as_secs_f64());
+        route
+            .metrics
+            .record(status, result, head_time.as_secs_f64());
         if let Some(log) = &self.log {
             access_log(
                 log,

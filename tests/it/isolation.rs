@@ -175,10 +175,10 @@ async fn isolation_a_hanging_route_does_not_hurt_another() {
         "A answers only 503 bulkhead-full"
     );
     for needle in [
-        "ninefold_bulkhead_in_flight{scope=\"route\",name=\"a\"} 20",
-        "ninefold_bulkhead_queued{scope=\"route\",name=\"a\"} 0",
+        "ninefold_bulkhead_in_flight{scope=\"route\",listener=\"web\",name=\"a\"} 20",
+        "ninefold_bulkhead_queued{scope=\"route\",listener=\"web\",name=\"a\"} 0",
         "# TYPE ninefold_bulkhead_shed_total counter",
-        "ninefold_bulkhead_shed_total{scope=\"route\",name=\"a\"} ",
+        "ninefold_bulkhead_shed_total{scope=\"route\",listener=\"web\",name=\"a\"} ",
     ] {
         assert!(m.contains(needle), "missing {needle} in\n{m}");
     }

@@ -28,8 +28,8 @@
 //!
 //! # Sharing it between workers
 //!
-//! A route's cache is [`SHARDS`] shards, each a `Mutex` over an LRU of the keys that
-//! hash to it. A store or a lookup takes one shard's lock, briefly: a map probe, the
+//! A route's cache is 16 shards (`SHARDS`), each a `Mutex` over an LRU of the keys
+//! that hash to it. A store or a lookup takes one shard's lock, briefly: a map probe, the
 //! key check and the LRU update. The response is built after the lock (the entry is
 //! shared, `Arc<Stored>`), and evicted answers are freed after it. Workers storing or
 //! serving different keys of one route rarely meet, and requests of routes without
@@ -37,17 +37,21 @@
 //! `stale`, a lookup only on the ladder).
 //!
 //! The bounds are the route's, counted over all its shards (two atomics beside
-//! them), not split into a share per shard. A split would give a cache of fewer than 16
-//! entries shards that hold nothing, leave a 1 MiB answer a whole shard's share of a
-//! 16 MiB cache, and tie the shards to bounds that a reload may change while it keeps
-//! the cache. A store that needs room evicts its own shard's least recently used
+//! them), not split into a share per shard. A split would leave some shards of a
+//! cache of fewer than 16 entries room for nothing, make a 1 MiB answer a whole shard's
+//! share of a 16 MiB cache, and tie the shards to bounds that a reload may change while
+//! it keeps the cache. A store that needs room evicts its own shard's least recently used
 //! answers first; only when its shard has none left (a cache of a few entries, or a
 //! large answer) does it look at each shard's oldest, one lock at a time, and evict the
 //! oldest of them. Eviction is LRU within a shard, and close to it across the route: in
 //! a full cache, an answer evicted is the least recently used of about a sixteenth of
-//! it. The other choice, one exact LRU per route behind one lock, puts every worker's
-//! stores to a busy route on that lock (`benches/pipeline.rs` compares a bare
-//! `Mutex<HashMap>`).
+//! it. The other choice, one exact LRU per route behind one lock, would put every
+//! worker's stores to a busy route on that one lock.
+//!
+//! Sharing has a cost the shards do not remove: an answer one worker stored is often
+//! evicted, and so freed, by another, and glibc's allocator takes the other worker's
+//! arena lock for that. `benches/pipeline.rs` measures it: two threads storing and
+//! looking up on one route, beside the same work on a route each.
 //!
 //! The caches are found by `cache_id` (`listener/route`) in a map read through
 //! `ArcSwap`, with no lock; a route's first store adds its cache, once. A reload keeps

@@ -6,9 +6,9 @@
 //!   → send within per_try_timeout → classify → retry? (cause listed, budget, body) ]
 //! ```
 //!
-//! The breakers are met through `gate`; [`classify`] turns an attempt's outcome into a
-//! [`Verdict`] (what the breakers and outlier detection count, and whether the answer
-//! stands); [`Attempts::again`] decides whether and when the request goes again, under
+//! The breakers are met through `gate`; [`classify`] counts an attempt's outcome (for
+//! the breakers and outlier detection) and says whether a retry may mend it;
+//! [`Attempts::again`] decides whether and when the request goes again, under
 //! `upstream::retry`'s rules: a request that may have reached an upstream is repeated
 //! only when it is repeatable and its body can be sent again (see `upstream::retry`).
 
@@ -53,19 +53,6 @@ pub(super) struct Attempts<'a> {
     zone: Option<&'a str>,
     /// When the route's timeout ends the attempts (a `Retry-After` must fit before).
     deadline: Instant,
-}
-
-/// What became of one attempt, once classified.
-enum Verdict<'b> {
-    /// The answer (or failure) stands: nothing to retry.
-    Stands(Result<Answered, Failed>),
-    /// A retryable failure: its cause, the request's body if it never left, and the
-    /// answer to give if there is no retry.
-    Retry {
-        cause: Cause,
-        unsent: Option<ReqBody<'b>>,
-        last: Result<Response<RespBody>, Failure>,
-    },
 }
 
 /// What the loop keeps for a retry: the body again, when it is held whole.
@@ -148,18 +135,17 @@ impl<'a> Attempts<'a> {
 
         // 2. What a retry needs: the body again (kept whole when small enough).
         let allowed = cfg.attempts > 1 && !upgrade;
-        let repeatable =
-            allowed && retry::repeatable(&head.parts.method, head.contains("idempotency-key"), cfg);
+        let keyed = || head.contains("idempotency-key");
+        let repeatable = allowed && retry::repeatable(&head.parts.method, keyed, cfg);
         // The clock read above serves the first pick too, unless reading the body may
         // have waited (a body already whole, or none, is kept without a wait).
         let mut first_now = Some(now);
         let keep = repeatable || (allowed && cluster.protocol == UpstreamProtocol::Http2);
         let body = match body {
             ReqBody::Full(b) => ReqBody::Full(b),
+            b if keep && http_body::Body::is_end_stream(&b) => ReqBody::Full(None),
             b if keep => {
-                if !http_body::Body::is_end_stream(&b) {
-                    first_now = None;
-                }
+                first_now = None;
                 keep_for_replay(b, cfg.buffer)
                     .await
                     .map_err(|f| Failed::at(f, None))?
@@ -199,17 +185,36 @@ impl<'a> Attempts<'a> {
             for p in [&mut ep_probe, &mut cluster_probe].into_iter().flatten() {
                 p.sent();
             }
-            let outcome = self.send(i, head, body, upgrade, hold).await;
+            let ep = &cluster.select.endpoints[i];
+            let idle = route.idle_timeout;
+            let send = std::pin::pin!(forward::send(
+                self.ctx, cluster, ep, head, body, idle, upgrade, hold
+            ));
+            let outcome = match route.retry.per_try_timeout {
+                Some(t) => crate::timer::timeout(t, send)
+                    .await
+                    .unwrap_or(Err(SendError {
+                        failure: Failure::Timeout,
+                        cause: Some(Cause::Timeout),
+                        unsent: None,
+                    })),
+                None => send.await,
+            };
             // 5. What it counts as; only the first attempt of a probing request is the
             //    cluster's probe.
             let probes = [ep_probe, cluster_probe.take()];
-            let (cause, unsent, last) = match classify(cluster, i, outcome, probes, cfg, now) {
-                Verdict::Stands(r) => return r,
-                Verdict::Retry {
-                    cause,
-                    unsent,
-                    last,
-                } => (cause, unsent, last),
+            let Some(cause) = classify(cluster, i, &outcome, probes, cfg, now) else {
+                return match outcome {
+                    Ok(response) => Ok(Answered {
+                        response,
+                        endpoint: Some(name.clone()),
+                    }),
+                    Err(e) => Err(Failed::at(e.failure, Some(name))),
+                };
+            };
+            let (unsent, last) = match outcome {
+                Ok(response) => (None, Ok(response)),
+                Err(e) => (e.unsent, Err(e.failure)),
             };
             // 6. Again, if that is allowed, safe and within budget.
             match self.again(attempt, cause, unsent, last, &replay).await {
@@ -288,40 +293,6 @@ impl<'a> Attempts<'a> {
         }
     }
 
-    /// Sends the request to endpoint `i`, within the route's per-try timeout (`hold`:
-    /// see `forward::send`).
-    async fn send<'b>(
-        &self,
-        i: usize,
-        head: &Head,
-        body: ReqBody<'b>,
-        upgrade: bool,
-        hold: Option<usize>,
-    ) -> Result<Response<RespBody>, SendError<'b>> {
-        let (route, cluster) = (self.route, self.cluster);
-        let ep = &cluster.select.endpoints[i];
-        let send = std::pin::pin!(forward::send(
-            self.ctx,
-            cluster,
-            ep,
-            head,
-            body,
-            route.idle_timeout,
-            upgrade,
-            hold,
-        ));
-        match route.retry.per_try_timeout {
-            Some(t) => crate::timer::timeout(t, send)
-                .await
-                .unwrap_or(Err(SendError {
-                    failure: Failure::Timeout,
-                    cause: Some(Cause::Timeout),
-                    unsent: None,
-                })),
-            None => send.await,
-        }
-    }
-
     /// The body for attempt number `attempt + 1`, after it waited its backoff (a 503's
     /// `Retry-After`, or a jittered draw), or `last` back: no retry, because retries
     /// are not allowed, `retry.on` does not list `cause`, the attempts or the budget
@@ -377,27 +348,32 @@ impl<'a> Attempts<'a> {
 
 /// Classifies attempt `i`'s outcome: the breakers count it (through the request's
 /// trial permits, if it holds any), outlier detection learns what the endpoint did,
-/// and the verdict says whether the answer stands or may be retried.
-fn classify<'b>(
+/// and the cause comes back when the outcome is a failure a retry may mend (`None`:
+/// the answer, or the failure, stands).
+fn classify(
     cluster: &ClusterSnap,
     i: usize,
-    outcome: Result<Response<RespBody>, SendError<'b>>,
+    outcome: &Result<Response<RespBody>, SendError<'_>>,
     [ep_probe, cluster_probe]: [Option<Probe<'_>>; 2],
     cfg: &RetryConfig,
     now: u64,
-) -> Verdict<'b> {
-    let name = &cluster.endpoint_names[i];
+) -> Option<Cause> {
     let ep = &cluster.select.endpoints[i];
     if let Some(b) = &cluster.breaker {
         let failed = gate::counts(
             &b.on,
-            match &outcome {
+            match outcome {
                 Ok(resp) => Ok(resp.status().as_u16()),
                 Err(e) => Err((e.cause, e.failure)),
             },
         );
         let gates = [
-            (b.scope.endpoint(), ep_probe, &ep.breaker, &**name),
+            (
+                b.scope.endpoint(),
+                ep_probe,
+                &ep.breaker,
+                &*cluster.endpoint_names[i],
+            ),
             (
                 b.scope.cluster(),
                 cluster_probe,
@@ -421,32 +397,13 @@ fn classify<'b>(
             } else {
                 ep.success(&cluster.outlier, &cluster.select.live, now);
             }
-            if status >= 500 && cfg.on.status(status) {
-                Verdict::Retry {
-                    cause: Cause::Status(status),
-                    unsent: None,
-                    last: Ok(resp),
-                }
-            } else {
-                Verdict::Stands(Ok(Answered {
-                    response: resp,
-                    endpoint: Some(name.clone()),
-                }))
-            }
+            (status >= 500 && cfg.on.status(status)).then_some(Cause::Status(status))
         }
         Err(e) => {
-            let Some(cause) = e.cause else {
-                if e.failure == Failure::UpstreamError {
-                    outlier_failure(cluster, i, now);
-                }
-                return Verdict::Stands(Err(Failed::at(e.failure, Some(name))));
-            };
-            outlier_failure(cluster, i, now);
-            Verdict::Retry {
-                cause,
-                unsent: e.unsent,
-                last: Err(e.failure),
+            if e.cause.is_some() || e.failure == Failure::UpstreamError {
+                outlier_failure(cluster, i, now);
             }
+            e.cause
         }
     }
 }

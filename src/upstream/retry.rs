@@ -126,12 +126,12 @@ impl Reason {
 
 /// Whether a request that may have reached the upstream may be sent again: its
 /// `method` is idempotent, or the route opted in and the request carries an
-/// `Idempotency-Key` (`keyed`).
-pub fn repeatable(method: &Method, keyed: bool, cfg: &RetryConfig) -> bool {
+/// `Idempotency-Key` (`keyed`, asked only then: it looks through the head).
+pub fn repeatable(method: &Method, keyed: impl FnOnce() -> bool, cfg: &RetryConfig) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    ) || (cfg.idempotency_key && keyed)
+    ) || (cfg.idempotency_key && keyed())
 }
 
 /// The wait before retry number `retry` (1 for the first retry): a full-jitter draw
@@ -265,18 +265,18 @@ mod tests {
     #[test]
     fn safety_rules() {
         let c = cfg();
-        assert!(repeatable(&Method::GET, false, &c));
-        assert!(repeatable(&Method::PUT, false, &c));
-        assert!(!repeatable(&Method::POST, false, &c));
+        assert!(repeatable(&Method::GET, || false, &c));
+        assert!(repeatable(&Method::PUT, || false, &c));
+        assert!(!repeatable(&Method::POST, || false, &c));
         // A POST with an Idempotency-Key, on a route that did not opt in, and on one
         // that did.
-        assert!(!repeatable(&Method::POST, true, &c));
+        assert!(!repeatable(&Method::POST, || true, &c));
         let opt_in = RetryConfig {
             idempotency_key: true,
             ..c
         };
-        assert!(repeatable(&Method::POST, true, &opt_in));
-        assert!(!repeatable(&Method::POST, false, &opt_in));
+        assert!(repeatable(&Method::POST, || true, &opt_in));
+        assert!(!repeatable(&Method::POST, || false, &opt_in));
         assert!(Cause::ConnectFailure.unsent());
         assert!(!Cause::Reset.unsent());
         let mut r = HeaderMap::new();

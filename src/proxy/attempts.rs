@@ -7,7 +7,8 @@
 //! ```
 //!
 //! The breakers are met through `gate`; [`classify`] counts an attempt's outcome (for
-//! the breakers and outlier detection) and says whether a retry may mend it;
+//! the breakers and outlier detection) and gives its [`Verdict`]: it stands, or a
+//! retry may mend it;
 //! [`Attempts::again`] decides whether and when the request goes again, under
 //! `upstream::retry`'s rules: a request that may have reached an upstream is repeated
 //! only when it is repeatable and its body can be sent again (see `upstream::retry`).
@@ -53,6 +54,15 @@ pub(super) struct Attempts<'a> {
     zone: Option<&'a str>,
     /// When the route's timeout ends the attempts (a `Retry-After` must fit before).
     deadline: Instant,
+}
+
+/// What an attempt's outcome is, once classified.
+enum Verdict {
+    /// The answer (or the failure) stands: nothing to retry.
+    Stands,
+    /// A failure a retry may mend, and its cause (the outcome stays the caller's: it
+    /// is the answer to give when there is no retry).
+    Retry(Cause),
 }
 
 /// What the loop keeps for a retry: the body again, when it is held whole.
@@ -203,7 +213,7 @@ impl<'a> Attempts<'a> {
             // 5. What it counts as; only the first attempt of a probing request is the
             //    cluster's probe.
             let probes = [ep_probe, cluster_probe.take()];
-            let Some(cause) = classify(cluster, i, &outcome, probes, cfg, now) else {
+            let Verdict::Retry(cause) = classify(cluster, i, &outcome, probes, cfg, now) else {
                 return match outcome {
                     Ok(response) => Ok(Answered {
                         response,
@@ -348,8 +358,7 @@ impl<'a> Attempts<'a> {
 
 /// Classifies attempt `i`'s outcome: the breakers count it (through the request's
 /// trial permits, if it holds any), outlier detection learns what the endpoint did,
-/// and the cause comes back when the outcome is a failure a retry may mend (`None`:
-/// the answer, or the failure, stands).
+/// and the verdict says whether the outcome stands or a retry may mend it.
 fn classify(
     cluster: &ClusterSnap,
     i: usize,
@@ -357,7 +366,7 @@ fn classify(
     [ep_probe, cluster_probe]: [Option<Probe<'_>>; 2],
     cfg: &RetryConfig,
     now: u64,
-) -> Option<Cause> {
+) -> Verdict {
     let ep = &cluster.select.endpoints[i];
     if let Some(b) = &cluster.breaker {
         let failed = gate::counts(
@@ -397,13 +406,17 @@ fn classify(
             } else {
                 ep.success(&cluster.outlier, &cluster.select.live, now);
             }
-            (status >= 500 && cfg.on.status(status)).then_some(Cause::Status(status))
+            if status >= 500 && cfg.on.status(status) {
+                Verdict::Retry(Cause::Status(status))
+            } else {
+                Verdict::Stands
+            }
         }
         Err(e) => {
             if e.cause.is_some() || e.failure == Failure::UpstreamError {
                 outlier_failure(cluster, i, now);
             }
-            e.cause
+            e.cause.map_or(Verdict::Stands, Verdict::Retry)
         }
     }
 }

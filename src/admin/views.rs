@@ -193,7 +193,7 @@ pub(super) fn endpoint_json(c: &ClusterSnap, i: usize, now: u64) -> Value {
         "available": out.is_none(),
         "out": out.map(out_name),
         "why": why(c, e, &check, now),
-        "health": health_name(e.health()),
+        "health": e.health().as_str(),
         "health_since_ms_ago": since(e.health_since(), now),
         "last_check": (check.at_ms > 0).then(|| json!({
             "result": check.last,
@@ -335,14 +335,6 @@ fn out_name(o: Out) -> &'static str {
         Out::Unhealthy => "unhealthy",
         Out::Ejected => "ejected",
         Out::CircuitOpen => "circuit-open",
-    }
-}
-
-fn health_name(h: Health) -> &'static str {
-    match h {
-        Health::Unknown => "unknown",
-        Health::Healthy => "healthy",
-        Health::Unhealthy => "unhealthy",
     }
 }
 

@@ -32,6 +32,17 @@ pub enum Health {
     Unhealthy,
 }
 
+impl Health {
+    /// The name the admin API, the metrics and the logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
 /// Why an endpoint takes no traffic, most fundamental first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

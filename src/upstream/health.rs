@@ -522,7 +522,7 @@ async fn probe_loop(
         if let Some(t) = change {
             endpoint.set_health(t.to, now);
             gauge.set(gauge_value(t.to));
-            let (from, to) = (label(t.from), label(t.to));
+            let (from, to) = (t.from.as_str(), t.to.as_str());
             if t.to == Health::Unhealthy {
                 tracing::warn!(cluster = %cluster, endpoint = %name, %from, %to, reason = %outcome.reason, "endpoint health changed");
             } else {
@@ -531,14 +531,6 @@ async fn probe_loop(
         }
         // Start to start, so a slow probe does not stretch the interval.
         next = started + jittered(cfg.interval, cfg.jitter, &mut rng);
-    }
-}
-
-fn label(h: Health) -> &'static str {
-    match h {
-        Health::Unknown => "unknown",
-        Health::Healthy => "healthy",
-        Health::Unhealthy => "unhealthy",
     }
 }
 

@@ -440,14 +440,12 @@ fn outlier_failure(cluster: &ClusterSnap, i: usize, now: u64) {
     }
 }
 
-/// Reads a body of known size up to `limit` into memory so it can be sent again; a
-/// larger or unsized body streams (and its request is retried only while unsent).
+/// Reads a body (not yet at its end) of known size up to `limit` into memory so it
+/// can be sent again; a larger or unsized body streams (and its request is retried
+/// only while unsent).
 async fn keep_for_replay(body: ReqBody<'_>, limit: usize) -> Result<ReqBody<'_>, Failure> {
     use http_body::Body as _;
     use http_body_util::BodyExt as _;
-    if body.is_end_stream() {
-        return Ok(ReqBody::Full(None));
-    }
     match body.size_hint().exact() {
         Some(n) if n as usize <= limit => match body.collect().await {
             Ok(c) => Ok(ReqBody::Full(Some(c.to_bytes()))),

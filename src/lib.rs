@@ -9,6 +9,7 @@
 //!   └─ HTTP/1.x, plain or TLS: server::h1 (the own engine's loop) │ h2, h2c: hyper (server::hyper)
 //!        └─ proxy::handle: snapshot → route → faults → bulkheads → attempts → forward → ladder → record
 //!             └─ HTTP/1.1 upstream: h1::client (h1::pool's keep-alive connections) │ h2: proxy::forward::h2
+//!   └─ tcp listeners: tcp::serve: admission (limit, two primaries, fencing) → pick → connect → splice relay
 //! ```
 //!
 //! The modules stand on floors, each importing only from the floors below
@@ -25,7 +26,8 @@
 //! - policy: [`bulkhead`], [`cells`], [`fallback`], [`fault`], [`gate`] (the breaker
 //!   gate), [`slo`];
 //! - [`snapshot`]: `Config` → immutable compiled `Snapshot` behind an `ArcSwap`;
-//! - [`proxy`]: the request pipeline;
+//! - pipeline: [`proxy`] (the HTTP request pipeline), [`tcp`] (the TCP tier: byte
+//!   relay sessions, fenced on a primary switch);
 //! - [`server`]: the control plane, listeners, workers, connection drivers;
 //! - [`admin`]: `/metrics`, `/health`, `/api/v1/*` (axum, off the data path);
 //! - [`topology`]: a config's availability estimate;
@@ -56,6 +58,7 @@ pub mod runtime;
 pub mod server;
 pub mod slo;
 pub mod snapshot;
+pub mod tcp;
 pub mod timer;
 pub mod tls;
 pub mod topology;

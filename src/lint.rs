@@ -5,7 +5,7 @@
 
 use crate::availability::Prob;
 use crate::config::raw::RawCluster;
-use crate::config::Config;
+use crate::config::{CheckKind, Config, OnMarkedDown, Role};
 use crate::topology::{self, Assumptions};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
@@ -241,6 +241,75 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
             }
         }
     }
+    // The TCP tier: primary and replica clusters.
+    let tcp_clusters: HashSet<&str> = cfg
+        .listeners
+        .iter()
+        .filter_map(|l| l.tcp.as_ref())
+        .flat_map(|t| std::iter::once(t.cluster.as_str()).chain(t.fallback_cluster.as_deref()))
+        .collect();
+    for (i, c) in cfg.clusters.iter().enumerate() {
+        let p = format!("clusters[{i}]");
+        let role = c.health_check.as_ref().and_then(|h| h.role());
+        if (tcp_clusters.contains(c.name.as_str()) || role.is_some()) && c.endpoints.len() == 1 {
+            w.push(
+                "single-point",
+                &format!("{p}.endpoints"),
+                format!("cluster {:?} has one endpoint only", c.name),
+                "a single database (or TCP service) is a single point of failure: when it goes, there is nothing to fail over to",
+                "add a standby in another zone (a streaming replica, promoted on failure) and list both endpoints",
+            );
+        }
+        let Some(h) = &c.health_check else { continue };
+        match role {
+            Some(Role::Primary) => {
+                if c.on_marked_down == OnMarkedDown::Keep {
+                    w.push(
+                        "primary-keeps-sessions",
+                        &format!("{p}.on_marked_down"),
+                        format!("primary cluster {:?} keeps the sessions of an endpoint that leaves the set", c.name),
+                        "clients stay connected to a demoted or partitioned primary and keep writing there (patroni issue 421, HAProxy's on-marked-down shutdown-sessions)",
+                        "set on_marked_down: shutdown_sessions (the default for a primary cluster)",
+                    );
+                }
+                let detect = h.interval * h.unhealthy_threshold;
+                if detect > std::time::Duration::from_secs(10) {
+                    w.push(
+                        "slow-failover",
+                        &format!("{p}.health_check.interval"),
+                        format!(
+                            "primary cluster {:?} notices a dead primary after {}s (interval × unhealthy_threshold)",
+                            c.name,
+                            detect.as_secs_f64()
+                        ),
+                        "every second before the check fails is a second of failed writes, on top of the promotion",
+                        "check every 1s with unhealthy_threshold: 2 or 3 (and a timeout below the interval)",
+                    );
+                }
+            }
+            Some(Role::Replica) => {
+                let bounded = match &h.kind {
+                    CheckKind::Postgres(pg) => pg.max_replication_lag.is_some(),
+                    CheckKind::Patroni(pt) => pt.lag.is_some(),
+                    _ => true,
+                };
+                if !bounded {
+                    let key = match &h.kind {
+                        CheckKind::Patroni(_) => "patroni",
+                        _ => "postgres",
+                    };
+                    w.push(
+                        "unbounded-lag",
+                        &format!("{p}.health_check.{key}"),
+                        format!("replica cluster {:?} has no lag bound", c.name),
+                        "a replica that stopped replaying keeps serving reads from the past, silently",
+                        "set max_replication_lag: 5s (or a size, 16MB) on the postgres check, lag: on a patroni check",
+                    );
+                }
+            }
+            None => {}
+        }
+    }
     let mut out = w.out;
     out.sort_by_key(|w| (w.line, w.column));
     out
@@ -378,6 +447,52 @@ clusters:
       - {address: 10.0.0.1:80, zone: a}
       - {address: 10.0.0.2:80, zone: b}
 ";
+
+    #[test]
+    fn the_tcp_tier_rules() {
+        let ws = lint_yaml(
+            "\
+listeners:
+  - {name: rw, bind: 127.0.0.1:0, protocol: tcp, cluster: pg}
+  - {name: ro, bind: 127.0.0.1:0, protocol: tcp, cluster: ro, fallback_cluster: one}
+clusters:
+  - name: pg
+    on_marked_down: keep
+    endpoints: [{address: 10.0.1.5:5432, zone: a}, {address: 10.0.2.5:5432, zone: b}]
+    health_check: {postgres: {role: primary}, interval: 5s, unhealthy_threshold: 3}
+  - name: ro
+    endpoints: [{address: 10.0.1.5:5432, zone: a}, {address: 10.0.2.5:5432, zone: b}]
+    health_check: {postgres: {role: replica}}
+  - name: one
+    endpoints: [{address: 10.0.1.5:5432}]
+    health_check: {tcp: {}}
+",
+        );
+        let mut got = codes(&ws);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [
+                "primary-keeps-sessions",
+                "single-point",
+                "slow-failover",
+                "unbounded-lag"
+            ]
+        );
+        let at = |code| ws.iter().find(|w| w.code == code).unwrap().path.clone();
+        assert_eq!(at("primary-keeps-sessions"), "clusters[0].on_marked_down");
+        assert_eq!(at("slow-failover"), "clusters[0].health_check.interval");
+        assert_eq!(at("unbounded-lag"), "clusters[1].health_check.postgres");
+        assert_eq!(at("single-point"), "clusters[2].endpoints");
+        // The example of the seed's multi-AZ database row is clean.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/postgres-multi-az.yaml"
+        ))
+        .unwrap();
+        let ws = lint_yaml(&text.replace("${NINEFOLD_PG_PASSWORD}", "x"));
+        assert!(ws.is_empty(), "{ws:#?}");
+    }
 
     #[test]
     fn a_clean_config_has_no_warnings() {

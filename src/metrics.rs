@@ -59,6 +59,27 @@ pub struct Metrics {
     /// `ninefold_fallback_total{listener,route,kind}`: answers of the fallback ladder,
     /// by rung (`cluster`, `stale`, `static`).
     pub fallbacks: IntCounterVec,
+    /// `ninefold_primary_generation{cluster}`: one more each time another endpoint
+    /// becomes a primary cluster's primary.
+    pub primary_generation: IntGaugeVec,
+    /// `ninefold_tcp_sessions_fenced_total{cluster,endpoint}`: TCP sessions closed
+    /// because their endpoint left the set (`on_marked_down: shutdown_sessions`).
+    pub fenced: IntCounterVec,
+    /// `ninefold_tcp_connections_active{listener,endpoint}`.
+    pub tcp_active: IntGaugeVec,
+    /// `ninefold_tcp_connections_total{listener,endpoint}`.
+    pub tcp_total: IntCounterVec,
+    /// `ninefold_tcp_bytes_total{listener,endpoint,direction}`, `direction`
+    /// `to_endpoint` or `to_client`.
+    pub tcp_bytes: IntCounterVec,
+    /// `ninefold_tcp_connect_failures_total{listener,endpoint}`.
+    pub tcp_connect_failures: IntCounterVec,
+    /// `ninefold_tcp_sessions_closed_total{listener,endpoint,reason}`: sessions the
+    /// gateway closed by policy (`fenced`, `listener_removed`, `idle`).
+    pub tcp_closed: IntCounterVec,
+    /// `ninefold_tcp_refused_total{listener,reason}`: connections closed at once
+    /// (`limit`, `two_primaries`, `no_endpoint`, `fencing`).
+    pub tcp_refused: IntCounterVec,
 }
 
 /// A counter whose value is read from a function at each scrape, for counts that
@@ -195,8 +216,72 @@ impl Metrics {
             ),
             &["listener", "route", "kind"],
         )?;
+        let primary_generation = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_primary_generation",
+                "Generation of a primary cluster's primary: one more per switch.",
+            ),
+            &["cluster"],
+        )?;
+        let fenced = IntCounterVec::new(
+            Opts::new(
+                "ninefold_tcp_sessions_fenced_total",
+                "TCP sessions closed because their endpoint left the set (on_marked_down: shutdown_sessions).",
+            ),
+            &["cluster", "endpoint"],
+        )?;
+        let tcp_active = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_tcp_connections_active",
+                "TCP sessions open now, by listener and endpoint.",
+            ),
+            &["listener", "endpoint"],
+        )?;
+        let tcp_total = IntCounterVec::new(
+            Opts::new(
+                "ninefold_tcp_connections_total",
+                "TCP sessions opened, by listener and endpoint.",
+            ),
+            &["listener", "endpoint"],
+        )?;
+        let tcp_bytes = IntCounterVec::new(
+            Opts::new(
+                "ninefold_tcp_bytes_total",
+                "Bytes relayed by TCP listeners, by direction (to_endpoint, to_client).",
+            ),
+            &["listener", "endpoint", "direction"],
+        )?;
+        let tcp_connect_failures = IntCounterVec::new(
+            Opts::new(
+                "ninefold_tcp_connect_failures_total",
+                "Failed connects of TCP listeners to endpoints.",
+            ),
+            &["listener", "endpoint"],
+        )?;
+        let tcp_closed = IntCounterVec::new(
+            Opts::new(
+                "ninefold_tcp_sessions_closed_total",
+                "TCP sessions the gateway closed by policy (fenced, listener_removed, idle).",
+            ),
+            &["listener", "endpoint", "reason"],
+        )?;
+        let tcp_refused = IntCounterVec::new(
+            Opts::new(
+                "ninefold_tcp_refused_total",
+                "TCP connections closed at once (limit, two_primaries, no_endpoint, fencing).",
+            ),
+            &["listener", "reason"],
+        )?;
         for c in [
-            Box::new(requests.clone()) as Box<dyn Collector>,
+            Box::new(primary_generation.clone()) as Box<dyn Collector>,
+            Box::new(fenced.clone()),
+            Box::new(tcp_active.clone()),
+            Box::new(tcp_total.clone()),
+            Box::new(tcp_bytes.clone()),
+            Box::new(tcp_connect_failures.clone()),
+            Box::new(tcp_closed.clone()),
+            Box::new(tcp_refused.clone()),
+            Box::new(requests.clone()),
             Box::new(faults_injected.clone()),
             Box::new(cell_requests.clone()),
             Box::new(fallbacks.clone()),
@@ -229,6 +314,14 @@ impl Metrics {
             faults_injected,
             cell_requests,
             fallbacks,
+            primary_generation,
+            fenced,
+            tcp_active,
+            tcp_total,
+            tcp_bytes,
+            tcp_connect_failures,
+            tcp_closed,
+            tcp_refused,
         })
     }
 

@@ -18,7 +18,8 @@ use crate::bulkhead::{Bulkhead, Scope};
 use crate::cells::CellSet;
 use crate::config::{
     BreakerConfig, ClusterConfig, Config, ConfigError, HashKey, HealthCheckConfig, LbKind,
-    ListenerProtocol, MatchConfig, OutlierConfig, RetryConfig, UpstreamProtocol, Writes,
+    ListenerProtocol, MatchConfig, OnMarkedDown, OutlierConfig, RetryConfig, Role, TwoPrimaries,
+    UpstreamProtocol, Writes,
 };
 use crate::fallback::{RouteFallback, KIND_LABELS};
 use crate::fault::RouteFaults;
@@ -30,6 +31,7 @@ use crate::upstream::select::{EndpointMeta, Selector};
 use crate::upstream::{ClusterLive, EndpointState};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
@@ -114,6 +116,128 @@ pub struct ListenerSnap {
     pub routes: Vec<Arc<RouteSnap>>,
     /// Counters for requests no route matched (and requests refused before routing).
     pub unmatched: RouteMetrics,
+    /// What a `tcp` listener relays to.
+    pub tcp: Option<TcpSnap>,
+}
+
+/// A compiled `tcp` listener.
+pub struct TcpSnap {
+    /// Where new connections go.
+    pub cluster: Arc<ClusterSnap>,
+    /// Where they go when `cluster` has no eligible endpoint.
+    pub fallback: Option<Arc<ClusterSnap>>,
+    /// Longest silence of a session.
+    pub idle_timeout: Duration,
+    /// Most sessions at once.
+    pub max_connections: Option<u32>,
+    /// Sessions open now, over all workers (carried across reloads by listener name).
+    pub open: Arc<std::sync::atomic::AtomicU32>,
+    /// Counters of `cluster`'s endpoints, by index.
+    pub endpoints: Vec<TcpEndpointMetrics>,
+    /// Counters of `fallback`'s endpoints, by index.
+    pub fallback_endpoints: Vec<TcpEndpointMetrics>,
+    /// `ninefold_tcp_refused_total{listener,reason}`, by [`TcpRefusal`].
+    pub refused: [prometheus::IntCounter; TcpRefusal::ALL.len()],
+}
+
+/// Why a `tcp` listener closed a new connection at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpRefusal {
+    /// The listener is at its `bulkhead.max_concurrent`.
+    Limit,
+    /// Two endpoints claim primary (`two_primaries: refuse`).
+    TwoPrimaries,
+    /// No eligible endpoint (nor in the fallback cluster), or none could be reached.
+    NoEndpoint,
+    /// The old primary's sessions did not close within the connect timeout.
+    Fencing,
+}
+
+impl TcpRefusal {
+    /// Every reason, in counter order.
+    pub const ALL: [TcpRefusal; 4] = [
+        TcpRefusal::Limit,
+        TcpRefusal::TwoPrimaries,
+        TcpRefusal::NoEndpoint,
+        TcpRefusal::Fencing,
+    ];
+
+    /// The metric label and log word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpRefusal::Limit => "limit",
+            TcpRefusal::TwoPrimaries => "two_primaries",
+            TcpRefusal::NoEndpoint => "no_endpoint",
+            TcpRefusal::Fencing => "fencing",
+        }
+    }
+}
+
+/// Why the gateway ended a TCP session by policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpClose {
+    /// Its endpoint left the set (`on_marked_down: shutdown_sessions`).
+    Fenced,
+    /// Its listener was removed by a reload, and the drain time passed.
+    ListenerRemoved,
+    /// Silent for `idle_timeout`.
+    Idle,
+}
+
+impl TcpClose {
+    /// Every reason, in counter order.
+    pub const ALL: [TcpClose; 3] = [TcpClose::Fenced, TcpClose::ListenerRemoved, TcpClose::Idle];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpClose::Fenced => "fenced",
+            TcpClose::ListenerRemoved => "listener_removed",
+            TcpClose::Idle => "idle",
+        }
+    }
+}
+
+/// The counters of one endpoint behind one `tcp` listener.
+#[derive(Clone)]
+pub struct TcpEndpointMetrics {
+    /// The endpoint's `ip:port`.
+    pub name: Arc<str>,
+    /// Sessions open now.
+    pub active: prometheus::IntGauge,
+    /// Sessions opened.
+    pub total: prometheus::IntCounter,
+    /// Bytes from the client to the endpoint.
+    pub to_endpoint: prometheus::IntCounter,
+    /// Bytes from the endpoint to the client.
+    pub to_client: prometheus::IntCounter,
+    /// Failed connects.
+    pub connect_failures: prometheus::IntCounter,
+    /// Sessions closed by policy, by [`TcpClose`].
+    pub closed: [prometheus::IntCounter; TcpClose::ALL.len()],
+}
+
+impl TcpEndpointMetrics {
+    fn new(metrics: &Metrics, listener: &str, endpoint: &Arc<str>) -> Self {
+        let l = [listener, &**endpoint];
+        TcpEndpointMetrics {
+            name: endpoint.clone(),
+            active: metrics.tcp_active.with_label_values(&l),
+            total: metrics.tcp_total.with_label_values(&l),
+            to_endpoint: metrics
+                .tcp_bytes
+                .with_label_values(&[listener, endpoint, "to_endpoint"]),
+            to_client: metrics
+                .tcp_bytes
+                .with_label_values(&[listener, endpoint, "to_client"]),
+            connect_failures: metrics.tcp_connect_failures.with_label_values(&l),
+            closed: TcpClose::ALL.map(|c| {
+                metrics
+                    .tcp_closed
+                    .with_label_values(&[listener, endpoint, c.as_str()])
+            }),
+        }
+    }
 }
 
 /// A compiled route.
@@ -200,6 +324,12 @@ pub struct ClusterSnap {
     /// The cluster's concurrency limit, shared by every route to it (carried across
     /// reloads by cluster name while its settings stay the same).
     pub bulkhead: Option<Arc<Bulkhead>>,
+    /// Open TCP sessions of an endpoint that leaves the set: closed or kept.
+    pub on_marked_down: OnMarkedDown,
+    /// The role its PostgreSQL-aware check wants, if it has one.
+    pub role: Option<Role>,
+    /// What two primaries do (a primary cluster only).
+    pub two_primaries: Option<TwoPrimaries>,
 }
 
 /// A cluster's health in the seed's words (`/health`).
@@ -439,6 +569,47 @@ impl Snapshot {
                     faults: RouteFaults::new(r.faults, &r.name, metrics),
                 }));
             }
+            let tcp = match &l.tcp {
+                Some(t) => {
+                    let find = |name: &str| {
+                        by_name.get(name).map(|c| Arc::clone(c)).ok_or_else(|| {
+                            config_error(
+                                &config,
+                                &format!("listeners[{i}]"),
+                                format!("unknown cluster {name:?}"),
+                            )
+                        })
+                    };
+                    let cluster = find(&t.cluster)?;
+                    let fallback = t.fallback_cluster.as_deref().map(find).transpose()?;
+                    let per = |c: &ClusterSnap| {
+                        c.endpoint_names
+                            .iter()
+                            .map(|n| TcpEndpointMetrics::new(metrics, &l.name, n))
+                            .collect()
+                    };
+                    let open = prev
+                        .and_then(|p| p.listener(&l.name))
+                        .and_then(|p| p.tcp.as_ref())
+                        .map(|t| Arc::clone(&t.open))
+                        .unwrap_or_default();
+                    Some(TcpSnap {
+                        endpoints: per(&cluster),
+                        fallback_endpoints: fallback.as_deref().map(per).unwrap_or_default(),
+                        cluster,
+                        fallback,
+                        idle_timeout: t.idle_timeout,
+                        max_connections: t.max_connections,
+                        open,
+                        refused: TcpRefusal::ALL.map(|r| {
+                            metrics
+                                .tcp_refused
+                                .with_label_values(&[&l.name, r.as_str()])
+                        }),
+                    })
+                }
+                None => None,
+            };
             listeners.push(ListenerSnap {
                 name: l.name.as_str().into(),
                 bind: l.bind,
@@ -446,6 +617,7 @@ impl Snapshot {
                 tls,
                 routes,
                 unmatched: metrics.route(&l.name, "", "", None),
+                tcp,
             });
         }
         // Slots of endpoints this snapshot drops go back to the allocator.
@@ -494,6 +666,7 @@ impl Snapshot {
                     .cloned()
                     .zip(c.select.endpoints.iter().cloned())
                     .collect(),
+                on_marked_down: c.on_marked_down,
             })
             .collect();
         Targets {
@@ -581,11 +754,26 @@ impl ClusterSnap {
             endpoint_names: names.into_iter().map(Into::into).collect(),
             connect_errors: metrics.connect_errors.with_label_values(&[&c.name]),
             bulkhead: None,
+            on_marked_down: c.on_marked_down,
+            role: c.health_check.as_ref().and_then(|h| h.role()),
+            two_primaries: c.health_check.as_ref().and_then(|h| h.two_primaries()),
         }
     }
 
-    /// Health at `now` (ms) in the seed's words: see [`ClusterHealth`].
+    /// Health at `now` (ms) in the seed's words: see [`ClusterHealth`]. A primary
+    /// cluster is up when it has its one primary (its other endpoints are standbys,
+    /// out by design), down with none, or with two claiming it under
+    /// `two_primaries: refuse`.
     pub fn health(&self, now: u64) -> ClusterHealth {
+        if self.role == Some(Role::Primary) {
+            let split = self.select.live.primary.split.load(Ordering::Acquire);
+            let refused = split && self.two_primaries == Some(TwoPrimaries::Refuse);
+            return if refused || self.select.available(now) == 0 {
+                ClusterHealth::Down
+            } else {
+                ClusterHealth::Ok
+            };
+        }
         let n = self.select.endpoints.len();
         let up = self.select.available(now);
         if up == n && n > 0 {

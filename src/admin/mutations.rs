@@ -86,12 +86,24 @@ fn set_drained(s: &AdminState, cluster: &str, address: &str, drained: bool) -> R
     if !drained {
         e.clear_ejection(&c.select.live);
     }
+    // A drained endpoint of a cluster that shuts sessions down on mark-down loses its
+    // TCP sessions now (a drained primary must not keep taking writes).
+    let mut sessions_closed = 0;
+    if changed && drained && c.on_marked_down == crate::config::OnMarkedDown::ShutdownSessions {
+        sessions_closed = e.fence();
+        s.shared
+            .metrics
+            .fenced
+            .with_label_values(&[&c.name, &c.endpoint_names[i]])
+            .inc_by(u64::from(sessions_closed));
+    }
     if changed {
         let action = if drained { "drained" } else { "enabled" };
         tracing::info!(
             cluster = %c.name,
             endpoint = %e.address,
             in_flight = e.in_flight.load(Ordering::Relaxed),
+            sessions_closed,
             "endpoint {action} by the admin API"
         );
     }
@@ -100,6 +112,7 @@ fn set_drained(s: &AdminState, cluster: &str, address: &str, drained: bool) -> R
         Json(json!({
             "cluster": &*c.name,
             "changed": changed,
+            "sessions_closed": sessions_closed,
             "endpoint": endpoint_json(c, i, now),
         })),
     )

@@ -34,9 +34,13 @@ pub(super) async fn health(State(s): State<AdminState>) -> Response {
     let snap = s.shared.snapshot.load();
     let now = crate::upstream::now_ms();
     let mut checks = serde_json::Map::new();
+    let mut reasons = serde_json::Map::new();
     let (mut ok, mut down) = (0, 0);
     for c in &snap.clusters {
         let h = c.health(now);
+        if let Some(r) = cluster_why(c, now) {
+            reasons.insert(c.name.to_string(), Value::from(r));
+        }
         match h {
             ClusterHealth::Ok => ok += 1,
             ClusterHealth::Down => down += 1,
@@ -57,7 +61,10 @@ pub(super) async fn health(State(s): State<AdminState>) -> Response {
     } else {
         StatusCode::OK
     };
-    let body = json!({"status": status.as_str(), "checks": checks});
+    let mut body = json!({"status": status.as_str(), "checks": checks});
+    if !reasons.is_empty() {
+        body["reasons"] = Value::Object(reasons);
+    }
     (code, Json(body)).into_response()
 }
 
@@ -85,6 +92,13 @@ pub(super) async fn state(State(s): State<AdminState>) -> Json<Value> {
                 "bind": l.bind.to_string(),
                 "address": addr,
                 "protocol": listener_protocol(l.protocol),
+                "tcp": l.tcp.as_ref().map(|t| json!({
+                    "cluster": &*t.cluster.name,
+                    "fallback_cluster": t.fallback.as_ref().map(|f| &*f.name),
+                    "idle_timeout_ms": t.idle_timeout.as_millis() as u64,
+                    "max_connections": t.max_connections,
+                    "open": t.open.load(Ordering::Relaxed),
+                })),
                 "routes": l.routes.iter().map(|r| json!({
                     "name": &*r.name,
                     "match": {
@@ -122,12 +136,27 @@ pub(super) async fn state(State(s): State<AdminState>) -> Json<Value> {
                 "panic": c.select.in_panic(now),
                 "panic_since_ms": since(c.select.live.panic_since.load(Ordering::Relaxed), now),
                 "health_check": c.health_check.as_ref().map(|h| json!({
-                    "kind": match &h.kind { crate::config::CheckKind::Http { .. } => "http", crate::config::CheckKind::Tcp => "tcp" },
+                    "kind": match &h.kind { crate::config::CheckKind::Http { .. } => "http", crate::config::CheckKind::Tcp => "tcp", crate::config::CheckKind::Postgres(_) => "postgres", crate::config::CheckKind::Patroni(_) => "patroni" },
                     "interval_ms": h.interval.as_millis() as u64,
                     "healthy_threshold": h.healthy_threshold,
                     "unhealthy_threshold": h.unhealthy_threshold,
                 })),
                 "breaker": c.breaker.filter(|b| b.scope.cluster()).map(|b| breaker_json(&c.select.live.breaker, &b, now)),
+                "on_marked_down": c.on_marked_down.as_str(),
+                "role": c.role.map(|r| r.as_str()),
+                "primary": (c.role == Some(crate::config::Role::Primary)).then(|| {
+                    let p = &c.select.live.primary;
+                    json!({
+                        "current": p.current().map(|a| a.to_string()),
+                        "generation": p.generation.load(Ordering::Acquire),
+                        "two_primaries": p.split.load(Ordering::Acquire),
+                        "on_two_primaries": match c.two_primaries {
+                            Some(crate::config::TwoPrimaries::KeepCurrent) => "keep_current",
+                            _ => "refuse",
+                        },
+                    })
+                }),
+                "why": cluster_why(c, now),
                 "endpoints": (0..c.endpoints().len()).map(|i| endpoint_json(c, i, now)).collect::<Vec<_>>(),
                 "bulkhead": c.bulkhead.as_deref().map(bulkhead_json),
             })
@@ -195,6 +224,10 @@ pub(super) fn endpoint_json(c: &ClusterSnap, i: usize, now: u64) -> Value {
         "why": why(c, e, &check, now),
         "health": e.health().as_str(),
         "health_since_ms_ago": since(e.health_since(), now),
+        "sessions": e.sessions.load(Ordering::Relaxed),
+        "role": e.role().map(|r| r.as_str()),
+        "lag_seconds": check.lag_seconds,
+        "lag_bytes": check.lag_bytes,
         "last_check": (check.at_ms > 0).then(|| json!({
             "result": check.last,
             "ms_ago": now.saturating_sub(check.at_ms),
@@ -285,6 +318,33 @@ fn why(
         ));
     }
     Some(s)
+}
+
+/// Why a cluster is down or refuses, in one sentence, when it is not plain from its
+/// endpoints: two primaries, no primary.
+fn cluster_why(c: &ClusterSnap, now: u64) -> Option<String> {
+    if c.role != Some(crate::config::Role::Primary) {
+        return None;
+    }
+    let claimants: Vec<String> = c
+        .endpoints()
+        .iter()
+        .filter(|e| e.role() == Some(crate::config::Role::Primary))
+        .map(|e| e.address.to_string())
+        .collect();
+    if c.select.live.primary.split.load(Ordering::Acquire) {
+        let what = match c.two_primaries {
+            Some(crate::config::TwoPrimaries::KeepCurrent) => {
+                "keeping the current primary".to_owned()
+            }
+            _ => "new connections refused".to_owned(),
+        };
+        return Some(format!(
+            "two primaries: {} both claim primary; {what}",
+            claimants.join(" and ")
+        ));
+    }
+    (c.select.available(now) == 0).then(|| "no primary: no endpoint passes the role check".into())
 }
 
 /// `1234` → `1.2s`, `65000` → `1m5s`: durations a person reads at a glance.

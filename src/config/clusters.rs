@@ -1,7 +1,7 @@
 //! The validator of `clusters:` and their endpoints.
 
 use super::collect::V;
-use super::failover::DEFAULT_ZONE_SPILL_BELOW;
+use super::failover::{Role, DEFAULT_ZONE_SPILL_BELOW};
 use super::model::*;
 use super::raw::*;
 use std::collections::HashSet;
@@ -136,6 +136,21 @@ impl V<'_> {
             .bulkhead
             .as_ref()
             .and_then(|b| self.bulkhead(&format!("{p}.bulkhead"), b));
+        let on_marked_down = match c.on_marked_down.as_deref() {
+            Some("shutdown_sessions") => OnMarkedDown::ShutdownSessions,
+            Some("keep") => OnMarkedDown::Keep,
+            None if health_check.as_ref().and_then(|h| h.role()) == Some(Role::Primary) => {
+                OnMarkedDown::ShutdownSessions
+            }
+            None => OnMarkedDown::Keep,
+            Some(o) => {
+                self.err(
+                    &format!("{p}.on_marked_down"),
+                    format!("must be shutdown_sessions or keep, got {o:?}"),
+                );
+                OnMarkedDown::Keep
+            }
+        };
         ClusterConfig {
             name: c.name.clone(),
             lb,
@@ -150,6 +165,7 @@ impl V<'_> {
             outlier,
             breaker,
             bulkhead,
+            on_marked_down,
         }
     }
 }

@@ -82,6 +82,133 @@ pub enum CheckKind {
     },
     /// A TCP connect.
     Tcp,
+    /// PostgreSQL's own protocol: log in, read the role (and a replica's lag).
+    Postgres(PostgresCheck),
+    /// Patroni's REST API: `GET /primary` or `/replica?lag=` on its port.
+    Patroni(PatroniCheck),
+}
+
+/// The role a PostgreSQL-aware check wants of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts writes: not in recovery.
+    Primary,
+    /// A hot standby, in recovery.
+    Replica,
+}
+
+impl Role {
+    /// The name the configuration and the state API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// `health_check.postgres.sslmode`, as libpq reads it (no certificate verification,
+/// like libpq's `prefer` and `require`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain text.
+    Disable,
+    /// TLS when the server offers it, plain text otherwise.
+    Prefer,
+    /// TLS or fail.
+    Require,
+}
+
+/// What a primary cluster does when two endpoints claim to be primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwoPrimaries {
+    /// Refuse new connections until one stops claiming it.
+    Refuse,
+    /// Keep sending to the primary of the current generation.
+    KeepCurrent,
+}
+
+/// The largest replication lag of a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagBound {
+    /// Time since the last replayed transaction, when replay is behind.
+    Time(Duration),
+    /// WAL bytes received but not replayed.
+    Bytes(u64),
+}
+
+/// A secret from the configuration (a password): printed as `***`, never as itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// `health_check.postgres`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresCheck {
+    /// The role that passes.
+    pub role: Role,
+    /// User to log in as.
+    pub user: String,
+    /// Database to connect to.
+    pub database: String,
+    /// Password, when the server asks for one.
+    pub password: Option<Secret>,
+    /// TLS.
+    pub sslmode: SslMode,
+    /// Two endpoints claiming primary (role primary only).
+    pub two_primaries: TwoPrimaries,
+    /// A replica's largest lag; `None`: lag is not checked.
+    pub max_replication_lag: Option<LagBound>,
+}
+
+/// `health_check.patroni`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatroniCheck {
+    /// Port of the REST API on the endpoint's host.
+    pub port: u16,
+    /// The role that passes.
+    pub role: Role,
+    /// A replica's largest lag in bytes (`/replica?lag=`).
+    pub lag: Option<u64>,
+    /// Two endpoints claiming primary.
+    pub two_primaries: TwoPrimaries,
+}
+
+impl HealthCheckConfig {
+    /// The role the check wants, for a PostgreSQL-aware check.
+    pub fn role(&self) -> Option<Role> {
+        match &self.kind {
+            CheckKind::Postgres(p) => Some(p.role),
+            CheckKind::Patroni(p) => Some(p.role),
+            _ => None,
+        }
+    }
+
+    /// What two primaries do, for a check that wants a primary.
+    pub fn two_primaries(&self) -> Option<TwoPrimaries> {
+        match &self.kind {
+            CheckKind::Postgres(p) if p.role == Role::Primary => Some(p.two_primaries),
+            CheckKind::Patroni(p) if p.role == Role::Primary => Some(p.two_primaries),
+            _ => None,
+        }
+    }
 }
 
 /// `clusters[].outlier_detection` (always on, with defaults, when absent).
@@ -211,12 +338,17 @@ impl V<'_> {
         hp: &str,
         h: &RawHealthCheck,
     ) -> Option<HealthCheckConfig> {
-        let kinds = [h.http.is_some(), h.tcp.is_some(), h.postgres.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let kinds = [
+            h.http.is_some(),
+            h.tcp.is_some(),
+            h.postgres.is_some(),
+            h.patroni.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if kinds > 1 {
-            self.err(hp, "set only one of http, tcp, postgres".into());
+            self.err(hp, "set only one of http, tcp, postgres, patroni".into());
         }
         let kind = if let Some(http) = &h.http {
             let path = http.path.clone().unwrap_or_else(|| "/health".into());
@@ -247,14 +379,18 @@ impl V<'_> {
             })
         } else if h.tcp.is_some() {
             Some(CheckKind::Tcp)
-        } else if h.postgres.is_some() {
-            self.unsupported(&format!("{hp}.postgres"), "PostgreSQL health checks");
-            None
+        } else if let Some(pg) = &h.postgres {
+            Some(CheckKind::Postgres(
+                self.postgres_check(&format!("{hp}.postgres"), pg),
+            ))
+        } else if let Some(pt) = &h.patroni {
+            self.patroni_check(&format!("{hp}.patroni"), pt)
+                .map(CheckKind::Patroni)
         } else {
             self.err_hint(
                 hp,
                 "a health check needs a kind".into(),
-                "add http: {path: /health} or tcp: {}",
+                "add http: {path: /health}, tcp: {}, postgres: {role: primary} or patroni: {port: 8008, role: primary}",
             );
             None
         };
@@ -291,6 +427,117 @@ impl V<'_> {
             healthy_threshold,
             unhealthy_threshold,
             jitter,
+        })
+    }
+
+    fn role(&mut self, p: &str, role: Option<&str>) -> Role {
+        match role {
+            Some("primary") => Role::Primary,
+            Some("replica") => Role::Replica,
+            Some(o) => {
+                self.err(p, format!("must be primary or replica, got {o:?}"));
+                Role::Primary
+            }
+            None => {
+                self.err_hint(p, "required".into(), "role: primary (or replica)");
+                Role::Primary
+            }
+        }
+    }
+
+    fn two_primaries(&mut self, p: &str, v: Option<&str>) -> TwoPrimaries {
+        match v {
+            None | Some("refuse") => TwoPrimaries::Refuse,
+            Some("keep_current") => TwoPrimaries::KeepCurrent,
+            Some(o) => {
+                self.err(p, format!("must be refuse or keep_current, got {o:?}"));
+                TwoPrimaries::Refuse
+            }
+        }
+    }
+
+    fn postgres_check(&mut self, p: &str, pg: &RawPostgresCheck) -> PostgresCheck {
+        let role = self.role(&format!("{p}.role"), pg.role.as_deref());
+        let sslmode = match pg.sslmode.as_deref() {
+            None | Some("prefer") => SslMode::Prefer,
+            Some("disable") => SslMode::Disable,
+            Some("require") => SslMode::Require,
+            Some(o) => {
+                self.err(
+                    &format!("{p}.sslmode"),
+                    format!("must be disable, prefer or require, got {o:?}"),
+                );
+                SslMode::Prefer
+            }
+        };
+        let two_primaries =
+            self.two_primaries(&format!("{p}.two_primaries"), pg.two_primaries.as_deref());
+        if role == Role::Replica && pg.two_primaries.is_some() {
+            self.err(
+                &format!("{p}.two_primaries"),
+                "only a role: primary check decides about two primaries".into(),
+            );
+        }
+        let max_replication_lag = pg.max_replication_lag.as_ref().and_then(|s| {
+            let lp = format!("{p}.max_replication_lag");
+            if role == Role::Primary {
+                self.err(&lp, "only a role: replica check measures lag".into());
+                return None;
+            }
+            if let Ok(d) = super::units::parse_duration(&s.0) {
+                return Some(LagBound::Time(d));
+            }
+            match parse_size(&s.0) {
+                Ok(n) => Some(LagBound::Bytes(n as u64)),
+                Err(_) => {
+                    self.err(
+                        &lp,
+                        format!("must be a duration (5s) or a size (16MB), got {s}"),
+                    );
+                    None
+                }
+            }
+        });
+        let user = pg.user.clone().unwrap_or_else(|| "postgres".into());
+        if user.is_empty() {
+            self.err(&format!("{p}.user"), "must not be empty".into());
+        }
+        PostgresCheck {
+            role,
+            user,
+            database: pg.database.clone().unwrap_or_else(|| "postgres".into()),
+            password: pg.password.clone().map(Secret::new),
+            sslmode,
+            two_primaries,
+            max_replication_lag,
+        }
+    }
+
+    fn patroni_check(&mut self, p: &str, pt: &RawPatroniCheck) -> Option<PatroniCheck> {
+        let role = self.role(&format!("{p}.role"), pt.role.as_deref());
+        let two_primaries =
+            self.two_primaries(&format!("{p}.two_primaries"), pt.two_primaries.as_deref());
+        let lag = pt.lag.as_ref().and_then(|s| {
+            if role == Role::Primary {
+                self.err(
+                    &format!("{p}.lag"),
+                    "only a role: replica check has a lag".into(),
+                );
+                return None;
+            }
+            match parse_size(&s.0) {
+                Ok(n) => Some(n as u64),
+                Err(m) => {
+                    self.err(&format!("{p}.lag"), m);
+                    None
+                }
+            }
+        });
+        Some(PatroniCheck {
+            port: pt.port.unwrap_or(8008),
+            role,
+            lag,
+            two_primaries,
         })
     }
 

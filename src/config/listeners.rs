@@ -82,8 +82,7 @@ impl V<'_> {
             ),
             _ => {}
         }
-        if protocol == ListenerProtocol::Tcp {
-            self.unsupported(&format!("{p}.protocol"), "TCP listeners");
+        let tcp = if protocol == ListenerProtocol::Tcp {
             match &l.cluster {
                 None => self.err(
                     &format!("{p}.cluster"),
@@ -94,13 +93,51 @@ impl V<'_> {
                 }
                 _ => {}
             }
-        } else if l.cluster.is_some() {
-            self.err_hint(
-                &format!("{p}.cluster"),
-                "only tcp listeners take a cluster".into(),
-                "put the cluster on a route",
-            );
-        }
+            match &l.fallback_cluster {
+                Some(c) if !n.clusters.contains(c) => self.err(
+                    &format!("{p}.fallback_cluster"),
+                    format!("unknown cluster {c:?}"),
+                ),
+                Some(c) if Some(c) == l.cluster.as_ref() => self.err(
+                    &format!("{p}.fallback_cluster"),
+                    "is the listener's own cluster".into(),
+                ),
+                _ => {}
+            }
+            let idle_timeout = self
+                .opt_duration(&format!("{p}.idle_timeout"), l.idle_timeout.as_ref())
+                .unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT);
+            if idle_timeout.is_zero() {
+                self.err(&format!("{p}.idle_timeout"), "must be above 0".into());
+            }
+            let max_connections = l
+                .bulkhead
+                .as_ref()
+                .and_then(|b| self.bulkhead(&format!("{p}.bulkhead"), b))
+                .map(|b| b.max_concurrent);
+            Some(TcpListenerConfig {
+                cluster: l.cluster.clone().unwrap_or_default(),
+                fallback_cluster: l.fallback_cluster.clone(),
+                idle_timeout,
+                max_connections,
+            })
+        } else {
+            for (key, set) in [
+                ("cluster", l.cluster.is_some()),
+                ("fallback_cluster", l.fallback_cluster.is_some()),
+                ("idle_timeout", l.idle_timeout.is_some()),
+                ("bulkhead", l.bulkhead.is_some()),
+            ] {
+                if set {
+                    self.err_hint(
+                        &format!("{p}.{key}"),
+                        format!("only tcp listeners take {key}"),
+                        "put it on a route (or set protocol: tcp)",
+                    );
+                }
+            }
+            None
+        };
         let mut routes = Vec::new();
         let mut route_names = HashSet::new();
         for (j, r) in l.routes.iter().enumerate() {
@@ -207,6 +244,7 @@ impl V<'_> {
             protocol,
             tls,
             routes,
+            tcp,
         }
     }
 

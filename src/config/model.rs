@@ -165,6 +165,43 @@ pub struct ListenerConfig {
     pub tls: Option<TlsFiles>,
     /// Routes, first match wins.
     pub routes: Vec<RouteConfig>,
+    /// A `tcp` listener's settings.
+    pub tcp: Option<TcpListenerConfig>,
+}
+
+/// Default longest silence of a TCP session (Envoy's `tcp_proxy` default).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// What a `tcp` listener relays to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpListenerConfig {
+    /// The cluster new connections go to.
+    pub cluster: String,
+    /// Where new connections go when `cluster` has no eligible endpoint.
+    pub fallback_cluster: Option<String>,
+    /// Longest silence in both directions before the session is closed.
+    pub idle_timeout: Duration,
+    /// Most sessions at once (`bulkhead.max_concurrent`); more are closed at once.
+    pub max_connections: Option<u32>,
+}
+
+/// What happens to the open TCP sessions of an endpoint that leaves the set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMarkedDown {
+    /// Close them at once (HAProxy's `on-marked-down shutdown-sessions`).
+    ShutdownSessions,
+    /// Let them run.
+    Keep,
+}
+
+impl OnMarkedDown {
+    /// The name the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnMarkedDown::ShutdownSessions => "shutdown_sessions",
+            OnMarkedDown::Keep => "keep",
+        }
+    }
 }
 
 /// Certificate and key files, resolved against the config's directory.
@@ -283,6 +320,9 @@ pub struct ClusterConfig {
     pub breaker: Option<BreakerConfig>,
     /// Concurrency limit of the cluster.
     pub bulkhead: Option<BulkheadConfig>,
+    /// Open TCP sessions of an endpoint that leaves the set: closed or kept. Default
+    /// `shutdown_sessions` for a cluster whose check wants a primary, `keep` otherwise.
+    pub on_marked_down: OnMarkedDown,
 }
 
 /// An endpoint.

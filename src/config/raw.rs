@@ -93,6 +93,13 @@ pub struct RawListener {
     pub tls: Option<RawTls>,
     /// Target cluster of a `tcp` listener.
     pub cluster: Option<String>,
+    /// A `tcp` listener's cluster for new connections when its own has no eligible
+    /// endpoint.
+    pub fallback_cluster: Option<String>,
+    /// A `tcp` listener's longest silence (both directions) before it closes a session.
+    pub idle_timeout: Option<Scalar>,
+    /// A `tcp` listener's connection limit (`max_concurrent`).
+    pub bulkhead: Option<RawBulkhead>,
     /// HTTP routes, first match wins.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -316,6 +323,9 @@ pub struct RawCluster {
     pub circuit_breaker: Option<RawBreaker>,
     /// Concurrency limit for the cluster.
     pub bulkhead: Option<RawBulkhead>,
+    /// What happens to open TCP sessions of an endpoint that leaves the set:
+    /// `shutdown_sessions` or `keep`.
+    pub on_marked_down: Option<String>,
     /// A dependency outside the operator's control (a third-party API). Only the HA lint
     /// reads it; unset, the lint infers it from public endpoint addresses.
     pub external: Option<bool>,
@@ -357,6 +367,8 @@ pub struct RawHealthCheck {
     pub tcp: Option<BTreeMap<String, String>>,
     /// PostgreSQL role check.
     pub postgres: Option<RawPostgresCheck>,
+    /// Patroni REST API role check.
+    pub patroni: Option<RawPatroniCheck>,
     /// Time between checks.
     pub interval: Option<Scalar>,
     /// Timeout of one check.
@@ -389,6 +401,32 @@ pub struct RawHttpCheck {
 pub struct RawPostgresCheck {
     /// `primary` or `replica`.
     pub role: Option<String>,
+    /// User the probe logs in as.
+    pub user: Option<String>,
+    /// Database the probe connects to.
+    pub database: Option<String>,
+    /// Password (cleartext, md5 or SCRAM-SHA-256, as the server asks).
+    pub password: Option<String>,
+    /// `disable`, `prefer` or `require`.
+    pub sslmode: Option<String>,
+    /// `refuse` or `keep_current`.
+    pub two_primaries: Option<String>,
+    /// Largest replication lag of a replica: a duration or a size.
+    pub max_replication_lag: Option<Scalar>,
+}
+
+/// `health_check.patroni`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPatroniCheck {
+    /// Port of Patroni's REST API on the endpoint's host.
+    pub port: Option<u16>,
+    /// `primary` or `replica`.
+    pub role: Option<String>,
+    /// Largest lag of a replica (a size), passed as `?lag=`.
+    pub lag: Option<Scalar>,
+    /// `refuse` or `keep_current`.
+    pub two_primaries: Option<String>,
 }
 
 /// `clusters[].outlier_detection`.

@@ -54,12 +54,23 @@ pub(super) fn bind_sockets(
     Ok(out)
 }
 
+/// What a listener's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// HTTP/1.x and h2c.
+    Http,
+    /// TLS, then HTTP/1.x or h2 by ALPN.
+    Https,
+    /// A byte relay (`crate::tcp`).
+    Tcp,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn accept_loop(
     shared: Arc<Shared>,
     name: Arc<str>,
     listener: tokio::net::TcpListener,
-    tls: bool,
+    kind: Kind,
     mut stop: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
     active: Arc<AtomicUsize>,
@@ -91,6 +102,19 @@ pub(super) async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        if kind == Kind::Tcp {
+            let open = Open::new(&counts);
+            tokio::spawn(crate::tcp::serve(
+                shared.clone(),
+                name.clone(),
+                stream,
+                client,
+                open,
+                stop.clone(),
+            ));
+            continue;
+        }
+        let tls = kind == Kind::Https;
         let now = shared.snapshot.load().config.limits;
         if now != limits {
             limits = now;

@@ -117,7 +117,7 @@ struct NewListener {
     name: String,
     active: Active,
     sockets: Vec<std::net::TcpListener>,
-    tls: bool,
+    kind: listen::Kind,
 }
 
 /// The listeners a configuration starts and stops.
@@ -175,7 +175,11 @@ impl Gateway {
         changes.apply(&mut slots, &slo, crate::upstream::now_ms());
         slo.update(&cfg.slos);
         let targets = Arc::new(ArcSwap::from_pointee(snap.health_targets()));
-        let endpoint_healthy = metrics.endpoint_healthy.clone();
+        let gauges = crate::upstream::health::Gauges {
+            healthy: metrics.endpoint_healthy.clone(),
+            primary_generation: metrics.primary_generation.clone(),
+            fenced: metrics.fenced.clone(),
+        };
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snap),
             metrics,
@@ -190,9 +194,8 @@ impl Gateway {
             .context("cannot start the SLO thread")?;
         // Active health checks, off the data path on their own thread and runtime.
         let (health_stop, health_stop_rx) = watch::channel(false);
-        let health_thread =
-            crate::upstream::health::spawn(targets.clone(), endpoint_healthy, health_stop_rx)
-                .context("cannot start the health check thread")?;
+        let health_thread = crate::upstream::health::spawn(targets.clone(), gauges, health_stop_rx)
+            .context("cannot start the health check thread")?;
 
         let mut workers = Vec::new();
         for id in 0..cfg.workers {
@@ -346,7 +349,11 @@ impl Gateway {
                     stop,
                 },
                 sockets,
-                tls: l.protocol == ListenerProtocol::Https,
+                kind: match l.protocol {
+                    ListenerProtocol::Http => listen::Kind::Http,
+                    ListenerProtocol::Https => listen::Kind::Https,
+                    ListenerProtocol::Tcp => listen::Kind::Tcp,
+                },
             });
         }
         let removed = self
@@ -375,7 +382,7 @@ impl Gateway {
             name,
             active,
             sockets,
-            tls,
+            kind,
         } in plan.added
         {
             let arc_name: Arc<str> = name.as_str().into();
@@ -383,7 +390,7 @@ impl Gateway {
                 let _ = w.tx.send(Cmd::Listen {
                     name: arc_name.clone(),
                     socket,
-                    tls,
+                    kind,
                     stop: active.stop.subscribe(),
                 });
             }

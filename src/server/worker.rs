@@ -2,7 +2,7 @@
 //! and one tick a second that sweeps idle connections and the upstream pools), its
 //! accept loops, and its part of a graceful shutdown.
 
-use super::listen::accept_loop;
+use super::listen::{accept_loop, Kind};
 use crate::snapshot::Shared;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ pub(super) enum Cmd {
     Listen {
         name: Arc<str>,
         socket: std::net::TcpListener,
-        tls: bool,
+        kind: Kind,
         stop: watch::Receiver<bool>,
     },
     Shutdown {
@@ -57,7 +57,7 @@ fn run(rt: tokio::runtime::Runtime, shared: Arc<Shared>, mut rx: mpsc::Unbounded
                 Cmd::Listen {
                     name,
                     socket,
-                    tls,
+                    kind,
                     stop,
                 } => match tokio::net::TcpListener::from_std(socket) {
                     Ok(l) => {
@@ -65,7 +65,7 @@ fn run(rt: tokio::runtime::Runtime, shared: Arc<Shared>, mut rx: mpsc::Unbounded
                             shared.clone(),
                             name,
                             l,
-                            tls,
+                            kind,
                             stop,
                             shutdown_rx.clone(),
                             active.clone(),

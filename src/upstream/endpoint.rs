@@ -14,7 +14,7 @@
 //! `docs/failover.md` for why.
 
 use super::breaker::Breaker;
-use crate::config::OutlierConfig;
+use crate::config::{OutlierConfig, Role};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -69,6 +69,15 @@ pub struct CheckReport {
     pub passes: u32,
     /// Failures in a row.
     pub failures: u32,
+    /// The role a PostgreSQL-aware probe saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    /// A replica's lag in seconds, as the last probe measured it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// A replica's WAL received and not replayed, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<f64>,
 }
 
 /// Live state of one endpoint.
@@ -98,6 +107,13 @@ pub struct EndpointState {
     /// The endpoint's circuit breaker (closed, and never consulted, unless the
     /// cluster's `circuit_breaker.scope` includes endpoints).
     pub breaker: Breaker,
+    /// The role the last PostgreSQL-aware probe saw (0 unknown, 1 primary, 2 replica).
+    role: AtomicU8,
+    /// Open TCP sessions to the endpoint, over all workers.
+    pub sessions: AtomicU32,
+    /// Bumped to close the endpoint's open TCP sessions at once (each session watches
+    /// it); the value is the number of fences so far.
+    pub fence: tokio::sync::watch::Sender<u64>,
 }
 
 /// Decrements an endpoint's in-flight count when dropped.
@@ -130,6 +146,82 @@ pub struct ClusterLive {
     pub panic_since: AtomicU64,
     /// The cluster's own circuit breaker (`circuit_breaker.scope: cluster | both`).
     pub breaker: Breaker,
+    /// The primary, for a cluster whose check wants one.
+    pub primary: Primary,
+}
+
+/// The primary of a cluster whose health check wants one: which endpoint it is, its
+/// generation (one more each time another endpoint becomes the primary), and whether
+/// two endpoints claim it right now. Written by the health checker, read by the TCP
+/// relay on each new connection and by the state API.
+#[derive(Debug, Default)]
+pub struct Primary {
+    /// One more per switch; 0 before the first primary.
+    pub generation: AtomicU64,
+    /// Two or more endpoints claim to be primary.
+    pub split: AtomicBool,
+    current: Mutex<Option<SocketAddr>>,
+}
+
+/// What a look at the claims changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrimaryEvent {
+    /// Another endpoint is the primary now.
+    Switched {
+        /// The previous primary.
+        from: Option<SocketAddr>,
+        /// The new one.
+        to: SocketAddr,
+        /// Its generation.
+        generation: u64,
+    },
+    /// Two or more endpoints began to claim primary.
+    SplitBegan(Vec<SocketAddr>),
+    /// Only one (or none) claims it again.
+    SplitEnded,
+}
+
+impl Primary {
+    /// The primary of the current generation.
+    pub fn current(&self) -> Option<SocketAddr> {
+        self.current.lock().map(|c| *c).unwrap_or(None)
+    }
+
+    /// Looks at what each endpoint claims (`claims`: address, claims primary, healthy)
+    /// and moves the generation: the single healthy claimant is the primary; while two
+    /// or more claim it, nothing moves. Returns what changed, in order.
+    pub fn update(&self, claims: &[(SocketAddr, bool, bool)]) -> Vec<PrimaryEvent> {
+        let mut events = Vec::new();
+        let claimants: Vec<SocketAddr> = claims
+            .iter()
+            .filter(|(_, c, _)| *c)
+            .map(|(a, _, _)| *a)
+            .collect();
+        let split = claimants.len() >= 2;
+        if self.split.swap(split, Ordering::AcqRel) != split {
+            events.push(if split {
+                PrimaryEvent::SplitBegan(claimants.clone())
+            } else {
+                PrimaryEvent::SplitEnded
+            });
+        }
+        if split {
+            return events;
+        }
+        let healthy = claims.iter().find(|(_, c, h)| *c && *h).map(|(a, _, _)| *a);
+        if let (Some(to), Ok(mut current)) = (healthy, self.current.lock()) {
+            if *current != Some(to) {
+                let from = current.replace(to);
+                let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                events.push(PrimaryEvent::Switched {
+                    from,
+                    to,
+                    generation,
+                });
+            }
+        }
+        events
+    }
 }
 
 // === impl Health ===
@@ -166,7 +258,36 @@ impl EndpointState {
             drained: AtomicBool::new(false),
             drained_since: AtomicU64::new(0),
             breaker: Breaker::new(),
+            role: AtomicU8::new(0),
+            sessions: AtomicU32::new(0),
+            fence: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// The role the last PostgreSQL-aware probe saw, if it got that far.
+    pub fn role(&self) -> Option<Role> {
+        match self.role.load(Ordering::Acquire) {
+            1 => Some(Role::Primary),
+            2 => Some(Role::Replica),
+            _ => None,
+        }
+    }
+
+    /// Records the role a probe saw (`None`: the probe did not get that far).
+    pub fn set_role(&self, role: Option<Role>) {
+        let v = match role {
+            None => 0,
+            Some(Role::Primary) => 1,
+            Some(Role::Replica) => 2,
+        };
+        self.role.store(v, Ordering::Release);
+    }
+
+    /// Closes the endpoint's open TCP sessions now; returns how many were open.
+    pub fn fence(&self) -> u32 {
+        let open = self.sessions.load(Ordering::Acquire);
+        self.fence.send_modify(|n| *n += 1);
+        open
     }
 
     /// Marks a request as started; the returned guard ends it.
@@ -371,6 +492,64 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_primary_moves_only_with_one_healthy_claimant() {
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:5432".parse().unwrap(),
+            "10.0.0.2:5432".parse().unwrap(),
+        );
+        let p = Primary::default();
+        // Nobody claims yet: nothing moves.
+        assert!(p.update(&[(a, false, false), (b, false, false)]).is_empty());
+        assert_eq!(p.current(), None);
+        // A claims and is healthy: generation 1.
+        assert_eq!(
+            p.update(&[(a, true, true), (b, false, false)]),
+            [PrimaryEvent::Switched {
+                from: None,
+                to: a,
+                generation: 1
+            }]
+        );
+        // A claims but is not healthy yet (a threshold): still A, no event.
+        assert!(p.update(&[(a, true, false), (b, false, false)]).is_empty());
+        // A is gone, B is promoted: generation 2.
+        assert_eq!(
+            p.update(&[(a, false, false), (b, true, true)]),
+            [PrimaryEvent::Switched {
+                from: Some(a),
+                to: b,
+                generation: 2
+            }]
+        );
+        // A comes back as a primary: split; the generation stays with B.
+        assert_eq!(
+            p.update(&[(a, true, true), (b, true, true)]),
+            [PrimaryEvent::SplitBegan(vec![a, b])]
+        );
+        assert!(p.split.load(Ordering::Acquire));
+        assert!(
+            p.update(&[(a, true, true), (b, true, true)]).is_empty(),
+            "said once"
+        );
+        assert_eq!(p.current(), Some(b));
+        // A stops claiming: the split ends, B stays, no new generation.
+        assert_eq!(
+            p.update(&[(a, false, false), (b, true, true)]),
+            [PrimaryEvent::SplitEnded]
+        );
+        assert_eq!(p.generation.load(Ordering::Acquire), 2);
+    }
+
+    #[test]
+    fn a_fence_counts_the_open_sessions_and_wakes_them() {
+        let e = EndpointState::new(0, "10.0.0.1:5432".parse().unwrap());
+        let rx = e.fence.subscribe();
+        e.sessions.fetch_add(2, Ordering::AcqRel);
+        assert_eq!(e.fence(), 2);
+        assert!(rx.has_changed().unwrap());
+    }
     use std::time::Duration;
 
     fn cfg() -> OutlierConfig {

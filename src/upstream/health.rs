@@ -54,8 +54,9 @@
 //! unknown, because an unknown endpoint takes traffic. Cancelling a task removes its
 //! label set, so the gauge never reports endpoints that are gone.
 
-use crate::config::{CheckKind, HealthCheckConfig};
-use crate::upstream::{now_ms, CheckReport, ClusterLive, EndpointState, Health};
+use crate::config::{CheckKind, HealthCheckConfig, OnMarkedDown, Role};
+use crate::upstream::pg::Facts;
+use crate::upstream::{now_ms, CheckReport, ClusterLive, EndpointState, Health, PrimaryEvent};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -102,12 +103,36 @@ pub struct Transition {
 }
 
 /// The result of one probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// Whether the probe passed.
     pub pass: bool,
     /// `ok`, or what failed, for [`CheckReport::last`] and the log.
     pub reason: String,
+    /// What a PostgreSQL-aware probe learned: the role claimed, a replica's lag.
+    pub facts: Option<Facts>,
+    /// It failed only because a replica is too far behind: its sessions are kept.
+    pub lag: bool,
+}
+
+impl Outcome {
+    fn pass() -> Outcome {
+        Outcome {
+            pass: true,
+            reason: "ok".into(),
+            facts: None,
+            lag: false,
+        }
+    }
+
+    fn fail(reason: String) -> Outcome {
+        Outcome {
+            pass: false,
+            reason,
+            facts: None,
+            lag: false,
+        }
+    }
 }
 
 /// What the health checks probe: every cluster of one snapshot, with its check (or
@@ -134,6 +159,20 @@ pub struct ClusterTargets {
     pub live: Arc<ClusterLive>,
     /// The endpoints, with their names (`ip:port`), in config order.
     pub endpoints: Vec<(Arc<str>, Arc<EndpointState>)>,
+    /// What happens to an endpoint's TCP sessions when it leaves the set.
+    pub on_marked_down: OnMarkedDown,
+}
+
+/// The gauges the health checks write.
+#[derive(Clone)]
+pub struct Gauges {
+    /// `ninefold_endpoint_healthy{cluster,endpoint}`.
+    pub healthy: prometheus::IntGaugeVec,
+    /// `ninefold_primary_generation{cluster}`.
+    pub primary_generation: prometheus::IntGaugeVec,
+    /// `ninefold_tcp_sessions_fenced_total{cluster,endpoint}`: sessions closed because
+    /// their endpoint left the set.
+    pub fenced: prometheus::IntCounterVec,
 }
 
 /// The running probe of one endpoint, as the reconciler knows it.
@@ -149,6 +188,10 @@ struct Probe {
 struct Reconciler {
     targets: Arc<ArcSwap<Targets>>,
     gauge: prometheus::IntGaugeVec,
+    gauges: Gauges,
+    /// Probes of primary clusters name their cluster here after each probe, so the
+    /// primary is looked at again at once.
+    looks: tokio::sync::mpsc::UnboundedSender<Arc<str>>,
     probes: HashMap<(Arc<str>, SocketAddr), Probe>,
     generation: u64,
     rng: fastrand::Rng,
@@ -231,11 +274,40 @@ pub fn jittered(interval: Duration, jitter: f64, rng: &mut fastrand::Rng) -> Dur
 /// prior knowledge when `h2` is set (a `protocol: http2` cluster), HTTP/1.1 otherwise.
 pub async fn probe(addr: SocketAddr, cfg: &HealthCheckConfig, h2: bool) -> Outcome {
     let run = async {
-        let stream = TcpStream::connect(addr)
+        let target = match &cfg.kind {
+            CheckKind::Patroni(p) => SocketAddr::new(addr.ip(), p.port),
+            _ => addr,
+        };
+        let stream = TcpStream::connect(target)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| Outcome::fail(format!("connect: {e}")))?;
         match &cfg.kind {
-            CheckKind::Tcp => Ok(()),
+            CheckKind::Tcp => Ok(None),
+            CheckKind::Postgres(pg) => match super::pg::probe(stream, addr, pg).await {
+                Ok(f) => Ok(Some(f)),
+                Err(f) => Err(Outcome {
+                    pass: false,
+                    reason: f.reason,
+                    facts: f.facts,
+                    lag: f.lag,
+                }),
+            },
+            CheckKind::Patroni(p) => {
+                let path = match (p.role, p.lag) {
+                    (Role::Primary, _) => "/primary".to_owned(),
+                    (Role::Replica, None) => "/replica".to_owned(),
+                    (Role::Replica, Some(lag)) => format!("/replica?lag={lag}"),
+                };
+                let host = target.to_string();
+                http_probe(stream, &path, &host, false, &[(200, 299)], None)
+                    .await
+                    .map_err(|r| Outcome::fail(format!("patroni {path}: {r}")))?;
+                Ok(Some(Facts {
+                    role: p.role,
+                    lag_seconds: None,
+                    lag_bytes: None,
+                }))
+            }
             CheckKind::Http {
                 path,
                 host,
@@ -252,22 +324,18 @@ pub async fn probe(addr: SocketAddr, cfg: &HealthCheckConfig, h2: bool) -> Outco
                     expect_json_status.as_deref(),
                 )
                 .await
+                .map(|()| None)
+                .map_err(Outcome::fail)
             }
         }
     };
     match tokio::time::timeout(cfg.timeout, run).await {
-        Ok(Ok(())) => Outcome {
-            pass: true,
-            reason: "ok".into(),
+        Ok(Ok(facts)) => Outcome {
+            facts,
+            ..Outcome::pass()
         },
-        Ok(Err(reason)) => Outcome {
-            pass: false,
-            reason,
-        },
-        Err(_) => Outcome {
-            pass: false,
-            reason: format!("timeout after {:?}", cfg.timeout),
-        },
+        Ok(Err(o)) => o,
+        Err(_) => Outcome::fail(format!("timeout after {:?}", cfg.timeout)),
     }
 }
 
@@ -348,22 +416,25 @@ pub fn judge_body(body: &[u8], expected: &str) -> Result<(), String> {
 /// sender is dropped).
 pub fn spawn(
     targets: Arc<ArcSwap<Targets>>,
-    gauge: prometheus::IntGaugeVec,
+    gauges: Gauges,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    crate::runtime::thread("ninefold-health", move |rt| run(rt, targets, gauge, stop))
+    crate::runtime::thread("ninefold-health", move |rt| run(rt, targets, gauges, stop))
 }
 
 fn run(
     rt: tokio::runtime::Runtime,
     targets: Arc<ArcSwap<Targets>>,
-    gauge: prometheus::IntGaugeVec,
+    gauges: Gauges,
     mut stop: watch::Receiver<bool>,
 ) {
     rt.block_on(async {
+        let (looks, mut look_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut r = Reconciler {
             targets,
-            gauge,
+            gauge: gauges.healthy.clone(),
+            gauges,
+            looks,
             probes: HashMap::new(),
             generation: 0,
             rng: fastrand::Rng::new(),
@@ -373,6 +444,7 @@ fn run(
         loop {
             tokio::select! {
                 _ = every.tick() => r.tick(),
+                Some(cluster) = look_rx.recv() => r.look(&cluster),
                 res = stop.changed() => {
                     if res.is_err() || *stop.borrow() {
                         break;
@@ -428,11 +500,17 @@ impl Reconciler {
             }
             let (name, endpoint) = &c.endpoints[i];
             let gauge = self.gauge.with_label_values(&[&c.name, name]);
+            let looks = (cfg.role() == Some(Role::Primary)).then(|| self.looks.clone());
             let task = tokio::spawn(probe_loop(
-                c.name.clone(),
-                name.clone(),
-                Arc::clone(endpoint),
-                Arc::clone(&c.live),
+                Named {
+                    cluster: c.name.clone(),
+                    name: name.clone(),
+                    endpoint: Arc::clone(endpoint),
+                    live: Arc::clone(&c.live),
+                    on_marked_down: c.on_marked_down,
+                    fenced: self.gauges.fenced.with_label_values(&[&c.name, name]),
+                    looks,
+                },
                 cfg.clone(),
                 c.h2,
                 gauge,
@@ -447,6 +525,79 @@ impl Reconciler {
                     task,
                 },
             );
+        }
+    }
+
+    /// Looks again at who is the primary of `cluster` (a probe of it just ended):
+    /// moves the generation, fences the old primary's sessions, says so once.
+    fn look(&mut self, cluster: &str) {
+        let targets = self.targets.load();
+        let Some(c) = targets.clusters.iter().find(|c| &*c.name == cluster) else {
+            return;
+        };
+        let Some(cfg) = &c.check else { return };
+        if cfg.role() != Some(Role::Primary) {
+            return;
+        }
+        let claims: Vec<(SocketAddr, bool, bool)> = c
+            .endpoints
+            .iter()
+            .map(|(_, e)| {
+                (
+                    e.address,
+                    e.role() == Some(Role::Primary),
+                    e.health() == Health::Healthy && !e.drained(),
+                )
+            })
+            .collect();
+        for event in c.live.primary.update(&claims) {
+            match event {
+                PrimaryEvent::Switched {
+                    from,
+                    to,
+                    generation,
+                } => {
+                    self.gauges
+                        .primary_generation
+                        .with_label_values(&[&c.name])
+                        .set(generation as i64);
+                    // Self-fencing: the old primary's sessions close before the relay
+                    // admits a connection to the new one.
+                    let mut closed = 0;
+                    if let Some(old) =
+                        from.and_then(|a| c.endpoints.iter().find(|(_, e)| e.address == a))
+                    {
+                        if c.on_marked_down == OnMarkedDown::ShutdownSessions {
+                            closed = old.1.fence();
+                            self.gauges
+                                .fenced
+                                .with_label_values(&[&c.name, &old.0])
+                                .inc_by(u64::from(closed));
+                        }
+                    }
+                    match from {
+                        Some(from) => {
+                            tracing::warn!(cluster = %c.name, %from, %to, generation, sessions_closed = closed, "primary switched")
+                        }
+                        None => {
+                            tracing::info!(cluster = %c.name, primary = %to, generation, "primary found")
+                        }
+                    }
+                }
+                PrimaryEvent::SplitBegan(who) => {
+                    let who: Vec<String> = who.iter().map(SocketAddr::to_string).collect();
+                    let policy = match cfg.two_primaries() {
+                        Some(crate::config::TwoPrimaries::KeepCurrent) => {
+                            "keeping the current primary"
+                        }
+                        _ => "refusing new connections",
+                    };
+                    tracing::error!(cluster = %c.name, endpoints = %who.join(", "), "two primaries: {policy} until one stops claiming it");
+                }
+                PrimaryEvent::SplitEnded => {
+                    tracing::warn!(cluster = %c.name, "two primaries no more: one endpoint claims primary");
+                }
+            }
         }
     }
 
@@ -483,17 +634,32 @@ fn gauge_value(h: Health) -> i64 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn probe_loop(
+/// The endpoint a probe task probes, and what it writes besides its health.
+struct Named {
     cluster: Arc<str>,
     name: Arc<str>,
     endpoint: Arc<EndpointState>,
     live: Arc<ClusterLive>,
+    on_marked_down: OnMarkedDown,
+    fenced: prometheus::IntCounter,
+    /// For a primary cluster: where to ask for a look at the primary after a probe.
+    looks: Option<tokio::sync::mpsc::UnboundedSender<Arc<str>>>,
+}
+
+async fn probe_loop(
+    n: Named,
     cfg: HealthCheckConfig,
     h2: bool,
     gauge: prometheus::IntGauge,
     mut rng: fastrand::Rng,
 ) {
+    let Named {
+        cluster,
+        name,
+        endpoint,
+        live,
+        ..
+    } = &n;
     let mut tracker = Tracker::new(endpoint.health());
     gauge.set(gauge_value(tracker.state()));
     let mut next = Instant::now() + initial_delay(cfg.interval, &mut rng);
@@ -503,12 +669,18 @@ async fn probe_loop(
         let outcome = probe(endpoint.address, &cfg, h2).await;
         let now = now_ms();
         let change = tracker.record(outcome.pass, cfg.healthy_threshold, cfg.unhealthy_threshold);
+        if cfg.role().is_some() {
+            endpoint.set_role(outcome.facts.map(|f| f.role));
+        }
         if let Ok(mut r) = endpoint.check.lock() {
             *r = CheckReport {
                 last: outcome.reason.clone(),
                 at_ms: now,
                 passes: tracker.passes(),
                 failures: tracker.failures(),
+                role: outcome.facts.map(|f| f.role.as_str()),
+                lag_seconds: outcome.facts.and_then(|f| f.lag_seconds),
+                lag_bytes: outcome.facts.and_then(|f| f.lag_bytes),
             };
         }
         // A passing probe ends a passive ejection (Envoy's default,
@@ -516,7 +688,7 @@ async fn probe_loop(
         // authority on recovery, so a revived endpoint does not sit out the rest of an
         // ejection earned while it was down.
         if outcome.pass && endpoint.ejected_until() > 0 {
-            endpoint.clear_ejection(&live);
+            endpoint.clear_ejection(live);
             tracing::info!(cluster = %cluster, endpoint = %name, "ejection ended: the health check passes");
         }
         if let Some(t) = change {
@@ -525,9 +697,21 @@ async fn probe_loop(
             let (from, to) = (t.from.as_str(), t.to.as_str());
             if t.to == Health::Unhealthy {
                 tracing::warn!(cluster = %cluster, endpoint = %name, %from, %to, reason = %outcome.reason, "endpoint health changed");
+                // Out of the set: its sessions close, unless the cluster keeps them or
+                // it is only a replica too far behind (drained, not killed).
+                if n.on_marked_down == OnMarkedDown::ShutdownSessions && !outcome.lag {
+                    let closed = endpoint.fence();
+                    n.fenced.inc_by(u64::from(closed));
+                    if closed > 0 {
+                        tracing::warn!(cluster = %cluster, endpoint = %name, sessions = closed, "sessions closed: the endpoint left the set");
+                    }
+                }
             } else {
                 tracing::info!(cluster = %cluster, endpoint = %name, %from, %to, reason = %outcome.reason, "endpoint health changed");
             }
+        }
+        if let Some(looks) = &n.looks {
+            let _ = looks.send(cluster.clone());
         }
         // Start to start, so a slow probe does not stretch the interval.
         next = started + jittered(cfg.interval, cfg.jitter, &mut rng);
@@ -706,13 +890,7 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let o = probe(addr, &http_cfg(Duration::from_millis(100)), false).await;
-        assert_eq!(
-            o,
-            Outcome {
-                pass: false,
-                reason: "timeout after 100ms".into()
-            }
-        );
+        assert_eq!(o, Outcome::fail("timeout after 100ms".into()));
         drop(l);
     }
 

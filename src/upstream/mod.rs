@@ -11,6 +11,7 @@ pub mod balance;
 pub mod breaker;
 pub mod endpoint;
 pub mod health;
+pub mod pg;
 pub mod retry;
 pub mod ring;
 pub mod select;

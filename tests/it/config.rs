@@ -127,30 +127,57 @@ fn env_interpolation() {
 }
 
 #[test]
-fn serve_refuses_settings_it_does_not_run() {
+fn serve_runs_the_tcp_tier_keys() {
+    // Every key of the contract is built: check has no "not built yet" note for the
+    // TCP tier's keys, and serve runs them.
     let yaml = "\
 admin: {bind: \"127.0.0.1:0\"}
 listeners:
-  - name: web
-    bind: \"127.0.0.1:0\"
-    routes:
-      - match: {path_prefix: /}
-        cluster: api
+  - {name: pg-rw, bind: \"127.0.0.1:0\", protocol: tcp, cluster: pg, idle_timeout: 30m, bulkhead: {max_concurrent: 100}}
+  - {name: pg-ro, bind: \"127.0.0.1:0\", protocol: tcp, cluster: ro, fallback_cluster: pg}
 clusters:
-  - {name: api, endpoints: [{address: 127.0.0.1:9001}], health_check: {postgres: {role: primary}}}
+  - name: pg
+    on_marked_down: shutdown_sessions
+    endpoints: [{address: 127.0.0.1:9001, zone: a}, {address: 127.0.0.1:9002, zone: b}]
+    health_check: {postgres: {role: primary, user: ninefold, password: secret, two_primaries: keep_current}, interval: 1s, timeout: 500ms}
+  - name: ro
+    endpoints: [{address: 127.0.0.1:9001}, {address: 127.0.0.1:9002}]
+    health_check: {postgres: {role: replica, max_replication_lag: 16MB}}
 ";
-    // check accepts it (tools read the whole contract) and says what serve will refuse.
-    let (code, out, _) = check(yaml);
-    assert_eq!(code, 0);
-    assert!(out.contains("clusters[0].health_check.postgres"), "{out}");
-    let err = Gateway::try_start(yaml).err().expect("serve must refuse");
+    let (code, out, err) = check(yaml);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("not built yet"), "{out}");
     assert!(
-        err.contains(":9:")
-            && err.contains(
-                "clusters[0].health_check.postgres: PostgreSQL health checks is not built yet"
-            ),
-        "{err}"
+        !out.contains("secret") && !err.contains("secret"),
+        "{out}{err}"
     );
+    Gateway::try_start(yaml).expect("serve runs it");
+}
+
+#[test]
+fn tcp_tier_keys_are_checked() {
+    let (code, _, err) = check(
+        "\
+listeners:
+  - {name: a, bind: \"127.0.0.1:0\", protocol: tcp, cluster: pg, fallback_cluster: nope}
+  - {name: b, bind: \"127.0.0.1:0\", idle_timeout: 5s, routes: [{cluster: pg}]}
+clusters:
+  - name: pg
+    on_marked_down: kill
+    endpoints: [{address: 127.0.0.1:9001}]
+    health_check: {postgres: {role: leader, sslmode: verify-full, max_replication_lag: soon}}
+",
+    );
+    assert_eq!(code, 2);
+    for want in [
+        "listeners[0].fallback_cluster: unknown cluster \"nope\"",
+        "listeners[1].idle_timeout: only tcp listeners take idle_timeout",
+        "clusters[0].on_marked_down: must be shutdown_sessions or keep",
+        "clusters[0].health_check.postgres.role: must be primary or replica",
+        "clusters[0].health_check.postgres.sslmode: must be disable, prefer or require",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
 }
 
 #[test]

@@ -33,7 +33,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         &["bulkhead", "cells", "fallback", "fault", "gate", "slo"],
     ),
     ("snapshot", &["snapshot"]),
-    ("pipeline", &["proxy"]),
+    ("pipeline", &["proxy", "tcp"]),
     ("process", &["server"]),
     ("admin", &["admin"]),
     ("estimate", &["topology"]),

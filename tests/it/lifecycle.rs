@@ -68,10 +68,10 @@ async fn a_bad_reload_is_refused_and_the_old_config_keeps_serving() {
         m.contains("ninefold_reloads_total{result=\"failed\"} 1"),
         "{m}"
     );
-    // A setting serve does not run is refused the same way.
+    // An invalid health check is refused the same way.
     gw.rewrite(&simple_config(
         &[&a],
-        "    health_check: {postgres: {role: primary}}\n",
+        "    health_check: {postgres: {role: leader}}\n",
         "",
     ));
     let r = post(&gw.admin_url("/api/v1/reload"), None).await;

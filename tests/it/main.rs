@@ -24,6 +24,10 @@
 //!   pipelining with bodies, HTTP/1.0 keep-alive).
 //! - `splice`: long bodies relayed by `splice(2)`: whole, cut, stalled, abandoned.
 //! - `layers`: the floors of `src/` (docs/architecture.md), read from the code's imports.
+//! - `pgfix`: a real PostgreSQL primary and streaming standby in temporary directories.
+//! - `postgres`: the TCP tier against them: roles, logins, failover, two primaries, lag.
+//! - `tcp`: `protocol: tcp` listeners: relay, limit, next endpoint, reload drain,
+//!   Patroni checks, fencing and a flapping check.
 
 mod admin;
 mod balance;
@@ -53,8 +57,11 @@ mod failover_admin;
 mod layers;
 mod lifecycle;
 mod ops;
+mod pgfix;
+mod postgres;
 mod proxy;
 mod slo;
+mod tcp;
 // Long bodies by splice(2): whole beside copied ones, cut, stalled, abandoned.
 mod splice;
 mod streaming;

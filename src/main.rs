@@ -9,8 +9,10 @@ use std::process::ExitCode;
 
 /// ninefold: a high-availability gateway.
 ///
-/// Load balancing over redundant endpoints, hot reload, graceful shutdown and live
-/// metrics in one binary. Start with `ninefold demo`.
+/// Load balancing over redundant endpoints, failover, SLOs, hot reload, graceful
+/// shutdown and live metrics in one binary, for HTTP and for TCP services such as a
+/// PostgreSQL primary and its replicas (role-aware checks, sessions closed on a
+/// failover, two primaries refused). Start with `ninefold demo`.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -21,7 +23,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a configuration file. SIGHUP (or POST /api/v1/reload) reloads it;
-    /// SIGTERM/SIGINT drain in-flight requests within `shutdown_grace` and exit 0.
+    /// SIGTERM/SIGINT drain in-flight requests (and TCP sessions) within
+    /// `shutdown_grace` and exit 0.
     Serve {
         /// Configuration file (YAML).
         #[arg(short, long, value_name = "FILE")]

@@ -265,16 +265,11 @@ impl Drop for Session {
 async fn connect(tcp: &TcpSnap) -> Result<Chosen, TcpRefusal> {
     match connect_in(&tcp.cluster, &tcp.endpoints).await {
         Ok(c) => Ok(c),
+        // Two primaries is a refusal by the cluster itself, not a lack of endpoints:
+        // no fallback either, the refusal stands until one stops claiming it.
+        Err(TcpRefusal::TwoPrimaries) => Err(TcpRefusal::TwoPrimaries),
         Err(r) => match &tcp.fallback {
-            // Two primaries is a refusal of the cluster itself, not a lack of
-            // endpoints: reads may still fall back, writes must not go anywhere.
-            Some(f) => connect_in(f, &tcp.fallback_endpoints).await.map_err(|fr| {
-                if r == TcpRefusal::TwoPrimaries {
-                    r
-                } else {
-                    fr
-                }
-            }),
+            Some(f) => connect_in(f, &tcp.fallback_endpoints).await,
             None => Err(r),
         },
     }
@@ -432,24 +427,34 @@ struct Relay<'a> {
     to_client: &'a prometheus::IntCounter,
 }
 
-/// One direction: a pipe to splice through, or a buffer to copy through.
+/// One direction. Small transfers are copied through the worker's scratch buffer and
+/// written on at once (no memory held by a quiet session); once a single read brings
+/// [`SPLICE_AT`] bytes or more, the direction is bulk and moves through a pipe with
+/// `splice(2)` from then on (HAProxy's `splice-auto` rule).
 struct Half {
     pipe: Option<Pipe>,
-    buf: Vec<u8>,
-    /// Copied bytes not written on yet: `buf[at..len]`.
+    /// Bytes read but not yet written on (only when `to` took less than all).
+    pending: Vec<u8>,
     at: usize,
-    len: usize,
     done: bool,
     bytes: u64,
+}
+
+/// A read at least this large makes a direction bulk (spliced).
+const SPLICE_AT: usize = 16 * 1024;
+
+thread_local! {
+    /// The worker's copy buffer: every session's copied bytes pass through it, and
+    /// are written on before the next session's read.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHUNK]);
 }
 
 impl Half {
     fn new() -> Half {
         Half {
-            pipe: Pipe::take(),
-            buf: Vec::new(),
+            pipe: None,
+            pending: Vec::new(),
             at: 0,
-            len: 0,
             done: false,
             bytes: 0,
         }
@@ -469,43 +474,46 @@ impl Half {
             return Poll::Ready(Ok(()));
         }
         loop {
+            // What is still to be written goes first.
             if let Some(pipe) = &mut self.pipe {
                 if pipe.held() > 0 {
                     ready!(pipe.poll_drain(cx, to))?;
                     continue;
                 }
+            }
+            if self.at < self.pending.len() {
+                ready!(to.poll_write_ready(cx))?;
+                match to.try_write(&self.pending[self.at..]) {
+                    Ok(n) => self.at += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                if self.at == self.pending.len() {
+                    self.pending.clear();
+                    self.at = 0;
+                }
+                continue;
+            }
+            if let Some(pipe) = &mut self.pipe {
                 match ready!(pipe.poll_fill(cx, from, CHUNK as u64)) {
                     Ok(0) => break,
                     Ok(n) => {
                         self.bytes += n as u64;
                         moved(n);
                     }
-                    // No splice here after all: copy instead.
-                    Err(e) if e.kind() == io::ErrorKind::Unsupported => self.pipe = None,
                     Err(e) => return Poll::Ready(Err(e)),
                 }
                 continue;
-            }
-            if self.at < self.len {
-                ready!(to.poll_write_ready(cx))?;
-                match to.try_write(&self.buf[self.at..self.len]) {
-                    Ok(n) => self.at += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-                continue;
-            }
-            if self.buf.is_empty() {
-                self.buf = vec![0; CHUNK];
             }
             ready!(from.poll_read_ready(cx))?;
-            match from.try_read(&mut self.buf) {
+            match self.copy(from, to) {
                 Ok(0) => break,
                 Ok(n) => {
-                    self.at = 0;
-                    self.len = n;
                     self.bytes += n as u64;
                     moved(n);
+                    if n >= SPLICE_AT {
+                        self.pipe = Pipe::take();
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
@@ -515,6 +523,43 @@ impl Half {
         self.done = true;
         let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
         Poll::Ready(Ok(()))
+    }
+
+    /// One read into the scratch buffer, written on at once; what `to` does not take
+    /// now is kept in `pending`. A read shorter than the buffer drained the socket:
+    /// its readiness is cleared then, so the next poll waits for the kernel instead of
+    /// spending a read on `EAGAIN`.
+    fn copy(&mut self, from: &TcpStream, to: &TcpStream) -> io::Result<usize> {
+        use std::io::Read;
+        SCRATCH.with_borrow_mut(|buf| {
+            let mut got = 0;
+            let r = from.try_io(tokio::io::Interest::READABLE, || {
+                let n = (&*socket2::SockRef::from(from)).read(buf)?;
+                got = n;
+                if n > 0 && n < buf.len() {
+                    // Drained: WouldBlock clears the readiness (the bytes are in `got`).
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match r {
+                Ok(n) => got = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
+                Err(e) => return Err(e),
+            }
+            if got == 0 {
+                return Ok(0);
+            }
+            let sent = match to.try_write(&buf[..got]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            if sent < got {
+                self.pending.extend_from_slice(&buf[sent..got]);
+            }
+            Ok(got)
+        })
     }
 }
 

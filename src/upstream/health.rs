@@ -617,6 +617,7 @@ fn forget_health(c: &ClusterTargets) {
         if e.set_health(Health::Unknown, now) {
             reset += 1;
         }
+        e.set_role(None);
         if let Ok(mut r) = e.check.lock() {
             *r = CheckReport::default();
         }

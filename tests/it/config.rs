@@ -206,6 +206,7 @@ fn every_example_checks() {
         let o = std::process::Command::new(bin())
             .args(["check", "-c"])
             .arg(&path)
+            .env("NINEFOLD_PG_PASSWORD", "x")
             .output()
             .unwrap();
         assert!(

@@ -330,7 +330,14 @@ pub struct Pair {
     pub primary: Pg,
     pub standby: Pg,
     dir: tempfile::TempDir,
+    /// One pair at a time in this process: the tests' probe timeouts are tight, and
+    /// a killed server's port must not be taken by another test's pair before it is
+    /// restarted. Dropped last, after both servers stopped.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Held by each [`Pair`] while it lives.
+static ONE_PAIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Pair {
     /// Creates and starts both servers, the roles and the database `app` (see the
@@ -341,6 +348,8 @@ impl Pair {
             available(),
             "PostgreSQL is not installed (check pgfix::available() first)"
         );
+        // A test that panicked while holding it poisoned it; the pair it held is gone.
+        let serial = ONE_PAIR.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("ninefold-pg-")
             .tempdir()
@@ -428,6 +437,7 @@ impl Pair {
             primary,
             standby,
             dir,
+            _serial: serial,
         }
     }
 

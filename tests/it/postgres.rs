@@ -378,16 +378,18 @@ async fn a_lagging_replica_leaves_the_ro_set_and_reads_fall_back() {
         std::thread::spawn(move || {
             let until = Instant::now() + Duration::from_secs(4);
             while Instant::now() < until {
-                Pg::psql_at(
+                if let Err(e) = Pg::psql_at(
                     primary,
                     pgfix::APP_USER,
                     pgfix::APP_PASSWORD,
                     pgfix::APP_DB,
                     "insert into w default values",
-                )
-                .expect("a write on the primary");
+                ) {
+                    return Some(e);
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            None
         })
     };
     until(&gw, Duration::from_secs(8), "replica out for lag", |s| {
@@ -396,13 +398,22 @@ async fn a_lagging_replica_leaves_the_ro_set_and_reads_fall_back() {
     })
     .await;
     // Reads fall back to the primary.
-    assert_eq!(in_recovery(ro).unwrap(), "f");
+    let fell_back = in_recovery(ro);
+    assert_eq!(
+        fell_back.as_deref(),
+        Ok("f"),
+        "{}\n{}",
+        pair.primary.log(),
+        gw.stderr()
+    );
     // The held session was kept.
     assert_eq!(
         kept.query("select 1").await.unwrap()[0].as_deref(),
         Some("1")
     );
-    writer.join().unwrap();
+    if let Some(e) = writer.join().unwrap() {
+        panic!("a write on the primary failed: {e}\n{}", pair.primary.log());
+    }
     pair.standby.sql("select pg_wal_replay_resume()").unwrap();
     until(&gw, Duration::from_secs(8), "replica back", |s| {
         healthy(s, "pg-replicas", sb)

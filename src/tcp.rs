@@ -90,7 +90,7 @@ pub async fn serve<O: Send + 'static>(
     client: TcpStream,
     peer: SocketAddr,
     open: O,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let _open = open;
     let start = Instant::now();
@@ -118,38 +118,38 @@ pub async fn serve<O: Send + 'static>(
         metrics,
         cluster,
         stream,
-        mut fence,
+        fence,
     } = chosen;
     let _session = Session::open(&endpoint, &metrics);
-    let mut relay = std::pin::pin!(Relay::new(&client, &stream, &metrics));
-    let mut idle_timer = std::pin::pin!(tokio::time::sleep(idle));
-    let mut drain: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let end = loop {
-        tokio::select! {
-            r = &mut relay => break match r {
-                Ok(()) => End::Done,
-                Err(e) => End::Error(e.to_string()),
-            },
-            _ = fence.changed() => break End::Policy(TcpClose::Fenced),
-            _ = &mut idle_timer => {
-                let last = relay.last;
-                if last.elapsed() >= idle {
-                    break End::Policy(TcpClose::Idle);
-                }
-                idle_timer.as_mut().reset(last + idle);
-            }
-            _ = stop.wait_for(|s| *s), if drain.is_none() => {
-                drain = Some(Box::pin(tokio::time::sleep(grace)));
-            }
-            _ = async { drain.as_mut().expect("guarded").await }, if drain.is_some() => {
-                break End::Policy(TcpClose::ListenerRemoved);
-            }
-        }
+    // The relay's task polls the relay only; what may end a session from outside
+    // (a fence, the idle timeout, the listener's removal) is watched by a second
+    // task, which shuts both sockets down and says why.
+    let (client, stream) = (Arc::new(client), Arc::new(stream));
+    let state = Arc::new(SessionState::new());
+    let watcher = tokio::spawn(watch(
+        Arc::clone(&state),
+        Arc::clone(&client),
+        Arc::clone(&stream),
+        Watched {
+            fence,
+            stop,
+            idle,
+            grace,
+        },
+    ));
+    let mut relay = Relay::new(&client, &stream, &metrics, &state);
+    let r = (&mut relay).await;
+    watcher.abort();
+    let end = match (state.end(), r) {
+        (Some(why), _) => End::Policy(why),
+        (None, Ok(())) => End::Done,
+        (None, Err(e)) => End::Error(e.to_string()),
     };
     if let End::Policy(why) = &end {
         metrics.closed[why_index(*why)].inc();
     }
     let (up, down) = (relay.up.bytes, relay.down.bytes);
+    drop(relay);
     let why = match &end {
         End::Done => "closed",
         End::Policy(p) => p.as_str(),
@@ -168,6 +168,93 @@ pub async fn serve<O: Send + 'static>(
         down,
         why,
     );
+}
+
+/// What a session's relay and its watcher share: when bytes last moved, and why the
+/// watcher ended it.
+struct SessionState {
+    /// When the session started; `last` counts from here.
+    start: Instant,
+    /// Milliseconds from `start` to the last time bytes moved.
+    last: std::sync::atomic::AtomicU64,
+    /// 0 while running, else 1 + the index of the [`TcpClose`] that ended it.
+    end: std::sync::atomic::AtomicU8,
+}
+
+impl SessionState {
+    fn new() -> SessionState {
+        SessionState {
+            start: Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+            end: std::sync::atomic::AtomicU8::new(0),
+        }
+    }
+
+    /// Bytes moved now.
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    fn end(&self) -> Option<TcpClose> {
+        match self.end.load(Ordering::Acquire) {
+            0 => None,
+            i => TcpClose::ALL.get(usize::from(i) - 1).copied(),
+        }
+    }
+}
+
+/// What the watcher of a session waits on.
+struct Watched {
+    fence: watch::Receiver<u64>,
+    stop: watch::Receiver<bool>,
+    idle: Duration,
+    grace: Duration,
+}
+
+/// Watches one session from outside its relay: a fence of its endpoint, `idle` of
+/// silence, or its listener's removal (then `grace` more) ends it, by shutting both
+/// sockets down, which the relay sees at once.
+async fn watch(
+    state: Arc<SessionState>,
+    client: Arc<TcpStream>,
+    upstream: Arc<TcpStream>,
+    w: Watched,
+) {
+    let Watched {
+        mut fence,
+        mut stop,
+        idle,
+        grace,
+    } = w;
+    let mut idle_timer = std::pin::pin!(tokio::time::sleep(idle));
+    let mut drain: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let why = loop {
+        tokio::select! {
+            _ = fence.changed() => break TcpClose::Fenced,
+            _ = &mut idle_timer => {
+                let last = state.last();
+                if last.elapsed() >= idle {
+                    break TcpClose::Idle;
+                }
+                idle_timer.as_mut().reset(last + idle);
+            }
+            _ = stop.wait_for(|s| *s), if drain.is_none() => {
+                drain = Some(Box::pin(tokio::time::sleep(grace)));
+            }
+            _ = async { drain.as_mut().expect("guarded").await }, if drain.is_some() => {
+                break TcpClose::ListenerRemoved;
+            }
+        }
+    };
+    state.end.store(why_index(why) as u8 + 1, Ordering::Release);
+    for s in [&client, &upstream] {
+        let _ = socket2::SockRef::from(&**s).shutdown(std::net::Shutdown::Both);
+    }
 }
 
 fn why_index(c: TcpClose) -> usize {
@@ -421,8 +508,8 @@ struct Relay<'a> {
     up: Half,
     /// Endpoint → client.
     down: Half,
-    /// The last time bytes moved.
-    last: Instant,
+    /// Where the last time bytes moved is kept (for the idle timeout).
+    state: &'a SessionState,
     to_endpoint: &'a prometheus::IntCounter,
     to_client: &'a prometheus::IntCounter,
 }
@@ -572,13 +659,18 @@ impl Drop for Half {
 }
 
 impl<'a> Relay<'a> {
-    fn new(client: &'a TcpStream, upstream: &'a TcpStream, m: &'a TcpEndpointMetrics) -> Self {
+    fn new(
+        client: &'a TcpStream,
+        upstream: &'a TcpStream,
+        m: &'a TcpEndpointMetrics,
+        state: &'a SessionState,
+    ) -> Self {
         Relay {
             client,
             upstream,
             up: Half::new(),
             down: Half::new(),
-            last: Instant::now(),
+            state,
             to_endpoint: &m.to_endpoint,
             to_client: &m.to_client,
         }
@@ -607,7 +699,7 @@ impl Future for Relay<'_> {
         };
         if moved {
             // One clock read per wake-up that moved bytes (not per byte or syscall).
-            this.last = Instant::now();
+            this.state.touch();
         }
         match (up, down) {
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),

@@ -43,12 +43,6 @@ async fn echo() -> SocketAddr {
     addr
 }
 
-/// A port nothing listens on.
-fn dead() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// Writes `msg` and reads it back, within a second.
 async fn round_trip(s: &mut TcpStream, msg: &[u8]) -> bool {
     let go = async {
@@ -82,7 +76,9 @@ fn metric(m: &str, prefix: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_limit_next_endpoint_and_idle_timeout() {
-    let (live, gone) = (echo().await, dead());
+    let live = echo().await;
+    // Refuses connects for the whole test (bound, never listening).
+    let (_held, gone) = support::refusing_endpoint();
     let gw = Gateway::start(&format!(
         "admin: {{bind: \"127.0.0.1:0\"}}
 access_log: json
@@ -159,16 +155,24 @@ clusters:
         assert!(round_trip(&mut s, b"x").await, "a talking session stays");
     }
     assert!(closed_within(&mut s, Duration::from_secs(3)).await);
-    // One access line per session, with why it ended.
-    let out = gw.stdout();
+    // One access line per session, with why it ended (written just after the end).
+    let line = |end: &'static str| {
+        let gw = &gw;
+        move || {
+            gw.stdout()
+                .lines()
+                .any(|l| l.contains("\"protocol\":\"tcp\"") && l.contains(end))
+        }
+    };
     assert!(
-        out.lines()
-            .any(|l| l.contains("\"protocol\":\"tcp\"") && l.contains("\"end\":\"idle\"")),
-        "{out}"
+        support::eventually(Duration::from_secs(3), line("\"end\":\"idle\"")).await,
+        "{}",
+        gw.stdout()
     );
     assert!(
-        out.lines().any(|l| l.contains("\"end\":\"limit\"")),
-        "{out}"
+        support::eventually(Duration::from_secs(3), line("\"end\":\"limit\"")).await,
+        "{}",
+        gw.stdout()
     );
 }
 

@@ -136,7 +136,13 @@ pub fn judge(facts: Facts, check: &PostgresCheck) -> Result<Facts, Failure> {
         Some(LagBound::Time(max)) => match facts.lag_seconds {
             None => Err(lagging("lag unknown: no transaction replayed yet".into())),
             Some(s) if s > max.as_secs_f64() => {
-                Err(lagging(format!("lag {s:.1}s > {}", show_duration(max))))
+                // One decimal, unless it would round down to the bound itself.
+                let shown = if (s * 10.0).round() / 10.0 > max.as_secs_f64() {
+                    format!("{s:.1}")
+                } else {
+                    format!("{s:.3}")
+                };
+                Err(lagging(format!("lag {shown}s > {}", show_duration(max))))
             }
             Some(_) => Ok(facts),
         },
@@ -454,6 +460,8 @@ mod tests {
         assert!(judge(facts(Role::Replica, Some(0.0), Some(0.0)), &c).is_ok());
         let e = judge(facts(Role::Replica, Some(12.44), Some(10.0)), &c).unwrap_err();
         assert_eq!(e.reason, "lag 12.4s > 5s");
+        let e = judge(facts(Role::Replica, Some(5.02), Some(10.0)), &c).unwrap_err();
+        assert_eq!(e.reason, "lag 5.020s > 5s");
         assert!(e.lag);
         let e = judge(facts(Role::Replica, None, None), &c).unwrap_err();
         assert!(e.reason.starts_with("lag unknown"), "{}", e.reason);

@@ -541,7 +541,7 @@ fn postgres_ids() -> Option<(u32, u32)> {
 }
 
 /// As root, hands `dir` to the `postgres` user (PostgreSQL refuses to run as root).
-fn give_to_postgres(dir: &Path) {
+pub fn give_to_postgres(dir: &Path) {
     if as_root() {
         let (uid, gid) = postgres_ids().expect("no postgres user");
         std::os::unix::fs::chown(dir, Some(uid), Some(gid)).expect("chown to postgres");

@@ -133,8 +133,42 @@ async fn roles_logins_and_a_wrong_password() {
     }
     let pair = Pair::start();
     let p = pair.primary.addr();
+    // TLS on the primary (a self-signed certificate: sslmode never verifies it), and
+    // two more logins: trust, and a cleartext password.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let data = pair.primary.data_dir().to_owned();
+    std::fs::write(data.join("server.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(data.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
+    for f in ["server.crt", "server.key"] {
+        std::fs::set_permissions(
+            data.join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        pgfix::give_to_postgres(&data.join(f));
+    }
+    let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        format!("host all trusted 127.0.0.1/32 trust\nhost all clear 127.0.0.1/32 password\n{hba}"),
+    )
+    .unwrap();
+    for sql in [
+        "ALTER SYSTEM SET ssl = on",
+        "CREATE ROLE trusted LOGIN",
+        "CREATE ROLE clear LOGIN PASSWORD 'clear-secret'",
+        "SELECT pg_reload_conf()",
+    ] {
+        pair.primary.sql(sql).unwrap();
+    }
     let extra = format!(
-        "  - name: pg-md5
+        "  - name: pg-trust
+    endpoints: [{{address: \"{p}\"}}]
+    health_check: {{postgres: {{role: primary, user: trusted, sslmode: disable}}, interval: 200ms, timeout: 150ms}}
+  - name: pg-clear
+    endpoints: [{{address: \"{p}\"}}]
+    health_check: {{postgres: {{role: primary, user: clear, password: clear-secret, sslmode: disable}}, interval: 200ms, timeout: 150ms}}
+  - name: pg-md5
     endpoints: [{{address: \"{p}\"}}]
     health_check: {{postgres: {{role: primary, user: md5user, password: {md5}, sslmode: disable}}, interval: 200ms, timeout: 150ms}}
   - name: pg-tls
@@ -166,8 +200,10 @@ async fn roles_logins_and_a_wrong_password() {
             && why(s, "pg-replicas", p).contains("role primary, want replica")
             && why(s, "pg-bad", p)
                 .contains("auth failed: password authentication failed for user \"ninefold\"")
-            // TLS: the server has no certificate, so `require` fails and says why.
-            && why(s, "pg-tls", p).contains("sslmode require")
+            // TLS required, and the server offers it.
+            && healthy(s, "pg-tls", p)
+            && healthy(s, "pg-trust", p)
+            && healthy(s, "pg-clear", p)
     })
     .await;
     let s = state(&gw).await;
@@ -184,6 +220,7 @@ async fn roles_logins_and_a_wrong_password() {
     let all = format!("{s}{}{}", gw.stderr(), gw.stdout());
     assert!(!all.contains(pgfix::NINEFOLD_PASSWORD), "password leaked");
     assert!(!all.contains(pgfix::MD5_PASSWORD), "password leaked");
+    assert!(!all.contains("clear-secret"), "password leaked");
     // Per-connection access lines and counters.
     let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
     let line = format!("ninefold_tcp_connections_total{{endpoint=\"{p}\",listener=\"pg-rw\"}} 1");
@@ -244,6 +281,7 @@ async fn failover_fences_the_old_primary_and_two_primaries_are_refused() {
         .await
         .expect("the old session must not hang");
     assert!(seen.is_err(), "the old session still answers: {seen:?}");
+    let seen_closed = t0.elapsed();
     // Promote the standby; the first write through pg-rw.
     let t_promote = Instant::now();
     pair.standby.promote();
@@ -272,10 +310,18 @@ async fn failover_fences_the_old_primary_and_two_primaries_are_refused() {
         + promote_took
         + Duration::from_millis(1000);
     let after_promote = first_write.saturating_sub(promoted);
+    let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
+    let fenced = m
+        .lines()
+        .find(|l| l.starts_with(&format!("ninefold_tcp_sessions_closed_total{{endpoint=\"{p}\",listener=\"pg-rw\",reason=\"fenced\"}}")))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or("0")
+        .to_owned();
     eprintln!(
         "failover timeline: killed {killed:?}, marked down {marked_down:?}, promoted {promoted:?} \
          (pg_ctl promote took {promote_took:?}), first write {first_write:?} \
-         ({after_promote:?} after promotion)"
+         ({after_promote:?} after promotion); old sessions closed by the fence: {fenced} \
+         (the one held was seen closed at {seen_closed:?})"
     );
     assert!(
         first_write <= marked_down + bound,
@@ -328,6 +374,34 @@ async fn failover_fences_the_old_primary_and_two_primaries_are_refused() {
             && log.contains(&sb.to_string()),
         "{log}"
     );
+    // keep_current: the same split, resolved to the current generation's primary
+    // (the promoted one), by a reload.
+    let keep = config(&pair, "5s", "").replace(
+        "sslmode: prefer}",
+        "sslmode: prefer, two_primaries: keep_current}",
+    );
+    assert!(keep.contains("keep_current"));
+    gw.rewrite(&keep);
+    gw.signal("HUP");
+    until(&gw, Duration::from_secs(5), "keep_current applied", |s| {
+        cluster(s, "pg-primary")["primary"]["on_two_primaries"] == "keep_current"
+    })
+    .await;
+    let port = Pg::psql_at(
+        rw,
+        pgfix::APP_USER,
+        pgfix::APP_PASSWORD,
+        pgfix::APP_DB,
+        "select inet_server_port()",
+    )
+    .expect("keep_current admits connections");
+    assert_eq!(
+        port,
+        sb.port().to_string(),
+        "to the current generation's primary"
+    );
+    let h = get(&gw.admin_url("/health")).await.json();
+    assert_eq!(h["checks"]["pg-primary"], "ok", "{h}");
     // One stops claiming it: the cluster serves again, on the promoted one.
     pair.primary.stop();
     until(&gw, Duration::from_secs(5), "split over", |s| {
@@ -372,6 +446,7 @@ async fn a_lagging_replica_leaves_the_ro_set_and_reads_fall_back() {
     );
     assert_eq!(in_recovery(ro).unwrap(), "t");
     pair.standby.sql("select pg_wal_replay_pause()").unwrap();
+    let paused = Instant::now();
     // Writes go on on the primary.
     let writer = {
         let primary = pair.primary.addr();
@@ -397,6 +472,12 @@ async fn a_lagging_replica_leaves_the_ro_set_and_reads_fall_back() {
         e["health"] == "unhealthy" && e["why"].as_str().unwrap_or("").contains("lag")
     })
     .await;
+    let s = state(&gw).await;
+    eprintln!(
+        "lag: replay paused, replica out after {:?}: {}",
+        paused.elapsed(),
+        endpoint(cluster(&s, "pg-replicas"), sb)["why"]
+    );
     // Reads fall back to the primary.
     let fell_back = in_recovery(ro);
     assert_eq!(
@@ -415,10 +496,15 @@ async fn a_lagging_replica_leaves_the_ro_set_and_reads_fall_back() {
         panic!("a write on the primary failed: {e}\n{}", pair.primary.log());
     }
     pair.standby.sql("select pg_wal_replay_resume()").unwrap();
+    let resumed = Instant::now();
     until(&gw, Duration::from_secs(8), "replica back", |s| {
         healthy(s, "pg-replicas", sb)
     })
     .await;
+    eprintln!(
+        "lag: replay resumed, replica back after {:?}",
+        resumed.elapsed()
+    );
     assert_eq!(in_recovery(ro).unwrap(), "t");
     let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
     assert!(
@@ -509,4 +595,65 @@ async fn the_multi_az_example_passes_the_lint_and_serves() {
     .await;
     assert_eq!(in_recovery(rw).unwrap(), "f");
     assert_eq!(in_recovery(ro).unwrap(), "t");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_check_closes_no_session() {
+    if !pgfix::require("a_flapping_check_closes_no_session") {
+        return;
+    }
+    let pair = Pair::start();
+    let p = pair.primary.addr();
+    // Thresholds of 2; probes 500 ms apart, each done within 150 ms, so there is room
+    // to end each stop before the next probe.
+    let yaml = config(&pair, "5s", "")
+        .replacen(&format!("interval: {INTERVAL_MS}ms"), "interval: 500ms", 1)
+        .replacen("healthy_threshold: 1", "healthy_threshold: 2", 1);
+    let gw = start(&yaml);
+    let rw = gw.bound("pg-rw").await;
+    until(&gw, Duration::from_secs(10), "primary up", |s| {
+        healthy(s, "pg-primary", p)
+    })
+    .await;
+    let mut held = session(rw).await;
+    let postmaster = pair.primary.pid().expect("the primary runs") as i32;
+    let check = |s: &serde_json::Value| endpoint(cluster(s, "pg-primary"), p)["last_check"].clone();
+    for round in 0..3 {
+        // A stopped postmaster accepts no login: the next probe times out, once.
+        assert_eq!(signal(postmaster, libc::SIGSTOP), 0);
+        until(&gw, Duration::from_secs(5), "one failure", |s| {
+            check(s)["failures_in_a_row"] == 1
+        })
+        .await;
+        assert_eq!(signal(postmaster, libc::SIGCONT), 0);
+        until(&gw, Duration::from_secs(5), "a pass again", |s| {
+            check(s)["passes_in_a_row"].as_u64() >= Some(1)
+        })
+        .await;
+        let s = state(&gw).await;
+        assert_eq!(
+            endpoint(cluster(&s, "pg-primary"), p)["health"],
+            "healthy",
+            "round {round}: {s}"
+        );
+        // The session held through it all still answers.
+        assert_eq!(
+            held.query("select 1").await.unwrap()[0].as_deref(),
+            Some("1"),
+            "round {round}"
+        );
+    }
+    let m = String::from_utf8_lossy(&get(&gw.admin_url("/metrics")).await.body).into_owned();
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("ninefold_tcp_sessions_closed_total") && !l.ends_with(" 0")),
+        "{m}"
+    );
+}
+
+/// `kill(2)` of a process this test started.
+fn signal(pid: i32, sig: i32) -> i32 {
+    // SAFETY: kill(2) reads and writes no memory of ours; `pid` is the postmaster this
+    // test started, alive while its `Pair` is.
+    unsafe { libc::kill(pid, sig) }
 }

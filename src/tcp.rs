@@ -30,6 +30,7 @@
 //! (`ninefold_tcp_*`).
 
 use crate::config::{AccessLog, OnMarkedDown, Role, TwoPrimaries};
+use crate::gate::{Gate, Probe, Rejected};
 use crate::h1::splice::Pipe;
 use crate::snapshot::{ClusterSnap, Shared, TcpClose, TcpEndpointMetrics, TcpRefusal, TcpSnap};
 use crate::upstream::select::Tried;
@@ -374,16 +375,27 @@ async fn connect_in(
     for _ in 0..n.max(1) {
         let i = admit(cluster, &tried, deadline).await?;
         let endpoint = &cluster.select.endpoints[i];
+        // The breakers of the cluster's `circuit_breaker.scope` see each connect, as
+        // HTTP attempts do: a refused gate is one more endpoint tried.
+        let Ok(mut probes) = breakers(cluster, i) else {
+            tried.add(i);
+            continue;
+        };
         // Watched, then counted, before the connect: a fence from now on is seen, and
         // admission elsewhere waits for this session.
         let fence = endpoint.fence.subscribe();
         endpoint.sessions.fetch_add(1, Ordering::AcqRel);
+        probes.iter_mut().for_each(Outcome::sent);
         let timeout = deadline.saturating_duration_since(Instant::now());
         let connected = tokio::time::timeout(timeout, TcpStream::connect(endpoint.address)).await;
         match connected {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                endpoint.success(&cluster.outlier, &cluster.select.live, now_ms());
+                let now = now_ms();
+                endpoint.success(&cluster.outlier, &cluster.select.live, now);
+                for p in probes.drain(..) {
+                    p.finish(Some(false), now);
+                }
                 return Ok(Chosen {
                     endpoint: Arc::clone(endpoint),
                     metrics: metrics[i].clone(),
@@ -396,7 +408,12 @@ async fn connect_in(
                 endpoint.sessions.fetch_sub(1, Ordering::AcqRel);
                 metrics[i].connect_failures.inc();
                 cluster.connect_errors.inc();
-                endpoint.failure(&cluster.outlier, &cluster.select.live, n, now_ms());
+                let now = now_ms();
+                endpoint.failure(&cluster.outlier, &cluster.select.live, n, now);
+                let counts = cluster.breaker.map(|b| b.on.connect_failure);
+                for p in probes.drain(..) {
+                    p.finish(counts.filter(|c| *c), now);
+                }
                 tried.add(i);
                 if Instant::now() >= deadline {
                     break;
@@ -405,6 +422,68 @@ async fn connect_in(
         }
     }
     Err(TcpRefusal::NoEndpoint)
+}
+
+/// One connect's passage through the breakers of `cluster` (its own, then endpoint
+/// `i`'s, as its `circuit_breaker.scope` says): the outcome of each, to record, or
+/// `Err` when one rejects. A gate that passes without a trial records through a
+/// `Probe` too: the same bookkeeping either way.
+fn breakers(cluster: &ClusterSnap, i: usize) -> Result<Vec<Outcome<'_>>, Rejected> {
+    let mut out = Vec::new();
+    let Some(cfg) = &cluster.breaker else {
+        return Ok(out);
+    };
+    let now = now_ms();
+    let mut gates = Vec::with_capacity(2);
+    if cfg.scope.cluster() {
+        gates.push(Gate::new(
+            &cluster.select.live.breaker,
+            cfg,
+            &cluster.name,
+            "",
+        ));
+    }
+    if cfg.scope.endpoint() {
+        let e = &cluster.select.endpoints[i];
+        gates.push(Gate::new(
+            &e.breaker,
+            cfg,
+            &cluster.name,
+            &cluster.endpoint_names[i],
+        ));
+    }
+    for g in gates {
+        out.push(match g.admit(now)? {
+            Some(probe) => Outcome::Trial(probe),
+            None => Outcome::Pass(g),
+        });
+    }
+    Ok(out)
+}
+
+/// How a connect passed one breaker.
+enum Outcome<'a> {
+    /// Without a trial: its outcome is recorded.
+    Pass(Gate<'a>),
+    /// With a half-open breaker's trial permit.
+    Trial(Probe<'a>),
+}
+
+impl Outcome<'_> {
+    /// The connect is under way: a trial dropped from now on counts as abandoned.
+    fn sent(&mut self) {
+        if let Outcome::Trial(p) = self {
+            p.sent();
+        }
+    }
+
+    /// Records the connect's outcome (`None`: neither way).
+    fn finish(self, failed: Option<bool>, now: u64) {
+        match self {
+            Outcome::Pass(g) => g.record(failed, now),
+            Outcome::Trial(p) => p.finish(failed, now),
+        }
+    }
 }
 
 /// The endpoint a new session may go to now, waiting (until `deadline`) for a first

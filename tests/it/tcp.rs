@@ -89,6 +89,7 @@ clusters:
   - name: c
     connect_timeout: 500ms
     outlier_detection: {{consecutive_failures: 1000}}
+    circuit_breaker: {{consecutive_failures: 2, open_for: 60s, scope: endpoint}}
     endpoints: [{{address: \"{gone}\"}}, {{address: \"{live}\"}}]
 "
     ));
@@ -120,6 +121,19 @@ clusters:
         metric(&m, &format!("ninefold_tcp_bytes_total{{direction=\"to_endpoint\",endpoint=\"{live}\",listener=\"db\"}}")),
         6 * 8
     );
+    // The refusing endpoint's breaker saw its connects fail, and opened.
+    let st = get(&gw.admin_url("/api/v1/state")).await.json();
+    let eps = st["clusters"][0]["endpoints"].as_array().unwrap();
+    let dead = eps
+        .iter()
+        .find(|e| e["address"] == gone.to_string())
+        .unwrap();
+    assert_eq!(dead["breaker"]["state"], "open", "{dead}");
+    let alive = eps
+        .iter()
+        .find(|e| e["address"] == live.to_string())
+        .unwrap();
+    assert_eq!(alive["breaker"]["state"], "closed", "{alive}");
     // The limit: two sessions held, the third is closed at once.
     let mut a = TcpStream::connect(db).await.unwrap();
     let mut b = TcpStream::connect(db).await.unwrap();

@@ -32,7 +32,8 @@
 //! - [`admin`]: `/metrics`, `/health`, `/api/v1/*` (axum, off the data path);
 //! - [`topology`]: a config's availability estimate;
 //! - the face: [`calc`], [`lint`] (`ninefold check`'s warnings), [`demo`], [`origin`]
-//!   (a tiny backend for drills); `main.rs` starts the gateway and then its admin API.
+//!   (a tiny backend for drills), [`drill`] (`ninefold drill run`: DR drills that
+//!   measure RTO and RPO); `main.rs` starts the gateway and then its admin API.
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -42,6 +43,7 @@ pub mod calc;
 pub mod cells;
 pub mod config;
 pub mod demo;
+pub mod drill;
 pub mod fallback;
 pub mod fault;
 pub mod gate;

@@ -202,8 +202,18 @@ pub fn interpolate(
 /// Parses configuration text into the raw model without validating values (and
 /// without `${ENV}` interpolation: see [`interpolate`]).
 pub fn parse_raw(file: &str, text: &str) -> Result<raw::RawConfig, ConfigErrors> {
+    parse_yaml(file, text)
+}
+
+/// Parses YAML text into `T` (unknown keys refused where `T` says so), an error
+/// naming the file, line, column and key path; empty text is `T::default()`. The
+/// drill files are read with it too.
+pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigErrors> {
     if text.trim().is_empty() {
-        return Ok(raw::RawConfig::default());
+        return Ok(T::default());
     }
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;

@@ -106,7 +106,16 @@ impl Conn {
     /// Runs one simple query; returns the first row's values (text, `None` for NULL),
     /// or the server's error.
     pub async fn query(&mut self, sql: &str) -> Result<Vec<Option<String>>, String> {
-        query(&mut self.io, &mut self.out, &mut self.inb, sql).await
+        query(&mut self.io, &mut self.out, &mut self.inb, sql, false)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| "no row".to_string())
+    }
+
+    /// Runs one simple query; returns every row (the drill reads its sequence back).
+    pub async fn query_all(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        query(&mut self.io, &mut self.out, &mut self.inb, sql, true).await
     }
 
     /// Sends `Terminate` and closes, best effort.
@@ -341,31 +350,31 @@ async fn query(
     out: &mut BytesMut,
     inb: &mut BytesMut,
     sql: &str,
-) -> Result<Vec<Option<String>>, String> {
+    all: bool,
+) -> Result<Vec<Vec<Option<String>>>, String> {
     frontend::query(sql, out).map_err(|e| e.to_string())?;
     send(io, out).await?;
-    let mut first: Option<Vec<Option<String>>> = None;
+    let mut rows: Vec<Vec<Option<String>>> = Vec::new();
     let mut error = None;
     loop {
         match recv(io, inb).await? {
-            Message::DataRow(row) if first.is_none() => {
+            Message::DataRow(row) if all || rows.is_empty() => {
                 let buf = row.buffer();
                 let mut values = Vec::new();
                 let mut ranges = row.ranges();
                 while let Some(r) = ranges.next().map_err(|e| e.to_string())? {
                     values.push(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned()));
                 }
-                first = Some(values);
+                rows.push(values);
             }
             Message::ErrorResponse(body) => error = Some(error_text(&body, false)),
             Message::ReadyForQuery(_) => break,
             _ => {}
         }
     }
-    match (error, first) {
-        (Some(e), _) => Err(e),
-        (None, Some(row)) => Ok(row),
-        (None, None) => Err("no row".into()),
+    match error {
+        Some(e) => Err(e),
+        None => Ok(rows),
     }
 }
 

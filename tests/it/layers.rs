@@ -37,7 +37,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("process", &["server"]),
     ("admin", &["admin"]),
     ("estimate", &["topology"]),
-    ("face", &["calc", "demo", "lint", "origin"]),
+    ("face", &["calc", "demo", "drill", "lint", "origin"]),
 ];
 
 /// One import found in the tree.

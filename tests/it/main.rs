@@ -24,6 +24,9 @@
 //!   pipelining with bodies, HTTP/1.0 keep-alive).
 //! - `splice`: long bodies relayed by `splice(2)`: whole, cut, stalled, abandoned.
 //! - `layers`: the floors of `src/` (docs/architecture.md), read from the code's imports.
+//! - `chaostoolkit`: `chaos run` with contrib/chaostoolkit-ninefold against a gateway.
+//! - `drill`: `ninefold drill run` against a real PostgreSQL pair (sync and async
+//!   standby: RTO, lost writes counted exactly), rollbacks after a failure and Ctrl-C.
 //! - `pgfix`: a real PostgreSQL primary and streaming standby in temporary directories.
 //! - `postgres`: the TCP tier against them: roles, logins, failover, two primaries, lag.
 //! - `tcp`: `protocol: tcp` listeners: relay, limit, next endpoint, reload drain,
@@ -34,6 +37,8 @@ mod balance;
 // The circuit breaker: trip, probes per open time, recovery, admin calls, state export.
 mod breaker;
 mod calc;
+// Chaos Toolkit with the contrib extension, from PyPI into a virtualenv.
+mod chaostoolkit;
 // Cells: four cells on four clusters, one goes down (fail isolates, evacuate re-homes).
 mod cells;
 mod config;
@@ -54,6 +59,7 @@ mod isolation;
 // Issue 9: drain/enable through the admin API, and the failover metric families.
 mod failover_admin;
 // The floors of src/: each module imports only from below (no binary is run).
+mod drill;
 mod layers;
 mod lifecycle;
 mod ops;

@@ -363,3 +363,70 @@ rollbacks:
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_zone_loss_drill_holds_and_enables_the_zone_back() {
+    const TOKEN: &str = "drill-token";
+    let backends = [
+        support::Backend::start("a1").await,
+        support::Backend::start("a2").await,
+        support::Backend::start("b1").await,
+        support::Backend::start("b2").await,
+    ];
+    let eps: Vec<String> = backends
+        .iter()
+        .zip(["a", "a", "b", "b"])
+        .map(|(b, z)| format!("{{address: \"{}\", zone: {z}}}", b.addr))
+        .collect();
+    let gw = Gateway::start(&format!(
+        "admin: {{bind: \"127.0.0.1:0\", token: {TOKEN}}}
+listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes:
+      - {{name: api, match: {{path_prefix: /}}, cluster: api, timeout: 2s}}
+clusters:
+  - name: api
+    endpoints: [{}]
+    health_check: {{http: {{path: /health}}, interval: 200ms, timeout: 150ms, healthy_threshold: 1, unhealthy_threshold: 2}}
+",
+        eps.join(", ")
+    ));
+    let web = gw.bound("web").await;
+    let mut text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/drills/zone-loss.yaml"
+    ))
+    .unwrap();
+    for (k, v) in [
+        ("NINEFOLD_DRILL_ADMIN", gw.admin.to_string()),
+        ("NINEFOLD_ADMIN_TOKEN", TOKEN.to_string()),
+        ("NINEFOLD_DRILL_URL", format!("http://{web}/api")),
+        ("NINEFOLD_DRILL_CLUSTER", "api".to_string()),
+        ("NINEFOLD_DRILL_ZONE_A1", backends[0].addr.to_string()),
+        ("NINEFOLD_DRILL_ZONE_A2", backends[1].addr.to_string()),
+    ] {
+        text = text.replace(&format!("${{{k}}}"), &v);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, j, report, err) = drill(dir.path(), &text);
+    let m = &j["measurements"];
+    eprintln!(
+        "zone-loss drill: exit {code}, rto {} s (model {} s), failed {}",
+        m["rto_seconds"],
+        m["model_rto_seconds"],
+        m["failed_operations"].as_array().map_or(0, Vec::len)
+    );
+    assert_eq!(code, 0, "{err}\n{report}");
+    let events = m["timeline"].to_string();
+    assert!(
+        events.contains(&format!("endpoint {} of api drained", backends[0].addr)),
+        "{events}"
+    );
+    // The rollbacks enabled the zone back.
+    let st = support::get(&gw.admin_url("/api/v1/state")).await.json();
+    for e in st["clusters"][0]["endpoints"].as_array().unwrap() {
+        assert_eq!(e["drained"], false, "{e}");
+    }
+    assert_eq!(j["rollbacks"].as_array().map(Vec::len), Some(2));
+}

@@ -125,10 +125,15 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Answer
             .flatten();
         route.faults.decide(&route.name, header, &active, now_ms)
     };
+    // A delay as long as the route's timeout is a slow upstream the timeout cuts: the
+    // request times out there (504, or the fallback ladder's answer), as it would if
+    // the upstream itself were that slow.
+    let mut delay_timed_out = false;
     if let Some(d) = injected.delay {
         route.faults.injected[fault::DELAY].inc();
         record.fault_injected();
-        tokio::time::sleep(d).await;
+        delay_timed_out = d >= route.timeout;
+        tokio::time::sleep(d.min(route.timeout)).await;
     }
     if let Some(status) = injected.abort {
         route.faults.injected[fault::ABORT].inc();
@@ -154,6 +159,7 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Answer
     //    until the answer has ended; a full one sheds with 503 bulkhead-full), then the
     //    attempt loop, within the route's timeout.
     let result = match target {
+        _ if delay_timed_out => Err(Failed::at(Failure::Timeout, None)),
         Ok(cell_cluster) => {
             if route.cells.is_some() {
                 record.cluster(&cell_cluster.name);

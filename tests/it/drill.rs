@@ -430,3 +430,62 @@ clusters:
     }
     assert_eq!(j["rollbacks"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_dependency_slow_drill_is_held_by_the_fallback() {
+    const TOKEN: &str = "drill-token";
+    let dep = support::Backend::start("recommendations").await;
+    let gw = Gateway::start(&format!(
+        "admin: {{bind: \"127.0.0.1:0\", token: {TOKEN}}}
+listeners:
+  - name: web
+    bind: \"127.0.0.1:0\"
+    routes:
+      - name: recommendations
+        match: {{path_prefix: /}}
+        cluster: recs
+        timeout: 300ms
+        slo: app-availability
+        fallback: {{static: {{status: 200, content_type: application/json, body: '{{\"items\":[]}}'}}}}
+clusters:
+  - name: recs
+    endpoints: [{{address: \"{}\"}}]
+    circuit_breaker: {{consecutive_failures: 3, open_for: 5s}}
+slos:
+  - {{name: app-availability, objective: 99%, window: 30d}}
+",
+        dep.addr
+    ));
+    let web = gw.bound("web").await;
+    let mut text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/drills/dependency-slow.yaml"
+    ))
+    .unwrap()
+    .replace("{wait: 10s}", "{wait: 2s}");
+    for (k, v) in [
+        ("NINEFOLD_DRILL_ADMIN", gw.admin.to_string()),
+        ("NINEFOLD_ADMIN_TOKEN", TOKEN.to_string()),
+        (
+            "NINEFOLD_DRILL_URL",
+            format!("http://{web}/recommendations"),
+        ),
+        ("NINEFOLD_DRILL_ROUTE", "recommendations".to_string()),
+        ("NINEFOLD_DRILL_SLO", "app-availability".to_string()),
+    ] {
+        text = text.replace(&format!("${{{k}}}"), &v);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, j, report, err) = drill(dir.path(), &text);
+    let m = &j["measurements"];
+    eprintln!(
+        "dependency-slow drill: exit {code}, rto {} s, failed {}, budget spent {}",
+        m["rto_seconds"],
+        m["failed_operations"].as_array().map_or(0, Vec::len),
+        m["budget_spent_minutes"]
+    );
+    assert_eq!(code, 0, "{err}\n{report}");
+    // The fault the drill added is still there, with its ttl: it ends by itself.
+    let faults = support::get(&gw.admin_url("/api/v1/faults")).await.json();
+    assert_eq!(faults["faults"][0]["route"], "recommendations", "{faults}");
+}

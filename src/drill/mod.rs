@@ -788,6 +788,7 @@ async fn watch_gateway(
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut events = Vec::new();
     let mut first = true;
+    let mut first_metrics = true;
     loop {
         if let Ok(s) = admin.get_json("/api/v1/state").await {
             let t = rec.now();
@@ -846,6 +847,39 @@ async fn watch_gateway(
                 }
             }
             first = false;
+        }
+        // Sessions the gateway closed when their endpoint left the set.
+        if let Ok((200, text)) = admin.request(http::Method::GET, "/metrics", None).await {
+            let t = rec.now();
+            for line in text.lines() {
+                let Some(rest) = line.strip_prefix("ninefold_tcp_sessions_fenced_total{") else {
+                    continue;
+                };
+                let Some((labels, value)) = rest.split_once("} ") else {
+                    continue;
+                };
+                let key = format!("fenced {labels}");
+                let v = value.trim().to_owned();
+                if let Some(old) = seen.get(&key) {
+                    let (a, b) = (
+                        old.parse::<f64>().unwrap_or(0.0),
+                        v.parse::<f64>().unwrap_or(0.0),
+                    );
+                    if b > a {
+                        events.push(Event {
+                            t,
+                            event: format!("{} TCP sessions closed by the fence ({labels})", b - a),
+                        });
+                    }
+                } else if v != "0" && !first_metrics {
+                    events.push(Event {
+                        t,
+                        event: format!("{v} TCP sessions closed by the fence ({labels})"),
+                    });
+                }
+                seen.insert(key, v);
+            }
+            first_metrics = false;
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}

@@ -66,6 +66,14 @@ pub struct PosIndex {
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let (name, text) = read(path)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&name, &text, &base)
+}
+
+/// Reads a YAML file: its name as errors give it, and its text; a file that cannot be
+/// read is an error naming it.
+pub fn read(path: &Path) -> Result<(String, String), ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -77,8 +85,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             hint: None,
         }])
     })?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse(&name, &text, &base)
+    Ok((name, text))
 }
 
 /// Parses and validates configuration text; `file` names it in errors and `base` is

@@ -425,17 +425,7 @@ impl Step {
 
 /// Reads and checks a drill file: every error, each at its key.
 pub fn load(path: &Path) -> Result<Drill, ConfigErrors> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: name.clone(),
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message: format!("cannot read file: {e}"),
-            hint: None,
-        }])
-    })?;
+    let (name, text) = crate::config::read(path)?;
     parse(&name, &text, path.parent().unwrap_or(Path::new(".")))
 }
 

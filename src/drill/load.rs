@@ -180,20 +180,24 @@ pub async fn run(i: usize, load: Load, rec: Recorder, mut stop: watch::Receiver<
     }
 }
 
+/// The stream's session, opened first when there is none (a failed open is an
+/// operation that never reached the database).
+async fn session<'c>(login: &Sql, conn: &'c mut Option<Conn>) -> Result<&'c mut Conn, String> {
+    if conn.is_none() {
+        *conn = Some(connect(login).await?);
+    }
+    conn.as_mut().ok_or_else(|| "no session".to_string())
+}
+
 /// One read: (succeeded, why not, no sequence number).
 async fn read(
     login: &Sql,
     q: &str,
     conn: &mut Option<Conn>,
 ) -> (bool, Option<String>, Option<u64>) {
-    if conn.is_none() {
-        match connect(login).await {
-            Ok(c) => *conn = Some(c),
-            Err(e) => return (false, Some(e), None),
-        }
-    }
-    let Some(c) = conn.as_mut() else {
-        return (false, Some("no session".into()), None);
+    let c = match session(login, conn).await {
+        Ok(c) => c,
+        Err(e) => return (false, Some(e), None),
     };
     match tokio::time::timeout(OP_TIMEOUT, c.query(q)).await {
         Ok(Ok(_)) => (true, None, None),
@@ -217,15 +221,10 @@ async fn write(
     rec: &Recorder,
     i: usize,
 ) -> (bool, Option<String>, Option<u64>) {
-    if conn.is_none() {
-        match connect(login).await {
-            Ok(c) => *conn = Some(c),
-            // Never sent: not a write at all.
-            Err(e) => return (false, Some(e), None),
-        }
-    }
-    let Some(c) = conn.as_mut() else {
-        return (false, Some("no session".into()), None);
+    let c = match session(login, conn).await {
+        Ok(c) => c,
+        // Never sent: not a write at all.
+        Err(e) => return (false, Some(e), None),
     };
     *seq += 1;
     let n = *seq;

@@ -35,11 +35,24 @@ fn venv() -> Result<PathBuf, String> {
             ));
         }
     }
-    // The extension, from the repository, every run (it may have changed).
-    let ext = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/chaostoolkit-ninefold");
+    // The extension, from the repository, every run (it may have changed), built from
+    // a copy: a build in place would leave `build/` and `*.egg-info` in the tree.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/chaostoolkit-ninefold");
+    let copy = tempfile::tempdir().map_err(|e| e.to_string())?;
+    for f in [
+        "pyproject.toml",
+        "README.md",
+        "chaosninefold/__init__.py",
+        "chaosninefold/actions.py",
+        "chaosninefold/probes.py",
+    ] {
+        let to = copy.path().join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::copy(src.join(f), &to).map_err(|e| format!("{f}: {e}"))?;
+    }
     let out = Command::new(&pip)
         .args(["install", "--quiet", "--no-deps", "--force-reinstall"])
-        .arg(&ext)
+        .arg(copy.path())
         .output()
         .map_err(|e| format!("pip: {e}"))?;
     if !out.status.success() {

@@ -14,7 +14,8 @@
 //!
 //! The modules stand on floors, each importing only from the floors below
 //! (docs/architecture.md, "Layers"; `tests/it/layers.rs` enforces it), ground first:
-//! - ground: [`availability`] (nines, k-of-n), [`logging`], [`oneshot`] (the control
+//! - ground: [`availability`] (nines, k-of-n), [`events`] (the stream of transitions
+//!   the dashboard shows), [`logging`], [`oneshot`] (the control
 //!   plane's one-shot HTTP exchanges), [`rlimit`], [`runtime`] (named threads with their
 //!   runtime), [`timer`] (the workers' deadlines), [`tls`];
 //! - model: [`config`] (YAML → validated `Config`, errors with file:line:col and key
@@ -31,7 +32,8 @@
 //! - [`server`]: the control plane, listeners, workers, connection drivers;
 //! - [`admin`]: `/metrics`, `/health`, `/api/v1/*` (axum, off the data path);
 //! - [`topology`]: a config's availability estimate;
-//! - the face: [`calc`], [`lint`] (`ninefold check`'s warnings), [`demo`], [`origin`]
+//! - the face: [`calc`], [`lint`] (`ninefold check`'s warnings), [`demo`], [`grafana`]
+//!   (a Grafana dashboard for a configuration), [`origin`]
 //!   (a tiny backend for drills), [`drill`] (`ninefold drill run`: DR drills that
 //!   measure RTO and RPO); `main.rs` starts the gateway and then its admin API.
 #![deny(missing_docs)]
@@ -44,9 +46,11 @@ pub mod cells;
 pub mod config;
 pub mod demo;
 pub mod drill;
+pub mod events;
 pub mod fallback;
 pub mod fault;
 pub mod gate;
+pub mod grafana;
 pub mod h1;
 pub mod lint;
 pub mod logging;

@@ -76,8 +76,31 @@ enum Command {
     /// Disaster-recovery drills: run an experiment against real systems and measure
     /// recovery (RTO) and data loss (RPO).
     Drill {
+        /// Print the journal (JSON, shaped as Chaos Toolkit's) instead of the report.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         command: DrillCommand,
+    },
+    /// Print a Grafana dashboard (JSON model, importable as is) for a configuration:
+    /// per route request rate, gateway errors by reason and latency; per cluster
+    /// endpoint health, ejections, breakers, bulkheads; per SLO the budget over its
+    /// window and the four burn rates. The data source is a dashboard variable.
+    Grafana {
+        /// Configuration file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Extra label matchers on every series selector, e.g. 'job="ninefold"'.
+        #[arg(long, value_name = "MATCHERS")]
+        selector: Option<String>,
+    },
+    /// Ask a running gateway's admin listener for `/health` and print the answer (JSON).
+    /// Exit 0 when the gateway says ok or degraded, 1 when it says down or does not
+    /// answer within 2 s: a container or orchestrator health check needs no curl.
+    Health {
+        /// The admin listener's address.
+        #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
+        admin: String,
     },
     /// A tiny origin server for drills and tests: answers JSON naming itself, `/health`,
     /// `/status/N`, `/slow/MS`, and logs each request on stdout. Kill it for real
@@ -174,22 +197,36 @@ fn main() -> ExitCode {
             run(cfg, source, None)
         }
         Command::Drill {
+            json,
             command:
                 DrillCommand::Run {
                     file,
                     journal,
                     report,
                 },
-        } => match ninefold::drill::run_file(&file, journal.as_deref(), report.as_deref()) {
+        } => match ninefold::drill::run_file(&file, journal.as_deref(), report.as_deref(), json) {
             Ok(code) => ExitCode::from(code),
             Err(e) => fail(e, 2),
         },
         Command::Drill {
+            json,
             command: DrillCommand::Demo,
-        } => match ninefold::drill::demo::run() {
+        } => match ninefold::drill::demo::run(json) {
             Ok(code) => ExitCode::from(code),
             Err(e) => fail(e, 1),
         },
+        Command::Grafana { config, selector } => match ninefold::config::load(&config) {
+            Ok(cfg) => {
+                let d = ninefold::grafana::dashboard(&cfg, selector.as_deref());
+                out_line(&format!("{d:#}"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Health { admin } => health(&admin),
         Command::Origin { name, listen } => match ninefold::origin::run(&name, listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e, 1),
@@ -210,6 +247,39 @@ fn main() -> ExitCode {
             };
             run(cfg, source, Some(&backends))
         }
+    }
+}
+
+/// `ninefold health`: the admin listener's `/health`, printed; the exit code says it.
+fn health(admin: &str) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e, 1),
+    };
+    let req = http::Request::get("/health")
+        .header(http::header::HOST, admin)
+        .body(http_body_util::Full::new(bytes::Bytes::new()));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return fail(e, 1),
+    };
+    let timeout = std::time::Duration::from_secs(2);
+    match rt.block_on(ninefold::oneshot::exchange(admin, req, timeout)) {
+        Ok(a) => {
+            out_line(String::from_utf8_lossy(&a.body).trim_end());
+            if a.status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(
+            format_args!("no answer from the admin listener at {admin}: {e}"),
+            1,
+        ),
     }
 }
 
@@ -352,6 +422,8 @@ fn print_demo(web: SocketAddr, admin: SocketAddr, backends: &[ninefold::demo::Ba
     println!();
     println!("  proxy   http://{web}");
     println!("  admin   http://{admin}");
+    println!();
+    println!("Dashboard: open http://{admin}/ in a browser (live; actions need no token on this loopback demo)");
     println!();
     println!("Try:");
     println!("  curl -s http://{web}/api/hello              # round robin over all three");

@@ -17,6 +17,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use std::sync::{Arc, OnceLock};
 
 /// Duration buckets in seconds: 1 ms … 30 s, dense where gateways usually sit.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -33,6 +34,9 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `ninefold_request_duration_seconds{listener,route,cluster}`: until response headers.
     pub duration: HistogramVec,
+    /// `ninefold_gateway_errors_total{listener,route,reason}`: answers the gateway
+    /// made itself because it could not get one upstream (the `x-ninefold-reason`).
+    pub gateway_errors: IntCounterVec,
     /// `ninefold_upstream_connect_errors_total{cluster}`.
     pub connect_errors: IntCounterVec,
     /// `ninefold_open_connections{listener}`: downstream connections open now.
@@ -110,6 +114,19 @@ pub struct RouteMetrics {
     pub by_class: [[IntCounter; 5]; 3],
     /// Duration until response headers.
     pub duration: prometheus::Histogram,
+    /// The route's `ninefold_gateway_errors_total` counters, resolved at first use.
+    pub errors: GatewayErrors,
+}
+
+/// One route's gateway-made answers by reason: each reason's counter is resolved from
+/// the family once, at its first use, and read without a lock after (a small
+/// insert-only table: reasons are a fixed, short list).
+#[derive(Clone, Debug)]
+pub struct GatewayErrors {
+    family: IntCounterVec,
+    listener: Arc<str>,
+    route: Arc<str>,
+    by_reason: Arc<[OnceLock<(String, IntCounter)>]>,
 }
 
 // === impl Metrics ===
@@ -140,6 +157,13 @@ impl Metrics {
             )
             .buckets(DURATION_BUCKETS.to_vec()),
             &["listener", "route", "cluster"],
+        )?;
+        let gateway_errors = IntCounterVec::new(
+            Opts::new(
+                "ninefold_gateway_errors_total",
+                "Answers the gateway made itself, by route and reason (the x-ninefold-reason: no-healthy-endpoint, connect-failed, upstream-timeout, circuit-open, ...).",
+            ),
+            &["listener", "route", "reason"],
         )?;
         let connect_errors = IntCounterVec::new(
             Opts::new(
@@ -289,6 +313,7 @@ impl Metrics {
             Box::new(slo_alert_firing.clone()),
             Box::new(duration.clone()),
             Box::new(connect_errors.clone()),
+            Box::new(gateway_errors.clone()),
             Box::new(open_connections.clone()),
             Box::new(reloads.clone()),
             Box::new(retries.clone()),
@@ -304,6 +329,7 @@ impl Metrics {
             registry,
             requests,
             duration,
+            gateway_errors,
             connect_errors,
             open_connections,
             reloads,
@@ -353,6 +379,12 @@ impl Metrics {
         RouteMetrics {
             by_class: [classes("bad"), classes("good"), classes("excluded")],
             duration: self.duration.with_label_values(&[listener, route, cluster]),
+            errors: GatewayErrors {
+                family: self.gateway_errors.clone(),
+                listener: listener.into(),
+                route: route.into(),
+                by_reason: (0..32).map(|_| OnceLock::new()).collect(),
+            },
         }
     }
 
@@ -392,6 +424,27 @@ impl Collector for PullingCounter {
         family.set_field_type(MetricType::COUNTER);
         family.set_metric(vec![metric]);
         vec![family]
+    }
+}
+
+// === impl GatewayErrors ===
+
+impl GatewayErrors {
+    /// Counts one answer the gateway made for `reason`.
+    pub fn inc(&self, reason: &str) {
+        for slot in self.by_reason.iter() {
+            let (r, c) = slot.get_or_init(|| {
+                let labels = [&*self.listener, &*self.route, reason];
+                (reason.to_owned(), self.family.with_label_values(&labels))
+            });
+            if r == reason {
+                c.inc();
+                return;
+            }
+        }
+        // More reasons than slots: resolve each time (never, with today's reasons).
+        let labels = [&*self.listener, &*self.route, reason];
+        self.family.with_label_values(&labels).inc();
     }
 }
 

@@ -409,7 +409,19 @@ async fn connect_in(
                 metrics[i].connect_failures.inc();
                 cluster.connect_errors.inc();
                 let now = now_ms();
-                endpoint.failure(&cluster.outlier, &cluster.select.live, n, now);
+                if let Some(crate::upstream::Ejection::Ejected { until, times }) =
+                    endpoint.failure(&cluster.outlier, &cluster.select.live, n, now)
+                {
+                    crate::events::emit(
+                        "ejected",
+                        Some(&cluster.name),
+                        Some(&metrics[i].name),
+                        format!(
+                            "ejected for {} ms after failed connects ({times} in a row)",
+                            until.saturating_sub(now)
+                        ),
+                    );
+                }
                 let counts = cluster.breaker.map(|b| b.on.connect_failure);
                 for p in probes.drain(..) {
                     p.finish(counts.filter(|c| *c), now);

@@ -29,7 +29,12 @@ fn fault_json(f: &ActiveFault, now: u64) -> Value {
 }
 
 /// `POST /api/v1/faults`: sets a run-time fault; 201 with it and its id.
-pub(super) async fn add(_: Authorized, State(s): State<AdminState>, body: Bytes) -> Response {
+pub(super) async fn add(who: Authorized, State(s): State<AdminState>, body: Bytes) -> Response {
+    let r = add_now(&s, body);
+    super::audited(&who, r, "fault added")
+}
+
+fn add_now(s: &AdminState, body: Bytes) -> Response {
     let now = crate::upstream::now_ms();
     s.shared.faults.sweep(now);
     let req = match serde_json::from_slice::<FaultRequest>(&body) {
@@ -51,6 +56,14 @@ pub(super) async fn add(_: Authorized, State(s): State<AdminState>, body: Bytes)
                 ttl_ms = f.expires_at - f.created_at,
                 "fault injection set by the admin API"
             );
+            let what = match (f.abort, f.delay) {
+                (Some(a), _) => format!("abort {}% with {}", a.percent, a.status),
+                (None, Some(d)) => format!("delay {}% by {} ms", d.percent, d.duration.as_millis()),
+                (None, None) => "nothing".to_owned(),
+            };
+            let ttl = (f.expires_at - f.created_at) / 1000;
+            let message = format!("fault {} on route {}: {what}, for {ttl} s", f.id, f.route);
+            crate::events::emit("fault_added", None, None, message);
             (StatusCode::CREATED, Json(fault_json(&f, now))).into_response()
         }
         Err(e) => bad_request(e),
@@ -73,14 +86,25 @@ pub(super) async fn list(State(s): State<AdminState>) -> Json<Value> {
 
 /// `DELETE /api/v1/faults/{id}`: ends a run-time fault now; 404 if unknown or over.
 pub(super) async fn remove(
-    _: Authorized,
+    who: Authorized,
     State(s): State<AdminState>,
     Path(id): Path<String>,
 ) -> Response {
+    let r = remove_now(&s, &id);
+    super::audited(&who, r, "fault removed")
+}
+
+fn remove_now(s: &AdminState, id: &str) -> Response {
     let now = crate::upstream::now_ms();
     match id.parse::<u64>() {
         Ok(n) if s.shared.faults.remove(n, now) => {
             tracing::info!(id = n, "fault injection removed by the admin API");
+            crate::events::emit(
+                "fault_removed",
+                None,
+                None,
+                format!("fault {n} removed by the admin API"),
+            );
             (StatusCode::OK, Json(json!({"removed": n}))).into_response()
         }
         _ => not_found(format!("no active fault with id {id:?}")),

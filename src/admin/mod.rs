@@ -1,4 +1,6 @@
-//! The admin listener: `/metrics`, `/health`, and the JSON API under `/api/v1/`.
+//! The admin listener: the dashboard at `/` (`page`), `/metrics`, `/health`, the
+//! JSON API under `/api/v1/`, and the transitions as server-sent events
+//! (`/api/v1/events`, `events`).
 //!
 //! It runs on its own thread and runtime, never on a data-path worker, and binds to
 //! loopback unless told otherwise (a non-loopback bind needs `admin.token`, which
@@ -7,7 +9,9 @@
 //! `Authorization: Bearer <admin.token>` when a token is configured, checked once, by
 //! the [`Authorized`] extractor every mutation takes. Without a token the listener is
 //! loopback-only, so whoever can reach it is local and mutations are allowed, as for
-//! any local admin socket.
+//! any local admin socket. Every mutation is logged as an audit line (target
+//! `ninefold::audit`: the peer, what it asked, and the outcome; the log line's time is
+//! the when), refused ones included.
 //!
 //! It sits above the server: it reads the gateway's [`Shared`] state and asks the
 //! control plane to reload over a channel ([`ControlRequest`]). The face (`main`)
@@ -15,14 +19,16 @@
 //! A 1 s tick on this thread sweeps expired run-time faults out of memory (they stop
 //! applying at expiry anyway).
 
+mod events;
 mod faults;
 pub mod live;
 mod mutations;
+mod page;
 mod views;
 
 use crate::config::AdminConfig;
 use crate::server::{ControlRequest, Shared};
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,8 +55,12 @@ pub struct Admin {
 
 /// A request allowed to mutate: it carries `Authorization: Bearer <admin.token>`, or
 /// no token is configured. Rejected, the client gets 401 with
-/// `WWW-Authenticate: Bearer`.
-pub struct Authorized;
+/// `WWW-Authenticate: Bearer` (and the refusal is audited). It knows who asked, for
+/// the audit line the mutation writes ([`Authorized::audit`]).
+pub struct Authorized {
+    peer: Option<SocketAddr>,
+    what: String,
+}
 
 /// A 404 that says what was not found.
 struct NotFound(String);
@@ -92,6 +102,7 @@ pub fn start(
                     let stop = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
+                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
                     if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stop).await {
                         tracing::error!("admin listener: {e}");
                     }
@@ -115,6 +126,10 @@ fn router(
 ) -> Router {
     let endpoint = "/api/v1/clusters/{cluster}/endpoints/{address}";
     Router::new()
+        .route("/", get(page::index))
+        .route("/dashboard/app.js", get(page::script))
+        .route("/dashboard/style.css", get(page::style))
+        .route("/api/v1/events", get(events::stream))
         .route("/metrics", get(views::metrics))
         .route("/health", get(views::health))
         .route("/api/v1/state", get(views::state))
@@ -162,8 +177,16 @@ impl FromRequestParts<AdminState> for Authorized {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &AdminState) -> Result<Self, Response> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let who = Authorized {
+            peer,
+            what: format!("{} {}", parts.method, parts.uri.path()),
+        };
         let Some(token) = &s.token else {
-            return Ok(Authorized);
+            return Ok(who);
         };
         let given = parts
             .headers
@@ -171,8 +194,9 @@ impl FromRequestParts<AdminState> for Authorized {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return Ok(Authorized);
+            return Ok(who);
         }
+        who.audit(StatusCode::UNAUTHORIZED, "refused: no valid bearer token");
         let body = json!({"error": "a valid bearer token is required"});
         let denied = (
             StatusCode::UNAUTHORIZED,
@@ -181,6 +205,34 @@ impl FromRequestParts<AdminState> for Authorized {
         );
         Err(denied.into_response())
     }
+}
+
+impl Authorized {
+    /// Writes the mutation's audit line: who (the peer), what (method and path), the
+    /// answer's status and what it did.
+    pub(crate) fn audit(&self, status: StatusCode, outcome: &str) {
+        let peer = self
+            .peer
+            .map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+        let status = status.as_u16();
+        if status < 400 {
+            tracing::info!(target: "ninefold::audit", %peer, request = %self.what, status, "audit: {outcome}");
+        } else {
+            tracing::warn!(target: "ninefold::audit", %peer, request = %self.what, status, "audit: {outcome}");
+        }
+    }
+}
+
+/// Audits a mutation's answer (`what` it did, or failed to) and passes it on.
+fn audited(who: &Authorized, r: Response, what: &str) -> Response {
+    let status = r.status();
+    let outcome = if status.is_success() {
+        what.to_owned()
+    } else {
+        format!("{what} failed")
+    };
+    who.audit(status, &outcome);
+    r
 }
 
 fn bad_request(error: String) -> Response {

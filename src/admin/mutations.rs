@@ -19,7 +19,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 
-pub(super) async fn reload(_: Authorized, State(s): State<AdminState>) -> Response {
+pub(super) async fn reload(who: Authorized, State(s): State<AdminState>) -> Response {
+    let r = reload_now(&s).await;
+    super::audited(&who, r, "reload")
+}
+
+async fn reload_now(s: &AdminState) -> Response {
     let (tx, rx) = oneshot::channel();
     if s.control.send(ControlRequest::Reload(tx)).await.is_err() {
         return (
@@ -50,22 +55,22 @@ pub(super) async fn reload(_: Authorized, State(s): State<AdminState>) -> Respon
 /// `POST /api/v1/clusters/{cluster}/endpoints/{address}/drain`: the endpoint gets no
 /// new requests; those in flight finish.
 pub(super) async fn drain(
-    _: Authorized,
+    who: Authorized,
     State(s): State<AdminState>,
     Path((cluster, address)): Path<(String, String)>,
 ) -> Response {
-    set_drained(&s, &cluster, &address, true)
+    super::audited(&who, set_drained(&s, &cluster, &address, true), "drain")
 }
 
 /// `POST /api/v1/clusters/{cluster}/endpoints/{address}/enable`: the endpoint takes
 /// traffic again (if its health allows), and any ejection ends: the operator vouches
 /// for it.
 pub(super) async fn enable(
-    _: Authorized,
+    who: Authorized,
     State(s): State<AdminState>,
     Path((cluster, address)): Path<(String, String)>,
 ) -> Response {
-    set_drained(&s, &cluster, &address, false)
+    super::audited(&who, set_drained(&s, &cluster, &address, false), "enable")
 }
 
 /// Drains or enables one endpoint of the running snapshot. Its state object is the one
@@ -106,6 +111,8 @@ fn set_drained(s: &AdminState, cluster: &str, address: &str, drained: bool) -> R
             sessions_closed,
             "endpoint {action} by the admin API"
         );
+        let message = format!("{action} by the admin API ({sessions_closed} sessions closed)");
+        crate::events::emit(action, Some(&c.name), Some(&c.endpoint_names[i]), message);
     }
     (
         StatusCode::OK,
@@ -121,20 +128,22 @@ fn set_drained(s: &AdminState, cluster: &str, address: &str, drained: bool) -> R
 
 /// `POST /api/v1/clusters/{cluster}/endpoints/{address}/breaker/{open|close|reset}`.
 pub(super) async fn endpoint_breaker(
-    _: Authorized,
+    who: Authorized,
     State(s): State<AdminState>,
     Path((cluster, address, action)): Path<(String, String, String)>,
 ) -> Response {
-    set_breaker(&s, &cluster, Some(&address), &action)
+    let r = set_breaker(&s, &cluster, Some(&address), &action);
+    super::audited(&who, r, &format!("breaker {action}"))
 }
 
 /// `POST /api/v1/clusters/{cluster}/breaker/{open|close|reset}`.
 pub(super) async fn cluster_breaker(
-    _: Authorized,
+    who: Authorized,
     State(s): State<AdminState>,
     Path((cluster, action)): Path<(String, String)>,
 ) -> Response {
-    set_breaker(&s, &cluster, None, &action)
+    let r = set_breaker(&s, &cluster, None, &action);
+    super::audited(&who, r, &format!("breaker {action}"))
 }
 
 /// Forces a breaker open or closed (until reset), or resets it. The breaker lives in

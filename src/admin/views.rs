@@ -119,6 +119,11 @@ pub(super) async fn state(State(s): State<AdminState>) -> Json<Value> {
                     "timeout_ms": r.timeout.as_millis() as u64,
                     "idle_timeout_ms": r.idle_timeout.as_millis() as u64,
                     "bulkhead": r.bulkhead.as_deref().map(bulkhead_json),
+                    "retry_budget": json!({
+                        "headroom": (r.budget.headroom(now) * 10.0).round() / 10.0,
+                        "percent": r.retry.budget,
+                        "min_per_second": r.retry.min_retries_per_second,
+                    }),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -184,7 +189,12 @@ pub(super) async fn state(State(s): State<AdminState>) -> Json<Value> {
             })
         })
         .collect();
+    let now_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     Json(json!({
+        "now_unix_ms": now_unix_ms,
+        "admin": {"token_required": s.token.is_some()},
         "generation": snap.generation,
         "source": snap.config.source,
         "workers": snap.config.workers,
@@ -212,8 +222,23 @@ pub(super) fn endpoint_json(c: &ClusterSnap, i: usize, now: u64) -> Value {
     let m = &c.select.meta[i];
     let check = e.check.lock().map(|c| c.clone()).unwrap_or_default();
     let out = e.out(now);
+    let minute = e.figures.read(now);
+    let round = |v: f64, places: i32| {
+        let k = 10f64.powi(places);
+        (v * k).round() / k
+    };
     json!({
         "address": e.address.to_string(),
+        "state": state_word(c, e, &check, now),
+        "figures": {
+            "window_seconds": round(minute.seconds, 1),
+            "requests": minute.requests,
+            "errors": minute.errors,
+            "rps": round(minute.requests as f64 / minute.seconds, 2),
+            "error_rate": (minute.requests > 0).then(|| round(minute.errors as f64 / minute.requests as f64, 4)),
+            "p50_ms": minute.p50_ms.map(|v| round(v, 3)),
+            "p99_ms": minute.p99_ms.map(|v| round(v, 3)),
+        },
         "zone": m.zone.as_deref(),
         "weight": m.weight,
         "priority": m.priority,
@@ -245,6 +270,46 @@ pub(super) fn endpoint_json(c: &ClusterSnap, i: usize, now: u64) -> Value {
         "drained_since_ms_ago": e.drained().then(|| now.saturating_sub(e.drained_since())),
         "breaker": c.breaker.filter(|b| b.scope.endpoint()).map(|b| breaker_json(&e.breaker, &b, now)),
     })
+}
+
+/// An endpoint's state in words, as the dashboard colours it: `drained`, `down` (failing
+/// its health checks), `going up` (down, but its last checks pass), `ejected`,
+/// `circuit open`, `going down` (up, but its last checks fail), `up`, or `unknown` (a
+/// health check is configured and has not decided yet). The first that holds wins, in
+/// that order: the operator's word first, then the active check, then what traffic
+/// found.
+pub(super) fn state_word(
+    c: &ClusterSnap,
+    e: &EndpointState,
+    check: &crate::upstream::CheckReport,
+    now: u64,
+) -> &'static str {
+    let checked = c.health_check.is_some();
+    if e.drained() {
+        "drained"
+    } else if e.health() == Health::Unhealthy {
+        if check.passes > 0 {
+            "going up"
+        } else {
+            "down"
+        }
+    } else if e.ejected_until() > now {
+        "ejected"
+    } else if !e.breaker.may_pass(now) {
+        "circuit open"
+    } else if checked && e.health() == Health::Unknown {
+        if check.at_ms == 0 {
+            "unknown"
+        } else if check.failures > 0 {
+            "going down"
+        } else {
+            "going up"
+        }
+    } else if checked && check.failures > 0 {
+        "going down"
+    } else {
+        "up"
+    }
 }
 
 /// A breaker in the state API: its state as traffic sees it, since when, the open time

@@ -73,7 +73,7 @@ fn spawn(
 }
 
 /// Runs the demo drill; returns the drill's exit code.
-pub fn run() -> Result<u8, String> {
+pub fn run(json: bool) -> Result<u8, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = tempfile_dir()?;
     let mut kids = Kids(Vec::new());
@@ -156,11 +156,14 @@ slos:
         .build()
         .map_err(|e| e.to_string())?;
     let out = rt.block_on(super::run(&drill, None));
-    print!("{}", super::report::markdown(&drill, &out.journal));
+    let mut journals = vec![out.journal.clone()];
+    if !json {
+        print!("{}", super::report::markdown(&drill, &out.journal));
+    }
     drop(kids);
     let mut code = out.code;
     // Where Debian's PostgreSQL is installed: the seed's failover drill too.
-    match postgres_drill(&exe, &dir) {
+    match postgres_drill(&exe, &dir, json, &mut journals) {
         None => eprintln!("drill demo: PostgreSQL is not installed; the failover drill is skipped"),
         Some(Ok(c)) => code = code.max(c),
         Some(Err(e)) => {
@@ -169,6 +172,9 @@ slos:
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if json {
+        println!("{:#}", serde_json::json!({ "drills": journals }));
+    }
     Ok(code)
 }
 
@@ -376,7 +382,12 @@ impl Drop for PgPair {
 
 /// The PostgreSQL part of the demo: a pair, a gateway with the TCP tier in front, and
 /// the shipped failover drill. `None` when PostgreSQL is not installed.
-fn postgres_drill(exe: &Path, dir: &Path) -> Option<Result<u8, String>> {
+fn postgres_drill(
+    exe: &Path,
+    dir: &Path,
+    json: bool,
+    journals: &mut Vec<serde_json::Value>,
+) -> Option<Result<u8, String>> {
     let bin = pg_bin()?;
     Some((|| {
         let pgdir = dir.join("pg");
@@ -493,7 +504,10 @@ clusters:
         let drill = super::file::parse("examples/drills/postgres-failover.yaml", &text, dir)
             .map_err(|e| e.to_string())?;
         let out = rt.block_on(super::run(&drill, None));
-        print!("\n{}", super::report::markdown(&drill, &out.journal));
+        if !json {
+            print!("\n{}", super::report::markdown(&drill, &out.journal));
+        }
+        journals.push(out.journal.clone());
         drop(kids);
         drop(pair);
         Ok(out.code)

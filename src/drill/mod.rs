@@ -57,6 +57,7 @@ pub fn run_file(
     path: &Path,
     journal: Option<&Path>,
     report_path: Option<&Path>,
+    json: bool,
 ) -> Result<u8, crate::config::ConfigErrors> {
     let drill = file::load(path)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -78,7 +79,11 @@ pub fn run_file(
                 eprintln!("drill: cannot write the report {}: {e}", r.display());
             }
         }
-        None => print!("{md}"),
+        None if !json => print!("{md}"),
+        None => {}
+    }
+    if json {
+        println!("{:#}", out.journal);
     }
     Ok(out.code)
 }

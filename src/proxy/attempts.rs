@@ -197,6 +197,7 @@ impl<'a> Attempts<'a> {
             }
             let ep = &cluster.select.endpoints[i];
             let idle = route.idle_timeout;
+            let sent_at = Instant::now();
             let send = std::pin::pin!(forward::send(
                 self.ctx, cluster, ep, head, body, idle, upgrade, hold
             ));
@@ -213,7 +214,9 @@ impl<'a> Attempts<'a> {
             // 5. What it counts as; only the first attempt of a probing request is the
             //    cluster's probe.
             let probes = [ep_probe, cluster_probe.take()];
-            let Verdict::Retry(cause) = classify(cluster, i, &outcome, probes, cfg, now) else {
+            let took = sent_at.elapsed();
+            let Verdict::Retry(cause) = classify(cluster, i, &outcome, probes, cfg, now, took)
+            else {
                 return match outcome {
                     Ok(response) => Ok(Answered {
                         response,
@@ -366,8 +369,13 @@ fn classify(
     [ep_probe, cluster_probe]: [Option<Probe<'_>>; 2],
     cfg: &RetryConfig,
     now: u64,
+    took: std::time::Duration,
 ) -> Verdict {
     let ep = &cluster.select.endpoints[i];
+    let failed = outcome
+        .as_ref()
+        .map_or(true, |r| r.status().is_server_error());
+    ep.figures.record(now, took, failed);
     if let Some(b) = &cluster.breaker {
         let failed = gate::counts(
             &b.on,
@@ -437,6 +445,16 @@ fn outlier_failure(cluster: &ClusterSnap, i: usize, now: u64) {
             cluster.outlier.consecutive_failures
         );
         cluster.ejections[i].inc();
+        crate::events::emit(
+            "ejected",
+            Some(&cluster.name),
+            Some(&cluster.endpoint_names[i]),
+            format!(
+                "ejected for {} ms after {} failures in a row ({times} in a row)",
+                until.saturating_sub(now),
+                cluster.outlier.consecutive_failures
+            ),
+        );
     }
 }
 

@@ -154,6 +154,9 @@ impl Record {
         route
             .metrics
             .record(status, result, head_time.as_secs_f64());
+        if !reason.is_empty() {
+            route.metrics.errors.inc(reason);
+        }
         if let Some(log) = &self.log {
             access_log(
                 log,

@@ -163,6 +163,8 @@ impl Gateway {
     pub fn start(cfg: Servable, source: ConfigSource) -> anyhow::Result<Gateway> {
         let metrics = Metrics::new()?;
         let cfg = Arc::new(cfg.0);
+        // Endpoint figures get a shard per worker.
+        crate::upstream::figures::set_shards(cfg.workers);
         let slo = crate::slo::Engine::new(
             cfg.state_dir.as_deref(),
             cfg.state_flush,
@@ -252,9 +254,23 @@ impl Gateway {
             .inc();
         match &result {
             Ok(o) => {
-                tracing::info!(generation = o.generation, added = ?o.listeners_added, removed = ?o.listeners_removed, "configuration reloaded")
+                tracing::info!(generation = o.generation, added = ?o.listeners_added, removed = ?o.listeners_removed, "configuration reloaded");
+                crate::events::emit(
+                    "reload",
+                    None,
+                    None,
+                    format!("configuration reloaded: generation {}", o.generation),
+                );
             }
-            Err(e) => tracing::error!("reload refused, the running configuration stays:\n{e}"),
+            Err(e) => {
+                tracing::error!("reload refused, the running configuration stays:\n{e}");
+                crate::events::emit(
+                    "reload_failed",
+                    None,
+                    None,
+                    format!("reload refused, the running configuration stays: {e}"),
+                );
+            }
         }
         for s in result.iter().flat_map(|o| &o.needs_restart) {
             tracing::warn!("{s}");

@@ -28,7 +28,10 @@ pub(super) fn spawn(
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Cmd>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    crate::runtime::thread(&format!("ninefold-w{id}"), move |rt| run(rt, shared, rx))
+    crate::runtime::thread(&format!("ninefold-w{id}"), move |rt| {
+        crate::upstream::figures::set_shard(id);
+        run(rt, shared, rx)
+    })
 }
 
 fn run(rt: tokio::runtime::Runtime, shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Cmd>) {

@@ -353,10 +353,18 @@ impl Engine {
             .iter()
             .map(|t| {
                 let b: Budget = budget(&t.def, &t.windows, now);
-                let burn = |d: u64| {
-                    let c = t.windows.over(now, Duration::from_secs(d));
+                let burn_at = |at: u64, d: u64| {
+                    let c = t.windows.over(at, Duration::from_secs(d));
                     super::window::burn_rate(c, t.def.objective.down())
                         .map(crate::availability::snap)
+                };
+                let burn = |d: u64| burn_at(now, d);
+                // The last hour, a value a minute, oldest first: the sparklines.
+                let history = |d: u64| {
+                    (0..60u64)
+                        .rev()
+                        .map(|k| burn_at(now.saturating_sub(k * 60), d))
+                        .collect::<Vec<_>>()
                 };
                 let alerts: Vec<Value> = t
                     .alerts
@@ -383,6 +391,10 @@ impl Engine {
                     "burn_rates": {
                         "5m": burn(300), "30m": burn(1800), "1h": burn(3600),
                         "6h": burn(6 * 3600), "1d": burn(86400), "3d": burn(3 * 86400),
+                    },
+                    "burn_history": {
+                        "5m": history(300), "1h": history(3600),
+                        "6h": history(6 * 3600), "3d": history(3 * 86400),
                     },
                     "alerts": alerts,
                     "memory_bytes": t.windows.bytes(),

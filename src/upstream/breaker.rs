@@ -520,6 +520,18 @@ impl Breaker {
 /// The log line of a transition: one per change, naming the cluster, the endpoint
 /// (empty for the cluster's own breaker), both states and why.
 pub fn log(cluster: &str, endpoint: &str, t: &Transition) {
+    let kind = match t.to {
+        State::Open => "breaker_open",
+        State::HalfOpen => "breaker_half_open",
+        State::Closed => "breaker_closed",
+    };
+    let ep = (!endpoint.is_empty()).then_some(endpoint);
+    crate::events::emit(
+        kind,
+        Some(cluster),
+        ep,
+        format!("circuit {} → {}: {}", t.from, t.to, t.why),
+    );
     if t.to == State::Open {
         tracing::warn!(
             cluster,

@@ -91,6 +91,8 @@ pub struct EndpointState {
     pub in_flight: AtomicU32,
     /// Requests sent, for the state API.
     pub requests: AtomicU64,
+    /// Requests, errors and latency over the last minute, per worker.
+    pub figures: super::figures::Figures,
     health: AtomicU8,
     health_since: AtomicU64,
     /// The last probe, for the state API.
@@ -246,6 +248,7 @@ impl EndpointState {
             address,
             in_flight: AtomicU32::new(0),
             requests: AtomicU64::new(0),
+            figures: super::figures::Figures::new(),
             health: AtomicU8::new(0),
             health_since: AtomicU64::new(0),
             check: Mutex::new(CheckReport::default()),

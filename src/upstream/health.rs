@@ -577,10 +577,17 @@ impl Reconciler {
                     }
                     match from {
                         Some(from) => {
-                            tracing::warn!(cluster = %c.name, %from, %to, generation, sessions_closed = closed, "primary switched")
+                            tracing::warn!(cluster = %c.name, %from, %to, generation, sessions_closed = closed, "primary switched");
+                            crate::events::emit("primary_switch", Some(&c.name), Some(&to.to_string()), format!("primary switched from {from} to {to} (generation {generation}); {closed} sessions closed"));
                         }
                         None => {
-                            tracing::info!(cluster = %c.name, primary = %to, generation, "primary found")
+                            tracing::info!(cluster = %c.name, primary = %to, generation, "primary found");
+                            crate::events::emit(
+                                "primary_switch",
+                                Some(&c.name),
+                                Some(&to.to_string()),
+                                format!("primary found: {to} (generation {generation})"),
+                            );
                         }
                     }
                 }
@@ -593,9 +600,24 @@ impl Reconciler {
                         _ => "refusing new connections",
                     };
                     tracing::error!(cluster = %c.name, endpoints = %who.join(", "), "two primaries: {policy} until one stops claiming it");
+                    crate::events::emit(
+                        "two_primaries",
+                        Some(&c.name),
+                        None,
+                        format!(
+                            "two primaries: {} both claim primary; {policy}",
+                            who.join(" and ")
+                        ),
+                    );
                 }
                 PrimaryEvent::SplitEnded => {
                     tracing::warn!(cluster = %c.name, "two primaries no more: one endpoint claims primary");
+                    crate::events::emit(
+                        "two_primaries_over",
+                        Some(&c.name),
+                        None,
+                        "two primaries no more: one endpoint claims primary".into(),
+                    );
                 }
             }
         }
@@ -691,11 +713,28 @@ async fn probe_loop(
         if outcome.pass && endpoint.ejected_until() > 0 {
             endpoint.clear_ejection(live);
             tracing::info!(cluster = %cluster, endpoint = %name, "ejection ended: the health check passes");
+            crate::events::emit(
+                "ejection_ended",
+                Some(cluster),
+                Some(name),
+                "ejection ended: the health check passes".into(),
+            );
         }
         if let Some(t) = change {
             endpoint.set_health(t.to, now);
             gauge.set(gauge_value(t.to));
             let (from, to) = (t.from.as_str(), t.to.as_str());
+            let kind = if t.to == Health::Unhealthy {
+                "endpoint_down"
+            } else {
+                "endpoint_up"
+            };
+            crate::events::emit(
+                kind,
+                Some(cluster),
+                Some(name),
+                format!("health {from} → {to}: {}", outcome.reason),
+            );
             if t.to == Health::Unhealthy {
                 tracing::warn!(cluster = %cluster, endpoint = %name, %from, %to, reason = %outcome.reason, "endpoint health changed");
                 // Out of the set: its sessions close, unless the cluster keeps them or

@@ -10,6 +10,7 @@
 pub mod balance;
 pub mod breaker;
 pub mod endpoint;
+pub mod figures;
 pub mod health;
 pub mod pg;
 pub mod retry;

@@ -367,8 +367,15 @@ impl Selector {
                     endpoints = self.endpoints.len(),
                     "panic mode: too few endpoints available, spreading over all of them, health ignored"
                 );
+                crate::events::emit("panic_begin", Some(&self.name), None, "panic mode: too few endpoints available, spreading over all of them, health ignored".into());
             } else {
                 tracing::info!(cluster = %self.name, "panic mode over: enough endpoints available again");
+                crate::events::emit(
+                    "panic_end",
+                    Some(&self.name),
+                    None,
+                    "panic mode over: enough endpoints available again".into(),
+                );
             }
         }
     }

@@ -23,12 +23,19 @@ fn drill(dir: &Path, yaml: &str) -> (i32, serde_json::Value, String, String) {
         .arg(&j)
         .arg("--report")
         .arg(&r)
+        .arg("--json")
         .output()
         .unwrap();
     let journal = std::fs::read_to_string(&j)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(serde_json::Value::Null);
+    // With --json, stdout is the journal itself.
+    if !journal.is_null() {
+        let printed: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+        assert_eq!(printed, journal, "--json prints the journal");
+    }
     (
         out.status.code().unwrap_or(-1),
         journal,

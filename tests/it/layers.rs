@@ -17,6 +17,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         "ground",
         &[
             "availability",
+            "events",
             "logging",
             "oneshot",
             "rlimit",
@@ -37,7 +38,10 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("process", &["server"]),
     ("admin", &["admin"]),
     ("estimate", &["topology"]),
-    ("face", &["calc", "demo", "drill", "lint", "origin"]),
+    (
+        "face",
+        &["calc", "demo", "drill", "grafana", "lint", "origin"],
+    ),
 ];
 
 /// One import found in the tree.

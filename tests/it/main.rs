@@ -5,17 +5,23 @@
 //! - `balance`: load-balancing algorithms end to end.
 //! - `calc`: `ninefold calc` and the HA lint of `check`, decision-table examples.
 //! - `config`: `ninefold check` errors and `serve` refusals.
+//! - `grafana`: the generated dashboard's every query, and the SLO rules, in a real Prometheus.
 //! - `slo`: live SLIs, burn-rate alerts to a real receiver, persistence, promtool.
 //! - `failover`: real origin processes SIGKILLed and SIGSTOPped under load, zones, retry budget.
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
+//! - `dashboard`: the page, per-endpoint figures and state words, `/api/v1/events`, audit lines.
 //! - `health`: active health checks, their state and metric, failover to a backup level.
 //! - `failover_admin`: manual drain/enable, its reload survival, live-state metrics.
 //! - `tls`: https listeners, ALPN, certificate reload.
 //! - `streaming`: 1 GiB each way with flat memory.
 //! - `conformance`: hostile HTTP/1.1 and h2c bytes through ninefold, nginx and HAProxy side by side.
 //! - `cves`: one test per published HTTP/1 smuggling CVE (hyper, Pingora, HAProxy, Envoy).
+//! - `browser`: the dashboard in headless chromium: a killed backend's row, a drain from the
+//!   page with the token, a screenshot, 500 endpoints.
 //! - `breaker`: the circuit breaker tripping, probing, closing, forced by the admin API.
+//! - `packaging`: the systemd unit (systemd-analyze verify), the Dockerfile, `ninefold health`,
+//!   `--help` for every subcommand, `--json` output.
 //! - `ops`: uncoloured logs on a pipe, the access log's queue, the open-files limit.
 //! - `isolation`: bulkheads (a hanging route beside a healthy one) and fault injection.
 //! - `cells`: cell routing by key, isolation and evacuation of a dead cell.
@@ -36,15 +42,21 @@ mod admin;
 mod balance;
 // The circuit breaker: trip, probes per open time, recovery, admin calls, state export.
 mod breaker;
+// The dashboard in Debian's headless chromium, over the DevTools protocol.
+mod browser;
 mod calc;
 // Chaos Toolkit with the contrib extension, from PyPI into a virtualenv.
 mod chaostoolkit;
 // Cells: four cells on four clusters, one goes down (fail isolates, evacuate re-homes).
 mod cells;
 mod config;
+// The dashboard's server side: page, figures, state words, events, audit lines.
+mod dashboard;
 // The own HTTP/1.1 engine on raw sockets: limits, pooling, bodies, pipelining.
 mod engine;
 mod failover;
+// `ninefold grafana` and `slo rules` against a real Prometheus scraping a gateway.
+mod grafana;
 // The fallback ladder: cluster, stale (connect failure, 5xx, timeout), static; privacy.
 mod fallback;
 // Differential framing suite: ninefold against nginx and HAProxy on raw sockets.
@@ -63,6 +75,8 @@ mod drill;
 mod layers;
 mod lifecycle;
 mod ops;
+// The operator's packaging: systemd unit, Dockerfile, `health`, --help, --json.
+mod packaging;
 mod pgfix;
 mod postgres;
 mod proxy;

@@ -1,5 +1,5 @@
 //! `GET /api/v1/events`: the gateway's transitions (`crate::events`) as server-sent
-//! events. On connect the client gets the kept backlog (after `Last-Event-ID`, or
+//! events, until the gateway stops. On connect the client gets the kept backlog (after `Last-Event-ID`, or
 //! after `?after=N`, when given), then each new event as it happens; a comment every
 //! 15 s keeps idle proxies from closing the stream. With `Accept: application/json`
 //! (or `?format=json`) the answer is the backlog as one JSON array instead, for
@@ -31,7 +31,7 @@ fn sse_event(e: &Event) -> sse::Event {
 }
 
 /// Streams the backlog, then what follows.
-pub(super) async fn stream(State(_): State<AdminState>, uri: Uri, headers: HeaderMap) -> Response {
+pub(super) async fn stream(State(s): State<AdminState>, uri: Uri, headers: HeaderMap) -> Response {
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -65,7 +65,14 @@ pub(super) async fn stream(State(_): State<AdminState>, uri: Uri, headers: Heade
         };
         Some((Ok::<_, Infallible>(next), rx))
     });
-    let stream = futures_util::StreamExt::chain(backlog, live);
+    // The stream ends when the admin listener stops (its graceful shutdown waits for
+    // every open connection).
+    let mut stopping = s.stopping.clone();
+    let stopped = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let stream =
+        futures_util::StreamExt::take_until(futures_util::StreamExt::chain(backlog, live), stopped);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

@@ -44,6 +44,9 @@ struct AdminState {
     shared: Arc<Shared>,
     control: mpsc::Sender<ControlRequest>,
     token: Option<Arc<str>>,
+    /// Turns true when the listener stops: open event streams end then, or the
+    /// graceful shutdown would wait for them forever.
+    stopping: watch::Receiver<bool>,
 }
 
 /// The running admin listener.
@@ -84,8 +87,8 @@ pub fn start(
     // Alerts link back to the live SLO page.
     shared.slo.set_admin(addr);
     let sweeper = shared.clone();
-    let app = router(shared, control, cfg.token.as_deref());
     let (stop, mut stopped) = watch::channel(false);
+    let app = router(shared, control, cfg.token.as_deref(), stopped.clone());
     let thread = crate::runtime::thread("ninefold-admin", move |rt| {
         rt.block_on(async move {
             // Expired run-time faults stopped applying at their expiry; this only frees
@@ -123,6 +126,7 @@ fn router(
     shared: Arc<Shared>,
     control: mpsc::Sender<ControlRequest>,
     token: Option<&str>,
+    stopping: watch::Receiver<bool>,
 ) -> Router {
     let endpoint = "/api/v1/clusters/{cluster}/endpoints/{address}";
     Router::new()
@@ -151,6 +155,7 @@ fn router(
             shared,
             control,
             token: token.map(Into::into),
+            stopping,
         })
 }
 

@@ -251,6 +251,15 @@ async fn events_stream_transitions_with_a_backlog_and_resume_after_the_last_seen
     let missed = read_events(&mut resumed, 1).await;
     assert_eq!(missed.len(), 1);
     assert_eq!(missed[0].0, next[0].0);
+    // Open streams do not hold the gateway up at shutdown.
+    let mut g = g;
+    g.signal("TERM");
+    let status = g.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exits with streams open: {status:?}"
+    );
+    drop((stream, resumed));
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ fn drill(dir: &Path, yaml: &str) -> (i32, serde_json::Value, String, String) {
     let file = dir.join("drill.yaml");
     std::fs::write(&file, yaml).unwrap();
     let (j, r) = (dir.join("journal.json"), dir.join("report.md"));
+    // Not an earlier run's.
+    let _ = std::fs::remove_file(&j);
     let out = Command::new(support::bin())
         .args(["drill", "run"])
         .arg(&file)

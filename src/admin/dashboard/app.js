@@ -18,7 +18,7 @@
   let faults = []; // [{id, expiresAt}]
   let routesKey = "";
   const seen = new Set();
-  const ninefold = (window.ninefold = { renders: 0, renderMs: 0, lastUpdate: 0 });
+  const ninefold = (window.ninefold = { renders: 0, renderMs: 0, firstRenderAt: 0, lastUpdate: 0 });
 
   // --- formatting -------------------------------------------------------------------
   const dash = "–";
@@ -101,6 +101,8 @@
     faultForm(state);
     ninefold.renders += 1;
     ninefold.renderMs = Math.round((performance.now() - t0) * 10) / 10;
+    // Since the page began to load: what a person waits for the first time.
+    if (ninefold.renders === 1) ninefold.firstRenderAt = Math.round(performance.now());
     ninefold.lastUpdate = lastOk;
     document.body.dataset.renders = String(ninefold.renders);
   }

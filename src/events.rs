@@ -6,9 +6,15 @@
 //! server-sent events (`GET /api/v1/events`) for the dashboard and for scripts.
 //!
 //! Transitions are rare (a few per second at the worst), so the bus takes a lock on
-//! each; nothing on the per-request path emits except an ejection or a breaker
-//! transition, which log a line anyway. A reader that falls behind by more than the
-//! channel holds loses the oldest, and is told so (`lagged`).
+//! each; on the per-request path only an ejection, a breaker transition or panic mode
+//! beginning or ending emits, each beside the log line it writes anyway. A reader that
+//! falls behind by more than the channel holds loses the oldest, and is told so
+//! (`lagged`).
+//!
+//! Ids grow across restarts too: the first id of a process is its start time in Unix
+//! seconds × 1,000,000, so a reader that reconnects to a restarted gateway with the
+//! last id it saw (`Last-Event-ID`) still gets the new process's events. (Ids stay
+//! below 2^53, exact as JSON numbers in a browser.)
 
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -44,9 +50,17 @@ struct Bus {
 fn bus() -> &'static Bus {
     static BUS: OnceLock<Bus> = OnceLock::new();
     BUS.get_or_init(|| Bus {
-        backlog: Mutex::new((0, VecDeque::with_capacity(BACKLOG))),
+        backlog: Mutex::new((first_id(), VecDeque::with_capacity(BACKLOG))),
         tx: broadcast::channel(BACKLOG).0,
     })
+}
+
+/// The id before this process's first: its start in Unix seconds, × 1,000,000.
+fn first_id() -> u64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    secs * 1_000_000
 }
 
 /// Publishes a transition of `kind` (on `cluster` and `endpoint`, where it applies).
@@ -102,6 +116,15 @@ mod tests {
             .iter()
             .any(|e| e.id == next.id && e.message == "second"));
         assert!(again.iter().all(|e| e.id > last));
+    }
+
+    #[test]
+    fn ids_start_above_any_earlier_process_and_stay_exact_in_javascript() {
+        emit("reload", None, None, "x".into());
+        let (kept, _) = subscribe(0);
+        let id = kept.last().unwrap().id;
+        // Above the start of 2026 in seconds × 10^6, below 2^53.
+        assert!(id > 1_767_225_600 * 1_000_000 && id < 1 << 53, "{id}");
     }
 
     #[test]

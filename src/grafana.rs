@@ -177,11 +177,10 @@ pub fn dashboard(cfg: &Config, selector: Option<&str>) -> Value {
     }
 
     for slo in &cfg.slos {
-        let s = b.sel(&[("slo", &slo.name)]);
         let bad = b.sel(&[("slo", &slo.name), ("slo_result", "bad")]);
+        let counted = b.sel_with(&[("slo", &slo.name)], "slo_result!=\"excluded\"");
         let allowed = crate::availability::snap(1.0 - slo.objective.up());
         let window = crate::slo::window::fmt_dur(slo.window);
-        let counted = s.replacen('}', ", slo_result!=\"excluded\"}", 1);
         let ratio = |w: &str, f: &str| {
             format!(
                 "((sum({f}(ninefold_requests_total{bad}[{w}])) or vector(0)) / (sum({f}(ninefold_requests_total{counted}[{w}])) > 0)) / {allowed}"
@@ -274,10 +273,18 @@ struct Builder<'a> {
 impl Builder<'_> {
     /// A series selector with `labels` and the extra matchers.
     fn sel(&self, labels: &[(&str, &str)]) -> String {
+        self.sel_with(labels, "")
+    }
+
+    /// [`Builder::sel`] with one more matcher written out (`slo_result!="excluded"`).
+    fn sel_with(&self, labels: &[(&str, &str)], matcher: &str) -> String {
         let mut parts: Vec<String> = labels
             .iter()
             .map(|(k, v)| format!("{k}={}", promql_string(v)))
             .collect();
+        if !matcher.is_empty() {
+            parts.push(matcher.to_owned());
+        }
         if let Some(e) = self.extra {
             parts.push(e.to_owned());
         }
@@ -420,6 +427,11 @@ slos:
 
     #[test]
     fn the_selector_reaches_every_query_and_budgets_use_the_slo_window() {
+        // A regex with braces in the extra matchers stays inside its selector.
+        let d = dash(Some(r#"instance=~"gw[0-9]{2}""#));
+        for (title, q) in queries(&d) {
+            assert!(!q.contains(r#"{2}, slo_result"#), "{title}: {q}");
+        }
         let d = dash(Some(r#"job="ninefold""#));
         let qs = queries(&d);
         assert!(qs.len() > 10);

@@ -161,7 +161,7 @@ impl Metrics {
         let gateway_errors = IntCounterVec::new(
             Opts::new(
                 "ninefold_gateway_errors_total",
-                "Answers the gateway made itself, by route and reason (the x-ninefold-reason: no-healthy-endpoint, connect-failed, upstream-timeout, circuit-open, ...).",
+                "Answers the gateway made itself instead of an upstream's, by route and reason (the x-ninefold-reason: no-healthy-endpoint, connect-failed, upstream-timeout, circuit-open, fault-abort, ...); a client that left is not counted.",
             ),
             &["listener", "route", "reason"],
         )?;

@@ -190,6 +190,11 @@ impl FromRequestParts<AdminState> for Authorized {
             peer,
             what: format!("{} {}", parts.method, parts.uri.path()),
         };
+        if let Some(why) = cross_site(parts, s.token.is_none()) {
+            who.audit(StatusCode::FORBIDDEN, &format!("refused: {why}"));
+            let body = json!({ "error": format!("refused: {why}") });
+            return Err((StatusCode::FORBIDDEN, Json(body)).into_response());
+        }
         let Some(token) = &s.token else {
             return Ok(who);
         };
@@ -228,6 +233,42 @@ impl Authorized {
     }
 }
 
+/// Why a mutation looks like a browser's cross-site request, if it does: an `Origin`
+/// that is not the admin listener's own (a page elsewhere posting to it), or, when no
+/// token guards mutations, a `Host` that is a name other than `localhost` (DNS
+/// rebinding: a page whose name was made to point at 127.0.0.1). Tools (curl, the
+/// drill, Chaos Toolkit) send no `Origin` and address the listener by its IP.
+fn cross_site(parts: &Parts, open: bool) -> Option<String> {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let own = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            == Some(host);
+        if !own {
+            return Some(format!("cross-origin request from {origin:?}"));
+        }
+    }
+    if open {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let literal = name.parse::<std::net::IpAddr>().is_ok();
+        if !literal && !name.eq_ignore_ascii_case("localhost") && !name.is_empty() {
+            return Some(format!(
+                "host {name:?} on an admin listener without a token (use its IP address, or set admin.token)"
+            ));
+        }
+    }
+    None
+}
+
 /// Audits a mutation's answer (`what` it did, or failed to) and passes it on.
 fn audited(who: &Authorized, r: Response, what: &str) -> Response {
     let status = r.status();
@@ -259,6 +300,51 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut b = axum::http::Request::post("/api/v1/reload");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn cross_site_requests_are_told_from_tools_and_the_page_itself() {
+        // curl, the drill, the page on its own origin.
+        assert_eq!(
+            cross_site(&parts(&[("host", "127.0.0.1:9901")]), true),
+            None
+        );
+        let page = [
+            ("host", "127.0.0.1:9901"),
+            ("origin", "http://127.0.0.1:9901"),
+        ];
+        assert_eq!(cross_site(&parts(&page), true), None);
+        assert_eq!(cross_site(&parts(&[("host", "[::1]:9901")]), true), None);
+        assert_eq!(
+            cross_site(&parts(&[("host", "localhost:9901")]), true),
+            None
+        );
+        // A page elsewhere.
+        let evil = [
+            ("host", "127.0.0.1:9901"),
+            ("origin", "https://evil.example"),
+        ];
+        assert!(cross_site(&parts(&evil), false)
+            .unwrap()
+            .contains("cross-origin"));
+        // DNS rebinding, where no token guards the listener; with a token, the name is
+        // the operator's business.
+        let rebound = [
+            ("host", "evil.example:9901"),
+            ("origin", "http://evil.example:9901"),
+        ];
+        assert!(cross_site(&parts(&rebound), true)
+            .unwrap()
+            .contains("without a token"));
+        assert_eq!(cross_site(&parts(&rebound), false), None);
+    }
 
     #[test]
     fn tokens_compare_whole() {

@@ -133,7 +133,7 @@ pub(super) async fn endpoint_breaker(
     Path((cluster, address, action)): Path<(String, String, String)>,
 ) -> Response {
     let r = set_breaker(&s, &cluster, Some(&address), &action);
-    super::audited(&who, r, &format!("breaker {action}"))
+    super::audited(&who, r, &format!("breaker {action:?}"))
 }
 
 /// `POST /api/v1/clusters/{cluster}/breaker/{open|close|reset}`.
@@ -143,7 +143,7 @@ pub(super) async fn cluster_breaker(
     Path((cluster, action)): Path<(String, String)>,
 ) -> Response {
     let r = set_breaker(&s, &cluster, None, &action);
-    super::audited(&who, r, &format!("breaker {action}"))
+    super::audited(&who, r, &format!("breaker {action:?}"))
 }
 
 /// Forces a breaker open or closed (until reset), or resets it. The breaker lives in

@@ -8,9 +8,9 @@
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-const INDEX: &str = include_str!("dashboard/index.html");
-const SCRIPT: &str = include_str!("dashboard/app.js");
-const STYLE: &str = include_str!("dashboard/style.css");
+const INDEX: &str = include_str!("assets/index.html");
+const SCRIPT: &str = include_str!("assets/app.js");
+const STYLE: &str = include_str!("assets/style.css");
 
 /// The page refuses to be framed and to load anything but its own files.
 const POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \

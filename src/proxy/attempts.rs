@@ -197,7 +197,7 @@ impl<'a> Attempts<'a> {
             }
             let ep = &cluster.select.endpoints[i];
             let idle = route.idle_timeout;
-            let sent_at = Instant::now();
+            let timing = ep.figures.start();
             let send = std::pin::pin!(forward::send(
                 self.ctx, cluster, ep, head, body, idle, upgrade, hold
             ));
@@ -214,9 +214,13 @@ impl<'a> Attempts<'a> {
             // 5. What it counts as; only the first attempt of a probing request is the
             //    cluster's probe.
             let probes = [ep_probe, cluster_probe.take()];
-            let took = sent_at.elapsed();
-            let Verdict::Retry(cause) = classify(cluster, i, &outcome, probes, cfg, now, took)
-            else {
+            // The endpoint's figures: no answer or a 5xx is its error; a request the
+            // client broke is not.
+            timing.finish(match &outcome {
+                Ok(r) => r.status().is_server_error(),
+                Err(e) => !e.failure.is_client_fault(),
+            });
+            let Verdict::Retry(cause) = classify(cluster, i, &outcome, probes, cfg, now) else {
                 return match outcome {
                     Ok(response) => Ok(Answered {
                         response,
@@ -369,13 +373,8 @@ fn classify(
     [ep_probe, cluster_probe]: [Option<Probe<'_>>; 2],
     cfg: &RetryConfig,
     now: u64,
-    took: std::time::Duration,
 ) -> Verdict {
     let ep = &cluster.select.endpoints[i];
-    let failed = outcome
-        .as_ref()
-        .map_or(true, |r| r.status().is_server_error());
-    ep.figures.record(now, took, failed);
     if let Some(b) = &cluster.breaker {
         let failed = gate::counts(
             &b.on,

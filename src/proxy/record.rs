@@ -154,7 +154,8 @@ impl Record {
         route
             .metrics
             .record(status, result, head_time.as_secs_f64());
-        if !reason.is_empty() {
+        // The gateway's own answers; a client that left got none.
+        if !reason.is_empty() && reason != CLIENT_GONE {
             route.metrics.errors.inc(reason);
         }
         if let Some(log) = &self.log {

@@ -6,15 +6,20 @@
 //! ([`set_shard`]), a cache line apart from the others, so workers never contend; a
 //! write is three relaxed increments into the current 10 s step (six steps make the
 //! minute). Nothing is merged or computed until someone reads ([`Figures::read`]), so
-//! they cost nothing more when nobody looks. Latency is the time to the answer's head,
+//! they cost nothing more when nobody looks. An exchange is timed by a [`Timing`]: one
+//! abandoned before its answer (the route's timeout fired, or the request was dropped)
+//! counts as an error when the guard drops. Latency is the time to the answer's head,
 //! in 40 half-octave buckets from 32 µs to about 33 s (quantiles are interpolated in
 //! their bucket: a figure for people, not an SLI; the SLOs count exactly).
 //!
 //! Memory: about 1 KiB per endpoint and shard (one shard per worker, at most 8).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU32, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Length of one step of the window.
 pub const STEP_MS: u64 = 10_000;
@@ -66,6 +71,16 @@ struct Step {
     latency: [AtomicU32; BUCKETS],
 }
 
+/// One exchange being timed: [`Timing::finish`] records it; dropped unfinished (the
+/// exchange was abandoned: the route's timeout, the request dropped), it records an
+/// error with the time it had taken.
+#[derive(Debug)]
+pub struct Timing<'a> {
+    figures: &'a Figures,
+    started: Instant,
+    done: bool,
+}
+
 /// What [`Figures::read`] found over the last minute.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Minute {
@@ -111,6 +126,16 @@ impl Figures {
         }
     }
 
+    /// Starts timing an exchange now.
+    #[inline]
+    pub fn start(&self) -> Timing<'_> {
+        Timing {
+            figures: self,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
     /// Records one exchange that ended at `now_ms` (of `upstream::now_ms`) after
     /// `took`, failed or not, in the calling worker's shard.
     #[inline]
@@ -118,15 +143,21 @@ impl Figures {
         let shard = SHARD.with(Cell::get) % self.shards.len();
         let epoch = (now_ms / STEP_MS) as u32 + 1;
         let step = &self.shards[shard].steps[epoch as usize % STEPS];
-        if step.epoch.load(Relaxed) != epoch {
+        let held = step.epoch.load(Acquire);
+        if held > epoch {
+            // A newer step owns the slot (a reading taken long before): the sample is
+            // older than the window anyway.
+            return;
+        }
+        if held < epoch {
             // The first exchange of a new step on this shard: what the slot held is
-            // a minute old.
+            // a minute old. The epoch is published after the counts are cleared.
             step.requests.store(0, Relaxed);
             step.errors.store(0, Relaxed);
             for b in &step.latency {
                 b.store(0, Relaxed);
             }
-            step.epoch.store(epoch, Relaxed);
+            step.epoch.store(epoch, Release);
         }
         step.requests.fetch_add(1, Relaxed);
         if error {
@@ -143,7 +174,7 @@ impl Figures {
         let mut hist = [0u64; BUCKETS];
         for shard in self.shards.iter() {
             for step in &shard.steps {
-                let e = step.epoch.load(Relaxed);
+                let e = step.epoch.load(Acquire);
                 if e < oldest || e > current {
                     continue;
                 }
@@ -160,6 +191,31 @@ impl Figures {
         m.p50_ms = quantile(&hist, 0.5);
         m.p99_ms = quantile(&hist, 0.99);
         m
+    }
+}
+
+// === impl Timing ===
+
+impl Timing<'_> {
+    /// Records the exchange as ended now, failed (no answer, or a 5xx) or not.
+    #[inline]
+    pub fn finish(mut self, error: bool) {
+        self.done = true;
+        self.record(error);
+    }
+
+    fn record(&self, error: bool) {
+        let end = Instant::now();
+        let took = end.saturating_duration_since(self.started);
+        self.figures.record(super::now_ms_at(end), took, error);
+    }
+}
+
+impl Drop for Timing<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record(true);
+        }
     }
 }
 
@@ -260,6 +316,25 @@ mod tests {
         assert_eq!(f.read(75_000).p50_ms, None);
         // ... and when its slot is written again, the old count is not added.
         f.record(65_000, ms(1), false);
+        let m = f.read(66_000);
+        assert_eq!((m.requests, m.errors), (1, 0));
+    }
+
+    #[test]
+    fn an_abandoned_exchange_counts_as_an_error_and_a_finished_one_as_it_went() {
+        let f = Figures::new();
+        f.start().finish(false);
+        drop(f.start());
+        let m = f.read(crate::upstream::now_ms());
+        assert_eq!((m.requests, m.errors), (2, 1));
+    }
+
+    #[test]
+    fn a_sample_older_than_its_slot_is_dropped_not_mixed_in() {
+        let f = Figures::new();
+        f.record(65_000, ms(1), false);
+        // 60 s older: the same slot, a step the window has left behind.
+        f.record(5_000, ms(1), true);
         let m = f.read(66_000);
         assert_eq!((m.requests, m.errors), (1, 0));
     }

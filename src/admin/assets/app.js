@@ -17,7 +17,8 @@
   let last = null; // the last answers, to re-render at once after unlocking
   let faults = []; // [{id, expiresAt}]
   let routesKey = "";
-  const seen = new Set();
+  let lastEventId = 0; // event ids only grow, across gateway restarts too
+  let holding = false; // a pointer is down on a button: re-rendering would eat the click
   const ninefold = (window.ninefold = { renders: 0, renderMs: 0, firstRenderAt: 0, lastUpdate: 0 });
 
   // --- formatting -------------------------------------------------------------------
@@ -48,9 +49,16 @@
 
   // --- polling ----------------------------------------------------------------------
   async function getJson(path) {
-    const r = await fetch(path, { cache: "no-store" });
-    if (!r.ok) throw new Error(path + ": " + r.status);
-    return r.json();
+    // A gateway that stops answering must not stall every later poll.
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 5000);
+    try {
+      const r = await fetch(path, { cache: "no-store", signal: ctl.signal });
+      if (!r.ok) throw new Error(path + ": " + r.status);
+      return await r.json();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async function poll() {
@@ -87,7 +95,10 @@
 
   // --- rendering --------------------------------------------------------------------
   function render() {
-    if (!last) return;
+    // Not while a button is being pressed or has the keyboard's focus: the next poll
+    // renders (a button loses focus once its action is sent).
+    const focused = document.activeElement && document.activeElement.matches("button[data-action]");
+    if (!last || holding || focused) return;
     const t0 = performance.now();
     const { state, slos, fl } = last;
     tokenRequired = !!(state.admin && state.admin.token_required);
@@ -117,7 +128,8 @@
   }
 
   function endpointRow(c, e, tcp) {
-    const f = e.figures || {};
+    // TCP sessions are not requests: their figures are the sessions column.
+    const f = tcp ? {} : e.figures || {};
     const st = e.state || "unknown";
     let actions = "";
     if (unlocked()) {
@@ -359,6 +371,13 @@
     s.classList.toggle("error", !!error);
   }
 
+  document.addEventListener("pointerdown", (ev) => {
+    if (ev.target.closest("button[data-action]")) holding = true;
+  });
+  document.addEventListener("pointerup", () => {
+    holding = false;
+  });
+
   async function act(method, path, body) {
     const headers = {};
     if (token) headers.Authorization = "Bearer " + token;
@@ -379,7 +398,9 @@
 
   document.addEventListener("click", (ev) => {
     const btn = ev.target.closest("button[data-action]");
+    holding = false;
     if (!btn || !unlocked()) return;
+    btn.blur();
     const a = btn.dataset.action;
     const row = btn.closest("tr.endpoint");
     if (a === "fault-remove") {
@@ -436,8 +457,8 @@
 
   // --- events -----------------------------------------------------------------------
   function addEvent(e) {
-    if (seen.has(e.id)) return;
-    seen.add(e.id);
+    if (e.id <= lastEventId) return;
+    lastEventId = e.id;
     const li = document.createElement("li");
     li.className = "event";
     li.dataset.kind = e.kind;
@@ -457,6 +478,14 @@
         addEvent(JSON.parse(m.data));
       } catch (e) {}
     };
+    es.addEventListener("lagged", (m) => {
+      let missed = "some";
+      try {
+        missed = JSON.parse(m.data).missed;
+      } catch (e) {}
+      const note = `${missed} events missed (this page fell behind)`;
+      addEvent({ id: lastEventId + 0.5, at_unix_ms: Date.now(), kind: "lagged", message: note });
+    });
   }
 
   follow();

@@ -28,7 +28,8 @@
 //!   gate), [`slo`];
 //! - [`snapshot`]: `Config` → immutable compiled `Snapshot` behind an `ArcSwap`;
 //! - pipeline: [`proxy`] (the HTTP request pipeline), [`tcp`] (the TCP tier: byte
-//!   relay sessions, fenced on a primary switch);
+//!   relay sessions, fenced on a primary switch), [`dns`] (the authoritative DNS
+//!   server answering with eligible endpoints);
 //! - [`server`]: the control plane, listeners, workers, connection drivers;
 //! - [`admin`]: `/metrics`, `/health`, `/api/v1/*` (axum, off the data path);
 //! - [`topology`]: a config's availability estimate;
@@ -45,6 +46,7 @@ pub mod calc;
 pub mod cells;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod drill;
 pub mod events;
 pub mod fallback;

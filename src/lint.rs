@@ -310,9 +310,47 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
             None => {}
         }
     }
+    dns_ttls(cfg, &mut w);
     let mut out = w.out;
     out.sort_by_key(|w| (w.line, w.column));
     out
+}
+
+/// `dns-ttl-too-long`: a DNS record whose TTL is longer than ten times what its
+/// cluster takes to notice a dead endpoint (interval × unhealthy_threshold): clients
+/// keep the dead address that long after ninefold stopped answering it.
+fn dns_ttls(cfg: &Config, w: &mut Lint<'_>) {
+    let Some(dns) = &cfg.dns else { return };
+    for (i, z) in dns.zones.iter().enumerate() {
+        for (j, r) in z.records.iter().enumerate() {
+            let Some(c) = cfg.clusters.iter().find(|c| c.name == r.cluster) else {
+                continue;
+            };
+            let Some(h) = &c.health_check else { continue };
+            let detect = h.interval * h.unhealthy_threshold;
+            if r.ttl > detect * 10 {
+                let path = match &cfg.raw.dns {
+                    Some(raw) if raw.zones[i].records[j].ttl.is_some() => {
+                        format!("dns.zones[{i}].records[{j}].ttl")
+                    }
+                    _ => format!("dns.zones[{i}].ttl"),
+                };
+                w.push(
+                    "dns-ttl-too-long",
+                    &path,
+                    format!(
+                        "record {:?} has a TTL of {}s, over 10 × the {}s cluster {:?} takes to notice a dead endpoint",
+                        r.name,
+                        r.ttl.as_secs(),
+                        detect.as_secs_f64(),
+                        c.name
+                    ),
+                    "clients and resolvers keep a dead address for the whole TTL after ninefold stopped answering it",
+                    "lower the TTL to a few times interval × unhealthy_threshold (30s for a 1s check that fails after 3)",
+                );
+            }
+        }
+    }
 }
 
 struct Lint<'a> {
@@ -492,6 +530,19 @@ clusters:
         .unwrap();
         let ws = lint_yaml(&text.replace("${NINEFOLD_PG_PASSWORD}", "x"));
         assert!(ws.is_empty(), "{ws:#?}");
+    }
+
+    #[test]
+    fn a_dns_ttl_far_longer_than_failure_detection_is_flagged_with_its_key() {
+        let dns = "dns:\n  zones:\n    - name: example.com\n      ttl: 2m\n      records:\n        - {name: api.example.com, cluster: api}\n        - {name: b.example.com, cluster: api, ttl: 10s}\n";
+        let ws = lint_yaml(&format!("{CLEAN}{dns}"));
+        let ttl: Vec<&Warning> = ws.iter().filter(|w| w.code == "dns-ttl-too-long").collect();
+        // The default check notices after 5s × 3 = 15s: 2m is within 10 × that.
+        assert!(ttl.is_empty(), "{ttl:#?}");
+        let ws = lint_yaml(&format!("{CLEAN}{}", dns.replace("2m", "1h")));
+        let ttl: Vec<&Warning> = ws.iter().filter(|w| w.code == "dns-ttl-too-long").collect();
+        assert_eq!(ttl.len(), 1, "{ttl:#?}");
+        assert_eq!(ttl[0].path, "dns.zones[0].ttl");
     }
 
     #[test]

@@ -380,6 +380,7 @@ fn run(
     demo: Option<&[ninefold::demo::Backend]>,
 ) -> ExitCode {
     let admin_cfg = cfg.config().admin.clone();
+    let dns_cfg = cfg.config().dns.clone();
     let gw = match Gateway::start(cfg, source) {
         Ok(g) => g,
         Err(e) => return fail(e, 1),
@@ -391,10 +392,22 @@ fn run(
             return fail(format_args!("cannot start the admin listener: {e:#}"), 1);
         }
     };
+    let dns = match dns_cfg.map(|d| ninefold::dns::start(gw.shared().clone(), &d)) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            admin.stop();
+            gw.shutdown();
+            return fail(format_args!("cannot start the DNS server: {e:#}"), 1);
+        }
+    };
     for (name, addr) in gw.bound() {
         println!("ninefold: listener {name} on {addr}");
     }
     println!("ninefold: admin on {}", admin.addr());
+    if let Some(d) = &dns {
+        println!("ninefold: dns on {}", d.addr());
+    }
     if let Some(backends) = demo {
         let web = gw.bound().first().map(|(_, a)| *a);
         if let Some(web) = web {
@@ -403,6 +416,9 @@ fn run(
     }
     println!("ninefold: ready");
     let ran = gw.run();
+    if let Some(d) = dns {
+        d.stop();
+    }
     admin.stop();
     match ran {
         Ok(()) => ExitCode::SUCCESS,

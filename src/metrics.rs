@@ -39,6 +39,8 @@ pub struct Metrics {
     pub gateway_errors: IntCounterVec,
     /// `ninefold_upstream_connect_errors_total{cluster}`.
     pub connect_errors: IntCounterVec,
+    /// `ninefold_dns_queries_total{type,rcode}`: queries the DNS server answered.
+    pub dns_queries: IntCounterVec,
     /// `ninefold_open_connections{listener}`: downstream connections open now.
     pub open_connections: IntGaugeVec,
     /// `ninefold_reloads_total{result}`.
@@ -164,6 +166,13 @@ impl Metrics {
                 "Answers the gateway made itself instead of an upstream's, by route and reason (the x-ninefold-reason: no-healthy-endpoint, connect-failed, upstream-timeout, circuit-open, fault-abort, ...); a client that left is not counted.",
             ),
             &["listener", "route", "reason"],
+        )?;
+        let dns_queries = IntCounterVec::new(
+            Opts::new(
+                "ninefold_dns_queries_total",
+                "Queries the authoritative DNS server (dns:) answered, by query type and answer code.",
+            ),
+            &["type", "rcode"],
         )?;
         let connect_errors = IntCounterVec::new(
             Opts::new(
@@ -314,6 +323,7 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(connect_errors.clone()),
             Box::new(gateway_errors.clone()),
+            Box::new(dns_queries.clone()),
             Box::new(open_connections.clone()),
             Box::new(reloads.clone()),
             Box::new(retries.clone()),
@@ -331,6 +341,7 @@ impl Metrics {
             duration,
             gateway_errors,
             connect_errors,
+            dns_queries,
             open_connections,
             reloads,
             retries,

@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod cells;
 mod clusters;
 mod collect;
+pub mod dns;
 pub mod failover;
 pub mod isolation;
 mod listeners;
@@ -24,6 +25,7 @@ pub mod validate;
 
 pub use breaker::*;
 pub use cells::*;
+pub use dns::*;
 pub use failover::*;
 pub use isolation::*;
 pub use model::*;

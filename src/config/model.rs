@@ -78,6 +78,8 @@ pub struct Config {
     pub cells: Vec<CellSetConfig>,
     /// SLO definitions (`slos:`), defaults applied.
     pub slos: Vec<SloDef>,
+    /// The authoritative DNS server, when `dns:` is set.
+    pub dns: Option<super::dns::DnsConfig>,
     /// The file as written: the whole contract, for tools.
     pub raw: RawConfig,
     /// Valid settings whose behaviour is not built yet; `serve` refuses them.

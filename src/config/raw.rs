@@ -49,6 +49,49 @@ pub struct RawConfig {
     /// SLO definitions.
     #[serde(default)]
     pub slos: Vec<RawSlo>,
+    /// The authoritative DNS server.
+    pub dns: Option<RawDns>,
+}
+
+/// `dns:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// UDP and TCP address.
+    pub bind: Option<String>,
+    /// Zones answered.
+    #[serde(default)]
+    pub zones: Vec<RawDnsZone>,
+}
+
+/// `dns.zones[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsZone {
+    /// The apex.
+    pub name: String,
+    /// TTL of its answers.
+    pub ttl: Option<Scalar>,
+    /// Its records.
+    #[serde(default)]
+    pub records: Vec<RawDnsRecord>,
+}
+
+/// `dns.zones[].records[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsRecord {
+    /// Owner name.
+    pub name: String,
+    /// `A` or `AAAA`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The cluster whose eligible endpoints answer.
+    pub cluster: String,
+    /// TTL (the zone's by default).
+    pub ttl: Option<Scalar>,
+    /// `first_group` (default) or `nothing`.
+    pub when_none_eligible: Option<String>,
 }
 
 /// `admin:`.

@@ -107,6 +107,7 @@ pub fn validate(
 
     let cells = v.cell_sets(&raw.cells, &cluster_names);
     let slos = v.slos(&raw.slos);
+    let dns = v.dns(raw.dns.as_ref(), &cluster_names);
 
     let (errors, unsupported) = v.finish();
     if errors.is_empty() {
@@ -122,6 +123,7 @@ pub fn validate(
             clusters,
             cells,
             slos,
+            dns,
             raw,
             unsupported,
             index: index.clone(),

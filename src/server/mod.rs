@@ -289,6 +289,12 @@ impl Gateway {
         if cfg.admin.bind != old.config.admin.bind || cfg.admin.token != old.config.admin.token {
             needs_restart.push("admin settings changed; they take effect at restart".to_owned());
         }
+        let dns_bind = |c: &crate::config::Config| c.dns.as_ref().map(|d| d.bind);
+        if dns_bind(&cfg) != dns_bind(&old.config) {
+            needs_restart.push(
+                "dns.bind changed (or dns: was added or removed); the DNS server's socket follows at restart, its zones and records apply now".to_owned(),
+            );
+        }
         if cfg.workers != old.config.workers {
             needs_restart.push(format!(
                 "workers changed from {} to {}; this takes effect at restart",

@@ -34,7 +34,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         &["bulkhead", "cells", "fallback", "fault", "gate", "slo"],
     ),
     ("snapshot", &["snapshot"]),
-    ("pipeline", &["proxy", "tcp"]),
+    ("pipeline", &["dns", "proxy", "tcp"]),
     ("process", &["server"]),
     ("admin", &["admin"]),
     ("estimate", &["topology"]),

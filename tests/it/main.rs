@@ -10,6 +10,7 @@
 //! - `failover`: real origin processes SIGKILLed and SIGSTOPped under load, zones, retry budget.
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
+//! - `dns`: the authoritative DNS server: eligible endpoints, priority failover, NXDOMAIN, REFUSED.
 //! - `dashboard`: the page, per-endpoint figures and state words, `/api/v1/events`, audit lines.
 //! - `health`: active health checks, their state and metric, failover to a backup level.
 //! - `failover_admin`: manual drain/enable, its reload survival, live-state metrics.
@@ -52,6 +53,8 @@ mod cells;
 mod config;
 // The dashboard's server side: page, figures, state words, events, audit lines.
 mod dashboard;
+// ninefold answering DNS, queried with Debian's dig over UDP and TCP.
+mod dns;
 // The own HTTP/1.1 engine on raw sockets: limits, pooling, bodies, pipelining.
 mod engine;
 mod failover;

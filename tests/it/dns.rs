@@ -243,3 +243,95 @@ dns:
     let (status, _) = dig(server, "none.example.net", "A", false);
     assert_eq!(status, "NOERROR");
 }
+
+/// The fleet of examples/fleet-dns.yaml on one machine: three gateways on 127.0.0.2,
+/// .3 and .4, each health-checking the others' admin `/health` and answering DNS for
+/// api.example.com with the gateways that pass. One is SIGKILLed: the other two stop
+/// answering its address.
+#[tokio::test]
+async fn a_fleet_of_three_gateways_answers_with_the_live_ones() {
+    if dig_bin().is_none() {
+        return;
+    }
+    let app = Backend::start("app").await;
+    let config = |ip: &str, fleet: &[SocketAddr]| {
+        let eps: String = fleet
+            .iter()
+            .map(|a| format!("      - {{address: \"{a}\"}}\n"))
+            .collect();
+        format!(
+            "admin: {{bind: \"{ip}:0\"}}
+workers: 1
+listeners:
+  - name: web
+    bind: \"{ip}:0\"
+    routes: [{{name: api, match: {{path_prefix: /}}, cluster: app}}]
+clusters:
+  - name: app
+    endpoints: [{{address: \"{}\"}}]
+  - name: gateways
+    health_check: {{http: {{path: /health}}, interval: 200ms, timeout: 150ms, healthy_threshold: 1, unhealthy_threshold: 2}}
+    endpoints:
+{eps}dns:
+  bind: \"{ip}:0\"
+  zones:
+    - name: example.com
+      ttl: 1s
+      records:
+        - {{name: api.example.com, type: A, cluster: gateways}}
+",
+            app.addr
+        )
+    };
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    // Admin ports are known once the gateways run: start them, then tell each the fleet.
+    let placeholder: SocketAddr = "127.0.0.9:9".parse().unwrap();
+    let mut fleet: Vec<Gateway> = ips
+        .iter()
+        .map(|ip| Gateway::start(&config(ip, &[placeholder])))
+        .collect();
+    let admins: Vec<SocketAddr> = fleet.iter().map(|g| g.admin).collect();
+    for (g, ip) in fleet.iter().zip(ips) {
+        g.rewrite(&config(ip, &admins));
+        g.signal("HUP");
+    }
+    let servers: Vec<SocketAddr> = fleet.iter().map(dns_addr).collect();
+    for s in &servers {
+        answers_become(*s, "api.example.com", &ips).await;
+    }
+    let t = Instant::now();
+    fleet[0].signal("KILL");
+    for s in &servers[1..] {
+        answers_become(*s, "api.example.com", &ips[1..]).await;
+    }
+    eprintln!(
+        "dns: the fleet stopped answering the killed gateway after {:?}",
+        t.elapsed()
+    );
+    let _ = fleet[0].wait_exit(Duration::from_secs(5));
+}
+
+#[test]
+fn the_fleet_example_checks_clean_with_its_environment() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fleet-dns.yaml");
+    let out = Command::new(bin())
+        .args(["check", "-c", path, "--deny-warnings"])
+        .envs([
+            ("NINEFOLD_SELF_IP", "10.0.1.10"),
+            ("NINEFOLD_FLEET_A", "10.0.1.10"),
+            ("NINEFOLD_FLEET_B", "10.0.2.10"),
+            ("NINEFOLD_FLEET_C", "10.0.3.10"),
+            ("NINEFOLD_ADMIN_TOKEN", "t"),
+            ("NINEFOLD_APP_1", "10.0.1.21:8000"),
+            ("NINEFOLD_APP_2", "10.0.2.21:8000"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("0 HA warnings"), "{text}");
+}

@@ -377,6 +377,21 @@ clusters:
     )
     .await;
 
+    // Pause stops the refresh: the render count holds while paused.
+    b.eval("document.getElementById('pause').click()").await;
+    let pressed = b
+        .eval("document.getElementById('pause').getAttribute('aria-pressed')")
+        .await;
+    assert_eq!(pressed, json!("true"));
+    let renders = b.eval("window.ninefold.renders").await;
+    tokio::time::sleep(Duration::from_millis(4500)).await; // two refresh periods, on purpose
+    assert_eq!(
+        b.eval("window.ninefold.renders").await,
+        renders,
+        "no render while paused"
+    );
+    b.eval("document.getElementById('pause').click()").await;
+
     let png = b.screenshot().await;
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
@@ -390,6 +405,17 @@ clusters:
         tmp.display(),
         png.len()
     );
+
+    // The gateway stops answering: the badge turns stale, in words.
+    let mut g = g;
+    g.signal("KILL");
+    let _ = g.wait_exit(Duration::from_secs(5));
+    b.until(
+        "the badge turns stale",
+        "(() => { const u = document.getElementById('updated'); return u.classList.contains('stale') && u.textContent.startsWith('stale'); })()",
+        Duration::from_secs(15),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -30,8 +30,11 @@ use tokio::sync::watch;
 const UDP_PLAIN: usize = 512;
 /// The largest UDP answer with EDNS, whatever the client offers.
 const UDP_EDNS: usize = 1232;
-/// A TCP connection idle this long is closed.
+/// A TCP connection idle this long is closed (and a message must arrive whole within
+/// it).
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// TCP connections served at once; more are closed at once.
+const TCP_MAX: usize = 256;
 
 /// The running DNS server.
 pub struct Dns {
@@ -118,12 +121,18 @@ async fn serve_udp(socket: Arc<tokio::net::UdpSocket>, shared: Arc<Shared>) {
 }
 
 async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(TCP_MAX));
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
+        // Bounded: a flood of idle connections cannot take the thread's memory.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             // Messages framed by a two-byte length, several per connection.
             loop {
                 let mut len = [0u8; 2];
@@ -132,7 +141,8 @@ async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                     return;
                 }
                 let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                if stream.read_exact(&mut msg).await.is_err() {
+                let read = tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut msg)).await;
+                if !matches!(read, Ok(Ok(_))) {
                     return;
                 }
                 let Some(answer) = answer(&shared, &msg, false) else {

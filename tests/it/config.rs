@@ -208,15 +208,7 @@ fn every_example_checks() {
             .arg(&path)
             .env("NINEFOLD_PG_PASSWORD", "x")
             // fleet-dns.yaml: one gateway of three.
-            .envs([
-                ("NINEFOLD_SELF_IP", "10.0.1.10"),
-                ("NINEFOLD_FLEET_A", "10.0.1.10"),
-                ("NINEFOLD_FLEET_B", "10.0.2.10"),
-                ("NINEFOLD_FLEET_C", "10.0.3.10"),
-                ("NINEFOLD_ADMIN_TOKEN", "t"),
-                ("NINEFOLD_APP_1", "10.0.1.21:8000"),
-                ("NINEFOLD_APP_2", "10.0.2.21:8000"),
-            ])
+            .envs(FLEET_ENV)
             .output()
             .unwrap();
         assert!(

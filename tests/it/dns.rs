@@ -316,15 +316,7 @@ fn the_fleet_example_checks_clean_with_its_environment() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fleet-dns.yaml");
     let out = Command::new(bin())
         .args(["check", "-c", path, "--deny-warnings"])
-        .envs([
-            ("NINEFOLD_SELF_IP", "10.0.1.10"),
-            ("NINEFOLD_FLEET_A", "10.0.1.10"),
-            ("NINEFOLD_FLEET_B", "10.0.2.10"),
-            ("NINEFOLD_FLEET_C", "10.0.3.10"),
-            ("NINEFOLD_ADMIN_TOKEN", "t"),
-            ("NINEFOLD_APP_1", "10.0.1.21:8000"),
-            ("NINEFOLD_APP_2", "10.0.2.21:8000"),
-        ])
+        .envs(FLEET_ENV)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -850,3 +850,15 @@ pub fn tls_connector(
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
+
+/// The environment of examples/fleet-dns.yaml for one gateway of three (`check` reads
+/// it with these set).
+pub const FLEET_ENV: [(&str, &str); 7] = [
+    ("NINEFOLD_SELF_IP", "10.0.1.10"),
+    ("NINEFOLD_FLEET_A", "10.0.1.10"),
+    ("NINEFOLD_FLEET_B", "10.0.2.10"),
+    ("NINEFOLD_FLEET_C", "10.0.3.10"),
+    ("NINEFOLD_ADMIN_TOKEN", "t"),
+    ("NINEFOLD_APP_1", "10.0.1.21:8000"),
+    ("NINEFOLD_APP_2", "10.0.2.21:8000"),
+];

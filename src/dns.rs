@@ -278,14 +278,22 @@ pub fn addresses(c: &ClusterSnap, r: &DnsRecord, now: u64) -> Vec<IpAddr> {
         DnsKind::Aaaa => ip.is_ipv6(),
     };
     let eps = c.endpoints();
-    let mut groups: Vec<u8> = c.select.meta.iter().map(|m| m.priority).collect();
+    let mut groups: Vec<u8> = eps
+        .iter()
+        .zip(&c.select.meta)
+        .filter(|(e, _)| !e.retiring())
+        .map(|(_, m)| m.priority)
+        .collect();
     groups.sort_unstable();
     groups.dedup();
     let pick = |group: u8, eligible_only: bool| {
         let mut ips: Vec<IpAddr> = eps
             .iter()
             .zip(&c.select.meta)
-            .filter(|(e, m)| m.priority == group && (!eligible_only || e.available(now)))
+            // An endpoint discovery removed is never answered, even as a last resort.
+            .filter(|(e, m)| {
+                m.priority == group && !e.retiring() && (!eligible_only || e.available(now))
+            })
             .map(|(e, _)| e.address.ip())
             .filter(family)
             .collect();

@@ -46,6 +46,7 @@ pub mod calc;
 pub mod cells;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod dns;
 pub mod drill;
 pub mod events;

@@ -115,6 +115,10 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
                         let Some((ci, rc)) = cluster(raw.clusters.as_slice(), c) else {
                             continue;
                         };
+                        // Discovered endpoints are unknown until the gateway runs.
+                        if rc.discovery.is_some() {
+                            continue;
+                        }
                         let mut eps: Vec<_> = rc.endpoints.iter().flatten().collect();
                         if let Some(fc) = fallback_cluster.and_then(|f| cluster(&raw.clusters, f)) {
                             eps.extend(fc.1.endpoints.iter().flatten());
@@ -149,7 +153,10 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
                     }
                 }
                 // Five nines the topology cannot reach.
-                if !is_latency && o.ln_down <= five_nines().ln_down + 1e-12 {
+                let discovered = target_clusters.iter().any(|c| {
+                    cluster(&raw.clusters, c).is_some_and(|(_, rc)| rc.discovery.is_some())
+                });
+                if !is_latency && !discovered && o.ln_down <= five_nines().ln_down + 1e-12 {
                     if let Some(e) = estimates.iter().find(|e| e.path == rp) {
                         if e.prob.ln_down > o.ln_down + 1e-12 {
                             w.push(
@@ -311,6 +318,7 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
         }
     }
     dns_ttls(cfg, &mut w);
+    discovery(cfg, &mut w);
     let mut out = w.out;
     out.sort_by_key(|w| (w.line, w.column));
     out
@@ -349,6 +357,42 @@ fn dns_ttls(cfg: &Config, w: &mut Lint<'_>) {
                     "lower the TTL to a few times interval × unhealthy_threshold (30s for a 1s check that fails after 3)",
                 );
             }
+        }
+    }
+}
+
+/// `discovery-without-stale-for`: a DNS source whose last good set is kept for as
+/// long as lookups fail; `churn-guard-off`: `max_removed_per_update: 100%`, which lets
+/// one bad answer replace the whole set.
+fn discovery(cfg: &Config, w: &mut Lint<'_>) {
+    for (i, c) in cfg.clusters.iter().enumerate() {
+        let Some(d) = &c.discovery else { continue };
+        let p = format!("clusters[{i}]");
+        if let crate::config::DiscoverySource::Dns(dns) = &d.source {
+            if dns.stale_for.is_none() {
+                w.push(
+                    "discovery-without-stale-for",
+                    &format!("{p}.discovery.dns"),
+                    format!(
+                        "cluster {:?} looks up {:?} with no stale_for: while lookups fail, its last good set serves for ever",
+                        c.name, dns.name
+                    ),
+                    "a resolver outage that lasts goes unnoticed in the data path, and addresses handed to other services since keep getting this cluster's traffic",
+                    "set stale_for: to how long a stale set is better than the seed list, e.g. stale_for: 5m (and alert on ninefold_discovery_stale)",
+                );
+            }
+        }
+        if c.max_removed_per_update >= 100.0 {
+            w.push(
+                "churn-guard-off",
+                &format!("{p}.max_removed_per_update"),
+                format!(
+                    "cluster {:?} lets one discovery update remove every endpoint (max_removed_per_update: 100%)",
+                    c.name
+                ),
+                "one wrong answer (a half-written file, a broken registry, a DNS split) replaces the whole set at once",
+                "keep the default, 50%: a larger removal then waits for two more lookups to confirm it",
+            );
         }
     }
 }
@@ -543,6 +587,26 @@ clusters:
         let ttl: Vec<&Warning> = ws.iter().filter(|w| w.code == "dns-ttl-too-long").collect();
         assert_eq!(ttl.len(), 1, "{ttl:#?}");
         assert_eq!(ttl[0].path, "dns.zones[0].ttl");
+    }
+
+    #[test]
+    fn discovery_without_stale_for_and_without_a_churn_guard_are_flagged() {
+        let with = |dns: &str, extra: &str| {
+            let c = format!(
+                "  - name: found\n    health_check: {{tcp: {{}}}}\n    discovery:\n      dns: {{name: api.internal, port: 80{dns}}}\n{extra}"
+            );
+            lint_yaml(&CLEAN.replacen("clusters:\n", &format!("clusters:\n{c}"), 1))
+        };
+        let ws = with("", "");
+        assert_eq!(codes(&ws), ["discovery-without-stale-for"]);
+        assert_eq!(ws[0].path, "clusters[0].discovery.dns");
+        let ws = with(", stale_for: 5m", "    max_removed_per_update: 100%\n");
+        assert_eq!(codes(&ws), ["churn-guard-off"]);
+        assert_eq!(ws[0].line, 13, "{ws:#?}");
+        assert_eq!(
+            with(", stale_for: 5m", "    max_removed_per_update: 60%\n"),
+            vec![]
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Serve a configuration file. SIGHUP (or POST /api/v1/reload) reloads it;
     /// SIGTERM/SIGINT drain in-flight requests (and TCP sessions) within
-    /// `shutdown_grace` and exit 0.
+    /// `shutdown_grace` and exit 0. Clusters with `discovery:` follow their DNS name or
+    /// endpoints file without a reload.
     Serve {
         /// Configuration file (YAML).
         #[arg(short, long, value_name = "FILE")]

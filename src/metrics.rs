@@ -41,6 +41,14 @@ pub struct Metrics {
     pub connect_errors: IntCounterVec,
     /// `ninefold_dns_queries_total{type,rcode}`: queries the DNS server answered.
     pub dns_queries: IntCounterVec,
+    /// `ninefold_discovery_updates_total{cluster,outcome}`: discovery answers, by what
+    /// they did (applied, unchanged, held, failed, expired).
+    pub discovery_updates: IntCounterVec,
+    /// `ninefold_discovery_stale{cluster}`: 1 while discovery serves its last good set
+    /// because lookups fail or answer nothing.
+    pub discovery_stale: IntGaugeVec,
+    /// `ninefold_discovery_endpoints{cluster}`: endpoints in the discovered set.
+    pub discovery_endpoints: IntGaugeVec,
     /// `ninefold_open_connections{listener}`: downstream connections open now.
     pub open_connections: IntGaugeVec,
     /// `ninefold_reloads_total{result}`.
@@ -173,6 +181,27 @@ impl Metrics {
                 "Queries the authoritative DNS server (dns:) answered, by query type and answer code.",
             ),
             &["type", "rcode"],
+        )?;
+        let discovery_updates = IntCounterVec::new(
+            Opts::new(
+                "ninefold_discovery_updates_total",
+                "Discovery answers by outcome: applied, unchanged, held (churn guard), failed (last good set kept), expired (stale_for passed).",
+            ),
+            &["cluster", "outcome"],
+        )?;
+        let discovery_stale = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_discovery_stale",
+                "1 while a cluster's discovery serves its last good set because lookups fail or answer nothing.",
+            ),
+            &["cluster"],
+        )?;
+        let discovery_endpoints = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_discovery_endpoints",
+                "Endpoints in a cluster's discovered set.",
+            ),
+            &["cluster"],
         )?;
         let connect_errors = IntCounterVec::new(
             Opts::new(
@@ -324,6 +353,9 @@ impl Metrics {
             Box::new(connect_errors.clone()),
             Box::new(gateway_errors.clone()),
             Box::new(dns_queries.clone()),
+            Box::new(discovery_updates.clone()),
+            Box::new(discovery_stale.clone()),
+            Box::new(discovery_endpoints.clone()),
             Box::new(open_connections.clone()),
             Box::new(reloads.clone()),
             Box::new(retries.clone()),
@@ -342,6 +374,9 @@ impl Metrics {
             gateway_errors,
             connect_errors,
             dns_queries,
+            discovery_updates,
+            discovery_stale,
+            discovery_endpoints,
             open_connections,
             reloads,
             retries,

@@ -85,6 +85,8 @@ pub struct Shared {
     /// Faults set through the admin API: outside the snapshot so that a reload keeps
     /// them, each ending at its own expiry time.
     pub faults: crate::fault::RuntimeFaults,
+    /// Each discovered cluster's condition (source, version, stale, held answers).
+    pub discovery: Arc<crate::discovery::Board>,
 }
 
 /// A compiled configuration.
@@ -774,7 +776,13 @@ impl ClusterSnap {
                 ClusterHealth::Ok
             };
         }
-        let n = self.select.endpoints.len();
+        // An endpoint discovery removed is on its way out, not lost.
+        let n = self
+            .select
+            .endpoints
+            .iter()
+            .filter(|e| !e.retiring())
+            .count();
         let up = self.select.available(now);
         if up == n && n > 0 {
             ClusterHealth::Ok

@@ -577,7 +577,7 @@ fn unprobed(cluster: &ClusterSnap) -> bool {
             .select
             .endpoints
             .iter()
-            .any(|e| e.health() == Health::Unknown && !e.drained())
+            .any(|e| e.health() == Health::Unknown && !e.draining())
 }
 
 /// TCP keepalive, so a silent partition ends a session within about a minute.

@@ -132,6 +132,7 @@ pub(super) async fn state(State(s): State<AdminState>) -> Json<Value> {
         .clusters
         .iter()
         .map(|c| {
+            let found = s.shared.discovery.get(&c.name);
             json!({
                 "name": &*c.name,
                 "lb": c.lb.as_str(),
@@ -162,8 +163,13 @@ pub(super) async fn state(State(s): State<AdminState>) -> Json<Value> {
                     })
                 }),
                 "why": cluster_why(c, now),
-                "endpoints": (0..c.endpoints().len()).map(|i| endpoint_json(c, i, now)).collect::<Vec<_>>(),
+                "endpoints": (0..c.endpoints().len()).map(|i| {
+                    let mut e = endpoint_json(c, i, now);
+                    e["origin"] = origin(c, i, found.as_ref()).into();
+                    e
+                }).collect::<Vec<_>>(),
                 "bulkhead": c.bulkhead.as_deref().map(bulkhead_json),
+                "discovery": found,
             })
         })
         .collect();
@@ -272,6 +278,19 @@ pub(super) fn endpoint_json(c: &ClusterSnap, i: usize, now: u64) -> Value {
     })
 }
 
+/// Where endpoint `i` of `c` came from: `config` (the file; the cluster has no
+/// discovery), `seed` (the file's seed list, serving until discovery answers), `dns` or
+/// `file` (the discovered set), or `removed` (discovery dropped it: draining out).
+fn origin(c: &ClusterSnap, i: usize, found: Option<&crate::discovery::Status>) -> &'static str {
+    let e = &c.endpoints()[i];
+    match found {
+        None => "config",
+        Some(_) if e.retiring() => "removed",
+        Some(f) if f.endpoints.iter().flatten().any(|a| *a == e.address) => f.kind,
+        Some(_) => "seed",
+    }
+}
+
 /// An endpoint's state in words, as the dashboard colours it: `drained`, `down` (failing
 /// its health checks), `going up` (down, but its last checks pass), `ejected`,
 /// `circuit open`, `going down` (up, but its last checks fail), `up`, or `unknown` (a
@@ -285,7 +304,7 @@ pub(super) fn state_word(
     now: u64,
 ) -> &'static str {
     let checked = c.health_check.is_some();
-    if e.drained() {
+    if e.draining() {
         "drained"
     } else if e.health() == Health::Unhealthy {
         if check.passes > 0 {
@@ -341,6 +360,9 @@ fn why(
             "drained {} ago",
             human_ms(now.saturating_sub(e.drained_since()))
         ));
+    }
+    if e.retiring() {
+        reasons.push("discovery removed it; it drains out".to_owned());
     }
     if e.health() == Health::Unhealthy {
         let mut r = match since(e.health_since(), now) {

@@ -4,12 +4,16 @@ use super::collect::V;
 use super::failover::{Role, DEFAULT_ZONE_SPILL_BELOW};
 use super::model::*;
 use super::raw::*;
-use std::collections::HashSet;
 
 // === impl V ===
 
 impl V<'_> {
-    pub(super) fn cluster(&mut self, p: &str, c: &RawCluster) -> ClusterConfig {
+    pub(super) fn cluster(
+        &mut self,
+        p: &str,
+        c: &RawCluster,
+        base: &std::path::Path,
+    ) -> ClusterConfig {
         let lb = match c.lb.as_deref() {
             None | Some("round_robin") => LbKind::RoundRobin,
             Some("least_request") => LbKind::LeastRequest,
@@ -74,51 +78,44 @@ impl V<'_> {
             c.panic_threshold.as_ref(),
             100.0,
         );
-        let mut endpoints = Vec::new();
-        match &c.endpoints {
-            None => self.err(
-                &format!("{p}.endpoints"),
-                "required: at least one endpoint".into(),
-            ),
-            Some(e) if e.is_empty() => self.err(
-                &format!("{p}.endpoints"),
-                "must list at least one endpoint".into(),
-            ),
-            Some(eps) => {
-                let mut seen = HashSet::new();
-                for (k, e) in eps.iter().enumerate() {
-                    let ep = format!("{p}.endpoints[{k}]");
-                    let address = self.addr(&format!("{ep}.address"), &e.address);
-                    if let Some(a) = address {
-                        if !seen.insert(a) {
-                            self.err(
-                                &format!("{ep}.address"),
-                                format!("duplicate endpoint {a} in cluster {:?}", c.name),
-                            );
-                        }
-                    }
-                    let weight = e.weight.unwrap_or(1);
-                    if weight == 0 || weight > 10_000 {
-                        self.err(
-                            &format!("{ep}.weight"),
-                            format!("must be between 1 and 10000, got {weight}"),
-                        );
-                    }
-                    let priority = e.priority.unwrap_or(0);
-                    if priority > 7 {
-                        self.err(
-                            &format!("{ep}.priority"),
-                            format!("must be between 0 and 7, got {priority}"),
-                        );
-                    }
-                    endpoints.push(EndpointConfig {
-                        address: address.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
-                        zone: e.zone.clone(),
-                        weight: weight.clamp(1, 10_000),
-                        priority: priority.min(7),
-                    });
-                }
+        let discovery = c
+            .discovery
+            .as_ref()
+            .and_then(|d| self.discovery(p, d, base));
+        let endpoints = match &c.endpoints {
+            // With discovery, the list is a seed used until discovery answers; it
+            // may be empty.
+            None if c.discovery.is_some() => Vec::new(),
+            None => {
+                self.err_hint(
+                    &format!("{p}.endpoints"),
+                    "required: at least one endpoint".into(),
+                    "list endpoints, or find them with discovery: (dns or file)",
+                );
+                Vec::new()
             }
+            Some(e) if e.is_empty() && c.discovery.is_none() => {
+                self.err(
+                    &format!("{p}.endpoints"),
+                    "must list at least one endpoint".into(),
+                );
+                Vec::new()
+            }
+            Some(eps) => self.endpoint_list(&format!("{p}.endpoints"), eps, &c.name),
+        };
+        let max_removed_per_update = self
+            .percent_upto(
+                &format!("{p}.max_removed_per_update"),
+                c.max_removed_per_update.as_ref(),
+                100.0,
+            )
+            .unwrap_or(super::discovery::DEFAULT_MAX_REMOVED);
+        if c.max_removed_per_update.is_some() && c.discovery.is_none() {
+            self.err_hint(
+                &format!("{p}.max_removed_per_update"),
+                "guards discovery updates, and this cluster has no discovery".into(),
+                "add discovery: or remove max_removed_per_update",
+            );
         }
         let health_check = c
             .health_check
@@ -166,6 +163,8 @@ impl V<'_> {
             breaker,
             bulkhead,
             on_marked_down,
+            discovery,
+            max_removed_per_update,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod cells;
 mod clusters;
 mod collect;
+pub mod discovery;
 pub mod dns;
 pub mod failover;
 pub mod isolation;
@@ -25,6 +26,7 @@ pub mod validate;
 
 pub use breaker::*;
 pub use cells::*;
+pub use discovery::*;
 pub use dns::*;
 pub use failover::*;
 pub use isolation::*;

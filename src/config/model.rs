@@ -325,10 +325,15 @@ pub struct ClusterConfig {
     /// Open TCP sessions of an endpoint that leaves the set: closed or kept. Default
     /// `shutdown_sessions` for a cluster whose check wants a primary, `keep` otherwise.
     pub on_marked_down: OnMarkedDown,
+    /// Where endpoints come from besides `endpoints:` (which is then a seed list).
+    pub discovery: Option<super::discovery::DiscoveryConfig>,
+    /// The churn guard: the largest share (percent) of the set one discovery update
+    /// may remove; larger removals wait for the next lookups to confirm them.
+    pub max_removed_per_update: f64,
 }
 
 /// An endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EndpointConfig {
     /// Address.
     pub address: SocketAddr,

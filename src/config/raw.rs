@@ -356,8 +356,12 @@ pub struct RawCluster {
     pub protocol: Option<String>,
     /// TCP connect timeout.
     pub connect_timeout: Option<Scalar>,
-    /// The endpoints; at least one.
+    /// The endpoints; at least one, unless `discovery` finds them (then a seed list).
     pub endpoints: Option<Vec<RawEndpoint>>,
+    /// Where the endpoints come from besides the file: a DNS name or a watched file.
+    pub discovery: Option<RawDiscovery>,
+    /// The churn guard: the largest share of the set one discovery update may remove.
+    pub max_removed_per_update: Option<Scalar>,
     /// Active health checking.
     pub health_check: Option<RawHealthCheck>,
     /// Passive ejection.
@@ -384,6 +388,56 @@ pub struct RawKey {
     pub cookie: Option<String>,
     /// Query parameter name.
     pub query: Option<String>,
+}
+
+/// `clusters[].discovery`: one source, `dns` or `file`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    /// Look the endpoints up in DNS (A, AAAA or SRV records).
+    pub dns: Option<RawDiscoveryDns>,
+    /// Read them from a file in the `endpoints:` list shape, watched for changes.
+    pub file: Option<RawDiscoveryFile>,
+    /// How long an endpoint discovery removed keeps draining before it goes.
+    pub drain_timeout: Option<Scalar>,
+}
+
+/// `clusters[].discovery.dns`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscoveryDns {
+    /// The name looked up.
+    pub name: String,
+    /// `A`, `AAAA` or `SRV`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Port of the endpoints (A and AAAA; SRV records carry their own).
+    pub port: Option<u16>,
+    /// Time between lookups (the floor when `respect_ttl` is on).
+    pub refresh: Option<Scalar>,
+    /// Whether the answer's TTL sets the time to the next lookup.
+    pub respect_ttl: Option<bool>,
+    /// How long the last good set is kept while lookups fail or answer nothing.
+    pub stale_for: Option<Scalar>,
+    /// Resolvers to ask, `ip:port` (the system's when absent).
+    pub resolvers: Option<Vec<String>>,
+}
+
+/// `clusters[].discovery.file`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscoveryFile {
+    /// The file (relative to the configuration file's directory).
+    pub path: String,
+}
+
+/// A discovery file in its keyed form, `endpoints: [...]` (a bare list is read as
+/// `Vec<RawEndpoint>`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpointsFile {
+    /// The list.
+    pub endpoints: Vec<RawEndpoint>,
 }
 
 /// `clusters[].endpoints[]`.

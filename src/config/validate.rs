@@ -90,7 +90,7 @@ pub fn validate(
                 format!("duplicate cluster name {:?}", c.name),
             );
         }
-        clusters.push(v.cluster(&p, c));
+        clusters.push(v.cluster(&p, c, base));
     }
 
     let mut names = Names {

@@ -22,6 +22,7 @@
 //! ([`ControlRequest`]); the face (`main`) starts both.
 
 mod answer;
+mod discovered;
 pub mod h1;
 mod hyper;
 mod listen;
@@ -98,6 +99,10 @@ pub struct Gateway {
     slo_thread: Option<std::thread::JoinHandle<()>>,
     health_stop: watch::Sender<bool>,
     health_thread: Option<std::thread::JoinHandle<()>>,
+    /// The configuration as read, before discovered sets are merged in.
+    base: Arc<Config>,
+    /// Discovered sets, endpoints draining out, and the discovery thread.
+    discovered: discovered::Discovered,
 }
 
 struct Worker {
@@ -188,6 +193,7 @@ impl Gateway {
             bound: ArcSwap::from_pointee(Vec::new()),
             slo: slo.clone(),
             faults: Default::default(),
+            discovery: Default::default(),
         });
         let (control_tx, control_rx) = mpsc::channel(16);
         let (slo_stop, slo_stop_rx) = watch::channel(false);
@@ -222,9 +228,16 @@ impl Gateway {
             slo_thread: Some(slo_thread),
             health_stop,
             health_thread: Some(health_thread),
+            base: cfg.clone(),
+            discovered: discovered::Discovered::new(),
         };
         let plan = gw.plan_listeners(&cfg).map_err(|e| anyhow!("{e}"))?;
         gw.commit_listeners(plan);
+        // The seed lists serve until discovery answers.
+        let (_, plan) = gw.discovered.merge(&cfg, crate::upstream::now_ms());
+        gw.discovered.keep(plan);
+        gw.discovered
+            .run(&cfg, &gw.shared.discovery, &gw.shared.metrics);
         Ok(gw)
     }
 
@@ -283,7 +296,13 @@ impl Gateway {
     /// health checks their targets and starts and stops listeners. Refused, it changes
     /// nothing.
     pub fn apply(&mut self, cfg: Servable) -> Result<ReloadOutcome, ConfigErrors> {
-        let cfg = cfg.0;
+        self.commit(Arc::new(cfg.0))
+    }
+
+    /// Stores a snapshot of `base` with the discovered sets merged in (see
+    /// `discovered`): the work of [`Gateway::apply`], and of every discovery update.
+    fn commit(&mut self, base: Arc<Config>) -> Result<ReloadOutcome, ConfigErrors> {
+        let (cfg, found) = self.discovered.merge(&base, crate::upstream::now_ms());
         let old = self.shared.snapshot.load_full();
         let mut needs_restart = Vec::new();
         if cfg.admin.bind != old.config.admin.bind || cfg.admin.token != old.config.admin.token {
@@ -316,6 +335,8 @@ impl Gateway {
         // From here the reload is committed.
         let generation = snap.generation;
         let targets = snap.health_targets();
+        self.discovered.mark(&found, &snap);
+        self.discovered.keep(found);
         self.shared.snapshot.store(Arc::new(snap));
         changes.apply(&mut self.slots, &self.shared.slo, crate::upstream::now_ms());
         self.shared.slo.update(&cfg.slos);
@@ -327,7 +348,37 @@ impl Gateway {
             needs_restart,
         };
         self.commit_listeners(plan);
+        self.discovered
+            .run(&base, &self.shared.discovery, &self.shared.metrics);
+        self.base = base;
         Ok(outcome)
+    }
+
+    /// Serves a set discovery accepted (or the seed list again), as a commit of the
+    /// running configuration.
+    fn discovered(&mut self, u: crate::discovery::Update) {
+        let cluster = u.cluster.clone();
+        let version = u.version;
+        self.discovered.take(u);
+        self.recommit(&format!(
+            "discovery of cluster {cluster:?}, version {version}"
+        ));
+    }
+
+    /// Drops endpoints whose drain ended, if any.
+    fn expire_drains(&mut self) {
+        let snap = self.shared.snapshot.load_full();
+        if self.discovered.expire(&snap, crate::upstream::now_ms()) {
+            self.recommit("the end of a drain");
+        }
+    }
+
+    /// Commits the running base again (after `why`), logging a refusal.
+    fn recommit(&mut self, why: &str) {
+        match self.commit(self.base.clone()) {
+            Ok(o) => tracing::debug!(generation = o.generation, "applied {why}"),
+            Err(e) => tracing::error!("cannot apply {why}; the running set stays:\n{e}"),
+        }
     }
 
     /// Binds sockets for listeners that are new or changed; returns them with the names
@@ -439,9 +490,13 @@ impl Gateway {
             let mut hup = signal(SignalKind::hangup())?;
             let mut term = signal(SignalKind::terminate())?;
             let mut int = signal(SignalKind::interrupt())?;
+            let mut drains = tokio::time::interval(std::time::Duration::from_millis(500));
+            drains.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 tokio::select! {
                     _ = hup.recv() => { let _ = self.reload(); }
+                    Some(u) = self.discovered.rx.recv() => self.discovered(u),
+                    _ = drains.tick(), if self.discovered.draining_any() => self.expire_drains(),
                     Some(req) = self.control_rx.recv() => match req {
                         ControlRequest::Reload(reply) => { let _ = reply.send(self.reload()); }
                     },
@@ -458,6 +513,7 @@ impl Gateway {
     /// Stops accepting, lets in-flight requests finish within the grace period, and
     /// stops the workers.
     pub fn shutdown(mut self) {
+        self.discovered.stop();
         let grace = self.shared.snapshot.load().config.shutdown_grace;
         for a in self.listeners.values() {
             let _ = a.stop.send(true);

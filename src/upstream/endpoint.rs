@@ -106,6 +106,9 @@ pub struct EndpointState {
     pub ejections_total: AtomicU64,
     drained: AtomicBool,
     drained_since: AtomicU64,
+    /// Discovery removed it: it takes no new requests while the ones in flight finish,
+    /// and goes after the drain timeout (apart from an operator's drain).
+    retiring: AtomicBool,
     /// The endpoint's circuit breaker (closed, and never consulted, unless the
     /// cluster's `circuit_breaker.scope` includes endpoints).
     pub breaker: Breaker,
@@ -260,6 +263,7 @@ impl EndpointState {
             ejections_total: AtomicU64::new(0),
             drained: AtomicBool::new(false),
             drained_since: AtomicU64::new(0),
+            retiring: AtomicBool::new(false),
             breaker: Breaker::new(),
             role: AtomicU8::new(0),
             sessions: AtomicU32::new(0),
@@ -327,7 +331,7 @@ impl EndpointState {
     /// Why the endpoint takes no traffic now, if it takes none.
     #[inline]
     pub fn out(&self, now: u64) -> Option<Out> {
-        if self.drained.load(Ordering::Relaxed) {
+        if self.drained.load(Ordering::Relaxed) || self.retiring.load(Ordering::Relaxed) {
             Some(Out::Drained)
         } else if self.health.load(Ordering::Relaxed) == 2 {
             Some(Out::Unhealthy)
@@ -468,6 +472,23 @@ impl EndpointState {
     /// Whether an operator drained it.
     pub fn drained(&self) -> bool {
         self.drained.load(Ordering::Relaxed)
+    }
+
+    /// Whether it takes no new requests on purpose: an operator drained it, or
+    /// discovery removed it. Panic mode and primary claims leave it out too.
+    pub fn draining(&self) -> bool {
+        self.drained() || self.retiring()
+    }
+
+    /// Whether discovery removed it and it is draining out.
+    pub fn retiring(&self) -> bool {
+        self.retiring.load(Ordering::Relaxed)
+    }
+
+    /// Marks it removed by discovery (draining out) or back in the set; returns whether
+    /// that changed.
+    pub fn set_retiring(&self, retiring: bool) -> bool {
+        self.retiring.swap(retiring, Ordering::AcqRel) != retiring
     }
 
     /// Since when it is drained (ms).

@@ -546,7 +546,7 @@ impl Reconciler {
                 (
                     e.address,
                     e.role() == Some(Role::Primary),
-                    e.health() == Health::Healthy && !e.drained(),
+                    e.health() == Health::Healthy && !e.draining(),
                 )
             })
             .collect();

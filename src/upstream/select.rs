@@ -271,7 +271,7 @@ impl Selector {
             avail = Set::new(n);
             for (i, (e, m)) in self.endpoints.iter().zip(&self.meta).enumerate() {
                 if zone.is_none_or(|z| m.zone.as_deref() == Some(z))
-                    && !e.drained()
+                    && !e.draining()
                     && e.breaker.may_pass(now)
                     && !skip.contains(i)
                 {

@@ -27,7 +27,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         ],
     ),
     ("model", &["config", "metrics"]),
-    ("engine", &["h1", "upstream"]),
+    ("engine", &["discovery", "h1", "upstream"]),
     ("message", &["message"]),
     (
         "policy",

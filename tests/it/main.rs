@@ -10,6 +10,8 @@
 //! - `failover`: real origin processes SIGKILLed and SIGSTOPped under load, zones, retry budget.
 //! - `lifecycle`: hot reload and graceful shutdown.
 //! - `admin`: metrics, health, state, token.
+//! - `discovery`: endpoints found by DNS (Debian's dnsmasq as the authority: changes,
+//!   removals that drain, a dead resolver, the churn guard, SRV) and by a watched file.
 //! - `dns`: the authoritative DNS server: eligible endpoints, priority failover, NXDOMAIN, REFUSED.
 //! - `dashboard`: the page, per-endpoint figures and state words, `/api/v1/events`, audit lines.
 //! - `health`: active health checks, their state and metric, failover to a backup level.
@@ -54,6 +56,7 @@ mod config;
 // The dashboard's server side: page, figures, state words, events, audit lines.
 mod dashboard;
 // ninefold answering DNS, queried with Debian's dig over UDP and TCP.
+mod discovery;
 mod dns;
 // The own HTTP/1.1 engine on raw sockets: limits, pooling, bodies, pipelining.
 mod engine;

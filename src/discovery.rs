@@ -51,6 +51,9 @@ pub struct Update {
     pub endpoints: Option<Vec<EndpointConfig>>,
     /// The tracker's version after this update.
     pub version: u64,
+    /// The source that found it: an update from a source a reload replaced since
+    /// (queued before its task stopped) is dropped.
+    pub spec: Spec,
 }
 
 /// What one cluster's discovery runs: its source and its churn guard.
@@ -62,6 +65,18 @@ pub struct Spec {
     pub discovery: DiscoveryConfig,
     /// `max_removed_per_update`, percent.
     pub max_removed: f64,
+}
+
+// === impl Spec ===
+
+impl Spec {
+    /// Whether `other` runs the same source with the same guard: then a reload keeps
+    /// its task (and its tracker's state) running.
+    pub fn same_run(&self, other: &Spec) -> bool {
+        self.cluster == other.cluster
+            && self.discovery.source == other.discovery.source
+            && self.max_removed == other.max_removed
+    }
 }
 
 /// What one answer did.
@@ -242,6 +257,7 @@ impl Tracker {
     }
 
     fn failed(&mut self, now: u64, error: String) -> Step {
+        let first = self.failing_since.is_none();
         let since = *self.failing_since.get_or_insert(now);
         self.error = Some(error);
         self.held = None;
@@ -269,7 +285,8 @@ impl Tracker {
         Step {
             outcome: "failed",
             update: None,
-            log: None,
+            // Failing from the start changes no condition: say so once.
+            log: (first && self.condition == Condition::Waiting).then(|| self.describe()),
         }
     }
 
@@ -405,7 +422,7 @@ impl Discovery {
                             got = specs_rx.recv() => {
                                 let Some((list, current)) = got else { break };
                                 running.retain(|name, (spec, task)| {
-                                    let keep = list.iter().any(|s| s == spec);
+                                    let keep = list.iter().any(|s| s.same_run(spec));
                                     if !keep {
                                         task.abort();
                                         metrics.discovery_stale.with_label_values(&[name]).set(0);
@@ -552,36 +569,58 @@ async fn run(
                 cluster: cluster.clone(),
                 endpoints: set,
                 version: tracker.version,
+                spec: spec.clone(),
             });
         }
         board.lock().insert(cluster.clone(), status.clone());
     };
     match source {
         DiscoverySource::Dns(d) => {
-            let resolver = match resolver(d) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(cluster = %cluster, "discovery: cannot make a resolver: {e}");
-                    return;
-                }
-            };
+            let mut made = None;
             loop {
-                let (answer, ttl) = match lookup(&resolver, d).await {
-                    Ok((set, ttl)) => (Ok(set), ttl),
-                    Err(e) => (Err(e), None),
+                // A resolver that cannot be made (no /etc/resolv.conf) is a failed
+                // lookup too, tried again at the next refresh.
+                if made.is_none() {
+                    made = resolver(d)
+                        .map_err(|e| tracing::error!(cluster = %cluster, "discovery: cannot make a resolver: {e}"))
+                        .ok();
+                }
+                let (answer, ttl) = match &made {
+                    None => (Err("no resolver (see the log)".to_owned()), None),
+                    // A lookup never outlives the next one.
+                    Some(r) => match tokio::time::timeout(d.refresh, lookup(r, d)).await {
+                        Ok(Ok((set, ttl))) => (Ok(set), ttl),
+                        Ok(Err(e)) => (Err(e), None),
+                        Err(_) => (
+                            Err(format!("no answer within {}s", d.refresh.as_secs_f64())),
+                            None,
+                        ),
+                    },
                 };
                 let error = answer.as_ref().err().cloned();
                 let now = epoch.elapsed().as_millis() as u64;
                 let step = tracker.answer(now, answer);
                 publish(&tracker, step, error, &mut status);
-                tokio::time::sleep(next_lookup(d, ttl)).await;
+                // A held answer is confirmed by the next lookups, at refresh, not TTL.
+                let wait = if tracker.holding() {
+                    d.refresh
+                } else {
+                    next_lookup(d, ttl)
+                };
+                tokio::time::sleep(wait).await;
             }
         }
         DiscoverySource::File { path } => {
             let mut last: Option<Result<String, String>> = None;
             loop {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()));
+                // Off the discovery thread's runtime: a hung read (NFS) stalls only
+                // this source, for at most 5 s.
+                let p = path.clone();
+                let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(&p));
+                let text = match tokio::time::timeout(Duration::from_secs(5), read).await {
+                    Ok(Ok(r)) => r.map_err(|e| format!("cannot read {}: {e}", path.display())),
+                    _ => Err(format!("reading {} took over 5s", path.display())),
+                };
                 let changed = last.as_ref() != Some(&text);
                 if changed || tracker.holding() {
                     let answer = read_file(path, &cluster, &text);
@@ -703,6 +742,7 @@ async fn lookup(
             let mut levels: Vec<u16> = srvs.iter().map(|s| s.priority).collect();
             levels.sort_unstable();
             levels.dedup();
+            let mut skipped = Vec::new();
             for s in &srvs {
                 let priority = levels
                     .iter()
@@ -722,16 +762,22 @@ async fn lookup(
                     })
                     .collect();
                 if ips.is_empty() {
-                    ips = resolver
-                        .lookup_ip(s.target.clone())
-                        .await
-                        .map_err(|e| format!("SRV target {}: {}", s.target, why(e)))?
-                        .iter()
-                        .collect();
+                    // A target that does not resolve is left out; the answer fails
+                    // only if none does.
+                    match resolver.lookup_ip(s.target.clone()).await {
+                        Ok(l) => ips = l.iter().collect(),
+                        Err(e) => {
+                            skipped.push(format!("SRV target {}: {}", s.target, why(e)));
+                            continue;
+                        }
+                    }
                 }
                 for ip in ips {
                     set.push(endpoint((ip, s.port).into(), weight, priority));
                 }
+            }
+            if set.is_empty() && !skipped.is_empty() {
+                return Err(skipped.join("; "));
             }
         }
     }
@@ -802,6 +848,16 @@ mod tests {
         let s = t.answer(62_000, Ok(set(&[3])));
         assert_eq!((s.outcome, s.update), ("applied", Some(Some(set(&[3])))));
         assert_eq!(t.condition(), Condition::Fresh);
+    }
+
+    #[test]
+    fn failing_from_the_start_is_said_once() {
+        let mut t = Tracker::new(50.0, Some(Duration::from_secs(1)), None);
+        let s = t.answer(0, Err("NXDOMAIN".into()));
+        assert!(s.log.unwrap().contains("the seed list serves"));
+        let s = t.answer(5_000, Err("NXDOMAIN".into()));
+        assert_eq!((s.outcome, s.update, s.log), ("failed", None, None));
+        assert_eq!(t.condition(), Condition::Waiting);
     }
 
     #[test]

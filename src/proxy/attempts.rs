@@ -431,7 +431,13 @@ fn classify(
 /// Records a failed exchange against endpoint `i`, ejecting it when that is due.
 fn outlier_failure(cluster: &ClusterSnap, i: usize, now: u64) {
     let ep = &cluster.select.endpoints[i];
-    let n = cluster.select.endpoints.len();
+    // Endpoints discovery removed are not part of the cluster's size.
+    let n = cluster
+        .select
+        .endpoints
+        .iter()
+        .filter(|e| !e.retiring())
+        .count();
     if let Some(Ejection::Ejected { until, times }) =
         ep.failure(&cluster.outlier, &cluster.select.live, n, now)
     {

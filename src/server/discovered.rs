@@ -30,6 +30,9 @@ pub(super) struct Discovered {
     tx: mpsc::UnboundedSender<Update>,
     /// Accepted sets from the discovery thread.
     pub rx: mpsc::UnboundedReceiver<Update>,
+    /// A discovery commit was refused (a certificate file being replaced): the timer
+    /// tries again.
+    pub retry: bool,
 }
 
 /// What a commit will make of the discovery state, kept only if the commit lands.
@@ -50,15 +53,28 @@ impl Discovered {
             thread: None,
             tx,
             rx,
+            retry: false,
         }
     }
 
-    /// Takes a set discovery accepted; the caller commits it.
-    pub(super) fn take(&mut self, u: Update) {
+    /// Takes a set discovery accepted, unless its source is no longer `base`'s (an
+    /// update a replaced source queued before it stopped); whether it took it (then
+    /// the caller commits).
+    pub(super) fn take(&mut self, u: Update, base: &Config) -> bool {
+        let current = base.clusters.iter().find(|c| c.name == u.cluster);
+        let same = current.is_some_and(|c| {
+            c.max_removed_per_update == u.spec.max_removed
+                && c.discovery.as_ref().map(|d| &d.source) == Some(&u.spec.discovery.source)
+        });
+        if !same {
+            tracing::debug!(cluster = %u.cluster, "discovery: dropped an update of a replaced source");
+            return false;
+        }
         match u.endpoints {
             Some(set) => self.sets.insert(u.cluster, set),
             None => self.sets.remove(&u.cluster),
         };
+        true
     }
 
     /// `base` with each discovered cluster's endpoints replaced by its set (or seed)
@@ -160,9 +176,9 @@ impl Discovered {
         any
     }
 
-    /// Whether any endpoint is draining out.
+    /// Whether the timer has work: endpoints draining out, or a commit to try again.
     pub(super) fn draining_any(&self) -> bool {
-        !self.draining.is_empty()
+        !self.draining.is_empty() || self.retry
     }
 
     /// Runs the sources of `base`'s discovered clusters (starting the thread the first

@@ -359,7 +359,9 @@ impl Gateway {
     fn discovered(&mut self, u: crate::discovery::Update) {
         let cluster = u.cluster.clone();
         let version = u.version;
-        self.discovered.take(u);
+        if !self.discovered.take(u, &self.base) {
+            return;
+        }
         self.recommit(&format!(
             "discovery of cluster {cluster:?}, version {version}"
         ));
@@ -368,7 +370,8 @@ impl Gateway {
     /// Drops endpoints whose drain ended, if any.
     fn expire_drains(&mut self) {
         let snap = self.shared.snapshot.load_full();
-        if self.discovered.expire(&snap, crate::upstream::now_ms()) {
+        let expired = self.discovered.expire(&snap, crate::upstream::now_ms());
+        if expired || self.discovered.retry {
             self.recommit("the end of a drain");
         }
     }
@@ -376,8 +379,17 @@ impl Gateway {
     /// Commits the running base again (after `why`), logging a refusal.
     fn recommit(&mut self, why: &str) {
         match self.commit(self.base.clone()) {
-            Ok(o) => tracing::debug!(generation = o.generation, "applied {why}"),
-            Err(e) => tracing::error!("cannot apply {why}; the running set stays:\n{e}"),
+            Ok(o) => {
+                self.discovered.retry = false;
+                tracing::debug!(generation = o.generation, "applied {why}");
+            }
+            Err(e) => {
+                // Tried again by the drain timer until it lands.
+                if !self.discovered.retry {
+                    tracing::error!("cannot apply {why}; the running set stays, and it is tried again every 0.5 s:\n{e}");
+                }
+                self.discovered.retry = true;
+            }
         }
     }
 

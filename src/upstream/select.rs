@@ -191,7 +191,7 @@ impl Selector {
     /// Whether a pick now would be in panic mode (for the state API and metrics, which
     /// must not wait for a request to notice).
     pub fn in_panic(&self, now: u64) -> bool {
-        let n = self.endpoints.len();
+        let n = self.endpoints.iter().filter(|e| !e.retiring()).count();
         n > 0
             && self
                 .panic_threshold
@@ -241,10 +241,16 @@ impl Selector {
             if zone.is_some_and(|z| m.zone.as_deref() != Some(z)) {
                 continue;
             }
+            let out = e.out(now);
+            // An endpoint discovery removed is on its way out: not part of the
+            // cluster's size (shares, levels, panic), not only unavailable.
+            if out == Some(Out::Drained) && e.retiring() {
+                continue;
+            }
             in_scope += 1;
             let l = usize::from(m.priority);
             total[l] += 1;
-            match e.out(now) {
+            match out {
                 None if !skip.contains(i) => {
                     avail.insert(i);
                     up[l] += 1;
@@ -305,7 +311,10 @@ impl Selector {
         if let (Some(local), None) = (&self.local_zone, zone) {
             let (mut zt, mut zu) = (0u32, 0u32);
             for (i, m) in self.meta.iter().enumerate() {
-                if usize::from(m.priority) == level && m.zone.as_deref() == Some(&**local) {
+                if usize::from(m.priority) == level
+                    && m.zone.as_deref() == Some(&**local)
+                    && !self.endpoints[i].retiring()
+                {
                     zt += 1;
                     zu += u32::from(avail.contains(i));
                 }

@@ -75,6 +75,31 @@ pub enum Calc {
         #[arg(required = true, value_parser = parse_availability)]
         parts: Vec<Prob>,
     },
+    /// Endpoints a load needs: `ninefold calc capacity --rps 12000 --per-endpoint 800
+    /// --zones 3 --target 60%` prints the count at target, with and without zone
+    /// headroom (losing the largest zone keeps the rest at target, as `autoscale`'s
+    /// `zone_headroom` does), and the availability of each: P(enough endpoints up to
+    /// carry the load at full capacity), zones sharing their endpoints' fate.
+    Capacity {
+        /// Requests per second to carry.
+        #[arg(long)]
+        rps: f64,
+        /// Requests per second one endpoint carries at full capacity.
+        #[arg(long)]
+        per_endpoint: f64,
+        /// Zones the endpoints spread over, evenly.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+        zones: u32,
+        /// Utilisation to run at (as autoscale's target).
+        #[arg(long, default_value = "100%", value_parser = parse_target)]
+        target: f64,
+        /// Availability of one endpoint.
+        #[arg(long, value_name = "A", default_value = topology::DEFAULT_ENDPOINT, value_parser = parse_availability)]
+        endpoint_availability: Prob,
+        /// Availability of one zone.
+        #[arg(long, value_name = "A", default_value = topology::DEFAULT_ZONE, value_parser = parse_availability)]
+        zone_availability: Prob,
+    },
     /// Estimate each route's availability from a config's topology, with every step
     /// explained.
     Topology {
@@ -230,6 +255,21 @@ pub fn run(cmd: &Calc) -> Result<Output, String> {
             };
             Ok(prob_out(&what, p))
         }
+        Calc::Capacity {
+            rps,
+            per_endpoint,
+            zones,
+            target,
+            endpoint_availability,
+            zone_availability,
+        } => capacity_out(
+            *rps,
+            *per_endpoint,
+            *zones,
+            *target,
+            *endpoint_availability,
+            *zone_availability,
+        ),
         Calc::Serial { parts } => Ok(prob_out(
             &format!("{} in series (all must be up)", list(parts)),
             av::serial(parts),
@@ -288,6 +328,132 @@ fn nines_out(a: Prob) -> Output {
         })).collect::<Vec<_>>(),
     });
     Output { text, json }
+}
+
+/// Endpoints needed at target, with zone headroom, and their availabilities.
+fn capacity_out(
+    rps: f64,
+    per_endpoint: f64,
+    zones: u32,
+    target: f64,
+    endpoint: Prob,
+    zone: Prob,
+) -> Result<Output, String> {
+    if !(rps.is_finite() && rps > 0.0 && per_endpoint.is_finite() && per_endpoint > 0.0) {
+        return Err("--rps and --per-endpoint must be greater than zero".into());
+    }
+    let at_target = (rps / (per_endpoint * target) - 1e-9).ceil().max(1.0);
+    let full = (rps / per_endpoint - 1e-9).ceil().max(1.0);
+    if at_target > 100_000.0 {
+        return Err(format!(
+            "{at_target} endpoints: more than this calculator counts (100000)"
+        ));
+    }
+    let (at_target, full) = (at_target as u32, full as u32);
+    let headroom = av::zone_headroom(at_target, zones);
+    let plain = capacity_availability(at_target, zones, full, endpoint, zone)?;
+    let with = capacity_availability(headroom, zones, full, endpoint, zone)?;
+    let per_zone = |n: u32| n.div_ceil(zones);
+    let mut text = format!(
+        "{rps} requests/s at {per_endpoint} per endpoint, run at {}: {at_target} endpoints ({full} carry it at full capacity)\n",
+        pct(target)
+    );
+    if zones >= 2 {
+        let _ = writeln!(
+            text,
+            "with zone headroom over {zones} zones: {headroom} endpoints (up to {} per zone); losing a zone leaves {}, at or under target",
+            per_zone(headroom),
+            headroom - per_zone(headroom)
+        );
+        let _ = writeln!(
+            text,
+            "without it, losing a zone leaves {} of {at_target}: {} each",
+            at_target - per_zone(at_target),
+            pct(rps / per_endpoint / f64::from((at_target - per_zone(at_target)).max(1)))
+        );
+    } else {
+        let _ = writeln!(text, "one zone: no zone headroom is possible");
+    }
+    let _ = writeln!(
+        text,
+        "availability of carrying the load (at least {full} endpoints up; endpoint {endpoint}, zone {zone}, a zone's endpoints share its fate):"
+    );
+    let _ = writeln!(
+        text,
+        "  {at_target} endpoints: {} ({} nines)",
+        plain,
+        sig3(plain.nines())
+    );
+    if zones >= 2 {
+        let _ = writeln!(
+            text,
+            "  {headroom} endpoints (zone headroom): {} ({} nines)",
+            with,
+            sig3(with.nines())
+        );
+    }
+    let json = json!({
+        "rps": rps,
+        "per_endpoint": per_endpoint,
+        "target": target,
+        "zones": zones,
+        "endpoints_at_target": at_target,
+        "endpoints_at_full_capacity": full,
+        "endpoints_with_zone_headroom": headroom,
+        "availability": plain.up(),
+        "availability_percent": plain.percent(),
+        "availability_with_zone_headroom": with.up(),
+        "availability_with_zone_headroom_percent": with.percent(),
+    });
+    Ok(Output { text, json })
+}
+
+/// P(at least `k` of `n` endpoints up), the endpoints spread evenly over `zones`, each
+/// zone up with `zone` and its endpoints with `endpoint` while it is.
+fn capacity_availability(
+    n: u32,
+    zones: u32,
+    k: u32,
+    endpoint: Prob,
+    zone: Prob,
+) -> Result<Prob, String> {
+    let sizes: Vec<u32> = (0..zones)
+        .map(|i| n / zones + u32::from(i < n % zones))
+        .collect();
+    // Sum P(this set of zones up) × P(not enough endpoints in it), over every set.
+    let mut down = 0.0;
+    for mask in 0u32..(1 << zones) {
+        let mut p = 1.0;
+        let mut endpoints = 0;
+        for (i, s) in sizes.iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                p *= zone.up();
+                endpoints += s;
+            } else {
+                p *= zone.down();
+            }
+        }
+        let short = if endpoints < k || endpoints == 0 {
+            1.0
+        } else {
+            k_of_n(endpoint, endpoints, k)?.down()
+        };
+        down += p * short;
+    }
+    Ok(Prob::from_parts(1.0 - down, down))
+}
+
+fn pct(x: f64) -> String {
+    let v = (x * 1000.0).round() / 10.0;
+    format!("{v}%")
+}
+
+fn parse_target(s: &str) -> Result<f64, String> {
+    let p = crate::config::parse_percent(s)?;
+    if p <= 0.0 || p > 100.0 {
+        return Err(format!("must be in (0%, 100%], got {p}%"));
+    }
+    Ok(p / 100.0)
 }
 
 fn prob_out(what: &str, p: Prob) -> Output {

@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod autoscale;
 pub mod availability;
 pub mod bulkhead;
 pub mod calc;

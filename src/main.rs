@@ -57,7 +57,8 @@ enum Command {
         #[command(subcommand)]
         command: ninefold::slo::cli::Slo,
     },
-    /// Availability arithmetic: nines, downtime, budget, kofn, serial, parallel, topology.
+    /// Availability arithmetic: nines, downtime, budget, kofn, serial, parallel,
+    /// capacity, topology.
     Calc {
         /// Print the result as JSON.
         #[arg(long, global = true)]

@@ -14,8 +14,8 @@
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::{Arc, OnceLock};
 
@@ -49,6 +49,13 @@ pub struct Metrics {
     pub discovery_stale: IntGaugeVec,
     /// `ninefold_discovery_endpoints{cluster}`: endpoints in the discovered set.
     pub discovery_endpoints: IntGaugeVec,
+    /// `ninefold_autoscale_desired_endpoints{cluster}`: the recommender's count.
+    pub autoscale_desired: IntGaugeVec,
+    /// `ninefold_autoscale_current_endpoints{cluster}`: endpoints in the set.
+    pub autoscale_current: IntGaugeVec,
+    /// `ninefold_autoscale_figure{cluster,figure}`: the figure per available endpoint
+    /// the recommender holds to its target (percent for `cpu`).
+    pub autoscale_figure: GaugeVec,
     /// `ninefold_open_connections{listener}`: downstream connections open now.
     pub open_connections: IntGaugeVec,
     /// `ninefold_reloads_total{result}`.
@@ -203,6 +210,27 @@ impl Metrics {
             ),
             &["cluster"],
         )?;
+        let autoscale_desired = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_autoscale_desired_endpoints",
+                "Endpoints the autoscale recommender wants for a cluster (feed it to an HPA through prometheus-adapter, or to KEDA's Prometheus scaler).",
+            ),
+            &["cluster"],
+        )?;
+        let autoscale_current = IntGaugeVec::new(
+            Opts::new(
+                "ninefold_autoscale_current_endpoints",
+                "Endpoints in an autoscaled cluster's set now.",
+            ),
+            &["cluster"],
+        )?;
+        let autoscale_figure = GaugeVec::new(
+            Opts::new(
+                "ninefold_autoscale_figure",
+                "The figure per available endpoint an autoscaled cluster holds to its target: in flight, requests per second, or CPU percent.",
+            ),
+            &["cluster", "figure"],
+        )?;
         let connect_errors = IntCounterVec::new(
             Opts::new(
                 "ninefold_upstream_connect_errors_total",
@@ -356,6 +384,9 @@ impl Metrics {
             Box::new(discovery_updates.clone()),
             Box::new(discovery_stale.clone()),
             Box::new(discovery_endpoints.clone()),
+            Box::new(autoscale_desired.clone()),
+            Box::new(autoscale_current.clone()),
+            Box::new(autoscale_figure.clone()),
             Box::new(open_connections.clone()),
             Box::new(reloads.clone()),
             Box::new(retries.clone()),
@@ -377,6 +408,9 @@ impl Metrics {
             discovery_updates,
             discovery_stale,
             discovery_endpoints,
+            autoscale_desired,
+            autoscale_current,
+            autoscale_figure,
             open_connections,
             reloads,
             retries,

@@ -87,6 +87,8 @@ pub struct Shared {
     pub faults: crate::fault::RuntimeFaults,
     /// Each discovered cluster's condition (source, version, stale, held answers).
     pub discovery: Arc<crate::discovery::Board>,
+    /// Each autoscaled cluster's last recommendation.
+    pub autoscale: Arc<crate::autoscale::Board>,
 }
 
 /// A compiled configuration.

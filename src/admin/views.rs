@@ -170,6 +170,7 @@ pub(super) async fn state(State(s): State<AdminState>) -> Json<Value> {
                 }).collect::<Vec<_>>(),
                 "bulkhead": c.bulkhead.as_deref().map(bulkhead_json),
                 "discovery": found,
+                "autoscale": s.shared.autoscale.get(&c.name),
             })
         })
         .collect();

@@ -117,6 +117,10 @@ impl V<'_> {
                 "add discovery: or remove max_removed_per_update",
             );
         }
+        let autoscale = c
+            .autoscale
+            .as_ref()
+            .and_then(|a| self.autoscale(p, a, base));
         let health_check = c
             .health_check
             .as_ref()
@@ -165,6 +169,7 @@ impl V<'_> {
             on_marked_down,
             discovery,
             max_removed_per_update,
+            autoscale,
         }
     }
 }

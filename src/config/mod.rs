@@ -9,6 +9,7 @@
 //! from a small index of the YAML document built alongside (key path → line, column).
 //! Only a validated `Config` can become a running snapshot.
 
+pub mod autoscale;
 pub mod breaker;
 pub mod cells;
 mod clusters;
@@ -24,6 +25,7 @@ pub mod slo;
 pub mod units;
 pub mod validate;
 
+pub use autoscale::*;
 pub use breaker::*;
 pub use cells::*;
 pub use discovery::*;

@@ -330,6 +330,8 @@ pub struct ClusterConfig {
     /// The churn guard: the largest share (percent) of the set one discovery update
     /// may remove; larger removals wait for the next lookups to confirm them.
     pub max_removed_per_update: f64,
+    /// The autoscaling recommender (off the data path).
+    pub autoscale: Option<super::autoscale::AutoscaleConfig>,
 }
 
 /// An endpoint.

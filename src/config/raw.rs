@@ -362,6 +362,8 @@ pub struct RawCluster {
     pub discovery: Option<RawDiscovery>,
     /// The churn guard: the largest share of the set one discovery update may remove.
     pub max_removed_per_update: Option<Scalar>,
+    /// The autoscaling recommender of the cluster.
+    pub autoscale: Option<RawAutoscale>,
     /// Active health checking.
     pub health_check: Option<RawHealthCheck>,
     /// Passive ejection.
@@ -388,6 +390,66 @@ pub struct RawKey {
     pub cookie: Option<String>,
     /// Query parameter name.
     pub query: Option<String>,
+}
+
+/// `clusters[].autoscale`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutoscale {
+    /// Fewest endpoints.
+    pub min: Option<u32>,
+    /// Most endpoints.
+    pub max: Option<u32>,
+    /// The figure per endpoint to hold: exactly one key.
+    pub target: Option<RawScaleTarget>,
+    /// Where the `cpu` target reads each endpoint's CPU counter.
+    pub cpu_metric: Option<RawCpuMetric>,
+    /// Stabilisation window of scaling up.
+    pub scale_up_cooldown: Option<Scalar>,
+    /// Stabilisation window of scaling down.
+    pub scale_down_cooldown: Option<Scalar>,
+    /// A figure within this share of the target changes nothing.
+    pub tolerance: Option<Scalar>,
+    /// Enough endpoints that losing the largest zone keeps the rest at target.
+    pub zone_headroom: Option<bool>,
+    /// What runs on a change of recommendation.
+    pub hook: Option<RawHook>,
+}
+
+/// `clusters[].autoscale.target`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScaleTarget {
+    /// CPU utilisation per endpoint (a percentage of `cpu_metric.cores`).
+    pub cpu: Option<Scalar>,
+    /// Requests in flight per endpoint.
+    pub in_flight_per_endpoint: Option<f64>,
+    /// Requests per second per endpoint.
+    pub requests_per_second_per_endpoint: Option<f64>,
+}
+
+/// `clusters[].autoscale.cpu_metric`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCpuMetric {
+    /// Path of the endpoint's Prometheus page.
+    pub path: Option<String>,
+    /// The counter of CPU seconds.
+    pub name: Option<String>,
+    /// Cores the endpoint has (utilisation = rate ÷ cores).
+    pub cores: Option<f64>,
+}
+
+/// `clusters[].autoscale.hook`: a command or a webhook.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHook {
+    /// Program and arguments.
+    pub command: Option<Vec<String>>,
+    /// URL POSTed the decision as JSON.
+    pub webhook: Option<String>,
+    /// How long one run may take.
+    pub timeout: Option<Scalar>,
 }
 
 /// `clusters[].discovery`: one source, `dns` or `file`.

@@ -103,6 +103,8 @@ pub struct Gateway {
     base: Arc<Config>,
     /// Discovered sets, endpoints draining out, and the discovery thread.
     discovered: discovered::Discovered,
+    /// The autoscale thread, started when a cluster first has `autoscale`.
+    autoscale: Option<(watch::Sender<bool>, std::thread::JoinHandle<()>)>,
 }
 
 struct Worker {
@@ -194,6 +196,7 @@ impl Gateway {
             slo: slo.clone(),
             faults: Default::default(),
             discovery: Default::default(),
+            autoscale: Default::default(),
         });
         let (control_tx, control_rx) = mpsc::channel(16);
         let (slo_stop, slo_stop_rx) = watch::channel(false);
@@ -230,6 +233,7 @@ impl Gateway {
             health_thread: Some(health_thread),
             base: cfg.clone(),
             discovered: discovered::Discovered::new(),
+            autoscale: None,
         };
         let plan = gw.plan_listeners(&cfg).map_err(|e| anyhow!("{e}"))?;
         gw.commit_listeners(plan);
@@ -238,6 +242,7 @@ impl Gateway {
         gw.discovered.keep(plan);
         gw.discovered
             .run(&cfg, &gw.shared.discovery, &gw.shared.metrics);
+        gw.start_autoscale(&cfg);
         Ok(gw)
     }
 
@@ -350,8 +355,65 @@ impl Gateway {
         self.commit_listeners(plan);
         self.discovered
             .run(&base, &self.shared.discovery, &self.shared.metrics);
+        self.start_autoscale(&base);
         self.base = base;
         Ok(outcome)
+    }
+
+    /// Starts the autoscale thread the first time a cluster has `autoscale`; it reads
+    /// the running snapshot at each tick, so reloads need nothing more.
+    fn start_autoscale(&mut self, cfg: &Config) {
+        if self.autoscale.is_some() || cfg.clusters.iter().all(|c| c.autoscale.is_none()) {
+            return;
+        }
+        let shared = self.shared.clone();
+        let inputs: crate::autoscale::Inputs = Box::new(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            let snap = shared.snapshot.load();
+            let now = crate::upstream::now_ms();
+            snap.config
+                .clusters
+                .iter()
+                .zip(&snap.clusters)
+                .filter_map(|(cc, c)| {
+                    let config = cc.autoscale.clone()?;
+                    let live = c
+                        .endpoints()
+                        .iter()
+                        .zip(&c.select.meta)
+                        .filter(|(e, _)| !e.retiring());
+                    let p99_ms = live
+                        .clone()
+                        .filter_map(|(e, _)| e.figures.read(now).p99_ms)
+                        .reduce(f64::max);
+                    let endpoints = live
+                        .map(|(e, m)| crate::autoscale::EndpointInput {
+                            address: e.address,
+                            zone: m.zone.clone(),
+                            available: e.available(now),
+                            in_flight: e.in_flight.load(Relaxed),
+                            requests: e.requests.load(Relaxed),
+                        })
+                        .collect();
+                    Some(crate::autoscale::ClusterInput {
+                        name: cc.name.clone(),
+                        config,
+                        endpoints,
+                        p99_ms,
+                    })
+                })
+                .collect()
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        match crate::autoscale::spawn(
+            inputs,
+            self.shared.autoscale.clone(),
+            self.shared.metrics.clone(),
+            stop_rx,
+        ) {
+            Ok(t) => self.autoscale = Some((stop, t)),
+            Err(e) => tracing::error!("cannot start the autoscale thread: {e}"),
+        }
     }
 
     /// Serves a set discovery accepted (or the seed list again), as a commit of the
@@ -526,6 +588,10 @@ impl Gateway {
     /// stops the workers.
     pub fn shutdown(mut self) {
         self.discovered.stop();
+        if let Some((stop, t)) = self.autoscale.take() {
+            let _ = stop.send(true);
+            let _ = t.join();
+        }
         let grace = self.shared.snapshot.load().config.shutdown_grace;
         for a in self.listeners.values() {
             let _ = a.stop.send(true);

@@ -362,3 +362,46 @@ async fn decision_table_examples_pass_deny_warnings_and_say_whether_they_serve()
         }
     }
 }
+
+#[test]
+fn capacity_with_and_without_zone_headroom() {
+    let (code, out, _) = run(&[
+        "calc",
+        "capacity",
+        "--rps",
+        "12000",
+        "--per-endpoint",
+        "800",
+        "--zones",
+        "3",
+        "--target",
+        "60%",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("25 endpoints (15 carry it at full capacity)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("38 endpoints (up to 13 per zone); losing a zone leaves 25"),
+        "{out}"
+    );
+    let j = json(&[
+        "calc",
+        "capacity",
+        "--rps",
+        "12000",
+        "--per-endpoint",
+        "800",
+        "--zones",
+        "3",
+        "--target",
+        "60%",
+    ]);
+    assert_eq!(j["endpoints_at_target"], 25);
+    assert_eq!(j["endpoints_with_zone_headroom"], 38);
+    // Headroom buys availability: a zone's loss no longer drops below full capacity.
+    assert!(j["availability_with_zone_headroom"].as_f64() > j["availability"].as_f64());
+    let (code, _, err) = run(&["calc", "capacity", "--rps", "0", "--per-endpoint", "800"]);
+    assert_eq!(code, 2, "{err}");
+}

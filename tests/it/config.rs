@@ -221,3 +221,46 @@ fn every_example_checks() {
     }
     assert!(n >= 4, "examples found: {n}");
 }
+
+#[test]
+fn autoscale_and_discovery_keys_are_checked() {
+    let (code, _, err) = check(
+        "\
+clusters:
+  - name: a
+    endpoints: [{address: 127.0.0.1:9001}]
+    max_removed_per_update: 50%
+    autoscale:
+      min: 4
+      max: 2
+      target: {cpu: 60%, in_flight_per_endpoint: 5}
+      hook: {command: [x], webhook: \"http://127.0.0.1:1/\"}
+  - name: b
+    endpoints: [{address: 127.0.0.1:9002}]
+    autoscale:
+      target: {in_flight_per_endpoint: 0}
+      cpu_metric: {cores: 0}
+      tolerance: 100%
+  - name: c
+    discovery:
+      dns: {name: api.internal, type: SRV, port: 80}
+  - name: d
+    discovery: {}
+",
+    );
+    assert_eq!(code, 2);
+    for want in [
+        "clusters[0].max_removed_per_update: guards discovery updates",
+        "clusters[0].autoscale.max: must be at least min (4), got 2",
+        "clusters[0].autoscale.target: needs exactly one of",
+        "clusters[0].autoscale.hook: needs exactly one of command",
+        "clusters[1].autoscale.target.in_flight_per_endpoint: must be greater than zero",
+        "clusters[1].autoscale.cpu_metric.cores: must be greater than zero",
+        "clusters[1].autoscale.cpu_metric: is read only by target: {cpu: ...}",
+        "clusters[1].autoscale.tolerance: must be in [0%, 100%)",
+        "clusters[2].discovery.dns.port: SRV records carry their own ports",
+        "clusters[3].discovery: needs exactly one source, dns or file",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}

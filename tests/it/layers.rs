@@ -31,7 +31,15 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("message", &["message"]),
     (
         "policy",
-        &["bulkhead", "cells", "fallback", "fault", "gate", "slo"],
+        &[
+            "autoscale",
+            "bulkhead",
+            "cells",
+            "fallback",
+            "fault",
+            "gate",
+            "slo",
+        ],
     ),
     ("snapshot", &["snapshot"]),
     ("pipeline", &["dns", "proxy", "tcp"]),

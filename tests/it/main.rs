@@ -12,6 +12,8 @@
 //! - `admin`: metrics, health, state, token.
 //! - `discovery`: endpoints found by DNS (Debian's dnsmasq as the authority: changes,
 //!   removals that drain, a dead resolver, the churn guard, SRV) and by a watched file.
+//! - `autoscale`: the recommender's closed loop (a hook starting and stopping real
+//!   origins), the cpu target from endpoints' pages with a webhook, zone headroom.
 //! - `dns`: the authoritative DNS server: eligible endpoints, priority failover, NXDOMAIN, REFUSED.
 //! - `dashboard`: the page, per-endpoint figures and state words, `/api/v1/events`, audit lines.
 //! - `health`: active health checks, their state and metric, failover to a backup level.
@@ -42,6 +44,8 @@
 //!   Patroni checks, fencing and a flapping check.
 
 mod admin;
+// Autoscaling: the closed loop with real origin processes, cpu, zone headroom.
+mod autoscale;
 mod balance;
 // The circuit breaker: trip, probes per open time, recovery, admin calls, state export.
 mod breaker;

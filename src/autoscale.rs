@@ -10,8 +10,9 @@
 //!
 //! 1. `desired = ceil(available × figure ÷ target)`, unchanged while `figure ÷ target`
 //!    is within `tolerance` of 1;
-//! 2. with `zone_headroom`, raised until losing the largest zone (endpoints spread
-//!    evenly over the zones the cluster has) leaves enough at target;
+//! 2. with `zone_headroom`, raised until losing the largest zone (its share of the
+//!    endpoints now, at least an even share) leaves enough at target; endpoints that
+//!    are out come on top, as they serve nothing;
 //! 3. at most double the current count per step, within `[min, max]`;
 //! 4. stabilised: a rise is followed with the lowest recommendation of the last
 //!    `scale_up_cooldown`, a fall with the highest of the last `scale_down_cooldown`.
@@ -116,61 +117,92 @@ impl Recommender {
         let target = c.target.value();
         let current = s.current;
         let mut why = Vec::new();
-        // 1. HPA's rule over the available endpoints.
-        let mut raw = match s.figure {
+        // 1. HPA's rule: the endpoints that must serve for the figure to be at
+        // target. Endpoints that are out serve nothing: they come on top.
+        let out = current.saturating_sub(s.available);
+        let serving = match s.figure {
             _ if s.available == 0 => {
                 why.push("no endpoint is available: holding".to_owned());
-                current
+                None
             }
             None => {
                 why.push(format!("no {} figure yet: holding", c.target.name()));
-                current
+                None
             }
             Some(f) => {
                 let ratio = f / target;
                 let phrase = figure_phrase(c.target, f);
-                if (ratio - 1.0).abs() <= c.tolerance {
+                let exact = if (ratio - 1.0).abs() <= c.tolerance {
                     why.push(format!(
                         "{phrase} per endpoint against {}: within {}% tolerance",
                         target_phrase(c.target),
                         round(c.tolerance * 100.0)
                     ));
-                    current
+                    f64::from(s.available)
                 } else {
-                    let want = (f64::from(s.available) * ratio - 1e-9).ceil().max(0.0);
-                    let want = want.min(f64::from(u32::MAX)) as u32;
                     why.push(format!(
                         "{phrase} per endpoint against {}",
                         target_phrase(c.target)
                     ));
-                    want
+                    f64::from(s.available) * ratio
+                };
+                // Never more than max needs: the rest is arithmetic on small numbers.
+                let need = (exact - 1e-9).ceil().clamp(0.0, f64::from(c.max)) as u32;
+                if out > 0 {
+                    why.push(format!("{out} out, not counted as capacity"));
                 }
+                Some(need)
             }
         };
-        // 2. Zone headroom.
-        let zones = s.zones.len() as u32;
-        if c.zone_headroom {
-            if zones >= 2 {
-                let need = raw.max(c.min);
-                let d = crate::availability::zone_headroom(need, zones).min(c.max);
-                let largest = &s.zones[0].0;
-                if d > raw {
-                    why.push(format!(
-                        "zone headroom: losing {largest} leaves {} of {d}",
-                        d - d.div_ceil(zones)
-                    ));
+        // Holding (no figure, nothing available): the count stays, windows aside.
+        let mut raw = match serving {
+            None => current,
+            Some(need) => {
+                let need = need.max(c.min).min(c.max);
+                // 2. Zone headroom: enough that losing the largest zone (its share
+                // now, at least an even share) leaves `need` serving.
+                let zones = s.zones.len() as u32;
+                let with = if !c.zone_headroom {
+                    need
+                } else if zones < 2 {
+                    why.push("zone headroom: every endpoint is in one zone".to_owned());
+                    need
+                } else {
+                    let (largest, in_largest) = (&s.zones[0].0, s.zones[0].1);
+                    let share = (f64::from(in_largest) / f64::from(current.max(1)))
+                        .max(1.0 / f64::from(zones));
+                    let d = headroom(need, share);
+                    let lost = |d: u32| (f64::from(d) * share - 1e-9).ceil() as u32;
+                    if d > c.max {
+                        why.push(format!(
+                            "zone headroom short: at max ({}), losing {largest} leaves {} where {need} are needed",
+                            c.max,
+                            c.max - lost(c.max).min(c.max)
+                        ));
+                        c.max
+                    } else {
+                        if d > need {
+                            why.push(format!(
+                                "zone headroom: losing {largest} leaves {} of {d}",
+                                d - lost(d)
+                            ));
+                        }
+                        d
+                    }
+                };
+                let want = with.saturating_add(out);
+                // 3. At most double per step; within bounds.
+                let cap = current.max(1).saturating_mul(2).max(c.min);
+                if want > cap && cap < c.max {
+                    why.push(format!("at most doubling per step ({cap})"));
                 }
-                raw = raw.max(d);
-            } else {
-                why.push("zone headroom: every endpoint is in one zone".to_owned());
+                let bounded = want.min(cap).clamp(c.min, c.max);
+                if want.min(cap) > c.max {
+                    why.push(format!("bounded by max ({})", c.max));
+                }
+                bounded
             }
-        }
-        // 3. At most double per step; within bounds.
-        let cap = current.max(1).saturating_mul(2);
-        if raw > cap {
-            why.push(format!("at most doubling per step ({cap})"));
-            raw = cap;
-        }
+        };
         raw = raw.clamp(c.min, c.max);
         // 4. The windows. Before its first tick the cluster was at its current count:
         // a fresh recommender waits a whole window before it moves.
@@ -256,6 +288,24 @@ impl Recommender {
             changed,
         }
     }
+}
+
+/// The smallest count from `need` that still has `need` after losing `share` of it
+/// (rounded up): zone headroom for a largest zone holding that share. `need` when no
+/// count can (a share of 1).
+pub fn headroom(need: u32, share: f64) -> u32 {
+    if share >= 1.0 {
+        return need;
+    }
+    // d − ceil(d × share) ≥ need starts at about need ÷ (1 − share).
+    let mut d = ((f64::from(need) / (1.0 - share)).floor() as u32).max(need);
+    while d > need && d - 1 - ((f64::from(d - 1) * share - 1e-9).ceil() as u32) >= need {
+        d -= 1;
+    }
+    while d - ((f64::from(d) * share - 1e-9).ceil() as u32).min(d) < need {
+        d += 1;
+    }
+    d
 }
 
 fn round(x: f64) -> String {
@@ -403,45 +453,51 @@ struct Running {
     /// CPU-seconds counters at the last scrape, by address, with when each answered.
     cpu: HashMap<SocketAddr, (f64, std::time::Instant)>,
     last_at: Option<u64>,
-    hook: Option<tokio::sync::watch::Sender<Option<Decision>>>,
+    /// The cluster's hook task, fed each change with the hook's settings then.
+    hook: Option<tokio::sync::watch::Sender<Option<(Decision, crate::config::Hook)>>>,
     hook_status: Arc<Mutex<HookStatus>>,
 }
 
 impl Runner {
     async fn tick(&mut self, inputs: Vec<ClusterInput>) {
         let now = self.epoch.elapsed().as_millis() as u64;
-        self.clusters
-            .retain(|name, _| inputs.iter().any(|i| &i.name == name));
+        let gone: Vec<String> = self
+            .clusters
+            .keys()
+            .filter(|name| !inputs.iter().any(|i| &i.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            // Its hook task ends with its sender; its series go.
+            self.clusters.remove(&name);
+            let _ = self.metrics.autoscale_desired.remove_label_values(&[&name]);
+            let _ = self.metrics.autoscale_current.remove_label_values(&[&name]);
+        }
         self.board
             .lock()
             .retain(|name, _| inputs.iter().any(|i| &i.name == name));
         for input in inputs {
-            let fresh = self
+            // A reload that edits the block reconfigures the recommender in place: its
+            // windows' history, its last recommendation and its hook carry on.
+            let r = self
                 .clusters
-                .get(&input.name)
-                .is_none_or(|r| *r.rec.config() != input.config);
-            if fresh {
-                let hook_status = Arc::new(Mutex::new(HookStatus::default()));
-                let hook = input.config.hook.clone().map(|h| {
-                    let (tx, rx) = tokio::sync::watch::channel(None);
-                    tokio::spawn(run_hooks(input.name.clone(), h, rx, hook_status.clone()));
-                    tx
+                .entry(input.name.clone())
+                .or_insert_with(|| Running {
+                    rec: Recommender::new(input.config.clone()),
+                    requests: HashMap::new(),
+                    cpu: HashMap::new(),
+                    last_at: None,
+                    hook: None,
+                    hook_status: Arc::new(Mutex::new(HookStatus::default())),
                 });
-                self.clusters.insert(
-                    input.name.clone(),
-                    Running {
-                        rec: Recommender::new(input.config.clone()),
-                        requests: HashMap::new(),
-                        cpu: HashMap::new(),
-                        last_at: None,
-                        hook,
-                        hook_status,
-                    },
-                );
+            if *r.rec.config() != input.config {
+                r.rec.cfg = input.config.clone();
             }
-            let Some(r) = self.clusters.get_mut(&input.name) else {
-                continue;
-            };
+            if r.hook.is_none() && input.config.hook.is_some() {
+                let (tx, rx) = tokio::sync::watch::channel(None);
+                tokio::spawn(run_hooks(input.name.clone(), rx, r.hook_status.clone()));
+                r.hook = Some(tx);
+            }
             let figure = figure(r, &input, now).await;
             let mut zones: BTreeMap<String, u32> = BTreeMap::new();
             for e in &input.endpoints {
@@ -486,8 +542,8 @@ impl Runner {
                     None,
                     format!("autoscale: {}", d.reason),
                 );
-                if let Some(tx) = &r.hook {
-                    let _ = tx.send(Some(d.clone()));
+                if let (Some(tx), Some(h)) = (&r.hook, &cfg.hook) {
+                    let _ = tx.send(Some((d.clone(), h.clone())));
                 }
             }
             let status = Status {
@@ -500,7 +556,7 @@ impl Runner {
                 p99_ms: input.p99_ms,
                 reason: d.reason,
                 bounds: (cfg.min, cfg.max),
-                hook: r.hook.as_ref().map(|_| {
+                hook: cfg.hook.as_ref().map(|_| {
                     r.hook_status
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -546,9 +602,13 @@ async fn figure(r: &mut Running, input: &ClusterInput, now: u64) -> Option<f64> 
             }))
             .await;
             let mut rates = Vec::new();
+            let mut missing = 0usize;
             let mut next = HashMap::new();
             for (addr, value, at) in reads {
-                let Some(v) = value else { continue };
+                let Some(v) = value else {
+                    missing += 1;
+                    continue;
+                };
                 if let Some((prev, then)) = r.cpu.get(&addr) {
                     let secs = at.duration_since(*then).as_secs_f64();
                     if secs > 0.0 && v >= *prev {
@@ -558,7 +618,12 @@ async fn figure(r: &mut Running, input: &ClusterInput, now: u64) -> Option<f64> 
                 next.insert(addr, (v, at));
             }
             r.cpu = next;
-            (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+            // An endpoint whose page did not answer (an overloaded one, often) counts
+            // as at target: it neither hides load nor invents it.
+            let target = input.config.target.value();
+            let n = rates.len() + missing;
+            (!rates.is_empty())
+                .then(|| (rates.iter().sum::<f64>() + missing as f64 * target) / n as f64)
         }
     }
 }
@@ -615,12 +680,11 @@ pub fn prometheus_value(text: &str, name: &str) -> Option<f64> {
 /// a run waits, and only the latest.
 async fn run_hooks(
     cluster: String,
-    hook: crate::config::Hook,
-    mut rx: tokio::sync::watch::Receiver<Option<Decision>>,
+    mut rx: tokio::sync::watch::Receiver<Option<(Decision, crate::config::Hook)>>,
     status: Arc<Mutex<HookStatus>>,
 ) {
     while rx.changed().await.is_ok() {
-        let Some(d) = rx.borrow_and_update().clone() else {
+        let Some((d, hook)) = rx.borrow_and_update().clone() else {
             continue;
         };
         let result = match &hook.kind {
@@ -650,6 +714,7 @@ async fn run_command(
     d: &Decision,
     timeout: Duration,
 ) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env("NINEFOLD_CLUSTER", cluster)
@@ -657,25 +722,62 @@ async fn run_command(
         .env("NINEFOLD_DESIRED", d.desired.to_string())
         .env("NINEFOLD_REASON", &d.reason)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
+        // Its output is not ours to hold: a chatty hook, or instances it starts in the
+        // background, must not keep a pipe open under us. Its stderr's first 4 KiB
+        // explain a failure.
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
+        // Its own process group, so a timeout kills what it started too.
+        .process_group(0)
         .kill_on_drop(true);
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => Err(format!(
-            "timed out after {}s (killed)",
-            timeout.as_secs_f64()
-        )),
-        Ok(Err(e)) => Err(format!("{}: {e}", argv[0])),
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
-            Err(format!("{} exited with {}: {tail}", argv[0], out.status))
+    // Read all along (a full pipe would stall the hook), keeping the first 4 KiB.
+    let stderr = child.stderr.take().map(|mut s| {
+        tokio::spawn(async move {
+            let (mut keep, mut buf) = (Vec::new(), [0u8; 4096]);
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = 4096usize.saturating_sub(keep.len());
+                keep.extend_from_slice(&buf[..n.min(room)]);
+            }
+            keep
+        })
+    });
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("{}: {e}", argv[0])),
+        Err(_) => {
+            if let Some(pid) = child.id() {
+                // The group: the hook and whatever it started and still runs.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status();
+            }
+            let _ = child.kill().await;
+            return Err(format!(
+                "timed out after {}s (its process group was killed)",
+                timeout.as_secs_f64()
+            ));
+        }
+    };
+    let mut err = Vec::new();
+    if let Some(mut task) = stderr {
+        // Something the hook started may hold its stderr open: wait a little only.
+        match tokio::time::timeout(Duration::from_millis(200), &mut task).await {
+            Ok(Ok(e)) => err = e,
+            _ => task.abort(),
         }
     }
+    if status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&err);
+    let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
+    Err(format!("{} exited with {status}: {tail}", argv[0]))
 }
 
 async fn run_webhook(
@@ -689,11 +791,11 @@ async fn run_webhook(
         .authority()
         .ok_or_else(|| format!("{url}: no host"))?
         .to_string();
-    let addr = if authority.contains(':') {
-        authority.clone()
-    } else {
-        format!("{authority}:80")
-    };
+    let addr = format!(
+        "{}:{}",
+        uri.host().unwrap_or_default(),
+        uri.port_u16().unwrap_or(80)
+    );
     let body = serde_json::json!({
         "cluster": cluster,
         "current": d.current,
@@ -782,15 +884,22 @@ mod tests {
             figure: Some(10.0),
             zones: vec![],
         };
-        assert_eq!(r.step(1_000, &s).desired, 5);
-        // The same load on 3 available of 3: the figure is per available endpoint.
+        let d = r.step(1_000, &s);
+        assert_eq!(d.desired, 5);
+        assert!(
+            d.reason.contains("2 out, not counted as capacity"),
+            "{}",
+            d.reason
+        );
+        // 30 in flight on the 1 available of 3: 3 must serve, and the 2 out come on
+        // top (a zone outage must scale up, not look like no change).
         let s = Sample {
             current: 3,
             available: 1,
             figure: Some(30.0),
             zones: vec![],
         };
-        assert_eq!(r.step(2_000, &s).desired, 3);
+        assert_eq!(r.step(2_000, &s).desired, 5);
         // Nothing available: hold; never under min.
         let s = Sample {
             current: 1,
@@ -855,7 +964,8 @@ mod tests {
         c.zone_headroom = true;
         c.scale_up_cooldown = Duration::from_millis(1);
         let mut r = Recommender::new(c);
-        // 3 zones; the load needs 4 at target: 6 leave 4 when a zone (2) goes.
+        // 3 zones, zone-a holds half: the load needs 4 at target, and 8 leave 4 when
+        // zone-a (half) goes.
         let s = Sample {
             current: 4,
             available: 4,
@@ -867,14 +977,34 @@ mod tests {
             ],
         };
         let d = r.step(1_000, &s);
-        assert_eq!(d.desired, 6, "{}", d.reason);
+        assert_eq!(d.desired, 8, "{}", d.reason);
         assert!(
             d.reason
-                .contains("zone headroom: losing zone-a leaves 4 of 6"),
+                .contains("zone headroom: losing zone-a leaves 4 of 8"),
             "{}",
             d.reason
         );
-        // Two zones: double.
+        // Evenly over 3 zones: 6 leave 4.
+        let mut r = Recommender::new(r.config().clone());
+        let s = Sample {
+            current: 6,
+            available: 6,
+            figure: Some(10.0 * 4.0 / 6.0),
+            zones: vec![("a".into(), 2), ("b".into(), 2), ("c".into(), 2)],
+        };
+        let d = r.step(1_000, &s);
+        assert_eq!((d.desired, d.changed), (6, false), "{}", d.reason);
+        // Steady on target with headroom: it holds, it does not climb (no figure
+        // either: holding adds nothing).
+        for t in 2..10 {
+            assert_eq!(r.step(t * 1_000, &s).desired, 6);
+        }
+        let none = Sample {
+            figure: None,
+            ..s.clone()
+        };
+        assert_eq!(r.step(10_000, &none).desired, 6);
+        // Two zones, 3 and 2: losing a (60%) must leave 5: 13, at most doubling: 10.
         let mut r = Recommender::new(r.config().clone());
         let s = Sample {
             current: 5,
@@ -882,7 +1012,27 @@ mod tests {
             figure: Some(10.0),
             zones: vec![("a".into(), 3), ("b".into(), 2)],
         };
-        assert_eq!(r.step(1_000, &s).desired, 10);
+        let d = r.step(1_000, &s);
+        assert_eq!(d.desired, 10);
+        assert!(
+            d.reason.contains("at most doubling per step (10)"),
+            "{}",
+            d.reason
+        );
+        // Capped by max: said so.
+        let mut c = r.config().clone();
+        c.max = 7;
+        let mut r = Recommender::new(c);
+        let d = r.step(1_000, &s);
+        assert_eq!(d.desired, 7);
+        assert!(
+            d.reason.contains("zone headroom short: at max (7)"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(headroom(25, 1.0 / 3.0), 38);
+        assert_eq!(headroom(3, 0.5), 6);
+        assert_eq!(headroom(7, 1.0), 7);
     }
 
     #[test]

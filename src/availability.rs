@@ -201,19 +201,6 @@ pub fn k_of_n(a: Prob, n: u32, k: u32) -> Result<Prob, String> {
     Ok(Prob { ln_up, ln_down })
 }
 
-/// The smallest count from `need` whose loss of its largest zone (the count spread
-/// evenly over `zones`) still leaves `need`: zone headroom, N+1 at the zone level.
-pub fn zone_headroom(need: u32, zones: u32) -> u32 {
-    if zones < 2 {
-        return need;
-    }
-    let mut d = need;
-    while d - d.div_ceil(zones) < need {
-        d += 1;
-    }
-    d
-}
-
 /// P(at least `k` of the nodes are up) when node i is up with probability `nodes[i]`
 /// (the Poisson binomial), by dynamic programming over the count of nodes up, in log
 /// space. O(n²); n = 1000 takes a few milliseconds.

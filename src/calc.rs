@@ -350,7 +350,7 @@ fn capacity_out(
         ));
     }
     let (at_target, full) = (at_target as u32, full as u32);
-    let headroom = av::zone_headroom(at_target, zones);
+    let headroom = crate::autoscale::headroom(at_target, 1.0 / f64::from(zones));
     let plain = capacity_availability(at_target, zones, full, endpoint, zone)?;
     let with = capacity_availability(headroom, zones, full, endpoint, zone)?;
     let per_zone = |n: u32| n.div_ceil(zones);

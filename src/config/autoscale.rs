@@ -111,7 +111,7 @@ impl V<'_> {
     ) -> Option<AutoscaleConfig> {
         let p = format!("{p}.autoscale");
         let min = raw.min.unwrap_or(1);
-        let max = raw.max.unwrap_or(min.max(1) * 10);
+        let max = raw.max.unwrap_or(min.max(1).saturating_mul(10));
         if min == 0 {
             self.err(&format!("{p}.min"), "must be at least 1".into());
         }

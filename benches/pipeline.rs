@@ -3,8 +3,9 @@
 //! `Mutex`-guarded round robin, what a first version would write), to show that the
 //! lock-free picks stay in the tens of nanoseconds; the whole selection step (live
 //! state, priority levels, zones, balancer) with every endpoint available and with one
-//! out, beside the bare balancer; the retry budget's per-request count; the SLI step.
-//! Route matching has no baseline: it is a loop over the routes. The stale cache of the
+//! out (and with 1,000 endpoints: what grows per endpoint), beside the bare balancer; the retry budget's per-request count; the SLI step.
+//! Route matching of the request that matches the last route, with 1 to 10,000
+//! routes, beside the linear first-match scan the route index replaced. The stale cache of the
 //! fallback ladder: what a route with `stale` adds to a cacheable 2xx GET (the copy and
 //! the store) and what an answer of the stale rung costs (the lookup), alone and with
 //! two threads at once on one route, beside a naive baseline (one `Mutex<HashMap>` per
@@ -20,6 +21,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 fn config(routes: usize) -> String {
+    config_eps(routes, 8)
+}
+
+fn config_eps(routes: usize, endpoints: usize) -> String {
     let mut s = String::from("listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    routes:\n");
     for i in 0..routes {
         s.push_str(&format!(
@@ -27,14 +32,17 @@ fn config(routes: usize) -> String {
         ));
     }
     s.push_str("clusters:\n  - name: app\n    endpoints:\n");
-    for i in 0..8 {
-        s.push_str(&format!("      - {{address: 127.0.0.1:{}}}\n", 9000 + i));
+    for i in 0..endpoints {
+        s.push_str(&format!(
+            "      - {{address: 127.0.{}.{}:9000}}\n",
+            i / 250,
+            1 + i % 250
+        ));
     }
     s
 }
 
 fn bench_route(c: &mut Criterion) {
-    let cfg = ninefold::config::parse("bench.yaml", &config(20), Path::new(".")).unwrap();
     let metrics = Metrics::new().unwrap();
     let slo = ninefold::slo::Engine::new(
         None,
@@ -42,20 +50,42 @@ fn bench_route(c: &mut Criterion) {
         Arc::new(ninefold::slo::engine::SystemClock),
         metrics.slo_alert_firing.clone(),
     );
-    let slots = ninefold::snapshot::Slots::default();
-    let (snap, _) = Snapshot::build(Arc::new(cfg), None, &metrics, &slo, &slots).unwrap();
-    let listener = &snap.listeners[0];
-    // As the own HTTP/1.1 engine hands it over: fields as raw lines.
-    let h = ninefold::h1::parse::parse_request(
-        b"GET /svc19/items?id=4 HTTP/1.1\r\nHost: a.example\r\nx-env: prod\r\n\r\n",
-        &ninefold::config::Limits::default(),
-    )
-    .unwrap()
-    .unwrap();
-    let head = ninefold::message::Head::from_raw(h.parts, h.fields);
-    c.bench_function("route: last of 20 routes", |b| {
-        b.iter(|| route::resolve(black_box(listener), black_box(&head)).map(|r| r.timeout))
-    });
+    let mut g = c.benchmark_group("route");
+    for n in [1usize, 20, 1_000, 10_000] {
+        let cfg = ninefold::config::parse("bench.yaml", &config(n), Path::new(".")).unwrap();
+        let slots = ninefold::snapshot::Slots::default();
+        let (snap, _) = Snapshot::build(Arc::new(cfg), None, &metrics, &slo, &slots).unwrap();
+        let listener = &snap.listeners[0];
+        // As the own HTTP/1.1 engine hands it over: fields as raw lines. The request
+        // matches the last route.
+        let raw = format!(
+            "GET /svc{}/items?id=4 HTTP/1.1\r\nHost: a.example\r\nx-env: prod\r\n\r\n",
+            n - 1
+        );
+        let h = ninefold::h1::parse::parse_request(
+            raw.as_bytes(),
+            &ninefold::config::Limits::default(),
+        )
+        .unwrap()
+        .unwrap();
+        let head = ninefold::message::Head::from_raw(h.parts, h.fields);
+        g.bench_function(format!("last of {n} routes"), |b| {
+            b.iter(|| route::resolve(black_box(listener), black_box(&head)).map(|r| r.timeout))
+        });
+        if n == 1_000 {
+            // The linear first-match scan the index replaced, as a baseline.
+            g.bench_function(format!("last of {n} routes, linear scan"), |b| {
+                b.iter(|| {
+                    black_box(listener)
+                        .routes
+                        .iter()
+                        .find(|r| route::matches(&r.matcher, black_box(&head)))
+                        .map(|r| r.timeout)
+                })
+            });
+        }
+    }
+    g.finish();
 }
 
 fn bench_pick(c: &mut Criterion) {
@@ -116,6 +146,21 @@ fn bench_select(c: &mut Criterion) {
     });
     g.bench_function("retry budget: count a request", |b| {
         b.iter(|| route.budget.request(black_box(1_000)))
+    });
+    g.finish();
+
+    // What grows with the endpoints of a cluster: the eligibility pass reads each
+    // endpoint's live state once per pick (and above 256 endpoints its bitset is on
+    // the heap); the balancer's own pick does not grow.
+    let cfg = ninefold::config::parse("bench.yaml", &config_eps(1, 1_000), Path::new(".")).unwrap();
+    let (snap, _) = Snapshot::build(Arc::new(cfg), None, &metrics, &slo, &slots).unwrap();
+    let cluster = &snap.clusters[0];
+    let mut g = c.benchmark_group("select of 1000 endpoints");
+    g.bench_function("baseline: balancer alone", |b| {
+        b.iter(|| cluster.select.balancer.pick(None, |_| 0))
+    });
+    g.bench_function("all available", |b| {
+        b.iter(|| cluster.select.pick(None, None, black_box(&tried), 1, 0.5))
     });
     g.finish();
 }

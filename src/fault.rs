@@ -52,8 +52,11 @@ pub struct RouteFaults {
     /// The file's settings (all `None`/false without `faults:`).
     pub config: FaultsConfig,
     rng: FaultRng,
-    /// `ninefold_faults_injected_total{route,kind}`, by [`ABORT`] and [`DELAY`].
-    pub injected: [prometheus::IntCounter; 2],
+    /// `ninefold_faults_injected_total{route,kind}`, by [`ABORT`] and [`DELAY`], each
+    /// series made at its first fault (most routes never have one).
+    injected: [std::sync::OnceLock<prometheus::IntCounter>; 2],
+    family: prometheus::IntCounterVec,
+    name: Box<str>,
 }
 
 /// Where a route's draws come from.
@@ -141,8 +144,18 @@ impl RouteFaults {
                 None => FaultRng::Thread,
             },
             config,
-            injected: ["abort", "delay"]
-                .map(|k| metrics.faults_injected.with_label_values(&[name, k])),
+            injected: Default::default(),
+            family: metrics.faults_injected.clone(),
+            name: name.into(),
+        }
+    }
+
+    /// Counts one injected fault of kind [`ABORT`] or [`DELAY`].
+    pub fn count(&self, kind: usize) {
+        const KINDS: [&str; 2] = ["abort", "delay"];
+        if let Some(slot) = self.injected.get(kind) {
+            slot.get_or_init(|| self.family.with_label_values(&[&self.name, KINDS[kind]]))
+                .inc();
         }
     }
 

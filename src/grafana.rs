@@ -100,7 +100,11 @@ pub fn dashboard(cfg: &Config, selector: Option<&str>) -> Value {
                 "short",
                 &[
                     (
-                        format!("sum by (reason) (rate(ninefold_retries_total{s}{rate}))"),
+                        // A route's retry series exist from its first retry on: 0
+                        // until then, not "no data".
+                        format!(
+                            "sum by (reason) (rate(ninefold_retries_total{s}{rate})) or vector(0)"
+                        ),
                         "retries/s {{reason}}",
                     ),
                     (

@@ -64,6 +64,7 @@ pub mod oneshot;
 pub mod origin;
 pub mod proxy;
 pub mod rlimit;
+pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod slo;

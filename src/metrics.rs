@@ -123,16 +123,40 @@ pub enum SloResult {
     Excluded = 2,
 }
 
-/// Pre-resolved counters of one route (or of the "no route matched" pseudo route).
+/// The counters of one route (or of the "no route matched" pseudo route), each series
+/// made at its first use: an idle route costs its labels and a few empty slots, not a
+/// registry entry per status class (10,000 routes would hold 175 MB and print a 26 MB
+/// `/metrics` page). A resolved series is read without a lock after.
 #[derive(Clone, Debug)]
 pub struct RouteMetrics {
-    /// Indexed by [`SloResult`] (the same counters for each on a route without an
-    /// SLO), then by status class: 0 for `1xx` … 4 for `5xx`.
-    pub by_class: [[IntCounter; 5]; 3],
+    labels: Arc<RouteLabels>,
+    /// Indexed by [`SloResult`] (the same series for each on a route without an SLO),
+    /// then by status class: 0 for `1xx` … 4 for `5xx`.
+    by_class: [[OnceLock<IntCounter>; 5]; 3],
     /// Duration until response headers.
-    pub duration: prometheus::Histogram,
+    duration: OnceLock<prometheus::Histogram>,
     /// The route's `ninefold_gateway_errors_total` counters, resolved at first use.
     pub errors: GatewayErrors,
+}
+
+/// What a route's series are made from.
+#[derive(Debug)]
+struct RouteLabels {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    listener: Box<str>,
+    route: Box<str>,
+    cluster: Box<str>,
+    slo: Option<Box<str>>,
+}
+
+/// A route's `ninefold_retries_total` counters by reason, each made at its first use.
+#[derive(Debug)]
+pub struct RouteRetries {
+    family: IntCounterVec,
+    listener: Box<str>,
+    route: Box<str>,
+    by_reason: Box<[OnceLock<IntCounter>]>,
 }
 
 /// One route's gateway-made answers by reason: each reason's counter is resolved from
@@ -143,8 +167,12 @@ pub struct GatewayErrors {
     family: IntCounterVec,
     listener: Arc<str>,
     route: Arc<str>,
-    by_reason: Arc<[OnceLock<(String, IntCounter)>]>,
+    /// Made at the first gateway-made answer: most routes never have one.
+    by_reason: Arc<OnceLock<ReasonSlots>>,
 }
+
+/// Slots of (reason, its counter), filled in the order reasons first occur.
+type ReasonSlots = Box<[OnceLock<(String, IntCounter)>]>;
 
 // === impl Metrics ===
 
@@ -439,32 +467,34 @@ impl Metrics {
         cluster: &str,
         slo: Option<&str>,
     ) -> RouteMetrics {
-        let c = |class, result| {
-            let (slo, result) = match slo {
-                Some(s) => (s, result),
-                None => ("", ""),
-            };
-            self.requests
-                .with_label_values(&[listener, route, cluster, class, slo, result])
-        };
-        let classes = |r| {
-            [
-                c("1xx", r),
-                c("2xx", r),
-                c("3xx", r),
-                c("4xx", r),
-                c("5xx", r),
-            ]
-        };
         RouteMetrics {
-            by_class: [classes("bad"), classes("good"), classes("excluded")],
-            duration: self.duration.with_label_values(&[listener, route, cluster]),
+            labels: Arc::new(RouteLabels {
+                requests: self.requests.clone(),
+                duration: self.duration.clone(),
+                listener: listener.into(),
+                route: route.into(),
+                cluster: cluster.into(),
+                slo: slo.map(Into::into),
+            }),
+            by_class: Default::default(),
+            duration: OnceLock::new(),
             errors: GatewayErrors {
                 family: self.gateway_errors.clone(),
                 listener: listener.into(),
                 route: route.into(),
-                by_reason: (0..32).map(|_| OnceLock::new()).collect(),
+                by_reason: Arc::new(OnceLock::new()),
             },
+        }
+    }
+
+    /// The `ninefold_retries_total` counters of route `route` of `listener`, one slot
+    /// per reason (`reasons` of them), each made at its first retry.
+    pub fn retries(&self, listener: &str, route: &str, reasons: usize) -> RouteRetries {
+        RouteRetries {
+            family: self.retries.clone(),
+            listener: listener.into(),
+            route: route.into(),
+            by_reason: (0..reasons).map(|_| OnceLock::new()).collect(),
         }
     }
 
@@ -512,7 +542,10 @@ impl Collector for PullingCounter {
 impl GatewayErrors {
     /// Counts one answer the gateway made for `reason`.
     pub fn inc(&self, reason: &str) {
-        for slot in self.by_reason.iter() {
+        let slots = self
+            .by_reason
+            .get_or_init(|| (0..32).map(|_| OnceLock::new()).collect());
+        for slot in slots.iter() {
             let (r, c) = slot.get_or_init(|| {
                 let labels = [&*self.listener, &*self.route, reason];
                 (reason.to_owned(), self.family.with_label_values(&labels))
@@ -535,8 +568,58 @@ impl RouteMetrics {
     #[inline]
     pub fn record(&self, status: u16, result: SloResult, seconds: f64) {
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
-        self.by_class[result as usize][class].inc();
-        self.duration.observe(seconds);
+        let l = &self.labels;
+        self.by_class[result as usize][class]
+            .get_or_init(|| {
+                const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+                let (slo, r) = match &l.slo {
+                    Some(s) => (&**s, result.as_str()),
+                    None => ("", ""),
+                };
+                l.requests.with_label_values(&[
+                    &l.listener,
+                    &l.route,
+                    &l.cluster,
+                    CLASSES[class],
+                    slo,
+                    r,
+                ])
+            })
+            .inc();
+        self.duration
+            .get_or_init(|| {
+                l.duration
+                    .with_label_values(&[&l.listener, &l.route, &l.cluster])
+            })
+            .observe(seconds);
+    }
+}
+
+// === impl SloResult ===
+
+impl SloResult {
+    /// The `slo_result` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloResult::Bad => "bad",
+            SloResult::Good => "good",
+            SloResult::Excluded => "excluded",
+        }
+    }
+}
+
+// === impl RouteRetries ===
+
+impl RouteRetries {
+    /// Counts one retry for reason number `i`, labelled `label`.
+    pub fn inc(&self, i: usize, label: &str) {
+        let labels = [&*self.listener, &*self.route, label];
+        match self.by_reason.get(i) {
+            Some(slot) => slot
+                .get_or_init(|| self.family.with_label_values(&labels))
+                .inc(),
+            None => self.family.with_label_values(&labels).inc(),
+        }
     }
 }
 

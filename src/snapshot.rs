@@ -118,6 +118,8 @@ pub struct ListenerSnap {
     /// Routes, first match wins; shared so that a response body can record its
     /// route's outcome when it ends.
     pub routes: Vec<Arc<RouteSnap>>,
+    /// The routes' candidates by host and path, so a match does not scan them all.
+    pub index: crate::routes::RouteIndex,
     /// Counters for requests no route matched (and requests refused before routing).
     pub unmatched: RouteMetrics,
     /// What a `tcp` listener relays to.
@@ -270,7 +272,7 @@ pub struct RouteSnap {
     /// Retry budget, shared by all workers.
     pub budget: Budget,
     /// `ninefold_retries_total{listener,route,reason}`, by `retry::Reason`.
-    pub retries: [prometheus::IntCounter; Reason::ALL.len()],
+    pub retries: crate::metrics::RouteRetries,
     /// Where writes go when split from reads: another cluster ...
     pub write_cluster: Option<Arc<ClusterSnap>>,
     /// ... or one zone of the route's cluster.
@@ -539,11 +541,7 @@ impl Snapshot {
                     slo: route_slo,
                     retry: r.retry,
                     budget: Budget::new(&r.retry),
-                    retries: Reason::ALL.map(|reason| {
-                        metrics
-                            .retries
-                            .with_label_values(&[&l.name, &r.name, reason.label()])
-                    }),
+                    retries: metrics.retries(&l.name, &r.name, Reason::ALL.len()),
                     write_cluster: match &r.writes {
                         Some(Writes::Cluster(c)) => {
                             Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(|| {
@@ -619,6 +617,7 @@ impl Snapshot {
                 bind: l.bind,
                 protocol: l.protocol,
                 tls,
+                index: crate::routes::RouteIndex::build(routes.iter().map(|r| &r.matcher)),
                 routes,
                 unmatched: metrics.route(&l.name, "", "", None),
                 tcp,

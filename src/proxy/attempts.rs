@@ -354,7 +354,9 @@ impl<'a> Attempts<'a> {
         if !route.budget.withdraw(now_ms()) {
             return Err(last);
         }
-        route.retries[cause.reason() as usize].inc();
+        route
+            .retries
+            .inc(cause.reason() as usize, cause.reason().label());
         drop(last);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;

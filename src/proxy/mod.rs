@@ -130,13 +130,13 @@ pub async fn handle(ctx: &ConnCtx, head: &mut Head, body: ReqBody<'_>) -> Answer
     // the upstream itself were that slow.
     let mut delay_timed_out = false;
     if let Some(d) = injected.delay {
-        route.faults.injected[fault::DELAY].inc();
+        route.faults.count(fault::DELAY);
         record.fault_injected();
         delay_timed_out = d >= route.timeout;
         tokio::time::sleep(d.min(route.timeout)).await;
     }
     if let Some(status) = injected.abort {
-        route.faults.injected[fault::ABORT].inc();
+        route.faults.count(fault::ABORT);
         record.fault_injected();
         record.head(status, None);
         record.finish(status, "fault-abort", true);

@@ -9,9 +9,19 @@ use crate::snapshot::{ListenerSnap, RouteSnap};
 use crate::upstream::balance::hash_bytes;
 use std::sync::Arc;
 
-/// The route for a request, if any.
+/// The route for a request, if any: the first, in written order, whose every
+/// condition holds. The listener's index yields the candidates (host and path can
+/// hold), so the cost does not grow with the number of routes.
 pub fn resolve<'a>(listener: &'a ListenerSnap, req: &Head) -> Option<&'a Arc<RouteSnap>> {
-    listener.routes.iter().find(|r| matches(&r.matcher, req))
+    let path = req.parts.uri.path();
+    let host = request_host(req);
+    let i = listener.index.first(host, path, |i| {
+        listener
+            .routes
+            .get(i)
+            .is_some_and(|r| matches(&r.matcher, req))
+    })?;
+    listener.routes.get(i)
 }
 
 /// Whether a request meets every condition of `m`.

@@ -81,12 +81,17 @@ impl Discovered {
     /// plus the endpoints draining out, and the discovery state that goes with it.
     /// An endpoint that left the active set since the last commit starts draining at
     /// `now` (ms); one that came back stops.
-    pub(super) fn merge(&self, base: &Config, now: u64) -> (Config, Plan) {
-        let mut cfg = base.clone();
+    pub(super) fn merge(&self, base: &Arc<Config>, now: u64) -> (Arc<Config>, Plan) {
         let mut plan = Plan {
             active: HashMap::new(),
             draining: HashMap::new(),
         };
+        // Without discovery the configuration is the base itself, not a copy (a copy
+        // of a 10,000-route file is tens of megabytes).
+        if base.clusters.iter().all(|c| c.discovery.is_none()) {
+            return (Arc::clone(base), plan);
+        }
+        let mut cfg = Config::clone(base);
         for c in cfg.clusters.iter_mut() {
             let Some(d) = &c.discovery else { continue };
             let active = self
@@ -117,7 +122,7 @@ impl Discovered {
                 plan.draining.insert(c.name.clone(), draining);
             }
         }
-        (cfg, plan)
+        (Arc::new(cfg), plan)
     }
 
     /// Marks the endpoints of `snap` (not stored yet) that are draining out, and clears

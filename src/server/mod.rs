@@ -325,7 +325,6 @@ impl Gateway {
                 old.config.workers, cfg.workers
             ));
         }
-        let cfg = Arc::new(cfg);
         let shared = &self.shared;
         let (snap, changes) = Snapshot::build(
             cfg.clone(),

@@ -38,6 +38,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "fallback",
             "fault",
             "gate",
+            "routes",
             "slo",
         ],
     ),

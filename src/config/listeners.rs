@@ -138,7 +138,7 @@ impl V<'_> {
             }
             None
         };
-        let mut routes = Vec::new();
+        let mut routes = Vec::with_capacity(l.routes.len());
         let mut route_names = HashSet::new();
         for (j, r) in l.routes.iter().enumerate() {
             let rp = format!("{p}.routes[{j}]");

@@ -80,7 +80,9 @@ pub struct Config {
     pub slos: Vec<SloDef>,
     /// The authoritative DNS server, when `dns:` is set.
     pub dns: Option<super::dns::DnsConfig>,
-    /// The file as written: the whole contract, for tools.
+    /// The file as written: the whole contract, for tools (`check`'s lint, `calc
+    /// topology`). Emptied in a configuration `serve` runs (`server::Servable`), which
+    /// reads only the validated form.
     pub raw: RawConfig,
     /// Valid settings whose behaviour is not built yet; `serve` refuses them.
     pub unsupported: Vec<ConfigError>,

@@ -546,6 +546,30 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_discovery_removed_are_not_part_of_the_shares() {
+        // 4 endpoints, 3 of them draining out after a discovery update: the one left
+        // is the whole cluster, not a 25% share that trips panic mode or spills to
+        // the next priority level.
+        let s = selector(
+            &[("a", 0), ("a", 0), ("a", 0), ("a", 0), ("a", 1)],
+            None,
+            Some(50.0),
+        );
+        for e in &s.endpoints[1..4] {
+            e.set_retiring(true);
+        }
+        for _ in 0..100 {
+            let p = s.pick(None, None, &Tried::default(), 1, 0.99).unwrap();
+            assert_eq!((p.index, p.panic), (0, false));
+        }
+        assert!(!s.in_panic(1));
+        // An operator's drain is a lost endpoint, as before.
+        s.endpoints[1].set_retiring(false);
+        s.endpoints[1].set_drained(true, 1);
+        assert_eq!(s.available(1), 2);
+    }
+
+    #[test]
     fn a_fast_failing_endpoint_does_not_look_idle_to_least_request() {
         let eps: Vec<_> = (0..2)
             .map(|i| {

@@ -13,7 +13,6 @@ use crate::support::*;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,20 +91,7 @@ async fn until(
     secs: u64,
     f: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let a = autoscale_state(g, cluster).await;
-        if !a.is_null() && f(&a) {
-            return a;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "{what}: not within {secs}s; autoscale {a:#}\nlog:\n{}",
-                g.stderr()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_json(g, what, secs, || autoscale_state(g, cluster), f).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,31 +146,7 @@ clusters:
 
     // 16 clients on /slow/300: 8 in flight per endpoint, against a target of 4.
     let load_on = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (okc, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let url = g.url("web", "/slow/300");
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let (stop, okc, failed, url) = (stop.clone(), okc.clone(), failed.clone(), url.clone());
-            tokio::spawn(async move {
-                let c = client();
-                let end = Instant::now() + Duration::from_secs(90);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    let req = hyper::Request::get(&url).body(empty()).unwrap();
-                    match tokio::time::timeout(Duration::from_secs(15), c.request(req)).await {
-                        Ok(Ok(r)) if r.status() == 200 => {
-                            use http_body_util::BodyExt;
-                            let _ = r.into_body().collect().await;
-                            okc.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(g.url("web", "/slow/300"), 16, Duration::ZERO);
     let up = until(&g, "api", "scaling up", 30, |a| a["desired"] == 4).await;
     let desired_up = Instant::now();
     assert!(
@@ -218,10 +180,7 @@ clusters:
 
     // Load off: back to 2, no earlier than scale_down_cooldown (6 s).
     let load_off = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        let _ = c.await;
-    }
+    let (okn, failedn) = load.finish().await;
     let down = until(&g, "api", "scaling down", 30, |a| a["desired"] == 2).await;
     let desired_down = Instant::now();
     let held = desired_down.duration_since(load_off);
@@ -237,7 +196,6 @@ clusters:
     })
     .await;
     let back = Instant::now();
-    let (okn, failedn) = (okc.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!(
         "autoscale timeline: load on at {:.1}s; desired 2 → 4 at {:.1}s; 4 endpoints serving at {:.1}s; load off at {:.1}s; desired 4 → 2 at {:.1}s ({:.1}s after); 2 endpoints at {:.1}s; {okn} requests, {failedn} failed",
         t(load_on),

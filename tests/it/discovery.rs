@@ -18,8 +18,6 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A `dnsmasq` answering only from a hosts file (and `--srv-host` lines) on a free
@@ -186,64 +184,6 @@ fn hosts(ips: &[usize]) -> String {
         .collect()
 }
 
-/// Requests through the gateway until stopped: how many answered, how many failed.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(url: String, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let tasks = (0..clients)
-            .map(|_| {
-                let (stop, ok, failed, url) =
-                    (stop.clone(), ok.clone(), failed.clone(), url.clone());
-                tokio::spawn(async move {
-                    let c = client();
-                    // Bounded: at most two minutes of requests.
-                    let end = Instant::now() + Duration::from_secs(120);
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                        let req = hyper::Request::get(&url).body(empty()).unwrap();
-                        match tokio::time::timeout(Duration::from_secs(10), c.request(req)).await {
-                            Ok(Ok(r)) if r.status() == 200 => {
-                                use http_body_util::BodyExt;
-                                let _ = r.into_body().collect().await;
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            tasks,
-        }
-    }
-
-    async fn finish(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
-}
-
 async fn cluster(g: &Gateway) -> Value {
     get(&g.admin_url("/api/v1/state")).await.json()["clusters"][0].clone()
 }
@@ -280,20 +220,7 @@ clusters:
 
 /// Polls until `f` holds of the cluster's state, or panics naming `what`.
 async fn until(g: &Gateway, what: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let c = cluster(g).await;
-        if f(&c) {
-            return c;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "{what}: not within {secs}s; state {c:#}\nlog:\n{}",
-                g.stderr()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_json(g, what, secs, || cluster(g), f).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +237,7 @@ async fn dns_changes_move_traffic_and_removals_drain_without_a_failure() {
     assert_eq!(c["discovery"]["source"], "dns A api.internal");
     assert_eq!(c["discovery"]["stale"], false);
     assert_eq!(c["endpoints"][0]["origin"], "dns");
-    let load = Load::start(g.url("web", "/"), 4);
+    let load = Load::start(g.url("web", "/"), 4, Duration::from_millis(5));
 
     // Added: b2 gets traffic within refresh (1 s) and a little.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -396,7 +323,7 @@ async fn a_dead_resolver_keeps_the_last_good_set_until_stale_for() {
         c["discovery"]["condition"] == "fresh"
     })
     .await;
-    let load = Load::start(g.url("web", "/"), 4);
+    let load = Load::start(g.url("web", "/"), 4, Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopped = Instant::now();
     dns.stop();
@@ -448,7 +375,7 @@ async fn the_churn_guard_holds_an_answer_that_drops_three_of_four() {
     let port = b[0].addr.port();
     let g = Gateway::start(&discovered_config(&dns.resolver(), port, ""));
     until(&g, "the first answer", 10, |c| addresses(c).len() == 4).await;
-    let load = Load::start(g.url("web", "/"), 2);
+    let load = Load::start(g.url("web", "/"), 2, Duration::from_millis(5));
     dns.set_hosts(&hosts(&[0]));
     let c = until(&g, "the hold", 5, |c| !c["discovery"]["held"].is_null()).await;
     let held_at = Instant::now();
@@ -598,7 +525,7 @@ clusters:
     let c = until(&g, "the file", 10, |c| addresses(c).len() == 1).await;
     assert_eq!(c["discovery"]["source"], format!("file {}", file.display()));
     assert_eq!(c["endpoints"][0]["origin"], "file");
-    let load = Load::start(g.url("web", "/"), 2);
+    let load = Load::start(g.url("web", "/"), 2, Duration::from_millis(5));
     let changed = Instant::now();
     write_atomically(
         &file,

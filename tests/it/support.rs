@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -862,3 +862,87 @@ pub const FLEET_ENV: [(&str, &str); 7] = [
     ("NINEFOLD_APP_1", "10.0.1.21:8000"),
     ("NINEFOLD_APP_2", "10.0.2.21:8000"),
 ];
+
+/// Requests through the gateway until stopped: how many answered, how many failed.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `clients` keep-alive clients GETting `url`, each waiting `pause` between
+    /// requests; bounded to two minutes.
+    pub fn start(url: String, clients: usize, pause: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, ok, failed, url) =
+                    (stop.clone(), ok.clone(), failed.clone(), url.clone());
+                tokio::spawn(async move {
+                    let c = client();
+                    // Bounded: at most two minutes of requests.
+                    let end = Instant::now() + Duration::from_secs(120);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                        let req = hyper::Request::get(&url).body(empty()).unwrap();
+                        match tokio::time::timeout(Duration::from_secs(15), c.request(req)).await {
+                            Ok(Ok(r)) if r.status() == 200 => {
+                                let _ = r.into_body().collect().await;
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    /// Stops the clients; (answered 200, failed).
+    pub async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Polls `fetch` until `f` holds of what it returns (not null), or panics naming
+/// `what` with the gateway's log.
+pub async fn until_json<Fut: std::future::Future<Output = serde_json::Value>>(
+    g: &Gateway,
+    what: &str,
+    secs: u64,
+    mut fetch: impl FnMut() -> Fut,
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = fetch().await;
+        if !v.is_null() && f(&v) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("{what}: not within {secs}s; {v:#}\nlog:\n{}", g.stderr());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -17,6 +17,8 @@ use std::net::IpAddr;
 pub struct Warning {
     /// Short stable name of the anti-pattern, e.g. `single-zone`.
     pub code: &'static str,
+    /// `warning`, or `note` for advice that `--deny-warnings` does not fail on.
+    pub severity: &'static str,
     /// File name.
     pub file: String,
     /// 1-based line (0 when unknown).
@@ -319,6 +321,7 @@ pub fn lint(cfg: &Config, a: &Assumptions) -> Vec<Warning> {
     }
     dns_ttls(cfg, &mut w);
     discovery(cfg, &mut w);
+    tls(cfg, a, &mut w);
     let mut out = w.out;
     out.sort_by_key(|w| (w.line, w.column));
     out
@@ -397,6 +400,42 @@ fn discovery(cfg: &Config, w: &mut Lint<'_>) {
     }
 }
 
+/// `tls-rsa-certificate` (a note): an https listener whose key is RSA, whose full
+/// handshakes cost several times an ECDSA P-256 key's; `tickets-without-shared-keys`:
+/// several gateways (`--gateways N`) issuing tickets with per-process keys, so a
+/// client that lands on another gateway, or comes back after a restart, does a full
+/// handshake.
+fn tls(cfg: &Config, a: &Assumptions, w: &mut Lint<'_>) {
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let Some(t) = &l.tls else { continue };
+        if l.protocol != crate::config::ListenerProtocol::Https {
+            continue;
+        }
+        let p = format!("listeners[{i}].tls");
+        if crate::tls::key_algorithm(&t.key).is_ok_and(|alg| alg == "RSA") {
+            w.note(
+                "tls-rsa-certificate",
+                &format!("{p}.key"),
+                format!("listener {:?} signs its handshakes with an RSA key", l.name),
+                "a full handshake with RSA-2048 costs the gateway several times one with ECDSA P-256 (bench/README.md, TLS handshakes); a busy listener with many new clients spends its CPU there",
+                "issue an ECDSA P-256 certificate for it (every current client supports one), or keep RSA only for clients that need it",
+            );
+        }
+        if a.gateways > 1 && t.tickets && t.ticket_keys_file.is_none() {
+            w.push(
+                "tickets-without-shared-keys",
+                &p,
+                format!(
+                    "listener {:?} issues session tickets with keys of its own, on {} gateways",
+                    l.name, a.gateways
+                ),
+                "each gateway has different random keys: a client sent to another gateway, or back after a restart, cannot resume and pays a full handshake",
+                "give every gateway the same tls.ticket_keys_file (openssl rand -base64 48 per key; the current key first) and rotate it, or set tickets: false",
+            );
+        }
+    }
+}
+
 struct Lint<'a> {
     cfg: &'a Config,
     out: Vec<Warning>,
@@ -404,9 +443,26 @@ struct Lint<'a> {
 
 impl Lint<'_> {
     fn push(&mut self, code: &'static str, path: &str, message: String, why: &str, fix: &str) {
+        self.push_as("warning", code, path, message, why, fix);
+    }
+
+    fn note(&mut self, code: &'static str, path: &str, message: String, why: &str, fix: &str) {
+        self.push_as("note", code, path, message, why, fix);
+    }
+
+    fn push_as(
+        &mut self,
+        severity: &'static str,
+        code: &'static str,
+        path: &str,
+        message: String,
+        why: &str,
+        fix: &str,
+    ) {
         let (line, column) = self.cfg.index.locate(path);
         self.out.push(Warning {
             code,
+            severity,
             file: self.cfg.source.clone(),
             line,
             column,
@@ -489,7 +545,7 @@ fn remote_zone(c: &RawCluster) -> Option<(String, &'static str)> {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "warning[{}]: {}", self.code, self.file)?;
+        write!(f, "{}[{}]: {}", self.severity, self.code, self.file)?;
         if self.line > 0 {
             write!(f, ":{}:{}", self.line, self.column)?;
         }
@@ -740,5 +796,69 @@ clusters:
         assert!(!is_public("127.0.0.1".parse().unwrap()));
         assert!(!is_public("fd00::1".parse().unwrap()));
         assert!(is_public("2606:4700::1111".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_tls_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = |args: &[&str]| {
+            let ok = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl is needed (scripts/test installs it)")
+                .success();
+            assert!(ok, "openssl {args:?}");
+        };
+        made(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "rsa.key",
+        ]);
+        made(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ec.key",
+        ]);
+        let yaml = |key: &str, tls_extra: &str| {
+            CLEAN.replace(
+                "    bind: 127.0.0.1:0\n",
+                &format!("    bind: 127.0.0.1:0\n    protocol: https\n    tls: {{cert: c.pem, key: {key}{tls_extra}}}\n"),
+            )
+        };
+        let run = |y: &str, gateways: u32| {
+            let cfg = crate::config::parse("t.yaml", y, dir.path()).unwrap();
+            let a = Assumptions {
+                gateways,
+                ..Assumptions::default()
+            };
+            lint(&cfg, &a)
+        };
+        // RSA: a note at the key, which --deny-warnings does not count.
+        let ws = run(&yaml("rsa.key", ""), 1);
+        assert_eq!(codes(&ws), ["tls-rsa-certificate"]);
+        assert_eq!(ws[0].severity, "note");
+        assert_eq!(ws[0].path, "listeners[0].tls.key");
+        assert_eq!(ws[0].line, 5);
+        assert!(ws[0]
+            .to_string()
+            .starts_with("note[tls-rsa-certificate]: t.yaml:5:"));
+        assert!(run(&yaml("ec.key", ""), 1).is_empty());
+        // Several gateways with per-process ticket keys.
+        let ws = run(&yaml("ec.key", ""), 3);
+        assert_eq!(codes(&ws), ["tickets-without-shared-keys"]);
+        assert_eq!(ws[0].severity, "warning");
+        assert!(ws[0].message.contains("3 gateways"), "{}", ws[0].message);
+        assert!(run(&yaml("ec.key", ", ticket_keys_file: t.keys"), 3).is_empty());
+        assert!(run(&yaml("ec.key", ", tickets: false"), 3).is_empty());
     }
 }

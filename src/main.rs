@@ -7,6 +7,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The version, with the TLS crypto provider compiled in (`aws-lc-rs` or `ring`).
+#[cfg(feature = "ring")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (TLS: ring)");
+/// The version, with the TLS crypto provider compiled in (`aws-lc-rs` or `ring`).
+#[cfg(not(feature = "ring"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (TLS: aws-lc-rs)");
+
 /// ninefold: a high-availability gateway.
 ///
 /// Load balancing over redundant endpoints, failover, SLOs, hot reload, graceful
@@ -14,7 +21,7 @@ use std::process::ExitCode;
 /// PostgreSQL primary and its replicas (role-aware checks, sessions closed on a
 /// failover, two primaries refused). Start with `ninefold demo`.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(version = VERSION, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -326,7 +333,8 @@ fn check(
         }
     };
     let warnings = ninefold::lint::lint(&cfg, &model.assumptions());
-    let failed = deny_warnings && !warnings.is_empty();
+    let denied = warnings.iter().filter(|w| w.severity == "warning").count();
+    let failed = deny_warnings && denied > 0;
     if json {
         let notes: Vec<_> = cfg.unsupported.iter().map(error_json).collect();
         out_line(&format!(
@@ -349,17 +357,23 @@ fn check(
         if failed {
             eprintln!(
                 "error: {} HA warning{} and --deny-warnings",
-                warnings.len(),
-                if warnings.len() == 1 { "" } else { "s" }
+                denied,
+                if denied == 1 { "" } else { "s" }
             );
         } else {
+            let notes = warnings.len() - denied;
             out_line(&format!(
-                "{}: ok ({} listeners, {} clusters, {} HA warning{})",
+                "{}: ok ({} listeners, {} clusters, {} HA warning{}{})",
                 config.display(),
                 cfg.listeners.len(),
                 cfg.clusters.len(),
-                warnings.len(),
-                if warnings.len() == 1 { "" } else { "s" }
+                denied,
+                if denied == 1 { "" } else { "s" },
+                match notes {
+                    0 => String::new(),
+                    1 => ", 1 note".into(),
+                    n => format!(", {n} notes"),
+                }
             ));
         }
     }

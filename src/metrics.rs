@@ -28,6 +28,11 @@ pub const DURATION_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// `ninefold_tls_handshakes_total{listener,kind,version}`: completed TLS
+    /// handshakes, `kind` `full` or `resumed`, `version` `1.2` or `1.3`.
+    pub tls_handshakes: IntCounterVec,
+    /// `ninefold_tls_handshake_failures_total{listener,reason}`.
+    pub tls_handshake_failures: IntCounterVec,
     /// `ninefold_requests_total{listener,route,cluster,code_class,slo,slo_result}`;
     /// `slo` and `slo_result` (`good`, `bad`, or `excluded` for a request its SLO
     /// leaves out) are empty on routes without an SLO.
@@ -390,8 +395,24 @@ impl Metrics {
             ),
             &["listener", "reason"],
         )?;
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "ninefold_tls_handshakes_total",
+                "Completed TLS handshakes of https listeners, by kind (full, resumed) and version (1.2, 1.3).",
+            ),
+            &["listener", "kind", "version"],
+        )?;
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "ninefold_tls_handshake_failures_total",
+                "TLS handshakes that did not complete, by reason (timeout, closed, no_shared_cipher, bad_message, alert, other).",
+            ),
+            &["listener", "reason"],
+        )?;
         for c in [
             Box::new(primary_generation.clone()) as Box<dyn Collector>,
+            Box::new(tls_handshakes.clone()),
+            Box::new(tls_handshake_failures.clone()),
             Box::new(fenced.clone()),
             Box::new(tcp_active.clone()),
             Box::new(tcp_total.clone()),
@@ -428,6 +449,8 @@ impl Metrics {
         reloads.with_label_values(&["failed"]);
         Ok(Metrics {
             registry,
+            tls_handshakes,
+            tls_handshake_failures,
             requests,
             duration,
             gateway_errors,

@@ -115,6 +115,8 @@ pub struct ListenerSnap {
     pub protocol: ListenerProtocol,
     /// TLS acceptor for `https`, built from the files read at this snapshot.
     pub tls: Option<TlsAcceptor>,
+    /// What the state API shows of the listener's TLS.
+    pub tls_info: Option<crate::tls::Info>,
     /// Routes, first match wins; shared so that a response body can record its
     /// route's outcome when it ends.
     pub routes: Vec<Arc<RouteSnap>>,
@@ -450,11 +452,23 @@ impl Snapshot {
         for (i, l) in config.listeners.iter().enumerate() {
             let tls = match (&l.tls, l.protocol) {
                 (Some(files), ListenerProtocol::Https) => {
-                    Some(crate::tls::acceptor(&files.cert, &files.key).map_err(|e| {
+                    let settings = crate::tls::Settings {
+                        listener: &l.name,
+                        cert: &files.cert,
+                        key: &files.key,
+                        session_cache: files.session_cache,
+                        tickets: files.tickets,
+                        ticket_keys_file: files.ticket_keys_file.as_deref(),
+                    };
+                    Some(crate::tls::acceptor(&settings).map_err(|e| {
                         config_error(&config, &format!("listeners[{i}].tls"), e.to_string())
                     })?)
                 }
                 _ => None,
+            };
+            let (tls, tls_info) = match tls {
+                Some((a, info)) => (Some(a), Some(info)),
+                None => (None, None),
             };
             let mut routes = Vec::new();
             for r in &l.routes {
@@ -617,6 +631,7 @@ impl Snapshot {
                 bind: l.bind,
                 protocol: l.protocol,
                 tls,
+                tls_info,
                 index: crate::routes::RouteIndex::build(routes.iter().map(|r| &r.matcher)),
                 routes,
                 unmatched: metrics.route(&l.name, "", "", None),

@@ -92,6 +92,7 @@ pub(super) async fn state(State(s): State<AdminState>) -> Json<Value> {
                 "bind": l.bind.to_string(),
                 "address": addr,
                 "protocol": listener_protocol(l.protocol),
+                "tls": l.tls_info.as_ref().map(|t| t.json()),
                 "tcp": l.tcp.as_ref().map(|t| json!({
                     "cluster": &*t.cluster.name,
                     "fallback_cluster": t.fallback.as_ref().map(|f| &*f.name),

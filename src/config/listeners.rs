@@ -65,9 +65,34 @@ impl V<'_> {
                 ListenerProtocol::Http
             }
         };
-        let tls = l.tls.as_ref().map(|t| TlsFiles {
-            cert: resolve_path(base, &t.cert),
-            key: resolve_path(base, &t.key),
+        let tls = l.tls.as_ref().map(|t| {
+            let tickets = t.tickets.unwrap_or(true);
+            if !tickets && t.ticket_keys_file.is_some() {
+                self.err_hint(
+                    &format!("{p}.tls.ticket_keys_file"),
+                    "ticket_keys_file is set but tickets is false".into(),
+                    "remove ticket_keys_file, or set tickets: true",
+                );
+            }
+            let session_cache = match t.session_cache {
+                None => DEFAULT_TLS_SESSION_CACHE,
+                Some(n) if n > MAX_TLS_SESSION_CACHE => {
+                    self.err_hint(
+                        &format!("{p}.tls.session_cache"),
+                        format!("{n} sessions is more than the limit of {MAX_TLS_SESSION_CACHE}"),
+                        "a session takes about 1 KB: 20000 (the default) to 1000000 fits most gateways",
+                    );
+                    DEFAULT_TLS_SESSION_CACHE
+                }
+                Some(n) => n as usize,
+            };
+            TlsFiles {
+                cert: resolve_path(base, &t.cert),
+                key: resolve_path(base, &t.key),
+                session_cache,
+                tickets,
+                ticket_keys_file: t.ticket_keys_file.as_ref().map(|f| resolve_path(base, f)),
+            }
         });
         match protocol {
             ListenerProtocol::Https if tls.is_none() => self.err_hint(
@@ -301,5 +326,51 @@ fn list(names: &HashSet<String>) -> String {
         "(none defined)".into()
     } else {
         v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const TLS: &str = "listeners:\n  - name: s\n    bind: 127.0.0.1:0\n    protocol: https\n    tls: {cert: c.pem, key: k.pem";
+    const REST: &str = "}\n    routes: [{match: {path_prefix: /}, cluster: a}]\nclusters:\n  - {name: a, endpoints: [{address: 127.0.0.1:1}]}\n";
+
+    #[test]
+    fn tls_resumption_settings_are_checked() {
+        let ok =
+            crate::config::parse("f.yaml", &format!("{TLS}{REST}"), Path::new("/etc/nf")).unwrap();
+        let t = ok.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(t.session_cache, super::DEFAULT_TLS_SESSION_CACHE);
+        assert!(t.tickets);
+        assert_eq!(t.ticket_keys_file, None);
+        let set = format!("{TLS}, session_cache: 0, ticket_keys_file: keys/t.keys{REST}");
+        let t = crate::config::parse("f.yaml", &set, Path::new("/etc/nf")).unwrap();
+        let t = t.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(t.session_cache, 0);
+        assert_eq!(
+            t.ticket_keys_file.as_deref(),
+            Some(Path::new("/etc/nf/keys/t.keys"))
+        );
+
+        let bad = format!(
+            "{TLS}, tickets: false, ticket_keys_file: t.keys, session_cache: 99999999{REST}"
+        );
+        let e = crate::config::parse("f.yaml", &bad, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.yaml:5:") && e.contains("listeners[0].tls.ticket_keys_file: ticket_keys_file is set but tickets is false"),
+            "{e}"
+        );
+        assert!(
+            e.contains("listeners[0].tls.session_cache: 99999999 sessions is more than the limit"),
+            "{e}"
+        );
+        let typo = format!("{TLS}, ticket_keys: t.keys{REST}");
+        let e = crate::config::parse("f.yaml", &typo, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ticket_keys"), "{e}");
     }
 }

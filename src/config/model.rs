@@ -215,7 +215,19 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM key.
     pub key: PathBuf,
+    /// Most sessions kept for resumption by id; 0 for none.
+    pub session_cache: usize,
+    /// Whether stateless session tickets are issued.
+    pub tickets: bool,
+    /// The fleet's shared ticket keys; `None` for per-process random keys.
+    pub ticket_keys_file: Option<PathBuf>,
 }
+
+/// Default size of a listener's TLS session cache (HAProxy's `tune.ssl.cachesize`).
+pub const DEFAULT_TLS_SESSION_CACHE: usize = 20_000;
+
+/// Largest accepted `tls.session_cache` (about 10 GB of sessions at their fullest).
+pub const MAX_TLS_SESSION_CACHE: u64 = 10_000_000;
 
 /// A route.
 #[derive(Debug, Clone)]

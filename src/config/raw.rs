@@ -156,6 +156,14 @@ pub struct RawTls {
     pub cert: String,
     /// PEM private key file.
     pub key: String,
+    /// Sessions kept for resumption by session id (TLS 1.2) or stateful ticket; 0 turns
+    /// the cache off. Default 20,000.
+    pub session_cache: Option<u64>,
+    /// Stateless session tickets (TLS 1.2 and 1.3). Default on.
+    pub tickets: Option<bool>,
+    /// File of ticket keys shared by a fleet: the current key first, then previous
+    /// ones. Re-read on reload. Without it, per-process random keys rotated every 12 h.
+    pub ticket_keys_file: Option<String>,
 }
 
 /// `listeners[].routes[]`.

@@ -142,10 +142,30 @@ pub(super) async fn accept_loop(
                         .and_then(|l| l.tls.clone());
                     let Some(acceptor) = acceptor else { return };
                     let accept = acceptor.accept(stream);
-                    let Ok(Ok(s)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await
-                    else {
-                        return;
+                    let metrics = &conn.shared.metrics;
+                    let s = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            let reason = crate::tls::failure_reason(&e);
+                            metrics
+                                .tls_handshake_failures
+                                .with_label_values(&[&*conn.name, reason])
+                                .inc();
+                            return;
+                        }
+                        Err(_) => {
+                            metrics
+                                .tls_handshake_failures
+                                .with_label_values(&[&*conn.name, "timeout"])
+                                .inc();
+                            return;
+                        }
                     };
+                    let (kind, version) = crate::tls::handshake_labels(s.get_ref().1);
+                    metrics
+                        .tls_handshakes
+                        .with_label_values(&[&*conn.name, kind, version])
+                        .inc();
                     // The engine choice after ALPN: h2 goes to hyper, HTTP/1.1 (or no
                     // ALPN) to the own engine, as on plain listeners.
                     if s.get_ref().1.alpn_protocol() == Some(b"h2") {

@@ -152,6 +152,7 @@ impl Servable {
             // The file as written is kept for `check`'s lint; serving reads only the
             // validated form (10,000 routes as written hold about 14 MB).
             cfg.raw = Default::default();
+            cfg.index.compact();
             Ok(Servable(cfg))
         } else {
             Err(ConfigErrors(cfg.unsupported))

@@ -9,6 +9,7 @@
 #   bench/routes-scale.sh                 # 1, 1000 and 10000 routes
 #   bench/routes-scale.sh 10000           # one size
 #   bench/routes-scale.sh --clusters 1000
+#   ENDPOINTS=1 bench/routes-scale.sh --clusters 1000   # endpoints per cluster (default 5)
 #   NINEFOLD_BIN=target/release/ninefold bench/routes-scale.sh
 #
 # Times are wall clock on an idle machine, best of 3; it needs nothing but the binary
@@ -48,7 +49,12 @@ gen() { # N -> config on stdout
     if ((clusters)); then
         for ((i = 0; i < n; i++)); do
             echo "  - name: c$i"
-            echo "    endpoints: [{address: 127.0.0.1:9}, {address: 127.0.0.2:9}, {address: 127.0.0.3:9}, {address: 127.0.0.4:9}, {address: 127.0.0.5:9}]"
+            printf '    endpoints: ['
+            for ((e = 1; e <= ${ENDPOINTS:-5}; e++)); do
+                ((e > 1)) && printf ', '
+                printf '{address: 127.0.0.%d:9}' "$e"
+            done
+            printf ']\n'
         done
     else
         echo "  - name: app"

@@ -182,8 +182,8 @@ fn bench_slo(c: &mut Criterion) {
         })
     });
     let metrics = Metrics::new().unwrap();
-    let plain = metrics.route("l", "r", "c", None);
-    let with_slo = metrics.route("l", "r2", "c", Some("s"));
+    let plain = metrics.route(&"l".into(), &"r".into(), &"c".into(), None);
+    let with_slo = metrics.route(&"l".into(), &"r2".into(), &"c".into(), Some("s"));
     c.bench_function("metrics: record without slo", |b| {
         b.iter(|| plain.record(black_box(200), SloResult::Good, 0.0009))
     });

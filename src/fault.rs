@@ -56,7 +56,7 @@ pub struct RouteFaults {
     /// series made at its first fault (most routes never have one).
     injected: [std::sync::OnceLock<prometheus::IntCounter>; 2],
     family: prometheus::IntCounterVec,
-    name: Box<str>,
+    name: std::sync::Arc<str>,
 }
 
 /// Where a route's draws come from.
@@ -134,7 +134,7 @@ impl RouteFaults {
     /// The faults of route `name`, counted under that name.
     pub fn new(
         config: Option<FaultsConfig>,
-        name: &str,
+        name: &std::sync::Arc<str>,
         metrics: &crate::metrics::Metrics,
     ) -> Self {
         let config = config.unwrap_or_default();
@@ -146,7 +146,7 @@ impl RouteFaults {
             config,
             injected: Default::default(),
             family: metrics.faults_injected.clone(),
-            name: name.into(),
+            name: name.clone(),
         }
     }
 
@@ -416,7 +416,7 @@ mod tests {
                 allow_header: false,
                 seed: Some(seed),
             }),
-            "app",
+            &"app".into(),
             &metrics,
         )
     }

@@ -137,7 +137,7 @@ pub struct RouteMetrics {
     labels: Arc<RouteLabels>,
     /// Indexed by [`SloResult`] (the same series for each on a route without an SLO),
     /// then by status class: 0 for `1xx` … 4 for `5xx`.
-    by_class: [[OnceLock<IntCounter>; 5]; 3],
+    by_class: OnceLock<Box<ByClass>>,
     /// Duration until response headers.
     duration: OnceLock<prometheus::Histogram>,
     /// The route's `ninefold_gateway_errors_total` counters, resolved at first use.
@@ -149,19 +149,27 @@ pub struct RouteMetrics {
 struct RouteLabels {
     requests: IntCounterVec,
     duration: HistogramVec,
-    listener: Box<str>,
-    route: Box<str>,
-    cluster: Box<str>,
+    /// The names are the snapshot's own, shared: an idle route holds no copy.
+    listener: Arc<str>,
+    route: Arc<str>,
+    cluster: Arc<str>,
     slo: Option<Box<str>>,
 }
+
+/// A route's request counters by SLO result and status class, each made at its first
+/// use; the table itself is made at the route's first answer, so a route that never
+/// sees traffic holds one pointer for it.
+type ByClass = [[OnceLock<IntCounter>; 5]; 3];
 
 /// A route's `ninefold_retries_total` counters by reason, each made at its first use.
 #[derive(Debug)]
 pub struct RouteRetries {
     family: IntCounterVec,
-    listener: Box<str>,
-    route: Box<str>,
-    by_reason: Box<[OnceLock<IntCounter>]>,
+    listener: Arc<str>,
+    route: Arc<str>,
+    /// Made at the route's first retry: most routes never retry.
+    by_reason: OnceLock<Box<[OnceLock<IntCounter>]>>,
+    reasons: usize,
 }
 
 /// One route's gateway-made answers by reason: each reason's counter is resolved from
@@ -485,26 +493,26 @@ impl Metrics {
     /// Resolves a route's counters; `slo` is the SLO the route counts towards.
     pub fn route(
         &self,
-        listener: &str,
-        route: &str,
-        cluster: &str,
+        listener: &Arc<str>,
+        route: &Arc<str>,
+        cluster: &Arc<str>,
         slo: Option<&str>,
     ) -> RouteMetrics {
         RouteMetrics {
             labels: Arc::new(RouteLabels {
                 requests: self.requests.clone(),
                 duration: self.duration.clone(),
-                listener: listener.into(),
-                route: route.into(),
-                cluster: cluster.into(),
+                listener: listener.clone(),
+                route: route.clone(),
+                cluster: cluster.clone(),
                 slo: slo.map(Into::into),
             }),
-            by_class: Default::default(),
+            by_class: OnceLock::new(),
             duration: OnceLock::new(),
             errors: GatewayErrors {
                 family: self.gateway_errors.clone(),
-                listener: listener.into(),
-                route: route.into(),
+                listener: listener.clone(),
+                route: route.clone(),
                 by_reason: Arc::new(OnceLock::new()),
             },
         }
@@ -512,12 +520,13 @@ impl Metrics {
 
     /// The `ninefold_retries_total` counters of route `route` of `listener`, one slot
     /// per reason (`reasons` of them), each made at its first retry.
-    pub fn retries(&self, listener: &str, route: &str, reasons: usize) -> RouteRetries {
+    pub fn retries(&self, listener: &Arc<str>, route: &Arc<str>, reasons: usize) -> RouteRetries {
         RouteRetries {
             family: self.retries.clone(),
-            listener: listener.into(),
-            route: route.into(),
-            by_reason: (0..reasons).map(|_| OnceLock::new()).collect(),
+            listener: listener.clone(),
+            route: route.clone(),
+            by_reason: OnceLock::new(),
+            reasons,
         }
     }
 
@@ -592,7 +601,7 @@ impl RouteMetrics {
     pub fn record(&self, status: u16, result: SloResult, seconds: f64) {
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
         let l = &self.labels;
-        self.by_class[result as usize][class]
+        self.by_class.get_or_init(Box::default)[result as usize][class]
             .get_or_init(|| {
                 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
                 let (slo, r) = match &l.slo {
@@ -637,7 +646,10 @@ impl RouteRetries {
     /// Counts one retry for reason number `i`, labelled `label`.
     pub fn inc(&self, i: usize, label: &str) {
         let labels = [&*self.listener, &*self.route, label];
-        match self.by_reason.get(i) {
+        let slots = self
+            .by_reason
+            .get_or_init(|| (0..self.reasons).map(|_| OnceLock::new()).collect());
+        match slots.get(i) {
             Some(slot) => slot
                 .get_or_init(|| self.family.with_label_values(&labels))
                 .inc(),

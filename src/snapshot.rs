@@ -260,7 +260,7 @@ pub struct RouteSnap {
     /// Target cell set: when set, each request runs on its cell's cluster.
     pub cells: Option<Arc<CellSet<ClusterSnap>>>,
     /// The fallback ladder.
-    pub fallback: Option<RouteFallback<ClusterSnap>>,
+    pub fallback: Option<Box<RouteFallback<ClusterSnap>>>,
     /// Timeout until response headers.
     pub timeout: Duration,
     /// Longest silence inside the response body.
@@ -470,6 +470,7 @@ impl Snapshot {
                 Some((a, info)) => (Some(a), Some(info)),
                 None => (None, None),
             };
+            let lname: Arc<str> = l.name.as_str().into();
             let mut routes = Vec::new();
             for r in &l.routes {
                 let set = match &r.cells {
@@ -508,12 +509,14 @@ impl Snapshot {
                         )
                     })?,
                 };
-                let target_label = match &r.cells {
-                    Some(c) => c.as_str(),
-                    None => r.cluster.as_str(),
+                let target_label: Arc<str> = match &r.cells {
+                    Some(c) => c.as_str().into(),
+                    None if *cluster.name == *r.cluster => cluster.name.clone(),
+                    None => r.cluster.as_str().into(),
                 };
+                let rname: Arc<str> = r.name.as_str().into();
                 let fallback = match &r.fallback {
-                    Some(f) => Some(RouteFallback {
+                    Some(f) => Some(Box::new(RouteFallback {
                         cache_id: format!("{}/{}", l.name, r.name).into(),
                         cluster: match &f.cluster {
                             Some(c) => {
@@ -532,7 +535,7 @@ impl Snapshot {
                         methods: f.methods.clone(),
                         served: KIND_LABELS
                             .map(|k| metrics.fallbacks.with_label_values(&[&l.name, &r.name, k])),
-                    }),
+                    })),
                     None => None,
                 };
                 let route_slo = r.slo.as_deref().and_then(|name| {
@@ -544,18 +547,18 @@ impl Snapshot {
                     })
                 });
                 routes.push(Arc::new(RouteSnap {
-                    name: r.name.as_str().into(),
+                    name: rname.clone(),
                     matcher: r.matcher.clone(),
                     cluster: Arc::clone(cluster),
                     cells: set,
                     fallback,
                     timeout: r.timeout,
                     idle_timeout: r.idle_timeout,
-                    metrics: metrics.route(&l.name, &r.name, target_label, r.slo.as_deref()),
+                    metrics: metrics.route(&lname, &rname, &target_label, r.slo.as_deref()),
                     slo: route_slo,
                     retry: r.retry,
                     budget: Budget::new(&r.retry),
-                    retries: metrics.retries(&l.name, &r.name, Reason::ALL.len()),
+                    retries: metrics.retries(&lname, &rname, Reason::ALL.len()),
                     write_cluster: match &r.writes {
                         Some(Writes::Cluster(c)) => {
                             Some(Arc::clone(by_name.get(c.as_str()).ok_or_else(|| {
@@ -582,7 +585,7 @@ impl Snapshot {
                                 .copied(),
                         )
                     }),
-                    faults: RouteFaults::new(r.faults, &r.name, metrics),
+                    faults: RouteFaults::new(r.faults, &rname, metrics),
                 }));
             }
             let tcp = match &l.tcp {
@@ -627,14 +630,14 @@ impl Snapshot {
                 None => None,
             };
             listeners.push(ListenerSnap {
-                name: l.name.as_str().into(),
+                name: lname.clone(),
                 bind: l.bind,
                 protocol: l.protocol,
                 tls,
                 tls_info,
                 index: crate::routes::RouteIndex::build(routes.iter().map(|r| &r.matcher)),
                 routes,
-                unmatched: metrics.route(&l.name, "", "", None),
+                unmatched: metrics.route(&lname, &"".into(), &"".into(), None),
                 tcp,
             });
         }

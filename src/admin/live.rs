@@ -105,7 +105,9 @@ pub fn render(snap: &Snapshot, now: u64, out: &mut String) {
         "Retries the route's budget still allows now (budget share of recent requests plus the floor, minus recent retries).",
     );
     for l in &snap.listeners {
-        for r in &l.routes {
+        // A route that has seen no request since the configuration was loaded has
+        // no series yet, as its counters do not: 10,000 idle routes, no page to match.
+        for r in l.routes.iter().filter(|r| r.budget.used()) {
             sample(
                 out,
                 "ninefold_retry_budget_headroom",

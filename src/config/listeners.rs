@@ -241,7 +241,7 @@ impl V<'_> {
             let fallback = r
                 .fallback
                 .as_ref()
-                .map(|f| self.fallback(&format!("{rp}.fallback"), f, n.clusters, base));
+                .map(|f| Box::new(self.fallback(&format!("{rp}.fallback"), f, n.clusters, base)));
             routes.push(RouteConfig {
                 name,
                 matcher,

@@ -241,7 +241,7 @@ pub struct RouteConfig {
     /// Target cell set, instead of a cluster.
     pub cells: Option<String>,
     /// The fallback ladder.
-    pub fallback: Option<FallbackConfig>,
+    pub fallback: Option<Box<FallbackConfig>>,
     /// Time until the upstream's response headers.
     pub timeout: Duration,
     /// Longest silence between two frames of the response body.

@@ -331,7 +331,10 @@ pub fn refused(ctx: &ConnCtx, f: Failure) -> Response<RespBody> {
 #[cold]
 fn listener_gone(ctx: &ConnCtx, start: Instant, log: Option<&LogLine>) -> Response<RespBody> {
     tracing::warn!(listener = %ctx.listener, "request on a listener a reload removed; answering 503");
-    let unmatched = ctx.shared.metrics.route(&ctx.listener, "", "", None);
+    let unmatched = ctx
+        .shared
+        .metrics
+        .route(&ctx.listener, &"".into(), &"".into(), None);
     unrouted(&unmatched, Failure::ListenerGone, start, log)
 }
 

@@ -49,7 +49,9 @@ pub enum Cause {
 pub struct Budget {
     percent: f64,
     floor_per_sec: u32,
-    history: SecondRing<{ WINDOW_SECS as usize }>,
+    /// Made at the route's first request: an idle route holds one pointer, not the
+    /// window's 160 bytes.
+    history: std::sync::OnceLock<Box<SecondRing<{ WINDOW_SECS as usize }>>>,
 }
 
 // === impl Cause ===
@@ -159,19 +161,27 @@ impl Budget {
         Budget {
             percent: cfg.budget,
             floor_per_sec: cfg.min_retries_per_second,
-            history: SecondRing::default(),
+            history: std::sync::OnceLock::new(),
         }
     }
 
     /// Counts a client request (not its retries).
     #[inline]
     pub fn request(&self, now_ms: u64) {
-        self.history.add(now_ms, 1, 0);
+        self.history.get_or_init(Box::default).add(now_ms, 1, 0);
+    }
+
+    /// Whether the budget has counted a request or a retry (its window exists).
+    pub fn used(&self) -> bool {
+        self.history.get().is_some()
     }
 
     /// Retries still allowed now: `budget% × requests + floor × window − retries`.
     pub fn headroom(&self, now_ms: u64) -> f64 {
-        let (requests, retries) = self.history.sum(now_ms, WINDOW_SECS);
+        let (requests, retries) = match self.history.get() {
+            Some(h) => h.sum(now_ms, WINDOW_SECS),
+            None => (0, 0),
+        };
         let allowed = requests as f64 * self.percent / 100.0
             + f64::from(self.floor_per_sec) * WINDOW_SECS as f64;
         allowed - retries as f64
@@ -182,7 +192,7 @@ impl Budget {
         if self.headroom(now_ms) < 1.0 {
             return false;
         }
-        self.history.add(now_ms, 0, 1);
+        self.history.get_or_init(Box::default).add(now_ms, 0, 1);
         true
     }
 }

@@ -19,7 +19,7 @@ use std::ffi::OsStr;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -49,6 +49,12 @@ pub struct Guard {
 /// `RUST_LOG` overrides the default `info` level of operational logs.
 pub fn init() -> Guard {
     let ops_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Every filter says the most verbose level it can let through, so the subscriber's
+    // maximum is known (`info` unless RUST_LOG asks for more) and the `trace` and
+    // `debug` spans of h2 and hyper are turned off at their call sites. A filter
+    // without a hint makes the maximum `trace`: every h2 frame then built a span the
+    // filters threw away, half of the h2 path's CPU (bench/README.md, h2).
+    let ops_max = ops_filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let ops = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(use_colour(
@@ -56,7 +62,9 @@ pub fn init() -> Guard {
             std::env::var_os("NO_COLOR").as_deref(),
         ))
         .with_filter(ops_filter)
-        .with_filter(filter_fn(|m| !m.target().starts_with("ninefold::access")));
+        .with_filter(
+            filter_fn(|m| !m.target().starts_with("ninefold::access")).with_max_level_hint(ops_max),
+        );
     let (access, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(ACCESS_LOG_BUFFER_LINES)
@@ -68,7 +76,9 @@ pub fn init() -> Guard {
         .with_target(false)
         .with_level(false)
         .with_ansi(false)
-        .with_filter(filter_fn(|m| m.target() == ACCESS_TEXT));
+        .with_filter(
+            filter_fn(|m| m.target() == ACCESS_TEXT).with_max_level_hint(LevelFilter::INFO),
+        );
     let json = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
@@ -76,7 +86,9 @@ pub fn init() -> Guard {
         .with_span_list(false)
         .with_target(false)
         .with_writer(access)
-        .with_filter(filter_fn(|m| m.target() == ACCESS_JSON));
+        .with_filter(
+            filter_fn(|m| m.target() == ACCESS_JSON).with_max_level_hint(LevelFilter::INFO),
+        );
     let installed = tracing_subscriber::registry()
         .with(ops)
         .with(text)

@@ -801,34 +801,10 @@ clusters:
     #[test]
     fn the_tls_rules() {
         let dir = tempfile::tempdir().unwrap();
-        let made = |args: &[&str]| {
-            let ok = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .expect("openssl is needed (scripts/test installs it)")
-                .success();
-            assert!(ok, "openssl {args:?}");
-        };
-        made(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "rsa.key",
-        ]);
-        made(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "ec.key",
-        ]);
+        let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(dir.path().join("rsa.key"), rsa.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join("ec.key"), ec.serialize_pem()).unwrap();
         let yaml = |key: &str, tls_extra: &str| {
             CLEAN.replace(
                 "    bind: 127.0.0.1:0\n",

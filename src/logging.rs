@@ -49,11 +49,35 @@ pub struct Guard {
 /// `RUST_LOG` overrides the default `info` level of operational logs.
 pub fn init() -> Guard {
     let ops_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Every filter says the most verbose level it can let through, so the subscriber's
-    // maximum is known (`info` unless RUST_LOG asks for more) and the `trace` and
-    // `debug` spans of h2 and hyper are turned off at their call sites. A filter
-    // without a hint makes the maximum `trace`: every h2 frame then built a span the
-    // filters threw away, half of the h2 path's CPU (bench/README.md, h2).
+    let (access, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(ACCESS_LOG_BUFFER_LINES)
+        .thread_name("ninefold-access-log")
+        .finish(std::io::stdout());
+    let dropped = access.error_counter();
+    let installed = subscriber(ops_filter, access).try_init().is_ok();
+    if !installed {
+        // Another subscriber won (a second call): ours never sees an event.
+        return Guard { _access: None };
+    }
+    let _ = ACCESS_DROPPED.set(dropped);
+    Guard {
+        _access: Some(guard),
+    }
+}
+
+/// The subscriber: operational logs to stderr through `ops_filter`, access lines to
+/// `access` as text or JSON.
+///
+/// Every filter says the most verbose level it can let through, so the subscriber's
+/// maximum is known (`info` unless `RUST_LOG` asks for more) and the `trace` and
+/// `debug` spans of h2 and hyper are turned off at their call sites. A filter without
+/// a hint makes the maximum `trace`: every h2 frame then built a span that the filters
+/// threw away, which was half of the h2 path's CPU (bench/README.md, h2).
+fn subscriber(
+    ops_filter: EnvFilter,
+    access: tracing_appender::non_blocking::NonBlocking,
+) -> impl tracing::Subscriber + Send + Sync {
     let ops_max = ops_filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let ops = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -65,12 +89,6 @@ pub fn init() -> Guard {
         .with_filter(
             filter_fn(|m| !m.target().starts_with("ninefold::access")).with_max_level_hint(ops_max),
         );
-    let (access, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(ACCESS_LOG_BUFFER_LINES)
-        .thread_name("ninefold-access-log")
-        .finish(std::io::stdout());
-    let dropped = access.error_counter();
     let text = tracing_subscriber::fmt::layer()
         .with_writer(access.clone())
         .with_target(false)
@@ -89,20 +107,10 @@ pub fn init() -> Guard {
         .with_filter(
             filter_fn(|m| m.target() == ACCESS_JSON).with_max_level_hint(LevelFilter::INFO),
         );
-    let installed = tracing_subscriber::registry()
+    tracing_subscriber::registry()
         .with(ops)
         .with(text)
         .with(json)
-        .try_init()
-        .is_ok();
-    if !installed {
-        // Another subscriber won (a second call): ours never sees an event.
-        return Guard { _access: None };
-    }
-    let _ = ACCESS_DROPPED.set(dropped);
-    Guard {
-        _access: Some(guard),
-    }
 }
 
 /// Access lines dropped so far because the queue to stdout was full.
@@ -129,6 +137,21 @@ mod tests {
         assert!(!use_colour(true, Some(OsStr::new("1"))));
         assert!(!use_colour(false, None));
         assert!(!use_colour(false, Some(OsStr::new("1"))));
+    }
+
+    #[test]
+    fn the_subscriber_knows_its_most_verbose_level() {
+        use tracing::Subscriber;
+        let hint = |filter: &str| {
+            let (w, _guard) = NonBlockingBuilder::default().finish(std::io::sink());
+            subscriber(EnvFilter::new(filter), w).max_level_hint()
+        };
+        // The default: trace and debug call sites (h2's spans) are off.
+        assert_eq!(hint("info"), Some(LevelFilter::INFO));
+        // The access lines are info: a quieter RUST_LOG does not turn them off.
+        assert_eq!(hint("warn"), Some(LevelFilter::INFO));
+        assert_eq!(hint("debug"), Some(LevelFilter::DEBUG));
+        assert_eq!(hint("info,h2=trace"), Some(LevelFilter::TRACE));
     }
 
     #[test]

@@ -452,8 +452,11 @@ impl Snapshot {
         for (i, l) in config.listeners.iter().enumerate() {
             let tls = match (&l.tls, l.protocol) {
                 (Some(files), ListenerProtocol::Https) => {
+                    let before = prev
+                        .and_then(|p| p.listener(&l.name))
+                        .and_then(|b| b.tls_info.as_ref());
                     let settings = crate::tls::Settings {
-                        listener: &l.name,
+                        before,
                         cert: &files.cert,
                         key: &files.key,
                         session_cache: files.session_cache,

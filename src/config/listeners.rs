@@ -80,7 +80,7 @@ impl V<'_> {
                     self.err_hint(
                         &format!("{p}.tls.session_cache"),
                         format!("{n} sessions is more than the limit of {MAX_TLS_SESSION_CACHE}"),
-                        "a session takes about 1 KB: 20000 (the default) to 1000000 fits most gateways",
+                        "the table is reserved at start (about 80 bytes a slot) and a stored session takes a few hundred bytes: 20000 (the default) fits most gateways",
                     );
                     DEFAULT_TLS_SESSION_CACHE
                 }

@@ -70,7 +70,8 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 /// A served configuration keeps only the text ([`PosIndex::compact`]): its positions
 /// are needed for the rare error found after validation (a certificate that cannot be
 /// read at a reload), and the map costs about 0.7 KB per route, the text a fifth of it.
-#[derive(Debug, Default, Clone)]
+/// The text has the environment's values in it (secrets too): `Debug` leaves it out.
+#[derive(Default, Clone)]
 pub struct PosIndex {
     positions: HashMap<String, (usize, usize)>,
     text: Arc<str>,
@@ -325,6 +326,15 @@ impl std::error::Error for ConfigErrors {}
 
 // === impl PosIndex ===
 
+impl fmt::Debug for PosIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PosIndex")
+            .field("positions", &self.positions.len())
+            .field("text_bytes", &self.text.len())
+            .finish()
+    }
+}
+
 enum Frame {
     Map { path: String, key: Option<String> },
     Seq { path: String, next: usize },
@@ -416,16 +426,22 @@ impl PosIndex {
     /// Position of a key path's value, or of its nearest ancestor present in the file.
     pub fn locate(&self, path: &str) -> (usize, usize) {
         if self.positions.is_empty() && !self.text.is_empty() {
-            return PosIndex::build(&self.text).locate(path);
+            // Compacted: walk the text again. Text with no node walks to an empty map,
+            // which `find` answers with (0, 0) like any index without the path.
+            return Self::find(&Self::walk(&self.text), path);
         }
+        Self::find(&self.positions, path)
+    }
+
+    fn find(positions: &HashMap<String, (usize, usize)>, path: &str) -> (usize, usize) {
         let mut p = path;
         loop {
-            if let Some(&pos) = self.positions.get(p) {
+            if let Some(&pos) = positions.get(p) {
                 return pos;
             }
             match p.rfind(['.', '[']) {
                 Some(i) => p = &p[..i],
-                None => return self.positions.get("").copied().unwrap_or((0, 0)),
+                None => return positions.get("").copied().unwrap_or((0, 0)),
             }
         }
     }
@@ -465,6 +481,12 @@ mod tests {
         let mut small = idx.clone();
         small.compact();
         assert_eq!(small.locate("a.b[1].y[1]"), (4, 21));
+        // Text without a node (blank, or only comments) finds nothing, and returns.
+        for text in ["\n", "   ", "# only a comment\n"] {
+            let mut blank = PosIndex::build(text);
+            blank.compact();
+            assert_eq!(blank.locate("endpoints"), (0, 0));
+        }
     }
 }
 

@@ -226,8 +226,10 @@ pub struct TlsFiles {
 /// Default size of a listener's TLS session cache (HAProxy's `tune.ssl.cachesize`).
 pub const DEFAULT_TLS_SESSION_CACHE: usize = 20_000;
 
-/// Largest accepted `tls.session_cache` (about 10 GB of sessions at their fullest).
-pub const MAX_TLS_SESSION_CACHE: u64 = 10_000_000;
+/// Largest accepted `tls.session_cache`. rustls reserves its table at start (about
+/// 80 bytes a slot: 1.6 MB for the default, 80 MB here) and a session takes a few
+/// hundred bytes more when stored.
+pub const MAX_TLS_SESSION_CACHE: u64 = 1_000_000;
 
 /// A route.
 #[derive(Debug, Clone)]

@@ -13,15 +13,14 @@ pub mod tickets;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, StoresServerSessions};
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
 #[cfg(all(feature = "ring", feature = "aws-lc-rs"))]
 compile_error!("the features `ring` and `aws-lc-rs` exclude each other: build with --no-default-features --features ring");
 #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
-compile_error!("a TLS provider is needed: the feature `ring` (default) or `aws-lc-rs`");
+compile_error!("a TLS provider is needed: the feature `aws-lc-rs` (default) or `ring`");
 
 #[cfg(all(feature = "aws-lc-rs", not(feature = "ring")))]
 use aws_lc_rs as crypto;
@@ -47,8 +46,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// What a listener's TLS is made of (`listeners[].tls`).
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'a> {
-    /// The listener's name: the session cache is kept per listener across reloads.
-    pub listener: &'a str,
+    /// The same listener's TLS in the snapshot before: its session cache is kept when
+    /// the size is the same, so a reload keeps the sessions clients can resume.
+    pub before: Option<&'a Info>,
     /// PEM certificate chain.
     pub cert: &'a Path,
     /// PEM private key.
@@ -66,6 +66,8 @@ pub struct Settings<'a> {
 pub struct Info {
     /// Sessions the cache holds at most (0: off).
     pub session_cache: usize,
+    /// The cache, carried to the next snapshot's same listener.
+    cache: Arc<dyn StoresServerSessions>,
     /// The ticket keys, when tickets are on.
     pub tickets: Option<Arc<tickets::Tickets>>,
 }
@@ -99,9 +101,15 @@ pub fn acceptor(s: &Settings<'_>) -> Result<(TlsAcceptor, Info), String> {
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not fit: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    cfg.session_storage = session_cache(s.listener, s.session_cache);
+    let cache: Arc<dyn StoresServerSessions> = match s.before {
+        _ if s.session_cache == 0 => Arc::new(NoServerSessionStorage {}),
+        Some(b) if b.session_cache == s.session_cache => b.cache.clone(),
+        _ => ServerSessionMemoryCache::new(s.session_cache),
+    };
+    cfg.session_storage = cache.clone();
     let mut info = Info {
         session_cache: s.session_cache,
+        cache,
         tickets: None,
     };
     if s.tickets {
@@ -141,28 +149,6 @@ pub fn key_algorithm(key: &Path) -> Result<String, String> {
         .load_private_key(der)
         .map_err(|e| format!("unsupported private key {}: {e}", key.display()))?;
     Ok(format!("{:?}", signing.algorithm()))
-}
-
-/// A listener's session cache: the one it had before when the size is the same, so
-/// a reload keeps the sessions clients can resume.
-fn session_cache(listener: &str, size: usize) -> Arc<dyn StoresServerSessions> {
-    type Caches = HashMap<String, (usize, Arc<dyn StoresServerSessions>)>;
-    static CACHES: Mutex<Option<Caches>> = Mutex::new(None);
-    if size == 0 {
-        return Arc::new(NoServerSessionStorage {});
-    }
-    let Ok(mut caches) = CACHES.lock() else {
-        return ServerSessionMemoryCache::new(size);
-    };
-    let caches = caches.get_or_insert_with(HashMap::new);
-    match caches.get(listener) {
-        Some((n, cache)) if *n == size => cache.clone(),
-        _ => {
-            let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(size);
-            caches.insert(listener.to_owned(), (size, cache.clone()));
-            cache
-        }
-    }
 }
 
 /// A completed handshake's labels for `ninefold_tls_handshakes_total`: the kind

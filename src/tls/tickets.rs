@@ -168,14 +168,17 @@ impl Tickets {
             return;
         };
         let old = self.keys.load();
+        let every = self.every.as_secs().max(1);
         let mut keys = vec![Arc::new(fresh)];
-        keys.extend(old.keys.first().cloned());
+        // The old current key opens its tickets for one more period, unless that
+        // period is over too (nothing encrypted or decrypted for a while): then it goes.
+        if at < next + every {
+            keys.extend(old.keys.first().cloned());
+        }
         self.keys.store(Arc::new(KeySet { keys }));
-        let periods = (at - next) / self.every.as_secs().max(1) + 1;
-        self.next_rotation.store(
-            next + periods * self.every.as_secs().max(1),
-            Ordering::Release,
-        );
+        let periods = (at - next) / every + 1;
+        self.next_rotation
+            .store(next + periods * every, Ordering::Release);
     }
 
     fn seal(&self, plain: &[u8]) -> Option<Vec<u8>> {
@@ -234,6 +237,9 @@ impl rustls::server::ProducesTickets for Tickets {
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        // Rotating here too: after a quiet spell, a ticket whose key's time is over
+        // must not open just because nothing was encrypted since.
+        self.rotate_if_due(Instant::now());
         self.open(cipher)
     }
 }
@@ -253,8 +259,9 @@ pub fn process_keys() -> Result<Arc<Tickets>, String> {
 fn parse_keys(text: &str) -> Result<Vec<Key>, (usize, String)> {
     let mut keys: Vec<Key> = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+        // `#` starts a comment, on its own line or after a key (`#` is not base64).
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
             continue;
         }
         let bytes = base64::engine::general_purpose::STANDARD
@@ -303,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_ticket_opens_with_any_key_in_the_file_and_only_there() {
-        let a = from_text(&format!("# keys\n{}\n", key_line(1)));
+        let a = from_text(&format!("# keys\n{}   # current\n", key_line(1)));
         let t = a.encrypt(b"session").unwrap();
         assert_eq!(a.decrypt(&t).unwrap(), b"session");
         // A gateway with a new current key and the old one second still opens it.
@@ -364,9 +371,12 @@ mod tests {
         k.rotate_if_due(k.born + Duration::from_secs(250));
         assert!(k.decrypt(&t0).is_none());
         assert_eq!(k.decrypt(&t1).unwrap(), b"s1");
-        // A long pause skips the missed periods instead of rotating once per period.
+        // A long pause skips the missed periods instead of rotating once per period,
+        // and the key in use before it is gone: its period is long over.
         k.rotate_if_due(k.born + Duration::from_secs(10_000));
         let names = k.key_names();
+        assert_eq!(names.len(), 1);
+        assert!(k.decrypt(&t1).is_none());
         k.rotate_if_due(k.born + Duration::from_secs(10_001));
         assert_eq!(k.key_names(), names);
     }

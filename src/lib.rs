@@ -14,7 +14,8 @@
 //!
 //! The modules stand on floors, each importing only from the floors below
 //! (docs/architecture.md, "Layers"; `tests/it/layers.rs` enforces it), ground first:
-//! - ground: [`availability`] (nines, k-of-n), [`events`] (the stream of transitions
+//! - ground: [`alloc`] (pages freed by a configuration load given back),
+//!   [`availability`] (nines, k-of-n), [`events`] (the stream of transitions
 //!   the dashboard shows), [`logging`], [`oneshot`] (the control
 //!   plane's one-shot HTTP exchanges), [`rlimit`], [`runtime`] (named threads with their
 //!   runtime), [`timer`] (the workers' deadlines), [`tls`];
@@ -40,6 +41,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alloc;
 pub mod autoscale;
 pub mod availability;
 pub mod bulkhead;

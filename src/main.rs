@@ -7,6 +7,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The allocator: jemalloc unless built without the `jemalloc` feature. An idle
+/// connection's tokio task and socket record are 128-byte-aligned blocks, which glibc's
+/// malloc serves with a header and split-off remainders (about 160 bytes each);
+/// jemalloc's size classes are aligned already (bench/README.md, "Idle connections").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The version, with the TLS crypto provider compiled in (`aws-lc-rs` or `ring`).
 #[cfg(feature = "ring")]
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (TLS: ring)");

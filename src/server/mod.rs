@@ -247,6 +247,8 @@ impl Gateway {
         gw.discovered
             .run(&cfg, &gw.shared.discovery, &gw.shared.metrics);
         gw.start_autoscale(&cfg);
+        // What parsing and building freed goes back to the system now.
+        crate::alloc::release_freed();
         Ok(gw)
     }
 
@@ -297,6 +299,9 @@ impl Gateway {
         for s in result.iter().flat_map(|o| &o.needs_restart) {
             tracing::warn!("{s}");
         }
+        // The parsed file and what the old snapshot freed go back to the system now
+        // (requests still on the old snapshot free the rest as they end).
+        crate::alloc::release_freed();
         result
     }
 

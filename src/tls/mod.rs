@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
 #[cfg(all(feature = "ring", feature = "aws-lc-rs"))]
-compile_error!("the features `ring` and `aws-lc-rs` exclude each other: build with --no-default-features --features ring");
+compile_error!("the features `ring` and `aws-lc-rs` exclude each other: build with --no-default-features --features ring,jemalloc");
 #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
 compile_error!("a TLS provider is needed: the feature `aws-lc-rs` (default) or `ring`");
 

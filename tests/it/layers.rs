@@ -16,6 +16,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     (
         "ground",
         &[
+            "alloc",
             "availability",
             "events",
             "logging",

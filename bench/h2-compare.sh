@@ -68,39 +68,14 @@ for t in "${TARGET_LIST[@]}"; do
 done
 CLK_TCK=$(getconf CLK_TCK)
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/h2-compare.XXXXXX") || die "mktemp failed"
-chmod 0755 "$TMP"
-declare -a PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf -- "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$BENCH_DIR/compare-lib.sh"
+bench_tmp h2-compare
 
 PORT_BACKEND=18280
 declare -A PORT=([nginx]=18281 [haproxy]=18282 [ninefold]=18283)
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in $PORT_BACKEND "${PORT[@]}"; do port_in_use "$p" && die "127.0.0.1:$p is in use"; done
 
-temp_paths() { # dir
-    echo "client_body_temp_path $1/t1; proxy_temp_path $1/t2; fastcgi_temp_path $1/t3; uwsgi_temp_path $1/t4; scgi_temp_path $1/t5;"
-}
-
-mkdir -p "$TMP/backend"
-cat >"$TMP/backend/nginx.conf" <<EOF
-worker_processes 1; daemon off; pid $TMP/backend/nginx.pid; error_log $TMP/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off; keepalive_requests 1000000; $(temp_paths "$TMP/backend")
-    server { listen 127.0.0.1:$PORT_BACKEND; location / { return 200 "ok"; } }
-}
-EOF
-taskset -c "$LOAD_CPU" nginx -c "$TMP/backend/nginx.conf" -p "$TMP/backend" >/dev/null 2>&1 &
-PIDS+=($!)
+start_backend "$PORT_BACKEND" "$LOAD_CPU"
 
 start_target() { # target -> PID
     local t=$1 d="$TMP/$1" port=${PORT[$1]}
@@ -123,22 +98,14 @@ EOF
             taskset -c "$PROXY_CPU" nginx -c "$d/nginx.conf" -p "$d" >"$d/out.log" 2>&1 &
             ;;
         haproxy)
-            cat >"$d/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
+            { haproxy_head; cat <<EOF
 frontend fe
     bind 127.0.0.1:$port proto h2
     default_backend be
 backend be
     server s1 127.0.0.1:$PORT_BACKEND
 EOF
+            } >"$d/haproxy.cfg"
             taskset -c "$PROXY_CPU" haproxy -db -f "$d/haproxy.cfg" >"$d/out.log" 2>&1 &
             ;;
         ninefold)
@@ -154,17 +121,6 @@ EOF
         [ "$(date +%s)" -ge $deadline ] && die "$t did not answer h2c on $port"
         sleep 0.1
     done
-}
-
-tree_ticks() {
-    local sum=0 p s
-    for p in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        s=$(cat /proc/"$p"/stat 2>/dev/null) || continue
-        s=${s##*) }
-        set -- $s
-        sum=$(( sum + ${12} + ${13} ))
-    done
-    echo "$sum"
 }
 
 RESULTS="$BENCH_DIR/results/h2-compare-$(date +%Y%m%d-%H%M%S).tsv"

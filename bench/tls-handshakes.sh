@@ -95,22 +95,11 @@ done
 for c in openssl nginx taskset awk; do command -v "$c" >/dev/null || die "$c not found"; done
 CLK_TCK=$(getconf CLK_TCK)
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tls-handshakes.XXXXXX") || die "mktemp failed"
-chmod 0755 "$TMP"
-declare -a PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf -- "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$BENCH_DIR/compare-lib.sh"
+bench_tmp tls-handshakes
 
 PORT_BACKEND=18180
 declare -A PORT=([nginx]=18181 [haproxy]=18182 [ninefold]=18183 [ninefold-b]=18184)
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in $PORT_BACKEND "${PORT[@]}"; do port_in_use "$p" && die "127.0.0.1:$p is in use"; done
 
 # ---------------------------------------------------------------- certificates --
@@ -125,19 +114,7 @@ for c in "${CERT_LIST[@]}"; do
 done
 
 # --------------------------------------------------------------------- backend --
-mkdir -p "$TMP/backend"
-cat >"$TMP/backend/nginx.conf" <<EOF
-worker_processes 1; daemon off; pid $TMP/backend/nginx.pid; error_log $TMP/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off; keepalive_requests 1000000;
-    client_body_temp_path $TMP/backend/t1; proxy_temp_path $TMP/backend/t2;
-    fastcgi_temp_path $TMP/backend/t3; uwsgi_temp_path $TMP/backend/t4; scgi_temp_path $TMP/backend/t5;
-    server { listen 127.0.0.1:$PORT_BACKEND; location / { return 200 "ok"; } }
-}
-EOF
-taskset -c "$LOAD_CPU" nginx -c "$TMP/backend/nginx.conf" -p "$TMP/backend" >/dev/null 2>&1 &
-PIDS+=($!)
+start_backend "$PORT_BACKEND" "$LOAD_CPU"
 
 # ------------------------------------------------------------- one proxy start --
 # start_target TARGET CERT: starts it pinned to PROXY_CPU; sets PID.
@@ -167,22 +144,14 @@ EOF
             taskset -c "$PROXY_CPU" nginx -c "$d/nginx.conf" -p "$d" >"$d/out.log" 2>&1 &
             ;;
         haproxy)
-            cat >"$d/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
+            { haproxy_head; cat <<EOF
 frontend fe
     bind 127.0.0.1:$port ssl crt $TMP/$c.combined
     default_backend be
 backend be
     server s1 127.0.0.1:$PORT_BACKEND
 EOF
+            } >"$d/haproxy.cfg"
             taskset -c "$PROXY_CPU" haproxy -db -f "$d/haproxy.cfg" >"$d/out.log" 2>&1 &
             ;;
         ninefold|ninefold-b)
@@ -206,17 +175,6 @@ EOF
 stop_target() {
     kill -TERM "$PID" 2>/dev/null
     wait "$PID" 2>/dev/null
-}
-
-tree_ticks() { # pid -> utime+stime of it and its children (one level is enough here)
-    local sum=0 p s
-    for p in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        s=$(cat /proc/"$p"/stat 2>/dev/null) || continue
-        s=${s##*) }
-        set -- $s
-        sum=$(( sum + ${12} + ${13} ))
-    done
-    echo "$sum"
 }
 
 # Checks that a second connection resumes the first one's session.
